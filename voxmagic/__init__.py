@@ -1,0 +1,43 @@
+"""voxmagic: talk to audio from a notebook (Voxtral via OpenRouter or any OpenAI-compatible endpoint).
+
+Names are resolved lazily so ``%load_ext voxmagic`` and ``import voxmagic`` stay cheap: pandas,
+PyAV and httpx load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ask": "api", "ask_async": "api", "transcribe": "api", "transcribe_async": "api", "ledger": "api",
+    "transcription_prompt": "api",
+    "AudioSource": "audio", "EncodedAudio": "audio", "PCM": "audio", "as_source": "audio",
+    "prepare": "audio", "encode": "audio",
+    "Client": "client", "TextDelta": "client", "Retrying": "client",
+    "CostLedger": "cost", "Pricing": "cost", "estimate": "cost", "audio_tokens": "cost",
+    "Params": "requests", "ChatRequest": "requests",
+    "Response": "results", "Usage": "results", "ToolCall": "results",
+    "Settings": "settings",
+    "VoxmagicError": "errors", "AudioError": "errors", "ConfigError": "errors", "BudgetError": "errors",
+    "APIError": "errors", "BadRequestError": "errors", "AuthenticationError": "errors",
+    "InsufficientCreditsError": "errors", "ModerationError": "errors", "RetryableError": "errors",
+    "RateLimitError": "errors", "APITimeoutError": "errors", "ServerError": "errors",
+    "APIConnectionError": "errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'voxmagic' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,159 @@
+"""What a call costs: prices, estimates before sending, and a running session total.
+
+Audio-token arithmetic (Voxtral paper; mistral-common's audio encoder, checked with mistral-common
+1.13): 12.5 tokens per second of audio, padded up to whole 30-second windows of 375 tokens, plus
+one begin-audio token per clip — 1 s → 376 tokens, 31 s → 751, 40 min → 30,001. That fixes how
+much of the 32K context a clip takes; the money for audio is billed per second.
+
+Cost model (OpenRouter's published prices for Voxtral Small): text prompt tokens at the prompt
+price, completion tokens at the completion price, audio at the per-second price. The server's
+``usage.cost`` always wins when it reports one; the estimate is an upper bound used for budgets
+and ``--dry-run``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+AUDIO_TOKENS_PER_SECOND = 12.5
+AUDIO_WINDOW_S = 30.0
+TOKENS_PER_WINDOW = 375
+CONTEXT_TOKENS = 32_768
+MAX_OUTPUT_TOKENS = 4_096
+# Bound for a transcript's length: fast speech is ~3.5 words/s ≈ 5 tokens/s; leave room for more.
+TRANSCRIPT_TOKENS_PER_SECOND = 8.0
+
+
+def audio_tokens(duration_s: float) -> int:
+    """Context tokens one clip of ``duration_s`` takes."""
+    windows = max(1, math.ceil(duration_s / AUDIO_WINDOW_S - 1e-9))
+    return 1 + TOKENS_PER_WINDOW * windows
+
+
+def transcript_token_bound(duration_s: float) -> int:
+    """A ``max_tokens`` that fits any honest transcript of ``duration_s`` but stops a runaway loop."""
+    return min(MAX_OUTPUT_TOKENS, 64 + math.ceil(duration_s * TRANSCRIPT_TOKENS_PER_SECOND))
+
+
+def text_tokens(text: str) -> int:
+    """A deliberately generous count (~4 characters per token) for estimates."""
+    return math.ceil(len(text) / 4) if text else 0
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """USD per prompt token, per completion token, per audio second."""
+
+    prompt: float
+    completion: float
+    audio_second: float
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, audio_seconds: float,
+             audio_tokens: int = 0) -> float:
+        """Cost where audio is billed per second, not as prompt tokens."""
+        return ((prompt_tokens - audio_tokens) * self.prompt + completion_tokens * self.completion
+                + audio_seconds * self.audio_second)
+
+
+VOXTRAL_SMALL = Pricing(prompt=0.10e-6, completion=0.30e-6, audio_second=100e-6)
+PRICES: dict[str, Pricing] = {
+    "mistralai/voxtral-small-24b-2507": VOXTRAL_SMALL,
+}
+
+
+def pricing_for(model: str) -> Pricing:
+    """Known prices for ``model``; unknown models are priced as Voxtral Small (an assumption)."""
+    return PRICES.get(model, VOXTRAL_SMALL)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An upper bound on a call's cost, computed before anything is sent."""
+
+    usd: float
+    prompt_tokens: int
+    completion_tokens: int
+    audio_seconds: float
+
+    def __str__(self) -> str:
+        return (f"≤ ${self.usd:.4f} ({self.audio_seconds:.1f} s audio, ≤{self.prompt_tokens:,} prompt + "
+                f"≤{self.completion_tokens:,} completion tokens)")
+
+
+def estimate(durations: Iterable[float], prompt: str, max_tokens: int | None,
+             pricing: Pricing = VOXTRAL_SMALL) -> Estimate:
+    """Upper bound: every clip's padded audio tokens, the prompt, and ``max_tokens`` of output
+    (the model's output limit when unset)."""
+    durations = list(durations)
+    seconds = sum(durations)
+    a_tokens = sum(audio_tokens(d) for d in durations)
+    prompt_tokens = a_tokens + text_tokens(prompt) + 8  # role/format tokens
+    completion = max_tokens or MAX_OUTPUT_TOKENS
+    usd = pricing.cost(prompt_tokens, completion, seconds, audio_tokens=a_tokens)
+    return Estimate(usd, prompt_tokens, completion, seconds)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    time: float
+    label: str
+    model: str
+    cost_usd: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    audio_seconds: float
+    cost_source: str  # "reported", "estimated" or "unknown"
+    generation_id: str | None = None
+
+
+@dataclass
+class CostLedger:
+    """Thread-safe running total of what a session has spent (requests finish on another thread)."""
+
+    entries: list[LedgerEntry] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, entry: LedgerEntry) -> LedgerEntry:
+        with self._lock:
+            self.entries.append(entry)
+        return entry
+
+    def record(self, response, label: str = "") -> LedgerEntry:
+        """Add a :class:`~voxmagic.results.Response`."""
+        u = response.usage
+        return self.add(LedgerEntry(time.time(), label, response.model, response.cost_usd,
+                                    u.prompt_tokens, u.completion_tokens, response.audio_seconds,
+                                    response.cost_source, response.generation_id))
+
+    @property
+    def total_usd(self) -> float:
+        with self._lock:
+            return sum(e.cost_usd or 0.0 for e in self.entries)
+
+    @property
+    def calls(self) -> int:
+        with self._lock:
+            return len(self.entries)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.entries.clear()
+
+    def to_dataframe(self) -> pd.DataFrame:
+        import pandas as pd
+
+        with self._lock:
+            rows = [asdict(e) for e in self.entries]
+        df = pd.DataFrame(rows, columns=list(LedgerEntry.__dataclass_fields__))
+        df["time"] = pd.to_datetime(df["time"], unit="s")
+        return df
+
+    def __str__(self) -> str:
+        return f"session ${self.total_usd:.4f} ({self.calls} calls)"

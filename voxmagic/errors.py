@@ -1,0 +1,145 @@
+"""Every error voxmagic raises on purpose, in one tree.
+
+    VoxmagicError                    base; ``str(err)`` is one line saying what happened and what to do
+    ├── AudioError                   a source could not be read, decoded or is empty
+    ├── ConfigError                  no API key, bad base URL or option value
+    ├── BudgetError                  the estimate exceeds what the budget has left (nothing was sent)
+    └── APIError                     the endpoint refused or failed; ``.status``, ``.code``, ``.metadata``
+        ├── BadRequestError          400 / 413 / 422: the request itself is wrong; not retried
+        ├── AuthenticationError      401: the key is missing or wrong
+        ├── InsufficientCreditsError 402: the account is out of credits
+        ├── ModerationError          403: the input was flagged
+        └── RetryableError           worth trying again; retried with backoff before it reaches you
+            ├── RateLimitError       429; ``.retry_after`` seconds when the server said
+            ├── APITimeoutError      408, or no byte arrived within the read timeout
+            ├── ServerError          5xx, or an error chunk in the middle of a stream
+            └── APIConnectionError   could not connect, connection dropped, malformed stream
+
+Foreign exceptions (httpx, JSON) are translated in exactly one place, ``client.py``, and chained
+with ``from``. ``APIError.partial_text`` keeps whatever text had already streamed, so a failure
+never silently throws away an answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VoxmagicError(Exception):
+    """Base class: catch this to handle anything voxmagic raises deliberately."""
+
+
+class AudioError(VoxmagicError):
+    """An audio source that cannot be used; the message names the source and the cause."""
+
+    def __init__(self, source: str, cause: str):
+        self.source = source
+        self.cause = cause
+        super().__init__(f"{source}: {cause}")
+
+
+class ConfigError(VoxmagicError):
+    """Settings are missing or invalid (e.g. no API key)."""
+
+
+class BudgetError(VoxmagicError):
+    """Refused before sending: the cost estimate exceeds the budget left."""
+
+    def __init__(self, message: str, *, estimate_usd: float, remaining_usd: float):
+        self.estimate_usd = estimate_usd
+        self.remaining_usd = remaining_usd
+        super().__init__(message)
+
+
+class APIError(VoxmagicError):
+    """The chat-completions endpoint answered with an error, or the exchange failed."""
+
+    retryable = False
+    advice = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: Any = None,
+        metadata: dict | None = None,
+        partial_text: str = "",
+        generation_id: str | None = None,
+    ):
+        self.message = message
+        self.status = status
+        self.code = code
+        self.metadata = metadata or {}
+        self.partial_text = partial_text
+        self.generation_id = generation_id
+        self.attempts = 1
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        head = f"HTTP {self.status}: " if self.status else ""
+        tail = f" ({self.advice})" if self.advice else ""
+        tries = f" [gave up after {self.attempts} attempts]" if self.attempts > 1 else ""
+        return f"{head}{self.message}{tail}{tries}"
+
+
+class BadRequestError(APIError):
+    advice = "the request was rejected as invalid; check the options and the audio"
+
+
+class AuthenticationError(APIError):
+    advice = "check the key in OPENROUTER_API_KEY (or pass api_key=)"
+
+
+class InsufficientCreditsError(APIError):
+    advice = "add credits at https://openrouter.ai/settings/credits or lower max_tokens"
+
+
+class ModerationError(APIError):
+    advice = "the input was flagged by moderation; it will not pass unchanged"
+
+
+class RetryableError(APIError):
+    retryable = True
+
+
+class RateLimitError(RetryableError):
+    advice = "rate limited; wait a minute or lower the concurrency"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class APITimeoutError(RetryableError):
+    advice = "the server took too long; try again or raise the timeout"
+
+
+class ServerError(RetryableError):
+    advice = "the provider failed; try again later"
+
+
+class APIConnectionError(RetryableError):
+    advice = "the connection failed or dropped; check the network and the base URL"
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientCreditsError,
+    403: ModerationError,
+    404: BadRequestError,
+    408: APITimeoutError,
+    413: BadRequestError,
+    422: BadRequestError,
+    429: RateLimitError,
+}
+
+
+def error_for_status(status: int) -> type[APIError]:
+    """The exception class for an HTTP status (any 5xx is a ServerError)."""
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status >= 500:
+        return ServerError
+    return APIError

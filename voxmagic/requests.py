@@ -1,0 +1,154 @@
+"""Typed requests: options become a frozen object right away and are checked before anything is sent.
+
+A bad value (temperature 7, four stops too many) fails here with a message naming the option,
+instead of as a 400 from the server after the audio was uploaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, Sequence
+
+from .audio import EncodedAudio
+from .errors import ConfigError
+
+DEFAULT_MODEL = "mistralai/voxtral-small-24b-2507"
+
+
+def _check_range(name: str, value: float | None, lo: float, hi: float, lo_open: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, not {value!r}")
+    if value > hi or value < lo or (lo_open and value == lo):
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        raise ConfigError(f"{name}={value!r} is out of range; use a value in {interval}")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Every sampling and output option of the chat-completions endpoint; ``None`` means unset."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    seed: int | None = None
+    response_format: Mapping[str, Any] | None = None
+    tools: tuple[Mapping[str, Any], ...] | None = None
+    tool_choice: str | Mapping[str, Any] | None = None
+    stream: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. provider routing, user
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        elif self.stop is not None:
+            object.__setattr__(self, "stop", tuple(self.stop))
+        if self.tools is not None:
+            object.__setattr__(self, "tools", tuple(self.tools))
+        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
+            raise ConfigError(f"max_tokens must be a whole number ≥ 1, not {self.max_tokens!r}")
+        _check_range("temperature", self.temperature, 0, 2)
+        _check_range("top_p", self.top_p, 0, 1, lo_open=True)
+        _check_range("frequency_penalty", self.frequency_penalty, -2, 2)
+        _check_range("presence_penalty", self.presence_penalty, -2, 2)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"seed must be a whole number, not {self.seed!r}")
+        if self.stop is not None and (len(self.stop) > 4 or not all(isinstance(s, str) and s for s in self.stop)):
+            raise ConfigError("stop takes at most 4 non-empty strings")
+        if isinstance(self.tool_choice, str) and self.tool_choice not in ("none", "auto", "required"):
+            if not self.tools or self.tool_choice not in _tool_names(self.tools):
+                raise ConfigError(f"tool_choice={self.tool_choice!r}: use none, auto, required or the name "
+                                  "of one of the tools")
+            object.__setattr__(self, "tool_choice",
+                               {"type": "function", "function": {"name": self.tool_choice}})
+        if self.response_format is not None:
+            object.__setattr__(self, "response_format", response_format(self.response_format))
+
+    @property
+    def wants_json(self) -> bool:
+        return bool(self.response_format) and self.response_format.get("type") in ("json_object", "json_schema")
+
+    def body(self) -> dict[str, Any]:
+        """Only the options that are set, as the endpoint names them."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra" or value is None:
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        out.update(self.extra)
+        return out
+
+
+def _tool_names(tools: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [t.get("function", {}).get("name") for t in tools]
+
+
+def response_format(spec: Any) -> dict[str, Any]:
+    """Accept ``"json"``, ``"text"``, a full response_format dict, a JSON schema, or a pydantic model."""
+    if spec in ("json", "json_object"):
+        return {"type": "json_object"}
+    if spec == "text":
+        return {"type": "text"}
+    if hasattr(spec, "model_json_schema"):  # a pydantic model class
+        return _json_schema(spec.__name__, spec.model_json_schema())
+    if isinstance(spec, Mapping):
+        if spec.get("type") in ("text", "json_object", "json_schema"):
+            return dict(spec)
+        if "properties" in spec or spec.get("type") == "object":
+            return _json_schema(str(spec.get("title", "answer")), dict(spec))
+    raise ConfigError(f"response_format: expected 'json', a JSON schema dict or a pydantic model, not {spec!r:.80}")
+
+
+def _json_schema(name: str, schema: dict) -> dict[str, Any]:
+    safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:64] or "answer"
+    return {"type": "json_schema", "json_schema": {"name": safe, "strict": True, "schema": schema}}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One user message: the prompt text and one audio part per clip.
+
+    ``system`` is folded into the user text: Voxtral's model card says system prompts are not
+    supported yet, and folded instructions work on every host.
+    ``dialect`` is "openrouter", "openai" (vLLM and other OpenAI-compatible servers) or "mistral"
+    (Mistral's own API, whose audio part is a bare base64 string with no format).
+    """
+
+    prompt: str
+    audio: tuple[EncodedAudio, ...]
+    params: Params = Params()
+    model: str = DEFAULT_MODEL
+    system: str | None = None
+    dialect: str = "openrouter"
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(a.duration_s for a in self.audio)
+
+    @property
+    def text(self) -> str:
+        return f"{self.system.strip()}\n\n{self.prompt}" if self.system else self.prompt
+
+    def body(self, *, elide_audio: bool = False) -> dict[str, Any]:
+        parts: list[dict[str, Any]] = [{"type": "text", "text": self.text}]
+        for clip in self.audio:
+            data = f"<{len(clip.data):,} bytes of {clip.format}, {clip.duration_s:.2f} s>" if elide_audio else clip.base64()
+            if self.dialect == "mistral":
+                parts.append({"type": "input_audio", "input_audio": data})
+            else:
+                parts.append({"type": "input_audio", "input_audio": {"data": data, "format": clip.format}})
+        body = {"model": self.model, "messages": [{"role": "user", "content": parts}], **self.params.body()}
+        if self.dialect == "openrouter" and (self.params.response_format or self.params.tools):
+            # Route only to providers that honour these options instead of silently ignoring them.
+            body.setdefault("provider", {"require_parameters": True})
+        return body
+
+    def preview(self) -> str:
+        """The request as JSON with audio elided (for --dry-run and logs); never includes a key."""
+        return json.dumps(self.body(elide_audio=True), indent=2, ensure_ascii=False)

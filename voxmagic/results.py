@@ -1,0 +1,120 @@
+"""What comes back: typed, self-describing results with a readable text form everywhere."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# One row per source in a transcription table, in this order.
+TRANSCRIPT_COLUMNS = ["source", "duration_s", "text", "prompt_tokens", "completion_tokens",
+                      "cost_usd", "latency_s", "error", "attempts", "finish_reason",
+                      "audio_format", "audio_sha256", "generation_id"]
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts and the server's cost; every field may be missing, so every field is optional."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    audio_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost: float | None = None  # USD (OpenRouter credits), as reported
+
+    @classmethod
+    def from_api(cls, data: dict | None) -> Usage:
+        data = data or {}
+        prompt_details = data.get("prompt_tokens_details") or {}
+        completion_details = data.get("completion_tokens_details") or {}
+        cost = data.get("cost")
+        return cls(
+            prompt_tokens=_int(data.get("prompt_tokens")),
+            completion_tokens=_int(data.get("completion_tokens")),
+            total_tokens=_int(data.get("total_tokens")),
+            audio_tokens=_int(prompt_details.get("audio_tokens")),
+            cached_tokens=_int(prompt_details.get("cached_tokens")),
+            reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
+            cost=float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
+        )
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function the model asked to call; ``arguments`` is the raw JSON text it produced."""
+
+    id: str
+    name: str
+    arguments: str
+
+    @property
+    def args(self) -> dict:
+        return json.loads(self.arguments or "{}")
+
+
+@dataclass
+class Response:
+    """One completed chat-completions call."""
+
+    text: str
+    model: str
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = None
+    cost_source: str = "unknown"  # "reported" by the server, or "estimated" here
+    audio_seconds: float = 0.0
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    generation_id: str | None = None
+    provider: str | None = None
+    attempts: int = 1
+    retries: list[tuple[str, float]] = field(default_factory=list)  # (error, seconds waited)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    parsed: Any = None  # the decoded JSON when a JSON response_format was asked for
+    parse_error: str | None = None
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def value(self) -> Any:
+        """What a user wants back: parsed JSON if asked for, else the text."""
+        return self.parsed if self.parsed is not None else self.text
+
+    @property
+    def summary(self) -> str:
+        cost = f"${self.cost_usd:.6f}" if self.cost_usd is not None else "cost unknown"
+        toks = self.usage.completion_tokens
+        bits = [self.model, f"{self.audio_seconds:.1f} s audio", f"{toks} tokens" if toks is not None
+                else None, cost, f"{self.latency_s:.2f} s",
+                f"{self.attempts} attempts" if self.attempts > 1 else None]
+        return " · ".join(b for b in bits if b)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(f"{self.text}\n[{self.summary}]")
+
+    def to_row(self) -> dict:
+        u = self.usage
+        return {"text": self.text, "prompt_tokens": u.prompt_tokens,
+                "completion_tokens": u.completion_tokens, "cost_usd": self.cost_usd,
+                "latency_s": self.latency_s, "attempts": self.attempts,
+                "finish_reason": self.finish_reason, "generation_id": self.generation_id}
+
+
+def attach_json(response: Response) -> Response:
+    """Parse the text as JSON (for JSON response formats); a failure is recorded, not raised."""
+    text = response.text.strip()
+    if text.startswith("```"):  # some models fence JSON even when asked not to
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        response.parsed = json.loads(text)
+    except ValueError as exc:
+        response.parse_error = f"the answer is not valid JSON: {exc}"
+    return response
