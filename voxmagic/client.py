@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterator
 
 import httpx
 import httpx_sse
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential,
+                      wait_random)
 
 from .cost import audio_tokens, pricing_for
 from .errors import (APIConnectionError, APIError, APITimeoutError, RateLimitError, ServerError,
@@ -72,7 +73,8 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self.dialect = dialect or dialect_for(self.base_url)
         self.max_attempts = max(1, max_attempts)
-        self.backoff, self.max_backoff = backoff, max_backoff
+        # exponential backoff with jitter of the same scale: 1×, 2×, 4× ... backoff, + up to 1×
+        self._backoff = wait_exponential(multiplier=backoff, max=max_backoff) + wait_random(0, backoff)
         headers = {"User-Agent": "voxmagic"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -130,7 +132,7 @@ class Client:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return min(retry_after, MAX_RETRY_AFTER_S)
-        return wait_exponential_jitter(initial=self.backoff, max=self.max_backoff)(state)
+        return self._backoff(state)
 
     async def _send_once(self, request: ChatRequest, on_event: EventHandler | None,
                          started: float) -> Response:

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# voxmagic's two set-up commands on a fresh machine:
+#   ./run.sh demo    create .venv, install voxmagic, transcribe the bundled samples
+#   ./run.sh test    the same, plus test dependencies and Debian packages, then the test suite
+# Extra arguments after "test" go to pytest. PYTHON picks the interpreter (default python3).
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+
+apt_install() {  # Debian packages, only those missing, only where apt-get can run
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! command -v apt-get >/dev/null; then
+    echo "warning: cannot install ${missing[*]} (no apt-get); some tests may fail" >&2; return 0
+  fi
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+venv() {  # $1 = the extra to install
+  if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv 2>/dev/null || { apt_install python3-venv && "$PYTHON" -m venv .venv; }
+  fi
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$1]"
+}
+
+case "${1:-}" in
+  demo)
+    venv server
+    exec .venv/bin/python -m voxmagic demo ;;
+  test)
+    shift
+    venv test
+    exec .venv/bin/python -m pytest "$@" ;;
+  *)
+    echo "usage: ./run.sh demo | ./run.sh test [pytest args]" >&2; exit 2 ;;
+esac

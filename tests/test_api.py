@@ -1,0 +1,164 @@
+"""The Python API a user calls: ask / transcribe (sync and async), keys, the session ledger."""
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import voxmagic
+from voxmagic.errors import AudioError, ConfigError
+from voxmagic.testing.synth import tone, tone_file
+
+
+@pytest.fixture
+def opts(server):
+    return {"base_url": server.base_url, "api_key": "test-key", "backoff": 0.01}
+
+
+@pytest.fixture
+def clips(tmp_path):
+    return {
+        "mp3": tone_file(tmp_path / "interview.mp3", 3.2),
+        "flac": tone_file(tmp_path / "lecture.flac", 1.7, freq=300),
+        "wav": tone_file(tmp_path / "memo.wav", 0.9, channels=1),
+    }
+
+
+def server_durations(server):
+    return {rec.audio[0].sha256: rec.audio[0].duration_s for rec in server.requests}
+
+
+def test_transcribe_mp3_flac_and_a_missing_file(server, opts, clips):
+    df = voxmagic.transcribe([str(clips["mp3"]), str(clips["flac"]), "missing.mp3"], **opts)
+    assert list(df["source"]) == [str(clips["mp3"]), str(clips["flac"]), "missing.mp3"]
+    for col in ["source", "duration_s", "text", "prompt_tokens", "completion_tokens", "cost_usd",
+                "latency_s", "error"]:
+        assert col in df.columns
+    ok = df.iloc[:2]
+    assert abs(ok["duration_s"].iloc[0] - 3.2) < 0.05 and abs(ok["duration_s"].iloc[1] - 1.7) < 0.05
+    assert ok["error"].isna().all()
+    by_sha = {rec.audio[0].sha256: rec.cost for rec in server.requests}
+    for _, row in ok.iterrows():
+        assert row["cost_usd"] == by_sha[row["audio_sha256"]]  # exactly what the server reported
+        assert row["text"].startswith("Heard 1 clips")
+    missing = df.iloc[2]
+    assert missing["error"].startswith("no such file") and pd.isna(missing["text"])
+    assert server.request_count == 2  # nothing was sent for the missing file
+
+
+def test_transcribe_defaults_to_temperature_0_and_a_bounded_max_tokens(server, opts, clips):
+    voxmagic.transcribe(str(clips["mp3"]), "fr", **opts)
+    body = server.requests[-1].body
+    assert body["temperature"] == 0.0 and 0 < body["max_tokens"] <= 4096
+    assert "The speech is in fr." in server.requests[-1].prompt
+
+
+def test_a_failing_request_does_not_lose_the_others(server, opts, clips):
+    server.add_fault("http_500", times=1)
+    paths = [str(clips[k]) for k in ("mp3", "flac", "wav")] * 2
+    df = voxmagic.transcribe(paths, concurrency=3, **{**opts, "max_attempts": 1})
+    assert len(df) == 6 and df["error"].notna().sum() == 1
+    assert "HTTP 500" in df["error"].dropna().iloc[0]
+    assert df["text"].notna().sum() == 5
+
+
+def test_a_corrupt_file_in_a_batch(server, opts, clips, tmp_path):
+    bad = tmp_path / "broken.m4a"
+    bad.write_bytes(b"\x00\x01garbage" * 100)
+    df = voxmagic.transcribe([str(clips["wav"]), str(bad), str(clips["flac"])], **opts)
+    assert df["error"].isna().tolist() == [True, False, True]
+    assert df["error"].iloc[1].startswith("not a readable audio or video file")
+
+
+def test_results_come_back_in_input_order_under_concurrency(server, opts, tmp_path):
+    server.configure(latency=0.05)
+    paths = [str(tone_file(tmp_path / f"c{i}.wav", 0.5 + 0.25 * (7 - i), channels=1)) for i in range(8)]
+    seen = []
+    df = voxmagic.transcribe(paths, concurrency=4, on_result=lambda i, row: seen.append(i), **opts)
+    assert list(df["source"]) == paths
+    assert sorted(seen) == list(range(8))
+    np.testing.assert_allclose(df["duration_s"], [0.5 + 0.25 * (7 - i) for i in range(8)], atol=0.01)
+
+
+def test_ask_with_several_sources_and_streaming_events(server, opts, clips):
+    deltas = []
+    r = voxmagic.ask([str(clips["mp3"]), (tone(1.0, 8000, 1)[0], 8000)], "Compare the two clips.",
+                     on_event=lambda e: deltas.append(getattr(e, "text", "")), **opts)
+    assert r.text.startswith("Heard 2 clips") and "".join(deltas) == r.text
+    assert len(server.requests[-1].audio) == 2
+    assert r.audio_seconds == pytest.approx(4.2, abs=0.05)
+    assert r.sources[0] == str(clips["mp3"])
+
+
+def test_ask_records_cost_in_the_session_ledger(server, opts, clips):
+    before_total, before_calls = voxmagic.ledger.total_usd, voxmagic.ledger.calls
+    r = voxmagic.ask(str(clips["wav"]), "What is this?", **opts)
+    assert voxmagic.ledger.calls == before_calls + 1
+    assert voxmagic.ledger.total_usd == pytest.approx(before_total + r.cost_usd)
+    assert voxmagic.ledger.entries[-1].cost_source == "reported"
+
+
+def test_sync_api_works_inside_a_running_event_loop(server, opts, clips):
+    """As in ipykernel: the caller's thread already runs a loop, and we block in it."""
+    async def cell():
+        return voxmagic.ask(str(clips["wav"]), "Inside a running loop?", **opts)
+
+    r = asyncio.run(cell())
+    assert r.text.startswith("Heard 1 clips")
+
+
+def test_async_api_from_the_callers_loop(server, opts, clips):
+    async def main():
+        return await asyncio.gather(
+            voxmagic.ask_async(str(clips["wav"]), "one", **opts),
+            voxmagic.transcribe_async([str(clips["flac"])], **opts))
+
+    r, df = asyncio.run(main())
+    assert r.text.startswith("Heard") and df["error"].isna().all()
+
+
+def test_interrupt_cancels_a_blocking_call_promptly(server, opts, clips):
+    import _thread
+
+    server.add_fault("stall", seconds=30)
+    threading.Timer(0.5, _thread.interrupt_main).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        voxmagic.ask(str(clips["wav"]), "This will stall.", **opts)
+    assert time.monotonic() - started < 5
+    r = voxmagic.ask(str(clips["wav"]), "The loop still works.", **opts)  # the loop survived
+    assert r.text.startswith("Heard")
+
+
+def test_no_key_is_one_clear_line(monkeypatch, clips):
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"no API key: set OPENROUTER_API_KEY") as err:
+        voxmagic.ask(str(clips["wav"]), "hi")
+    assert "\n" not in str(err.value)
+
+
+def test_key_from_the_environment(server, monkeypatch, clips):
+    monkeypatch.setenv("OPENROUTER_API_KEY", "env-key")
+    server.configure(api_key="env-key")
+    r = voxmagic.ask(str(clips["wav"]), "hi", base_url=server.base_url)
+    assert r.text.startswith("Heard")
+
+
+def test_unknown_option_is_named(opts, clips):
+    with pytest.raises(ConfigError, match="unknown option.*temprature"):
+        voxmagic.ask(str(clips["wav"]), "hi", temprature=0.2, **opts)
+
+
+def test_bad_audio_in_ask_raises_audio_error(opts):
+    with pytest.raises(AudioError, match=re.escape("nope.wav: no such file")):
+        voxmagic.ask("nope.wav", "hi", **opts)
+
+
+def test_public_names_are_exported():
+    for name in voxmagic.__all__:
+        assert getattr(voxmagic, name) is not None

@@ -1,0 +1,220 @@
+"""The streaming client end to end over real HTTP against the local OpenRouter-compatible server."""
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+import voxmagic
+from voxmagic import audio
+from voxmagic.client import Client, Retrying, TextDelta
+from voxmagic.errors import (APIConnectionError, APITimeoutError, AuthenticationError,
+                             BadRequestError, InsufficientCreditsError, ModerationError,
+                             RateLimitError, ServerError)
+from voxmagic.requests import ChatRequest, Params
+from voxmagic.testing.synth import tone_file
+
+ANSWER = re.compile(r"Heard 1 clips: \[1\] (?P<dur>[\d.]+) s (?P<fmt>\w+) sha256:(?P<sha>[0-9a-f]{12})\.")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tone_file(tmp_path_factory.mktemp("audio") / "tone.mp3", 2.5)
+    return audio.prepare(str(path))
+
+
+def call(server, clip, *, params=None, events=None, **client_kw):
+    """One request through a fresh Client on a private loop."""
+    client_kw = {"backoff": 0.01, **client_kw}
+
+    async def go():
+        async with Client("test-key", base_url=server.base_url, **client_kw) as client:
+            return await client.complete(ChatRequest("Describe the audio.", (clip,), params or Params()),
+                                         events.append if events is not None else None)
+
+    return asyncio.run(go())
+
+
+def test_stream_joins_deltas_and_reads_usage_after_finish_reason(server, clip):
+    events = []
+    r = call(server, clip, events=events)
+    m = ANSWER.match(r.text)
+    assert m and m["sha"] == clip.sha256[:12] and m["fmt"] == "mp3"  # the audio arrived whole
+    assert abs(float(m["dur"]) - 2.5) < 0.05
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == r.text
+    assert len(events) > 5  # it really streamed
+    rec = server.requests[-1]
+    assert r.finish_reason == "stop" and r.attempts == 1
+    assert r.cost_source == "reported" and r.cost_usd == rec.cost  # read past finish_reason
+    assert r.usage.audio_tokens == 376 and r.usage.completion_tokens == len(r.text.split())
+    assert r.generation_id == rec.id and r.ttft_s is not None and r.latency_s >= r.ttft_s
+    assert r.audio_seconds == clip.duration_s
+
+
+def test_non_streaming(server, clip):
+    r = call(server, clip, params=Params(stream=False))
+    assert ANSWER.match(r.text) and r.cost_usd == server.requests[-1].cost
+    assert server.requests[-1].body["stream"] is False
+
+
+def test_every_parameter_reaches_the_server(server, clip):
+    params = Params(max_tokens=5, temperature=0.3, top_p=0.9, stop=["zzz"], frequency_penalty=0.1,
+                    presence_penalty=0.2, seed=42)
+    r = call(server, clip, params=params)
+    body = server.requests[-1].body
+    for key in ("max_tokens", "temperature", "top_p", "frequency_penalty", "presence_penalty", "seed"):
+        assert body[key] == getattr(params, key)
+    assert body["stop"] == ["zzz"]
+    assert r.finish_reason == "length" and r.usage.completion_tokens == 5
+
+
+def test_stop_sequence_cuts_the_answer(server, clip):
+    r = call(server, clip, params=Params(stop="sha256"))
+    assert r.text.endswith("mp3 ") or "sha256" not in r.text
+
+
+def test_headers_and_key_handling(server, clip):
+    call(server, clip, referer="https://example.org/nb", title="My demo")
+    headers = {k.lower(): v for k, v in server.requests[-1].headers.items()}
+    assert headers["http-referer"] == "https://example.org/nb" and headers["x-title"] == "My demo"
+    assert headers["authorization"] == "Bearer ***"  # the server redacts; the client sent one
+    assert "test-key" not in repr(Client("test-key", base_url=server.base_url))
+
+
+def test_json_schema_is_parsed(server, clip):
+    schema = {"type": "object", "properties": {"topic": {"type": "string"}, "minutes": {"type": "number"},
+                                               "speakers": {"type": "array", "items": {"type": "string"}}},
+              "required": ["topic", "minutes", "speakers"]}
+    r = call(server, clip, params=Params(response_format=schema))
+    assert set(r.parsed) == {"topic", "minutes", "speakers"}
+    assert isinstance(r.parsed["speakers"], list) and r.value is r.parsed
+    assert server.requests[-1].body["response_format"]["type"] == "json_schema"
+
+
+def test_tool_calls_stream_and_reassemble(server, clip):
+    tool = {"type": "function", "function": {"name": "log_topic", "parameters": {
+        "type": "object", "properties": {"topic": {"type": "string"}, "n": {"type": "integer"}},
+        "required": ["topic", "n"]}}}
+    r = call(server, clip, params=Params(tools=[tool], tool_choice="log_topic"))
+    assert r.finish_reason == "tool_calls"
+    (tc,) = r.tool_calls
+    assert tc.name == "log_topic" and tc.id and set(tc.args) == {"topic", "n"}
+
+
+# --- faults: retried and recovered ------------------------------------------------------------
+
+@pytest.mark.parametrize("fault", ["http_500", "http_502", "http_503", "http_408", "reset_mid_stream",
+                                   "malformed_sse", "error_chunk"])
+def test_transient_faults_are_retried(server, clip, fault):
+    server.add_fault(fault, after_tokens=3)
+    events = []
+    r = call(server, clip, events=events)
+    assert ANSWER.match(r.text) and r.attempts == 2 and len(r.retries) == 1
+    assert [e.attempt for e in events if isinstance(e, Retrying)] == [1]
+    assert server.request_count == 2 and server.requests[-1].completed
+    assert r.cost_usd == server.requests[-1].cost
+
+
+def test_retry_after_is_honoured(server, clip):
+    server.add_fault("http_429", retry_after=0.4)
+    r = call(server, clip, backoff=5.0)  # backoff alone would wait ≥ 5 s
+    assert r.attempts == 2 and r.retries == [("RateLimitError 429", 0.4)]
+
+
+def test_stall_past_read_timeout_is_retried(server, clip):
+    server.add_fault("stall", seconds=1.5, after_tokens=2)
+    r = call(server, clip, read_timeout=0.4)
+    assert r.attempts == 2 and r.retries[0][0] == "APITimeoutError"
+    assert ANSWER.match(r.text)
+
+
+def test_error_in_a_200_non_streaming_reply_is_an_error(server, clip):
+    server.add_fault("error_chunk", times=9)
+    with pytest.raises(ServerError) as err:
+        call(server, clip, params=Params(stream=False), max_attempts=2)
+    assert err.value.attempts == 2 and server.request_count == 2
+
+
+def test_persistent_failure_gives_up_with_partial_text(server, clip):
+    server.add_fault("error_chunk", times=9, after_tokens=4)
+    with pytest.raises(ServerError) as err:
+        call(server, clip, max_attempts=3)
+    e = err.value
+    assert e.attempts == 3 and server.request_count == 3
+    assert e.partial_text.startswith("Heard 1 clips:") and e.generation_id
+    assert "gave up after 3 attempts" in str(e) and "\n" not in str(e)
+
+
+def test_rate_limit_gives_up_after_max_attempts(server, clip):
+    server.add_fault("http_429", times=9, retry_after=0.01)
+    with pytest.raises(RateLimitError) as err:
+        call(server, clip, max_attempts=2)
+    assert err.value.retry_after == pytest.approx(0.01) and err.value.status == 429
+
+
+# --- faults: clear typed errors, not retried --------------------------------------------------
+
+@pytest.mark.parametrize("fault, exc, advice", [
+    ("http_400", BadRequestError, "invalid"),
+    ("http_401", AuthenticationError, "OPENROUTER_API_KEY"),
+    ("http_402", InsufficientCreditsError, "add credits"),
+    ("http_403", ModerationError, "flagged"),
+])
+def test_client_errors_are_typed_and_not_retried(server, clip, fault, exc, advice):
+    server.add_fault(fault)
+    with pytest.raises(exc) as err:
+        call(server, clip)
+    assert server.request_count == 1 and err.value.attempts == 1
+    assert advice in str(err.value) and "\n" not in str(err.value)
+    assert "test-key" not in str(err.value)
+
+
+def test_wrong_key(server, clip):
+    server.configure(api_key="the-right-key")
+    with pytest.raises(AuthenticationError, match="HTTP 401"):
+        call(server, clip)
+
+
+def test_validation_error_names_the_field(server, clip):
+    with pytest.raises(BadRequestError, match="not a valid model ID"):
+        asyncio.run(_send(server, ChatRequest("q", (clip,), model="nobody/nothing")))
+
+
+async def _send(server, request, **kw):
+    async with Client("k", base_url=server.base_url, backoff=0.01, **kw) as client:
+        return await client.complete(request)
+
+
+def test_nothing_listening_is_a_connection_error():
+    async def go():
+        async with Client("k", base_url="http://127.0.0.1:9/api/v1", backoff=0.01, max_attempts=2) as c:
+            await c.complete(ChatRequest("q", (audio.EncodedAudio(b"x", "mp3", 1.0),)))
+
+    with pytest.raises(APIConnectionError, match="could not connect") as err:
+        asyncio.run(go())
+    assert err.value.attempts == 2
+
+
+# --- other dialects ---------------------------------------------------------------------------
+
+def test_mistral_dialect_without_cost_is_estimated_from_usage(clip):
+    from voxmagic.testing.server import LocalServer
+
+    with LocalServer(dialect="mistral") as srv:
+        r = asyncio.run(_send(srv, ChatRequest("q", (clip,), model="voxtral-small-latest",
+                                               dialect="mistral")))
+        rec = srv.requests[-1]
+    assert rec.cost is None and r.cost_source == "estimated"
+    u = r.usage
+    expected = (u.prompt_tokens - u.audio_tokens) * 0.1e-6 + u.completion_tokens * 0.3e-6 + 2.5 * 100e-6
+    assert r.cost_usd == pytest.approx(expected, rel=1e-3)
+
+
+def test_openai_dialect_shape_is_refused_by_a_mistral_server(clip):
+    from voxmagic.testing.server import LocalServer
+
+    with LocalServer(dialect="mistral") as srv:
+        with pytest.raises(BadRequestError, match="input_audio"):
+            asyncio.run(_send(srv, ChatRequest("q", (clip,), model="voxtral-small-latest",
+                                               dialect="openai")))

@@ -1,0 +1,556 @@
+"""The local OpenRouter look-alike on its own, over real sockets with raw httpx / httpx-sse.
+
+Everything the client code will rely on is pinned here: decoding and hashing of real audio,
+token and cost arithmetic, SSE framing (keep-alives, usage-only last chunk), validation
+messages, and every injected fault. Shapes are also checked against the official OpenRouter
+SDK's pydantic models, strictly, with a diff of the dump to catch keys they would drop.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import io
+import json
+import logging
+import math
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Literal, Optional
+
+import av
+import httpx
+import numpy as np
+import pytest
+from httpx_sse import connect_sse
+from openrouter import components as orc
+from pydantic import BaseModel, Field
+
+from voxmagic.testing.server import LocalServer
+
+MODEL = "mistralai/voxtral-small-24b-2507"
+AUTH = {"Authorization": "Bearer sk-or-test"}
+HEARD = re.compile(r"\[(\d+)\] (\d+\.\d{3}) s (\w+) sha256:([0-9a-f]{12})")
+# Keys OpenRouter sends that the SDK's models do not describe (they would be dropped silently).
+OPENROUTER_EXTRAS = {"provider", "choices.native_finish_reason", "choices.error"}
+HTTP = httpx.Client(timeout=10)  # one pooled client: a fresh one per call costs ~40 ms of TLS setup
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_http():
+    yield
+    HTTP.close()
+
+
+# -- audio fixtures -------------------------------------------------------------------------
+_CODECS = {"mp3": ("mp3", "libmp3lame"), "flac": ("flac", "flac"), "wav": ("wav", "pcm_s16le"),
+           "ogg": ("ogg", "libopus"), "m4a": ("ipod", "aac")}
+
+
+@functools.lru_cache(maxsize=None)
+def tone(fmt: str, seconds: float = 2.5, rate: int = 44100, channels: int = 2) -> bytes:
+    """A 440 Hz sine of known length encoded in memory with PyAV."""
+    container, codec = _CODECS[fmt]
+    rate = 48000 if codec == "libopus" else rate
+    layout = "stereo" if channels == 2 else "mono"
+    n = round(seconds * rate)
+    samples = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / rate)).astype(np.float32)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        step = 4096
+        for i in range(0, n, step):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(np.tile(samples[i:i + step], (channels, 1))),
+                                               format="fltp", layout=layout)
+            frame.sample_rate, frame.pts = rate, i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def audio_part(raw: bytes, fmt: str) -> dict:
+    return {"type": "input_audio", "input_audio": {"data": base64.b64encode(raw).decode(), "format": fmt}}
+
+
+def chat(*parts: dict | str, model: str = MODEL, system: str | None = None, **params) -> dict:
+    content = [{"type": "text", "text": p} if isinstance(p, str) else p for p in parts]
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
+    return {"model": model, "messages": messages, **params}
+
+
+def post(srv: LocalServer, body, headers=AUTH, **kw) -> httpx.Response:
+    kwargs = {"content": body} if isinstance(body, (str, bytes)) else {"json": body}
+    return HTTP.post(srv.base_url + "/chat/completions", headers=headers, **kwargs, **kw)
+
+
+def stream_events(srv: LocalServer, body: dict, **kw) -> list[dict]:
+    """Parsed data events of a stream (keep-alive comments are skipped by httpx-sse, as in clients)."""
+    events = []
+    with connect_sse(HTTP, "POST", srv.base_url + "/chat/completions", json={**body, "stream": True},
+                     headers=AUTH, **kw) as source:
+        assert source.response.status_code == 200, source.response.read()
+        for sse in source.iter_sse():
+            events.append("[DONE]" if sse.data == "[DONE]" else json.loads(sse.data))
+    return events
+
+
+def content_of(events: list) -> str:
+    return "".join(e["choices"][0]["delta"].get("content") or "" for e in events
+                   if isinstance(e, dict) and e["choices"])
+
+
+def expected_cost(prompt_tokens: int, audio_tokens: int, completion_tokens: int, audio_s: float) -> float:
+    return (prompt_tokens - audio_tokens) * 0.10e-6 + completion_tokens * 0.30e-6 + audio_s * 100e-6
+
+
+def dropped_keys(given, dumped, path: str = "") -> set[str]:
+    """Key paths present in `given` but missing from the SDK model's dump (list indices elided)."""
+    if isinstance(given, dict):
+        missing = {f"{path}{k}" for k in given if not isinstance(dumped, dict) or k not in dumped}
+        for k, v in given.items():
+            if isinstance(dumped, dict) and k in dumped:
+                missing |= dropped_keys(v, dumped[k], f"{path}{k}.")
+        return missing
+    if isinstance(given, list) and isinstance(dumped, list):
+        return set().union(*(dropped_keys(g, d, path) for g, d in zip(given, dumped)))
+    return set()
+
+
+def sdk_check(model: type, obj: dict) -> None:
+    parsed = model.model_validate(obj, strict=True)
+    assert dropped_keys(obj, parsed.model_dump(exclude_unset=True, by_alias=True)) <= OPENROUTER_EXTRAS
+
+
+# -- decoding, answers, usage -----------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "wav", "ogg", "m4a"])
+def test_audio_is_decoded_and_hashed(server, fmt):
+    raw = tone(fmt)
+    r = post(server, chat("What is this sound?", audio_part(raw, fmt)))
+    assert r.status_code == 200, r.text
+    text = r.json()["choices"][0]["message"]["content"]
+    (k, seconds, said_fmt, sha), = HEARD.findall(text)
+    assert (k, said_fmt) == ("1", fmt)
+    assert abs(float(seconds) - 2.5) < 0.03
+    assert sha == hashlib.sha256(raw).hexdigest()[:12]
+    assert text.endswith("Prompt: What is this sound?")
+    rec = server.requests[-1]
+    info = rec.audio[0]
+    assert (info.n_bytes, info.sha256, info.channels) == (len(raw), hashlib.sha256(raw).hexdigest(), 2)
+    assert info.sample_rate == (48000 if fmt == "ogg" else 44100)
+    assert rec.body["messages"][0]["content"][1]["input_audio"]["data"] == f"<{len(raw)} bytes>"
+    assert rec.headers["Authorization"] == "Bearer ***" and rec.prompt == "What is this sound?"
+    assert (rec.status, rec.fault, rec.completed) == (200, None, True)
+    assert r.headers["X-Generation-Id"] == rec.id == r.json()["id"]
+
+
+def test_usage_and_cost_follow_voxtral_arithmetic(server):
+    short, long_ = tone("flac"), tone("flac", seconds=31.0, rate=16000, channels=1)
+    r = post(server, chat("Compare these two clips please", audio_part(short, "flac"), audio_part(long_, "flac"),
+                          system="Be brief."))
+    assert r.status_code == 200
+    body = r.json()
+    sdk_check(orc.ChatResult, body)
+    answer, usage = body["choices"][0]["message"]["content"], body["usage"]
+    assert answer.startswith("System: Be brief. Heard 2 clips: [1] 2.500 s flac")
+    assert [float(s) for _, s, _, _ in HEARD.findall(answer)] == [2.5, 31.0]
+    audio_tokens = 376 + 751  # 1 + 375 * ceil(seconds / 30) per clip
+    prompt_tokens = 5 + 2 + audio_tokens  # words of the user text and of the system text
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 0, "audio_tokens": audio_tokens}
+    assert usage["prompt_tokens"] == prompt_tokens
+    assert usage["completion_tokens"] == len(answer.split())
+    assert usage["total_tokens"] == prompt_tokens + usage["completion_tokens"]
+    assert usage["cost"] == pytest.approx(expected_cost(prompt_tokens, audio_tokens, usage["completion_tokens"], 33.5))
+    assert usage["is_byok"] is False and server.requests[-1].cost == usage["cost"]
+
+
+def test_stream_framing_keepalive_and_usage_last(server):
+    body = chat("Describe it", audio_part(tone("mp3"), "mp3"), stream=True)
+    with HTTP.stream("POST", server.base_url + "/chat/completions", json=body, headers=AUTH) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["transfer-encoding"] == "chunked" and r.headers["x-generation-id"].startswith("gen-")
+        raw = b"".join(r.iter_raw()).decode()
+    assert raw.endswith("\n\n")
+    events = raw[:-2].split("\n\n")
+    assert events[0] == ": OPENROUTER PROCESSING" and events[-1] == "data: [DONE]"
+    chunks = [json.loads(e[len("data: "):]) for e in events[1:-1]]
+    for chunk in chunks:
+        sdk_check(orc.ChatStreamChunk, chunk)
+    *tokens, finish, last = chunks
+    assert last["choices"] == [] and set(last["usage"]) >= {"prompt_tokens", "completion_tokens", "cost"}
+    assert finish["choices"][0]["finish_reason"] == "stop" and finish["choices"][0]["delta"]["content"] == ""
+    assert all(c["choices"][0]["finish_reason"] is None for c in tokens)
+    assert last["usage"]["completion_tokens"] == len(tokens)
+    plain = post(server, {**body, "stream": False}).json()
+    assert content_of(chunks) == plain["choices"][0]["message"]["content"]
+    assert plain["usage"] == last["usage"]
+
+
+def test_latency_sends_keepalives_and_token_rate_paces(server):
+    server.configure(latency=0.2, keepalive_interval=0.05, token_rate=200, answer_tokens=40)
+    started = time.monotonic()
+    with HTTP.stream("POST", server.base_url + "/chat/completions", json=chat("hi", stream=True),
+                      headers=AUTH) as r:
+        lines = [line for line in r.iter_lines() if line]
+    assert time.monotonic() - started >= 0.2 + 40 / 200 * 0.8
+    first_data = next(i for i, line in enumerate(lines) if line.startswith("data:"))
+    assert first_data >= 4 and set(lines[:first_data]) == {": OPENROUTER PROCESSING"}
+
+
+def test_answer_tokens_max_tokens_and_stop(server):
+    server.configure(answer_tokens=2000)
+    events = stream_events(server, chat("long one"))
+    tokens = [e for e in events[:-1] if e["choices"] and e["choices"][0]["delta"]["content"]]
+    assert len(tokens) == events[-2]["usage"]["completion_tokens"] >= 2000
+    assert "lorem ipsum dolor" in content_of(events)
+    cut = post(server, chat("short please", max_tokens=7)).json()
+    assert cut["choices"][0]["finish_reason"] == "length" and cut["usage"]["completion_tokens"] == 7
+    assert cut["choices"][0]["message"]["content"] == "Heard 0 clips. Prompt: short please lorem"
+    stopped = post(server, chat("stop here", stop=["Prompt:", "zzz"])).json()["choices"][0]
+    assert (stopped["message"]["content"], stopped["finish_reason"]) == ("Heard 0 clips. ", "stop")
+
+
+def test_json_object_answer(server):
+    raw = tone("wav")
+    message = post(server, chat("as json", audio_part(raw, "wav"), response_format={"type": "json_object"}))
+    value = json.loads(message.json()["choices"][0]["message"]["content"])
+    assert value == {"clips": [{"duration_s": 2.5, "format": "wav", "sha256": hashlib.sha256(raw).hexdigest()}],
+                     "prompt": "as json"}
+
+
+class Speaker(BaseModel):
+    name: str
+    role: Literal["host", "guest"]
+
+
+class Segment(BaseModel):
+    start_s: float
+    words: int = Field(ge=3)
+    text: str = Field(min_length=10, max_length=12)
+    speaker: Speaker
+    confident: bool
+    note: Optional[str] = None
+
+
+class Summary(BaseModel):
+    language: Literal["fr", "en"]
+    segments: list[Segment] = Field(min_length=2)
+    tags: list[str]
+    host: Optional[Speaker]
+
+
+def test_json_schema_answer_validates_and_streams_in_pieces(server):
+    schema = Summary.model_json_schema()  # uses $defs / $ref / anyOf / enum like real users' schemas
+    body = chat("summarise", audio_part(tone("flac"), "flac"),
+                response_format={"type": "json_schema", "json_schema": {"name": "summary", "schema": schema}})
+    content = post(server, body).json()["choices"][0]["message"]["content"]
+    summary = Summary.model_validate_json(content, strict=True)
+    assert summary.language == "fr" and len(summary.segments) == 2 and summary.host is not None
+    assert summary.segments[0].start_s == 2.5 and summary.segments[0].words == 3 and summary.segments[0].confident
+    events = stream_events(server, body)
+    pieces = [e["choices"][0]["delta"]["content"] for e in events[:-2] if e["choices"]]
+    assert "".join(pieces) == content and max(map(len, pieces)) <= 4
+    assert events[-2]["usage"]["completion_tokens"] == math.ceil(len(content) / 4)
+
+
+TOOLS = [
+    {"type": "function", "function": {"name": "lookup", "description": "never chosen here"}},
+    {"type": "function", "function": {"name": "tag_audio", "parameters": {
+        "type": "object", "required": ["language", "speakers", "keywords", "loud"],
+        "properties": {"language": {"type": "string", "enum": ["de", "en"]},
+                       "speakers": {"type": "integer", "minimum": 4},
+                       "keywords": {"type": "array", "items": {"type": "string"}},
+                       "loud": {"type": "boolean"}}}}},
+]
+
+
+def test_tool_call_streams_and_reassembles(server):
+    body = chat("tag it", audio_part(tone("flac"), "flac"), tools=TOOLS,
+                tool_choice={"type": "function", "function": {"name": "tag_audio"}})
+    events = stream_events(server, body)
+    for event in events[:-1]:
+        sdk_check(orc.ChatStreamChunk, event)
+    calls = [e["choices"][0]["delta"]["tool_calls"][0] for e in events[:-3]]
+    first, rest = calls[0], calls[1:]
+    assert first["id"].startswith("call_") and first["type"] == "function"
+    assert first["function"] == {"name": "tag_audio", "arguments": ""} and first["index"] == 0
+    assert rest and all(set(c) == {"index", "function"} for c in rest)
+    args = json.loads("".join(c["function"]["arguments"] for c in rest))
+    assert args == {"language": "de", "speakers": 4, "keywords": ["sample"], "loud": True}
+    assert events[-3]["choices"][0]["finish_reason"] == "tool_calls"
+    plain = post(server, body).json()
+    sdk_check(orc.ChatResult, plain)
+    message = plain["choices"][0]["message"]
+    assert message["content"] is None and json.loads(message["tool_calls"][0]["function"]["arguments"]) == args
+    auto = post(server, chat("any tool", tools=TOOLS)).json()["choices"][0]["message"]
+    assert auto["tool_calls"][0]["function"] == {"name": "lookup", "arguments": "{}"}
+    body["messages"] += [{"role": "assistant", "content": None, "tool_calls": message["tool_calls"]},
+                         {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "ok: 3 tags"}]
+    after = post(server, body).json()["choices"][0]
+    assert after["message"]["content"] == "Tool tag_audio returned: ok: 3 tags" and after["finish_reason"] == "stop"
+    none = post(server, chat("no tools now", tools=TOOLS, tool_choice="none")).json()
+    assert none["choices"][0]["message"]["content"].startswith("Heard 0 clips.")
+
+
+# -- validation and auth ------------------------------------------------------------------------
+def _broken_wav() -> bytes:
+    return tone("wav")[:44]  # a header and no samples
+
+
+@pytest.mark.parametrize("body, needle", [
+    ("{not json", "not valid JSON"),
+    ({"messages": [{"role": "user", "content": "x"}]}, "`model` is required"),
+    (chat("x", model="openai/gpt-4o"), "openai/gpt-4o is not a valid model ID"),
+    ({"model": MODEL, "messages": []}, "`messages`"),
+    ({"model": MODEL, "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+    ({"model": MODEL, "messages": [{"role": "user"}]}, "messages[0].content"),
+    ({"model": MODEL, "messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
+    (chat({"type": "image_url", "image_url": {"url": "x"}}), "messages[0].content[0].type"),
+    (chat("x", {"type": "input_audio", "input_audio": "AAAA"}), "messages[0].content[1].input_audio must be an object"),
+    (chat({"type": "input_audio", "input_audio": {"data": "data:audio/wav;base64,AAAA", "format": "wav"}}),
+     "not a data: URI"),
+    (chat({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "opus"}}), "input_audio.format"),
+    (chat({"type": "input_audio", "input_audio": {"data": "%%%", "format": "wav"}}), "not valid base64"),
+    (chat(audio_part(b"definitely not audio" * 20, "mp3")), "input_audio #1 could not be decoded"),
+    (chat(audio_part(tone("flac"), "flac"), audio_part(_broken_wav(), "wav")), "input_audio #2 could not be decoded"),
+    (chat(audio_part(b"\x00\x01\x02", "pcm16")), "input_audio #1 could not be decoded"),
+    (chat("x", max_tokens=0), "`max_tokens`"),
+    (chat("x", temperature=2.5), "`temperature`"),
+    (chat("x", top_p=0), "`top_p`"),
+    (chat("x", stop=["a", "b", "c", "d", "e"]), "`stop`"),
+    (chat("x", presence_penalty=-3), "`presence_penalty`"),
+    (chat("x", seed="7"), "`seed`"),
+    (chat("x", stream="yes"), "`stream`"),
+    (chat("x", response_format={"type": "json_schema", "json_schema": {"name": "a"}}), "response_format.json_schema"),
+    (chat("x", response_format={"type": "yaml"}), "response_format.type"),
+    (chat("x", tools=[{"type": "function", "function": {}}]), "`tools`"),
+    (chat("x", tools=TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}}), "`tool_choice`"),
+])
+def test_validation_errors_name_the_field(server, body, needle):
+    r = post(server, body)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["code"] == 400 and needle in error["message"], error["message"]
+    assert server.requests[-1].status == 400 and not server.requests[-1].completed
+
+
+def test_unknown_keys_accepted_and_context_length_enforced(server):
+    ok = post(server, chat("x", provider={"order": ["mistral"], "require_parameters": True}, user="u1",
+                           models=[MODEL], temperature=0.2, top_p=0.95, seed=1, stop="zz"))
+    assert ok.status_code == 200
+    r = post(server, chat("word " * 32100, audio_part(tone("flac", seconds=40.0, rate=8000, channels=1), "flac")))
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["metadata"]["error_type"] == "context_length_exceeded" and "32768" in error["message"]
+
+
+def test_auth(server):
+    assert post(server, chat("x"), headers={}).json() == {"error": {"code": 401, "message": "No auth credentials found"}}
+    server.configure(api_key="sk-right")
+    wrong = post(server, chat("x"))
+    assert wrong.status_code == 401 and wrong.json()["error"]["message"] == "User not found."
+    assert post(server, chat("x"), headers={"Authorization": "Bearer sk-right"}).status_code == 200
+    assert [r.status for r in server.requests] == [401, 401, 200]
+
+
+def test_rate_limit_per_key(server):
+    server.configure(rate_limit=1)
+    statuses = [post(server, chat("x")) for _ in range(2)]
+    assert [r.status_code for r in statuses] == [200, 429]
+    limited = statuses[-1]
+    assert 0 < float(limited.headers["Retry-After"]) <= 1
+    assert limited.json()["error"]["metadata"]["error_type"] == "rate_limit_exceeded"
+    assert post(server, chat("x"), headers={"Authorization": "Bearer other-key"}).status_code == 200
+
+
+# -- faults -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fault, status, metadata", [
+    ("http_400", 400, {}), ("http_401", 401, None), ("http_402", 402, {"error_type": "payment_required"}),
+    ("http_403", 403, {"reasons": ["harassment"], "flagged_input": "please flag me", "provider_name": "Mistral",
+                       "model_slug": MODEL}),
+    ("http_408", 408, {}), ("http_413", 413, {}), ("http_429", 429, {"error_type": "rate_limit_exceeded"}),
+    ("http_500", 500, {}), ("http_502", 502, {"provider_name": "Mistral"}), ("http_503", 503, {}),
+])
+def test_http_faults(server, fault, status, metadata):
+    server.add_fault(fault, retry_after=0.5)
+    r = post(server, chat("please flag me", stream=True))
+    assert r.status_code == status
+    error = r.json()["error"]
+    assert error["code"] == status and error["message"]
+    if metadata is None:
+        assert "metadata" not in error
+    else:
+        assert metadata.items() <= error["metadata"].items()
+    if status == 402:
+        assert error["message"].startswith("Insufficient credits")
+    if status == 429:
+        assert r.headers["Retry-After"] == "0.5"
+    rec = server.requests[-1]
+    assert (rec.status, rec.fault, rec.completed) == (status, fault, False)
+    assert post(server, chat("again")).status_code == 200  # consumed
+
+
+def test_faults_match_and_times_in_order(server):
+    server.add_fault("http_500", match="second", times=2)
+    server.add_fault("http_502")
+    codes = [post(server, chat(p)).status_code for p in ("first", "second", "the second", "second", "x")]
+    assert codes == [502, 500, 500, 200, 200]
+
+
+def test_reset_mid_stream(server):
+    server.add_fault("reset_mid_stream", after_tokens=3)
+    seen = []
+    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+        with HTTP.stream("POST", server.base_url + "/chat/completions", json=chat("reset me", stream=True),
+                          headers=AUTH, timeout=5) as r:
+            seen.extend(line for line in r.iter_lines() if line.startswith("data:"))
+    assert len(seen) == 3
+    rec = server.requests[-1]
+    assert (rec.fault, rec.completed, rec.tokens_sent, rec.usage) == ("reset_mid_stream", False, 3, None)
+    generation = HTTP.get(server.base_url + "/generation", params={"id": rec.id}, headers=AUTH).json()["data"]
+    prompt_tokens = 2
+    assert generation["tokens_completion"] == 3 and generation["cancelled"] is True
+    assert generation["total_cost"] == pytest.approx(expected_cost(prompt_tokens, 0, 3, 0.0))
+    server.add_fault("reset_mid_stream")
+    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+        post(server, chat("not streamed"))
+
+
+def test_stall_outlasts_read_timeout(server):
+    short = httpx.Timeout(5, read=0.2)
+    server.add_fault("stall", after_tokens=2, seconds=1)
+    seen = []
+    with pytest.raises(httpx.ReadTimeout):
+        with HTTP.stream("POST", server.base_url + "/chat/completions", json=chat("slow", stream=True),
+                          headers=AUTH, timeout=short) as r:
+            seen.extend(line for line in r.iter_lines() if line.startswith("data:"))
+    assert len(seen) == 2
+    server.add_fault("stall", seconds=1)
+    with pytest.raises(httpx.ReadTimeout):  # stalls before the status line
+        post(server, chat("slow", stream=True), timeout=short)
+    server.add_fault("stall", seconds=0.3)
+    events = stream_events(server, chat("patient"))  # a client that waits gets the whole answer
+    assert events[-1] == "[DONE]" and server.requests[-1].completed
+
+
+def test_malformed_sse(server):
+    server.add_fault("malformed_sse", after_tokens=2)
+    with HTTP.stream("POST", server.base_url + "/chat/completions", json=chat("x", stream=True),
+                      headers=AUTH) as r:
+        data = [line[len("data: "):] for line in r.iter_lines() if line.startswith("data:")]
+    assert len(data) == 3 and "[DONE]" not in data
+    json.loads(data[1])
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(data[2])
+
+
+def test_error_chunk_streaming_and_not(server):
+    server.add_fault("error_chunk", after_tokens=2)
+    events = stream_events(server, chat("fail later"))
+    assert events[-1] == "[DONE]" and content_of(events) == "Heard 0"
+    error = events[-2]
+    assert error["error"] == {"code": "server_error", "message": "Provider disconnected unexpectedly"}
+    assert error["choices"][0]["finish_reason"] == "error" and "usage" not in error
+    server.add_fault("error_chunk", after_tokens=3)
+    r = post(server, chat("fail later"))
+    assert r.status_code == 200
+    choice = r.json()["choices"][0]
+    assert choice["finish_reason"] == "error" and choice["error"]["code"] == 502
+    assert choice["message"]["content"] == "Heard 0 clips."
+    assert not server.requests[-1].completed
+
+
+# -- dialects, other endpoints, control, lifecycle ------------------------------------------------
+def test_mistral_and_vllm_dialects():
+    raw = tone("flac")
+    plain = {"type": "input_audio", "input_audio": base64.b64encode(raw).decode()}
+    with LocalServer(dialect="mistral") as srv:
+        assert srv.base_url == srv.url + "/v1"
+        r = post(srv, chat("what", plain, model="voxtral-small-latest"))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert "provider" not in body and "native_finish_reason" not in body["choices"][0]
+        assert not {"cost", "cost_details", "is_byok"} & set(body["usage"])
+        assert body["usage"]["prompt_tokens_details"]["audio_tokens"] == 376
+        assert HEARD.findall(body["choices"][0]["message"]["content"])[0][2] == "flac"  # sniffed
+        wrong = post(srv, chat("what", audio_part(raw, "flac"), model="voxtral-small-latest"))
+        assert wrong.status_code == 400 and "input_audio must be a base64 string" in wrong.json()["error"]["message"]
+        assert post(srv, chat("x")).json()["error"]["message"] == f"{MODEL} is not a valid model ID"
+    with LocalServer(dialect="vllm") as srv:
+        r = post(srv, chat("what", audio_part(raw, "flac"), model="mistralai/Voxtral-Small-24B-2507"))
+        assert r.status_code == 200 and "cost" not in r.json()["usage"]
+        assert post(srv, chat("what", plain, model="mistralai/Voxtral-Small-24B-2507")).status_code == 400
+
+
+def test_models_generation_and_key(server):
+    models = HTTP.get(server.base_url + "/models").json()["data"]
+    assert MODEL in [m["id"] for m in models]
+    small = next(m for m in models if m["id"] == MODEL)
+    assert small["context_length"] == 32768 and "audio" in small["architecture"]["input_modalities"]
+    assert small["pricing"] == {"prompt": "0.0000001", "completion": "0.0000003", "audio": "0.0001"}
+    costs = [post(server, chat("one", audio_part(tone("mp3"), "mp3"))).json()["usage"]["cost"] for _ in range(2)]
+    gid = server.requests[-1].id
+    generation = HTTP.get(server.base_url + "/generation", params={"id": gid}, headers=AUTH).json()
+    orc.GenerationResponse.model_validate(generation, strict=True)
+    assert generation["data"]["total_cost"] == pytest.approx(costs[1]) and generation["data"]["streamed"] is False
+    missing = HTTP.get(server.base_url + "/generation", params={"id": "gen-nope"}, headers=AUTH)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == 404
+    key = HTTP.get(server.base_url + "/key", headers=AUTH).json()["data"]
+    assert key["usage"] == pytest.approx(sum(costs)) and key["limit"] is None and key["limit_remaining"] is None
+
+
+def test_control_endpoints(server):
+    with httpx.Client(base_url=server.url) as c:
+        assert c.post("/_control/faults", json=[{"fault": "http_503"}, {"fault": "http_402"}]).status_code == 200
+        assert c.post("/_control/faults", json={"fault": "nonsense"}).status_code == 400
+        assert c.post("/_control/config", json={"answer_tokens": 30}).status_code == 200
+        assert c.post("/_control/config", json={"colour": "red"}).status_code == 400
+        assert [post(server, chat("x")).status_code for _ in range(3)] == [503, 402, 200]
+        log = c.get("/_control/requests").json()
+        assert [entry["fault"] for entry in log] == ["http_503", "http_402", None]
+        assert log[-1]["usage"]["completion_tokens"] >= 30
+        assert c.post("/_control/reset").status_code == 200 and server.request_count == 0
+
+
+def test_log_is_thread_safe(server):
+    threads = [threading.Thread(target=post, args=(server, chat(f"n{i}"))) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert server.request_count == 12 and len({r.id for r in server.requests}) == 12
+    assert sorted(r.prompt for r in server.requests) == sorted(f"n{i}" for i in range(12))
+
+
+def test_stop_is_prompt_and_clean(caplog):
+    caplog.set_level(logging.WARNING)
+    srv = LocalServer().start()
+    srv.add_fault("stall", after_tokens=1, seconds=30)
+    with HTTP.stream("POST", srv.base_url + "/chat/completions", json=chat("hang", stream=True), headers=AUTH) as r:
+        next(r.iter_lines())
+        started = time.monotonic()
+        srv.stop()
+    assert time.monotonic() - started < 2
+    assert not [r for r in caplog.records if "destroyed" in r.getMessage() or r.levelno >= logging.ERROR]
+    with pytest.raises(httpx.ConnectError):
+        HTTP.get(srv.url + "/api/v1/models")
+
+
+def test_cli_serves_until_ctrl_c():
+    proc = subprocess.Popen([sys.executable, "-m", "voxmagic.testing.server", "--port", "0", "--answer-tokens", "9"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        match = re.fullmatch(r"voxmagic local server listening on (http://127\.0\.0\.1:\d+/api/v1)\n", line)
+        assert match, line
+        r = HTTP.post(match[1] + "/chat/completions", json=chat("cli"), headers=AUTH)
+        assert r.json()["usage"]["completion_tokens"] == 9
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "Traceback" not in err, err
