@@ -18,12 +18,18 @@ apt_install() {  # Debian packages, only those missing, only where apt-get can r
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-venv() {  # $1 = the extra to install
+venv() {  # $1 = the extra to install; skipped when already done for this pyproject.toml
   if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv 2>/dev/null || { apt_install python3-venv && "$PYTHON" -m venv .venv; }
   fi
-  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$1]"
+  local stamp=".venv/.installed-$1"
+  [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && return 0
+  echo "installing voxmagic[$1] into .venv (log: .venv/pip.log) ..." >&2
+  if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip &&
+         .venv/bin/python -m pip install --disable-pip-version-check -e ".[$1]"; } >.venv/pip.log 2>&1; then
+    tail -30 .venv/pip.log >&2; echo "pip install failed; full log in .venv/pip.log" >&2; exit 1
+  fi
+  touch "$stamp"
 }
 
 case "${1:-}" in

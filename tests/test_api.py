@@ -67,6 +67,15 @@ def test_a_failing_request_does_not_lose_the_others(server, opts, clips):
     assert df["text"].notna().sum() == 5
 
 
+def test_a_rate_limited_batch_finishes_by_honouring_retry_after(server, opts, clips):
+    server.configure(rate_limit=10)  # requests per second (bucket of 10); a burst of 20 goes over it
+    df = voxmagic.transcribe([str(clips["wav"])] * 20, concurrency=10, **{**opts, "max_attempts": 2})
+    assert df["error"].isna().all() and df["text"].notna().all()
+    assert df["attempts"].max() > 1  # some were refused with 429 and retried
+    refused = [r for r in server.requests if r.status == 429]
+    assert refused and len(server.requests) == 20 + len(refused)
+
+
 def test_a_corrupt_file_in_a_batch(server, opts, clips, tmp_path):
     bad = tmp_path / "broken.m4a"
     bad.write_bytes(b"\x00\x01garbage" * 100)

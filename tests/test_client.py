@@ -116,10 +116,19 @@ def test_transient_faults_are_retried(server, clip, fault):
     assert r.cost_usd == server.requests[-1].cost
 
 
+@pytest.mark.parametrize("fault", ["reset_mid_stream", "malformed_sse", "http_503"])
+def test_transient_faults_without_streaming_are_retried(server, clip, fault):
+    server.add_fault(fault)
+    r = call(server, clip, params=Params(stream=False))
+    assert ANSWER.match(r.text) and r.attempts == 2 and server.requests[-1].completed
+
+
 def test_retry_after_is_honoured(server, clip):
     server.add_fault("http_429", retry_after=0.4)
     r = call(server, clip, backoff=5.0)  # backoff alone would wait ≥ 5 s
-    assert r.attempts == 2 and r.retries == [("RateLimitError 429", 0.4)]
+    assert r.attempts == 2
+    ((error, waited),) = r.retries
+    assert error == "RateLimitError 429" and 0.4 <= waited <= 0.6  # never earlier than asked
 
 
 def test_stall_past_read_timeout_is_retried(server, clip):
@@ -146,17 +155,26 @@ def test_persistent_failure_gives_up_with_partial_text(server, clip):
     assert "gave up after 3 attempts" in str(e) and "\n" not in str(e)
 
 
-def test_rate_limit_gives_up_after_max_attempts(server, clip):
-    server.add_fault("http_429", times=9, retry_after=0.01)
+def test_rate_limits_are_waited_out_within_patience_not_attempts(server, clip):
+    server.add_fault("http_429", times=5, retry_after=0.01)
+    r = call(server, clip, max_attempts=2)
+    assert r.attempts == 6 and ANSWER.match(r.text)
+
+
+def test_rate_limit_gives_up_when_patience_runs_out(server, clip):
+    server.add_fault("http_429", times=1000, retry_after=0.05)
     with pytest.raises(RateLimitError) as err:
-        call(server, clip, max_attempts=2)
-    assert err.value.retry_after == pytest.approx(0.01) and err.value.status == 429
+        call(server, clip, rate_limit_patience=0.5)
+    e = err.value
+    assert e.retry_after == pytest.approx(0.05) and e.status == 429
+    assert e.attempts == server.request_count >= 5 and "gave up after" in str(e)
 
 
 # --- faults: clear typed errors, not retried --------------------------------------------------
 
 @pytest.mark.parametrize("fault, exc, advice", [
     ("http_400", BadRequestError, "invalid"),
+    ("http_413", BadRequestError, "invalid"),
     ("http_401", AuthenticationError, "OPENROUTER_API_KEY"),
     ("http_402", InsufficientCreditsError, "add credits"),
     ("http_403", ModerationError, "flagged"),

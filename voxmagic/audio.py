@@ -4,10 +4,10 @@ Voxtral hears 16 kHz mono, so that is what we keep: decoding, downmixing and res
 through PyAV (FFmpeg in the wheel, so every container users have works without system packages)
 and only the 16 kHz int16 samples are held — a 2-hour 44.1 kHz stereo file is never in memory raw.
 
-Upload default: MP3 at 32 kbit/s. Measured here on 16 kHz mono speech-like audio (bytes per audio
-second, before base64): WAV 32,000 · FLAC 14,263 · MP3 32k 4,001 · Opus 24k 3,006. MP3 is the
-smallest format every Voxtral host decodes (OpenRouter, Mistral's API, vLLM), 44× smaller than
-44.1 kHz stereo WAV; FLAC stays one option away for lossless uploads.
+Upload default: MP3 at 32 kbit/s, chosen by measuring bytes per audio second on a minute of
+16 kHz mono speech (espeak-ng), before base64: WAV 32,001 · FLAC 17,995 · M4A/AAC 6,946 ·
+MP3 4,009 · Ogg/Opus 2,800. MP3 is the smallest format every Voxtral host decodes (OpenRouter,
+Mistral's API, vLLM): 44× smaller than 44.1 kHz stereo WAV, where FLAC is only 9.8× smaller.
 """
 
 from __future__ import annotations

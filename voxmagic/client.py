@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import random
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,8 +21,7 @@ from typing import Any, Callable, Iterator
 
 import httpx
 import httpx_sse
-from tenacity import (AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential,
-                      wait_random)
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential, wait_random
 
 from .cost import audio_tokens, pricing_for
 from .errors import (APIConnectionError, APIError, APITimeoutError, RateLimitError, ServerError,
@@ -68,11 +68,12 @@ class Client:
     def __init__(self, api_key: str | None = None, *, base_url: str = DEFAULT_BASE_URL,
                  dialect: str | None = None, referer: str | None = None, title: str | None = "voxmagic",
                  timeout: float = 30.0, read_timeout: float = 180.0, max_attempts: int = 4,
-                 backoff: float = 1.0, max_backoff: float = 30.0,
+                 backoff: float = 1.0, max_backoff: float = 30.0, rate_limit_patience: float = 120.0,
                  transport: httpx.AsyncBaseTransport | None = None):
         self.base_url = base_url.rstrip("/")
         self.dialect = dialect or dialect_for(self.base_url)
         self.max_attempts = max(1, max_attempts)
+        self.rate_limit_patience = rate_limit_patience
         # exponential backoff with jitter of the same scale: 1×, 2×, 4× ... backoff, + up to 1×
         self._backoff = wait_exponential(multiplier=backoff, max=max_backoff) + wait_random(0, backoff)
         headers = {"User-Agent": "voxmagic"}
@@ -111,10 +112,20 @@ class Client:
             if on_event:
                 on_event(Retrying(state.attempt_number, exc, wait))
 
+        failures = 0  # attempts that failed for a reason other than a rate limit
+
+        def stop(state) -> bool:
+            """429s are waited out for up to ``rate_limit_patience`` seconds (a batch slowing down
+            is not failing); every other failure counts towards ``max_attempts``."""
+            nonlocal failures
+            if isinstance(state.outcome.exception(), RateLimitError):
+                return state.seconds_since_start >= self.rate_limit_patience
+            failures += 1
+            return failures >= self.max_attempts
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts), wait=self._wait, reraise=True,
-            retry=retry_if_exception(lambda e: isinstance(e, APIError) and e.retryable),
-            before_sleep=before_sleep)
+            stop=stop, wait=self._wait, reraise=True, before_sleep=before_sleep,
+            retry=retry_if_exception(lambda e: isinstance(e, APIError) and e.retryable))
         try:
             async for attempt in retrying:
                 with attempt:
@@ -127,11 +138,15 @@ class Client:
         return response
 
     def _wait(self, state) -> float:
-        """Exponential backoff with jitter, unless the server said how long (Retry-After)."""
+        """Exponential backoff with jitter, unless the server said how long (Retry-After).
+
+        Retry-After is honoured as a minimum plus up to half again, so requests refused together
+        do not all come back in the same instant and get refused together again.
+        """
         exc = state.outcome.exception()
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
-            return min(retry_after, MAX_RETRY_AFTER_S)
+            return min(retry_after * (1 + random.random() / 2), MAX_RETRY_AFTER_S)
         return self._backoff(state)
 
     async def _send_once(self, request: ChatRequest, on_event: EventHandler | None,

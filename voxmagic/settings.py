@@ -26,6 +26,7 @@ class Settings:
     timeout: float = 30.0
     read_timeout: float = 180.0
     max_attempts: int = 4
+    rate_limit_patience: float = 120.0
     backoff: float = 1.0
 
     @classmethod
@@ -58,4 +59,5 @@ class Settings:
     def client(self) -> Client:
         return Client(self.api_key, base_url=self.base_url, dialect=self.dialect, referer=self.referer,
                       title=self.title, timeout=self.timeout, read_timeout=self.read_timeout,
-                      max_attempts=self.max_attempts, backoff=self.backoff)
+                      max_attempts=self.max_attempts, backoff=self.backoff,
+                      rate_limit_patience=self.rate_limit_patience)
