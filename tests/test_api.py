@@ -171,3 +171,34 @@ def test_bad_audio_in_ask_raises_audio_error(opts):
 def test_public_names_are_exported():
     for name in voxmagic.__all__:
         assert getattr(voxmagic, name) is not None
+
+
+def test_plan_sends_nothing_and_hides_audio_and_key(server, opts, clips):
+    p = voxmagic.plan(str(clips["mp3"]), "What is said?", max_tokens=200, **opts)
+    text = str(p)
+    assert server.request_count == 0
+    assert "test-key" not in text and p.request.audio[0].base64() not in text
+    assert '"max_tokens": 200' in text and "estimated cost ≤ $" in text
+    assert p.estimate.audio_seconds == pytest.approx(3.2, abs=0.05)
+
+
+def test_max_cost_refuses_before_sending(server, opts, clips):
+    from voxmagic.errors import BudgetError
+
+    with pytest.raises(BudgetError, match=r"could cost up to \$0\.00\d+, over the \$0\.0001 limit; nothing was sent"):
+        voxmagic.ask(str(clips["mp3"]), "hi", max_cost=0.0001, **opts)
+    with pytest.raises(BudgetError, match="this batch of 3 files"):
+        voxmagic.transcribe([str(clips[k]) for k in ("mp3", "flac", "wav")], max_cost=0.0001, **opts)
+    assert server.request_count == 0
+    r = voxmagic.ask(str(clips["mp3"]), "hi", max_cost=0.01, **opts)
+    assert r.cost_usd <= voxmagic.estimate([r.audio_seconds], "hi", None).usd  # the estimate bounds it
+
+
+def test_translate_to_changes_the_instruction(server, opts, clips):
+    voxmagic.transcribe(str(clips["wav"]), translate_to="German", **opts)
+    assert server.requests[-1].prompt.startswith("Translate the speech in this audio into German.")
+
+
+def test_a_pandas_series_of_paths(server, opts, clips):
+    df = voxmagic.transcribe(pd.Series([str(clips["wav"]), str(clips["flac"])]), **opts)
+    assert len(df) == 2 and df["error"].isna().all()

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ask": "api", "ask_async": "api", "transcribe": "api", "transcribe_async": "api", "ledger": "api",
-    "transcription_prompt": "api",
+    "transcription_prompt": "api", "plan": "api", "Plan": "runner",
     "AudioSource": "audio", "EncodedAudio": "audio", "PCM": "audio", "as_source": "audio",
     "prepare": "audio", "encode": "audio",
     "Client": "client", "TextDelta": "client", "Retrying": "client",

@@ -82,6 +82,11 @@ class Estimate:
     completion_tokens: int
     audio_seconds: float
 
+    def __add__(self, other: Estimate) -> Estimate:
+        return Estimate(self.usd + other.usd, self.prompt_tokens + other.prompt_tokens,
+                        self.completion_tokens + other.completion_tokens,
+                        self.audio_seconds + other.audio_seconds)
+
     def __str__(self) -> str:
         return (f"≤ ${self.usd:.4f} ({self.audio_seconds:.1f} s audio, ≤{self.prompt_tokens:,} prompt + "
                 f"≤{self.completion_tokens:,} completion tokens)")

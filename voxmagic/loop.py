@@ -1,0 +1,86 @@
+"""One event loop on one daemon thread, owned by voxmagic, where every request runs.
+
+Inside ipykernel the kernel's own loop is already running, so ``asyncio.run`` fails there, and
+patching asyncio (nest-asyncio) breaks later cells. Instead sync calls hand coroutines to this
+loop and wait in short slices, so a kernel interrupt (KeyboardInterrupt) arrives at once and
+cancels the work; async calls await the same loop. One loop also means one ``httpx`` connection
+pool per endpoint, shared by every call of the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from typing import Any, Callable, Coroutine, TypeVar
+
+T = TypeVar("T")
+
+
+class BackgroundLoop:
+    """A lazily started event loop on a daemon thread."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._cache: dict[Any, Any] = {}  # loop-bound objects (HTTP clients), touched on the loop only
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or not self._thread or not self._thread.is_alive():
+                self._loop = asyncio.new_event_loop()
+                self._cache = {}
+                self._thread = threading.Thread(target=self._loop.run_forever, name="voxmagic-loop",
+                                                daemon=True)
+                self._thread.start()
+            return self._loop
+
+    def on_loop_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Block until ``coro`` finishes on the loop; Ctrl-C / kernel interrupt cancels it cleanly."""
+        if self.on_loop_thread():
+            coro.close()
+            raise RuntimeError("voxmagic's blocking calls cannot run inside its own event loop; "
+                               "use the *_async functions there")
+        finished = threading.Event()
+
+        async def tracked() -> T:
+            try:
+                return await coro
+            finally:
+                finished.set()
+
+        future = self.submit(tracked())
+        try:
+            while True:
+                try:
+                    return future.result(timeout=0.1)
+                except concurrent.futures.TimeoutError:
+                    continue
+        except KeyboardInterrupt:
+            future.cancel()
+            finished.wait(timeout=5)  # let the task close its connections before returning
+            raise
+
+    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on the loop from any other loop (or directly when already on it)."""
+        if self.on_loop_thread():
+            return await coro
+        return await asyncio.wrap_future(self.submit(coro))
+
+    def cached(self, key: Any, factory: Callable[[], T]) -> T:
+        """A per-loop singleton (call on the loop thread only)."""
+        if key not in self._cache:
+            self._cache[key] = factory()
+        return self._cache[key]
+
+
+LOOP = BackgroundLoop()
+
