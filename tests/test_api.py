@@ -158,6 +158,17 @@ def test_key_from_the_environment(server, monkeypatch, clips):
     assert r.text.startswith("Heard")
 
 
+def test_key_from_a_dotenv_file_and_a_custom_variable(server, monkeypatch, tmp_path, clips):
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("MY_VOX_KEY=from-dotenv\n")
+    server.configure(api_key="from-dotenv")
+    r = voxmagic.ask(str(clips["wav"]), "hi", base_url=server.base_url, key_env="MY_VOX_KEY")
+    assert r.text.startswith("Heard")
+    with pytest.raises(ConfigError, match="set OPENROUTER_API_KEY in the environment or in a .env file"):
+        voxmagic.ask(str(clips["wav"]), "hi", base_url=server.base_url)
+
+
 def test_unknown_option_is_named(opts, clips):
     with pytest.raises(ConfigError, match="unknown option.*temprature"):
         voxmagic.ask(str(clips["wav"]), "hi", temprature=0.2, **opts)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from .client import DEFAULT_BASE_URL, Client, dialect_for
@@ -28,32 +29,33 @@ class Settings:
     max_attempts: int = 4
     rate_limit_patience: float = 120.0
     backoff: float = 1.0
+    key_env: str = KEY_ENV
 
     @classmethod
     def resolve(cls, **overrides: Any) -> Settings:
-        """Explicit values win; then ``OPENROUTER_API_KEY``, ``VOXMAGIC_BASE_URL``, ``VOXMAGIC_MODEL``."""
+        """Explicit values win; then the environment (``OPENROUTER_API_KEY`` or the ``key_env``
+        named, ``VOXMAGIC_BASE_URL``, ``VOXMAGIC_MODEL``); then a ``.env`` file in the working
+        directory."""
         names = {f.name for f in fields(cls)}
         unknown = set(overrides) - names
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         given = {k: v for k, v in overrides.items() if v is not None}
-        given.setdefault("base_url", os.environ.get("VOXMAGIC_BASE_URL") or DEFAULT_BASE_URL)
-        given.setdefault("model", os.environ.get("VOXMAGIC_MODEL") or DEFAULT_MODEL)
-        given.setdefault("api_key", os.environ.get(KEY_ENV) or None)
+        env = _environment()
+        given.setdefault("base_url", env.get("VOXMAGIC_BASE_URL") or DEFAULT_BASE_URL)
+        given.setdefault("model", env.get("VOXMAGIC_MODEL") or DEFAULT_MODEL)
+        given.setdefault("api_key", env.get(given.get("key_env", KEY_ENV)) or None)
         return cls(**given)
 
     @property
     def effective_dialect(self) -> str:
         return self.dialect or dialect_for(self.base_url)
 
-    def with_(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
-
     def check(self) -> Settings:
         """Fail early, in one line, when OpenRouter would only answer 401."""
         if not self.api_key and self.effective_dialect != "openai":
-            raise ConfigError(f"no API key: set {KEY_ENV} (e.g. export {KEY_ENV}=sk-or-...) "
-                              "or pass api_key=...")
+            raise ConfigError(f"no API key: set {self.key_env} in the environment or in a .env file "
+                              f"in {Path.cwd()} (e.g. {self.key_env}=sk-or-...), or pass api_key=...")
         return self
 
     def client(self) -> Client:
@@ -61,3 +63,12 @@ class Settings:
                       title=self.title, timeout=self.timeout, read_timeout=self.read_timeout,
                       max_attempts=self.max_attempts, backoff=self.backoff,
                       rate_limit_patience=self.rate_limit_patience)
+
+
+def _environment() -> dict[str, str]:
+    """``os.environ`` over the ``.env`` file of the working directory (which never overrides it)."""
+    from dotenv import dotenv_values
+
+    dotenv = Path(".env")
+    values = {k: v for k, v in dotenv_values(dotenv).items() if v} if dotenv.is_file() else {}
+    return {**values, **os.environ}
