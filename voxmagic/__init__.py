@@ -31,6 +31,25 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext voxmagic``: register the magics (their modules load only now)."""
+    from .magics import VoxtralMagics
+
+    ipython.register_magics(VoxtralMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext voxmagic``: remove the magics and their %config entry."""
+    from .magics import VoxtralMagics
+
+    manager = ipython.magics_manager
+    for kind, names in (("cell", ["voxtral"]), ("line", ["voxtral_transcribe", "voxtral_cost"])):
+        for name in names:
+            manager.magics[kind].pop(name, None)
+    manager.registry.pop(VoxtralMagics.__name__, None)
+    ipython.configurables[:] = [c for c in ipython.configurables if not isinstance(c, VoxtralMagics)]
+
+
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

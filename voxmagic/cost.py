@@ -42,6 +42,13 @@ def transcript_token_bound(duration_s: float) -> int:
     return min(MAX_OUTPUT_TOKENS, 64 + math.ceil(duration_s * TRANSCRIPT_TOKENS_PER_SECOND))
 
 
+def format_usd(usd: float | None) -> str:
+    """Dollars with enough digits to see a cheap call: $0.000604, $0.0123, $1.2346."""
+    if usd is None:
+        return "cost unknown"
+    return f"${usd:.6f}" if abs(usd) < 0.01 else f"${usd:.4f}"
+
+
 def text_tokens(text: str) -> int:
     """A deliberately generous count (~4 characters per token) for estimates."""
     return math.ceil(len(text) / 4) if text else 0
@@ -161,4 +168,5 @@ class CostLedger:
         return df
 
     def __str__(self) -> str:
-        return f"session ${self.total_usd:.4f} ({self.calls} calls)"
+        n = self.calls
+        return f"session {format_usd(self.total_usd)} ({n} call{'' if n == 1 else 's'})"

@@ -77,6 +77,47 @@ async def plan(items: Sequence[Any], prompt: str, *, settings: Settings, params:
     return Plan(request, est)
 
 
+@dataclass(frozen=True)
+class BatchPlan:
+    """What ``transcribe`` would send: the first request, and the estimate for every file."""
+
+    first: Plan | None
+    estimate: Estimate | None
+    files: int
+    errors: list[str]
+
+    def __str__(self) -> str:
+        lines = [f"{self.files} files would be sent"]
+        if self.first is not None:
+            lines.append(f"first request:\n{self.first.request.preview()}")
+        if self.estimate is not None:
+            lines.append(f"estimated cost for all {self.files} {self.estimate}")
+        lines += [f"will fail: {e}" for e in self.errors]
+        return "\n\n".join(lines)
+
+
+async def plan_batch(items: Sequence[Any], prompt: str, *, settings: Settings, params: Params,
+                     audio_format: str = _audio.DEFAULT_FORMAT, concurrency: int = 8) -> BatchPlan:
+    """Prepare every file as :func:`transcribe` would, and send nothing."""
+    async def one(item: Any) -> Plan | str:
+        try:
+            (clip,) = await asyncio.to_thread(_prepare, [item], audio_format)
+        except AudioError as exc:
+            return str(exc)
+        return await plan([clip], prompt, settings=settings, params=_bounded(params, clip.duration_s))
+
+    results = await map_bounded(items, one, concurrency)
+    plans = [r for r in results if isinstance(r, Plan)]
+    total = sum((p.estimate for p in plans[1:]), plans[0].estimate) if plans else None
+    return BatchPlan(plans[0] if plans else None, total, len(plans),
+                     [r for r in results if isinstance(r, str)])
+
+
+def _bounded(params: Params, seconds: float) -> Params:
+    """Transcripts get a ``max_tokens`` from their duration unless one was given."""
+    return params if params.max_tokens else replace(params, max_tokens=transcript_token_bound(seconds))
+
+
 def check_budget(est: Estimate, max_cost: float | None, what: str = "this call") -> None:
     if max_cost is not None and est.usd > max_cost:
         raise BudgetError(f"{what} could cost up to ${est.usd:.4f}, over the ${max_cost:.4f} limit; "
@@ -127,12 +168,8 @@ async def transcribe(items: Sequence[Any], prompt: str, *, settings: Settings, p
     """
     settings.check()
 
-    def bounded(clip: EncodedAudio) -> Params:
-        return params if params.max_tokens else replace(
-            params, max_tokens=transcript_token_bound(clip.duration_s))
-
     async def prepare(item: Any) -> dict:
-        row: dict[str, Any] = {"source": _label(item)}
+        row: dict[str, Any] = {"source": label(item)}
         try:
             (clip,) = await asyncio.to_thread(_prepare, [item], audio_format)
             row.update(duration_s=clip.duration_s, audio_format=clip.format, audio_sha256=clip.sha256,
@@ -145,7 +182,7 @@ async def transcribe(items: Sequence[Any], prompt: str, *, settings: Settings, p
         clip = row.pop("_clip", None)
         if clip is None:
             return row
-        request = ChatRequest(prompt, (clip,), bounded(clip), settings.model, None,
+        request = ChatRequest(prompt, (clip,), _bounded(params, clip.duration_s), settings.model, None,
                               settings.effective_dialect)
         try:
             row.update((await send(request, settings)).to_row())
@@ -160,14 +197,15 @@ async def transcribe(items: Sequence[Any], prompt: str, *, settings: Settings, p
 
     rows = await map_bounded(items, prepare, concurrency)
     pricing = pricing_for(settings.model)
-    estimates = [estimate([r["_clip"].duration_s], prompt, bounded(r["_clip"]).max_tokens, pricing)
+    estimates = [estimate([r["_clip"].duration_s], prompt,
+                          _bounded(params, r["_clip"].duration_s).max_tokens, pricing)
                  for r in rows if "_clip" in r]
     if estimates:
         check_budget(sum(estimates[1:], estimates[0]), max_cost, f"this batch of {len(estimates)} files")
     return await map_bounded(rows, complete, concurrency, on_result)
 
 
-def _label(obj: Any) -> str:
+def label(obj: Any) -> str:
     if isinstance(obj, EncodedAudio):
         return obj.label
     try:

@@ -1,0 +1,277 @@
+"""The magics through a real InteractiveShell, against the local server."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from voxmagic import runner
+from voxmagic.testing.synth import tone, tone_file
+
+SECRET = "sk-or-v1-SECRET-do-not-print"
+
+
+@pytest.fixture
+def ip(server, monkeypatch, tmp_path):
+    """A shell with voxmagic loaded fresh, pointed at the local server, in an empty folder."""
+    monkeypatch.setenv("OPENROUTER_API_KEY", SECRET)
+    monkeypatch.chdir(tmp_path)
+    shell = InteractiveShell.instance()
+    if "voxmagic" in shell.extension_manager.loaded:
+        shell.run_line_magic("unload_ext", "voxmagic")
+    shell.config.pop("VoxtralMagics", None)
+    shell.run_line_magic("load_ext", "voxmagic")
+    shell.run_line_magic("config", f"VoxtralMagics.base_url = {server.base_url!r}")
+    runner.ledger.reset()
+    tone_file(tmp_path / "meeting.mp3", 2.0)
+    tone_file(tmp_path / "b.flac", 1.0)
+    (tmp_path / "clips").mkdir()
+    for i in range(3):
+        tone_file(tmp_path / "clips" / f"c{i}.wav", 0.5 + i * 0.25, channels=1)
+    yield shell
+    for name in [n for n in shell.user_ns if n.startswith(("_voxtral", "ans", "df", "t", "x"))]:
+        shell.user_ns.pop(name, None)
+
+
+def magic(ip):
+    return ip.magics_manager.registry["VoxtralMagics"]
+
+
+def run(ip, cell):
+    """Run a cell as a user would; returns (stdout, stderr)."""
+    with capture_output() as cap:
+        ip.run_cell(cell)
+    return cap.stdout, cap.stderr
+
+
+# --- %%voxtral -----------------------------------------------------------------------------
+
+def test_cell_body_is_the_prompt_and_result_lands_in_variables(ip, server):
+    ip.user_ns["topic"] = "budget"
+    out, err = run(ip, "%%voxtral meeting.mp3 -o ans\nWhat was decided about the {topic}? Use {{braces}}.")
+    assert not err
+    assert server.requests[-1].prompt == "What was decided about the budget? Use {braces}."
+    response = ip.user_ns["_voxtral"]
+    assert ip.user_ns["ans"] == response.text and response.text.startswith("Heard 1 clips: [1] 2.000 s")
+    assert response.text in out  # text fallback printed the streamed answer
+
+
+def test_every_api_option_reaches_the_request(ip, server):
+    run(ip, "%%voxtral meeting.mp3 --model mistralai/voxtral-mini-3b-2507 --max-tokens 7 "
+            "--temperature 0.3 --top-p 0.9 --stop END --stop FIN --frequency-penalty 0.5 "
+            "--presence-penalty -0.5 --seed 11 --no-stream --format flac --system 'Be brief.'\nQ?")
+    rec = server.requests[-1]
+    body = rec.body
+    assert body["model"] == "mistralai/voxtral-mini-3b-2507" and body["max_tokens"] == 7
+    assert body["temperature"] == 0.3 and body["top_p"] == 0.9 and body["stop"] == ["END", "FIN"]
+    assert body["frequency_penalty"] == 0.5 and body["presence_penalty"] == -0.5 and body["seed"] == 11
+    assert body["stream"] is False and rec.audio[0].format == "flac"
+    assert rec.prompt.startswith("Be brief.") and rec.prompt.endswith("Q?")
+
+
+def test_config_defaults_apply_and_the_line_overrides_them(ip, server):
+    ip.run_line_magic("config", "VoxtralMagics.temperature = 0.2")
+    ip.run_line_magic("config", "VoxtralMagics.max_tokens = 50")
+    ip.run_line_magic("config", "VoxtralMagics.stream = False")
+    run(ip, "%%voxtral meeting.mp3\nQ")
+    body = server.requests[-1].body
+    assert body["temperature"] == 0.2 and body["max_tokens"] == 50 and body["stream"] is False
+    run(ip, "%%voxtral meeting.mp3 --temperature 0.7 --max-tokens 9\nQ")
+    assert server.requests[-1].body["temperature"] == 0.7 and server.requests[-1].body["max_tokens"] == 9
+
+
+def test_json_schema_and_pydantic_results(ip, server):
+    from pydantic import BaseModel
+
+    class Decision(BaseModel):
+        topic: str
+        agreed: bool
+
+    ip.user_ns["Decision"] = Decision
+    run(ip, "%%voxtral meeting.mp3 --schema Decision -o ans\nExtract the decision.")
+    assert isinstance(ip.user_ns["ans"], Decision)
+    assert server.requests[-1].body["response_format"]["json_schema"]["name"] == "Decision"
+    run(ip, "%%voxtral meeting.mp3 --json -o ans\nAs JSON.")
+    assert isinstance(ip.user_ns["ans"], dict) and "clips" in ip.user_ns["ans"]
+
+
+def test_tools_are_called_with_the_models_arguments(ip, server):
+    ip.run_cell('def log_decision(topic: str, votes: int = 0):\n'
+                '    """Record a decision.\n\n    topic: what was decided\n    """\n'
+                '    return f"logged {topic} with {votes}"')
+    run(ip, "%%voxtral meeting.mp3 --tools log_decision --tool-choice log_decision -o ans\nLog it.")
+    tool = server.requests[-1].body["tools"][0]["function"]
+    assert tool["name"] == "log_decision" and tool["parameters"]["required"] == ["topic"]
+    assert tool["parameters"]["properties"]["topic"]["description"] == "what was decided"
+    (call,) = ip.user_ns["ans"]
+    assert call["name"] == "log_decision" and call["error"] is None
+    assert call["result"] == f"logged {call['arguments']['topic']} with {call['arguments'].get('votes', 0)}"
+
+
+def test_dry_run_sends_nothing_and_shows_no_secret(ip, server):
+    out, _ = run(ip, "%%voxtral meeting.mp3 --dry-run --max-tokens 100\nQ")
+    assert server.request_count == 0
+    assert '"max_tokens": 100' in out and "bytes of mp3, 2.00 s" in out and "estimated cost ≤ $" in out
+    assert SECRET not in out
+
+
+def test_audio_from_variables(ip, server, tmp_path):
+    ip.user_ns.update(x_array=tone(1.5, 8000, 1)[0], x_bytes=(tmp_path / "b.flac").read_bytes(),
+                      x_paths=[str(tmp_path / "meeting.mp3"), str(tmp_path / "b.flac")])
+    run(ip, "%%voxtral x_array --sr 8000\nQ")
+    assert server.requests[-1].audio[0].duration_s == pytest.approx(1.5, abs=0.02)
+    run(ip, "%%voxtral x_bytes x_paths\nQ")
+    assert [round(a.duration_s, 1) for a in server.requests[-1].audio] == [1.0, 2.0, 1.0]
+
+
+def test_the_player_and_the_live_widget(ip, server):
+    """2,000 tokens at 1,000 tokens/s: bounded update rate, and the exact final text."""
+    import time
+
+    from voxmagic.display import _pre
+
+    ip.run_line_magic("config", "VoxtralMagics.display_mode = 'widget'")
+    ip.run_line_magic("config", "VoxtralMagics.updates_per_second = 20")
+    server.configure(answer_tokens=2000, token_rate=1000)
+    started = time.monotonic()
+    out, err = run(ip, "%%voxtral meeting.mp3 -o ans\nTalk a lot.")
+    elapsed = time.monotonic() - started
+    view = magic(ip).last_view
+    text = ip.user_ns["ans"]
+    assert len(text.split()) == 2000 and not err
+    assert view.body.value == _pre(text)  # the last update carried the exact final text
+    assert 5 <= view.updates <= 25 * elapsed  # coalesced: nowhere near one update per token
+    assert view.throttle.flushes == view.updates
+
+
+def test_text_fallback_without_a_kernel(ip):
+    out, _ = run(ip, "%%voxtral meeting.mp3\nQ")
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("Heard 1 clips")
+    assert re.fullmatch(r"this call \$0\.\d{6} · session \$0\.\d{6} \(1 call\)", lines[-1])
+
+
+# --- %voxtral_transcribe -------------------------------------------------------------------
+
+def test_transcribe_a_folder_and_a_glob(ip, server):
+    df = ip.run_line_magic("voxtral_transcribe", "clips meeting.* --language en -o df --concurrency 2")
+    assert df is ip.user_ns["df"]
+    assert [s.split("/")[-1] for s in df["source"]] == ["c0.wav", "c1.wav", "c2.wav", "meeting.mp3"]
+    np.testing.assert_allclose(df["duration_s"], [0.5, 0.75, 1.0, 2.0], atol=0.01)
+    assert df["error"].isna().all()
+    assert "The speech is in en." in server.requests[-1].prompt
+    assert server.requests[-1].body["temperature"] == 0.0
+
+
+def test_transcribe_options(ip, server):
+    ip.run_line_magic("voxtral_transcribe", "meeting.mp3 --translate-to French --prompt 'Names: Ada' "
+                                           "--max-tokens 30 -o t")
+    rec = server.requests[-1]
+    assert rec.prompt.startswith("Translate the speech in this audio into French.")
+    assert rec.prompt.endswith("Context and vocabulary: Names: Ada") and rec.body["max_tokens"] == 30
+    assert ip.user_ns["t_text"] == ip.user_ns["_voxtral_text"] == ip.user_ns["t"]["text"].iloc[0]
+
+
+def test_transcribe_progress_widget(ip, server):
+    ip.run_line_magic("config", "VoxtralMagics.display_mode = 'widget'")
+    with capture_output():
+        df = ip.run_line_magic("voxtral_transcribe", "clips")
+    view = magic(ip).last_view
+    assert view.done == view.total == 3 and view.bar.value == 3
+    assert view.cost == pytest.approx(df["cost_usd"].sum())
+
+
+def test_a_failed_file_keeps_the_others(ip, server):
+    server.add_fault("http_500", times=1)
+    ip.run_line_magic("config", "VoxtralMagics.max_attempts = 1")
+    with capture_output():
+        df = ip.run_line_magic("voxtral_transcribe", "clips")
+    assert df["error"].notna().sum() == 1 and df["text"].notna().sum() == 2
+
+
+# --- cost -----------------------------------------------------------------------------------
+
+def test_cost_tally_equals_what_the_server_reported(ip, server):
+    run(ip, "%%voxtral meeting.mp3\nQ1")
+    run(ip, "%%voxtral b.flac\nQ2")
+    with capture_output():
+        ip.run_line_magic("voxtral_transcribe", "clips")
+    out, _ = run(ip, "%voxtral_cost -o c")
+    reported = sum(r.cost for r in server.requests)
+    c = ip.user_ns["c"]
+    assert len(c) == 5 and c["cost_usd"].sum() == pytest.approx(reported, rel=1e-12)
+    assert f"total ${reported:.6f} over 5 calls" in out
+    out, _ = run(ip, "%voxtral_cost --reset")
+    assert runner.ledger.calls == 0
+
+
+# --- errors: one line, no traceback, no secret ---------------------------------------------
+
+@pytest.mark.parametrize("cell, message", [
+    ("%%voxtral nowhere.mp3\nQ", r"no such file: nowhere\.mp3"),
+    ("%%voxtral some_name\nQ", r"some_name is neither a file nor a variable"),
+    ("%%voxtral clips/*.ogg\nQ", r"no files match clips/\*\.ogg"),
+    ("%%voxtral meeting.mp3\nAbout {nothing_here}", r"the prompt uses \{nothing_here\} but there is no variable"),
+    ("%%voxtral meeting.mp3\n   \n", r"the cell is empty: write your question"),
+    ("%%voxtral meeting.mp3 --temperature 3\nQ", r"temperature=3\.0 is out of range"),
+    ("%%voxtral meeting.mp3 --temperature hot\nQ", r"argument --temperature: invalid float value"),
+    ("%%voxtral meeting.mp3 --colour blue\nQ", r"unrecognized arguments: --colour blue"),
+    ("%%voxtral meeting.mp3 --schema Missing\nQ", r"--schema: no variable named Missing"),
+    ("%%voxtral meeting.mp3 --max-cost 0.00001\nQ", r"could cost up to \$0\.\d+, over the \$0\.0000 limit"),
+    ("%voxtral_transcribe clips --max-cost 0.00001", r"this batch of 3 files could cost"),
+])
+def test_user_mistakes_are_one_line(ip, server, cell, message):
+    out, err = run(ip, cell)
+    assert err.count("\n") == 1 and err.startswith("UsageError: ") and "Traceback" not in err
+    assert re.search(message, err), err
+    assert server.request_count == 0
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("http_401", "check the key in OPENROUTER_API_KEY"),
+    ("http_402", "add credits"),
+    ("http_503", "gave up after 4 attempts"),
+])
+def test_api_failures_say_what_to_do(ip, server, fault, message):
+    server.add_fault(fault, times=4)
+    ip.run_line_magic("config", "VoxtralMagics.backoff = 0.01")
+    out, err = run(ip, "%%voxtral meeting.mp3\nQ")
+    assert err.startswith("UsageError: ") and err.count("\n") == 1 and message in err
+    assert SECRET not in out + err + repr(ip.user_ns.get("_voxtral_error"))
+
+
+def test_no_key_says_how_to_set_it(ip, monkeypatch):
+    monkeypatch.delenv("OPENROUTER_API_KEY")
+    _, err = run(ip, "%%voxtral meeting.mp3\nQ")
+    assert err.startswith("UsageError: no API key: set OPENROUTER_API_KEY in the environment or in a .env file")
+
+
+def test_key_from_dotenv_under_a_configured_name(ip, server, monkeypatch, tmp_path):
+    monkeypatch.delenv("OPENROUTER_API_KEY")
+    (tmp_path / ".env").write_text("TEAM_KEY=team-secret\n")
+    server.configure(api_key="team-secret")
+    ip.run_line_magic("config", "VoxtralMagics.api_key_env = 'TEAM_KEY'")
+    _, err = run(ip, "%%voxtral meeting.mp3 -o ans\nQ")
+    assert not err and ip.user_ns["ans"].startswith("Heard")
+
+
+def test_help_lists_every_option(ip):
+    doc = ip.magics_manager.magics["cell"]["voxtral"].__doc__
+    for option in ["--model", "--max-tokens", "--temperature", "--top-p", "--stop", "--frequency-penalty",
+                   "--presence-penalty", "--seed", "--json", "--schema", "--tools", "--tool-choice",
+                   "--no-stream", "--system", "--out", "--dry-run", "--max-cost", "--sr", "--format"]:
+        assert option in doc
+    tdoc = ip.magics_manager.magics["line"]["voxtral_transcribe"].__doc__
+    for option in ["--language", "--translate-to", "--prompt", "--concurrency", "--out"]:
+        assert option in tdoc
+
+
+def test_unload_ext(ip):
+    ip.run_line_magic("unload_ext", "voxmagic")
+    assert "voxtral" not in ip.magics_manager.magics["cell"]
+    with pytest.raises(UsageError):
+        ip.run_cell_magic("voxtral", "meeting.mp3", "Q")

@@ -1,0 +1,226 @@
+"""Live views of a running call, and what stays in the notebook afterwards.
+
+In a kernel: an ipywidgets view that voxmagic's loop thread updates at a bounded rate (a kernel
+drops iopub messages above ~1,000/s, and every update resends the whole text), which is then
+replaced, through its display id, by a static HTML + text/plain result — what nbconvert and
+nbclient save, and what a frontend without widgets shows. Without a kernel (terminal IPython,
+scripts) the text is printed as it streams.
+
+Threads: views are created and finished on the main thread; ``on_event``/``on_result`` and
+``close`` run on the loop thread only, so one widget is never mutated from two threads at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import math
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+from .client import Event, Retrying, TextDelta
+from .cost import Pricing
+
+
+def widgets_available(mode: str = "auto") -> bool:
+    """Widgets only where a kernel can carry them (``mode``: auto, widget or text)."""
+    if mode != "auto":
+        return mode == "widget"
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
+
+
+class Throttle:
+    """Call ``flush`` at most ``rate`` times per second on the running loop; ``close`` flushes last."""
+
+    def __init__(self, rate: float, flush: Callable[[], None]):
+        self.interval = 1.0 / rate
+        self.flush = flush
+        self.last = -math.inf
+        self.timer: asyncio.TimerHandle | None = None
+        self.flushes = 0
+
+    def poke(self) -> None:
+        if self.timer is not None:
+            return
+        wait = self.last + self.interval - time.monotonic()
+        if wait <= 0:
+            self._fire()
+        else:
+            self.timer = asyncio.get_running_loop().call_later(wait, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        self.last = time.monotonic()
+        self.flushes += 1
+        self.flush()
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self._fire()
+
+
+def _pre(text: str) -> str:
+    return ('<pre style="white-space:pre-wrap;margin:0;font-family:var(--jp-content-font-family,'
+            f'inherit)">{html.escape(text)}</pre>')
+
+
+def _muted(text: str, color: str = "var(--jp-ui-font-color2,#666)") -> str:
+    return f'<div style="color:{color};font-size:90%">{html.escape(text)}</div>'
+
+
+def show(bundle: dict[str, str]) -> None:
+    from IPython.display import display
+
+    display(bundle, raw=True)
+
+
+class StreamView:
+    """What ``%%voxtral`` shows while an answer streams: status line and growing text."""
+
+    def __init__(self, *, model: str, audio_seconds: float, prompt_tokens: int, audio_tokens: int,
+                 pricing: Pricing, widget: bool, rate: float = 10.0):
+        self.model, self.audio_seconds = model, audio_seconds
+        self.prompt_tokens, self.audio_tokens, self.pricing = prompt_tokens, audio_tokens, pricing
+        self.parts: list[str] = []
+        self.tokens = 0
+        self.note = ""
+        self.started = time.monotonic()
+        self.throttle = Throttle(rate, self._flush)
+        self.widget = widget
+        self.handle = None
+        self.updates = 0  # times the widget's text really changed
+        if widget:
+            import ipywidgets as w
+            from IPython.display import display
+
+            self.status, self.body = w.HTML(), w.HTML()
+            self.body.observe(self._count, "value")
+            self.box = w.VBox([self.status, self.body])
+            self.status.value = _muted(self.status_line())
+            self.handle = display(self.box, display_id=True)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def status_line(self) -> str:
+        cost = self.pricing.cost(self.prompt_tokens, self.tokens, self.audio_seconds, self.audio_tokens)
+        note = f" · {self.note}" if self.note else ""
+        return (f"{self.model} · {time.monotonic() - self.started:.1f} s · {self.tokens} tokens · "
+                f"≈${cost:.4f} so far{note}")
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, TextDelta):
+            self.parts.append(event.text)
+            self.tokens += 1
+            if not self.widget:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+        elif isinstance(event, Retrying):
+            self.parts.clear()
+            self.tokens = 0
+            self.note = f"attempt {event.attempt} failed ({type(event.error).__name__}); retrying"
+            if not self.widget:
+                sys.stdout.write(f"\n[{self.note} in {event.wait_s:.1f} s]\n")
+        self.throttle.poke()
+
+    def _count(self, change: Any) -> None:
+        self.updates += 1
+
+    def _flush(self) -> None:
+        if self.widget:
+            self.body.value = _pre(self.text)
+            self.status.value = _muted(self.status_line())
+
+    def close(self) -> None:
+        """Last, exact update (loop thread)."""
+        self.throttle.close()
+
+    def finish(self, text: str, summary: str, tally: str, extra_html: str = "") -> None:
+        """Replace the live view with the final result (main thread)."""
+        if self.widget:
+            self.handle.update({"text/plain": f"{text}\n[{summary}]\n{tally}",
+                                "text/html": _muted(summary) + _pre(text) + extra_html + _muted(tally)},
+                               raw=True)
+            self.box.close()
+        else:
+            print(f"\n[{summary}]\n{tally}")
+
+    def fail(self, message: str) -> None:
+        """Keep whatever had streamed, with the error under it (main thread)."""
+        partial = self.text
+        if self.widget:
+            self.handle.update({"text/plain": f"{partial}\n[{message}]",
+                                "text/html": _pre(partial) + _muted(message, "var(--jp-error-color1,#c00)")},
+                               raw=True)
+            self.box.close()
+        elif partial:
+            print()
+
+
+class BatchView:
+    """What ``%voxtral_transcribe`` shows: files done/total, a bar, recent files, running cost."""
+
+    def __init__(self, labels: list[str], *, widget: bool, rate: float = 10.0):
+        self.labels = [Path(label).name or label for label in labels]
+        self.total, self.done, self.failed, self.cost = len(labels), 0, 0, 0.0
+        self.recent: deque[str] = deque(maxlen=6)
+        self.started = time.monotonic()
+        self.throttle = Throttle(rate, self._flush)
+        self.widget = widget
+        if widget:
+            import ipywidgets as w
+            from IPython.display import display
+
+            self.header, self.log = w.HTML(_muted(self.header_line())), w.HTML()
+            self.bar = w.IntProgress(value=0, min=0, max=max(1, self.total))
+            self.box = w.VBox([self.header, self.bar, self.log])
+            self.handle = display(self.box, display_id=True)
+
+    def header_line(self) -> str:
+        bad = f" · {self.failed} failed" if self.failed else ""
+        return (f"{self.done}/{self.total} files{bad} · ${self.cost:.4f} · "
+                f"{time.monotonic() - self.started:.1f} s")
+
+    def on_result(self, index: int, row: dict[str, Any]) -> None:
+        self.done += 1
+        name = self.labels[index]
+        if isinstance(row.get("error"), str):
+            self.failed += 1
+            line = f"✗ {name}: {row['error']}"
+        else:
+            self.cost += row.get("cost_usd") or 0.0
+            line = f"✓ {name} · {row.get('duration_s', 0):.1f} s audio · ${row.get('cost_usd') or 0:.5f}"
+        self.recent.append(line)
+        if not self.widget:
+            print(f"[{self.done}/{self.total}] {line}", flush=True)
+        self.throttle.poke()
+
+    def _flush(self) -> None:
+        if self.widget:
+            self.bar.value = self.done
+            self.header.value = _muted(self.header_line())
+            self.log.value = _pre("\n".join(self.recent))
+
+    def close(self) -> None:
+        self.throttle.close()
+
+    def finish(self, tally: str) -> None:
+        self._replace(f"{self.header_line()}\n{tally}")
+
+    def fail(self, message: str) -> None:
+        self._replace(message, "var(--jp-error-color1,#c00)")
+
+    def _replace(self, text: str, color: str = "var(--jp-ui-font-color2,#666)") -> None:
+        if self.widget:
+            self.handle.update({"text/plain": text, "text/html": _muted(text, color)}, raw=True)
+            self.box.close()
+        else:
+            print(text.splitlines()[-1])

@@ -1,0 +1,206 @@
+"""IPython magics: ``%%voxtral``, ``%voxtral_transcribe``, ``%voxtral_cost`` — parse and delegate.
+
+Options are parsed by IPython's ``magic_arguments`` (so ``%%voxtral?`` lists them all); session
+defaults are traitlets (``%config VoxtralMagics.temperature = 0.2``). Each magic turns its
+options into the Python API's typed objects and hands over to :mod:`voxmagic.runner`; every
+user mistake and API failure surfaces as a one-line ``UsageError``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, validate
+
+from .audio import DEFAULT_FORMAT, UPLOAD_FORMATS
+from .errors import VoxmagicError
+
+COMMON = [
+    (("audio",), dict(nargs="*", metavar="AUDIO",
+                      help="audio files, globs (clips/*.mp3), folders, http(s) URLs, or names of notebook "
+                           "variables (paths, lists/Series of paths, bytes, IPython Audio, arrays with --sr)")),
+    (("-o", "--out"), dict(metavar="NAME", help="store the result in this variable")),
+    (("--model",), dict(help="model id (default: %%config VoxtralMagics.model, else "
+                             "mistralai/voxtral-small-24b-2507)")),
+    (("--max-tokens",), dict(type=int, metavar="N", help="upper bound on the answer's tokens")),
+    (("--temperature",), dict(type=float, metavar="T", help="sampling temperature, 0-2")),
+    (("--top-p",), dict(type=float, metavar="P", help="nucleus sampling, (0, 1]")),
+    (("--stop",), dict(action="append", metavar="TEXT", help="stop sequence (repeatable, up to 4)")),
+    (("--frequency-penalty",), dict(type=float, metavar="F", help="-2 to 2")),
+    (("--presence-penalty",), dict(type=float, metavar="F", help="-2 to 2")),
+    (("--seed",), dict(type=int, metavar="N", help="seed for repeatable sampling")),
+    (("--no-stream",), dict(action="store_true", help="wait for the whole answer instead of streaming")),
+    (("--max-cost",), dict(type=float, metavar="USD", help="refuse to send if the estimate is higher")),
+    (("--dry-run",), dict(action="store_true",
+                          help="show the request (audio elided) and its cost estimate; send nothing")),
+    (("--sr",), dict(type=int, metavar="HZ", help="sample rate of numpy-array audio variables")),
+    (("--format",), dict(choices=UPLOAD_FORMATS, metavar="FMT",
+                         help=f"upload encoding: {', '.join(UPLOAD_FORMATS)} (default {DEFAULT_FORMAT})")),
+    (("--base-url",), dict(metavar="URL", help="OpenAI-compatible endpoint (default OpenRouter)")),
+]
+ASK = [
+    (("--system",), dict(metavar="TEXT", help="instructions, folded into the prompt "
+                                             "(Voxtral has no system prompt yet)")),
+    (("--json",), dict(action="store_true", help="ask for a JSON object; -o gets the parsed dict")),
+    (("--schema",), dict(metavar="NAME", help="a JSON-schema dict or pydantic model in the notebook: "
+                                              "structured output, parsed into it")),
+    (("--tools",), dict(metavar="NAME,...", help="notebook functions the model may call; "
+                                                  "-o gets each call's arguments and result")),
+    (("--tool-choice",), dict(metavar="CHOICE", help="auto, none, required, or a tool's name")),
+]
+TRANSCRIBE = [
+    (("--language",), dict(metavar="LANG", help="the spoken language, e.g. en, fr, de")),
+    (("--translate-to",), dict(metavar="LANG", help="translate the speech into this language")),
+    (("--prompt",), dict(metavar="TEXT", help="context or vocabulary hint, e.g. names and jargon")),
+    (("--concurrency",), dict(type=int, metavar="N", help="requests in flight (default: "
+                                                           "%%config VoxtralMagics.concurrency = 8)")),
+]
+
+
+def _arguments(*specs: tuple) -> Any:
+    """Apply a list of ``@argument`` decorators in the order they are listed."""
+    def decorate(fn: Any) -> Any:
+        for args, kwargs in reversed(specs):
+            fn = argument(*args, **kwargs)(fn)
+        return fn
+    return decorate
+
+
+def _parse(magic_method: Any, line: str) -> Any:
+    """POSIX shell splitting (quotes removed, unlike IPython's default) with the magic's parser."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:  # e.g. an unclosed quote
+        raise UsageError(f"cannot read the options: {exc}") from None
+    return magic_method.parser.parse_args(argv)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """At the magic boundary every deliberate error becomes one line without a traceback."""
+    try:
+        yield
+    except VoxmagicError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@magics_class
+class VoxtralMagics(Magics):
+    """Talk to audio with Voxtral. Session defaults: ``%config VoxtralMagics.<name> = value``."""
+
+    model = Unicode(None, allow_none=True,
+                    help="Model id (default mistralai/voxtral-small-24b-2507, or $VOXMAGIC_MODEL).").tag(config=True)
+    base_url = Unicode(None, allow_none=True,
+                       help="OpenAI-compatible endpoint base (default https://openrouter.ai/api/v1, "
+                            "or $VOXMAGIC_BASE_URL).").tag(config=True)
+    api_key_env = Unicode("OPENROUTER_API_KEY",
+                          help="Environment variable (or .env entry) that holds the API key.").tag(config=True)
+    temperature = Float(None, allow_none=True, help="Default temperature for %%voxtral (0-2).").tag(config=True)
+    max_tokens = Int(None, allow_none=True, help="Default max_tokens for %%voxtral.").tag(config=True)
+    concurrency = Int(8, help="Requests in flight for %voxtral_transcribe.").tag(config=True)
+    max_cost = Float(None, allow_none=True,
+                     help="Refuse any call whose estimated cost in USD is higher.").tag(config=True)
+    stream = Bool(True, help="Stream answers as they are generated.").tag(config=True)
+    referer = Unicode(None, allow_none=True, help="HTTP-Referer header (OpenRouter attribution).").tag(config=True)
+    title = Unicode("voxmagic", help="X-Title header (OpenRouter attribution).").tag(config=True)
+    audio_format = Enum(UPLOAD_FORMATS, default_value=DEFAULT_FORMAT, help="Upload encoding.").tag(config=True)
+    max_attempts = Int(4, help="Attempts for transient failures (429s are waited out separately).").tag(config=True)
+    backoff = Float(1.0, help="First retry delay in seconds; doubles each retry, with jitter.").tag(config=True)
+    read_timeout = Float(180.0, help="Seconds to wait for the next byte of an answer.").tag(config=True)
+    display_mode = Enum(["auto", "widget", "text"], default_value="auto",
+                        help="Live widgets in a kernel (auto), always widgets, or plain text.").tag(config=True)
+    updates_per_second = Float(10.0, help="Bound on live display updates per second (at most 30).").tag(config=True)
+    player_max_seconds = Float(120.0, help="Show an audio player for audio up to this long (0: never).").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any):
+        super().__init__(shell=shell, **kwargs)
+        if shell is not None and self not in shell.configurables:
+            shell.configurables.append(self)  # makes %config VoxtralMagics.* work
+        self.last_view: Any = None  # the most recent live view (for tests and debugging)
+
+    @validate("temperature")
+    def _check_temperature(self, proposal: Any) -> Any:
+        if proposal.value is not None and not 0 <= proposal.value <= 2:
+            raise TraitError("temperature must be between 0 and 2")
+        return proposal.value
+
+    @validate("concurrency", "max_attempts")
+    def _check_positive(self, proposal: Any) -> Any:
+        if proposal.value < 1:
+            raise TraitError(f"{proposal.trait.name} must be at least 1")
+        return proposal.value
+
+    @validate("updates_per_second")
+    def _check_rate(self, proposal: Any) -> Any:
+        if not 0 < proposal.value <= 30:
+            raise TraitError("updates_per_second must be in (0, 30]")
+        return proposal.value
+
+    @validate("max_cost", "max_tokens")
+    def _check_non_negative(self, proposal: Any) -> Any:
+        if proposal.value is not None and proposal.value <= 0:
+            raise TraitError(f"{proposal.trait.name} must be positive (or None)")
+        return proposal.value
+
+    # -- the magics ------------------------------------------------------------------------
+
+    @magic_arguments("%voxtral")  # shown as %%voxtral: it is a cell magic
+    @_arguments(*COMMON, *ASK)
+    @cell_magic("voxtral")
+    def voxtral(self, line: str, cell: str) -> None:
+        """Ask Voxtral about audio: the line names the audio, the cell body is the prompt.
+
+        ``{name}`` in the prompt is filled from the notebook (``{{`` for a literal brace). The
+        answer streams into a live view; ``-o NAME`` stores the text (or parsed JSON, schema
+        object, tool results) and ``_voxtral`` always holds the last full Response.
+        """
+        from .commands import run_ask
+
+        args = _parse(self.voxtral, line)
+        with _one_line_errors():
+            run_ask(self, args, cell)
+
+    @magic_arguments()
+    @_arguments(*COMMON, *TRANSCRIBE)
+    @line_magic("voxtral_transcribe")
+    def voxtral_transcribe(self, line: str) -> Any:
+        """Transcribe (or translate) many audio sources at once into a DataFrame, one row per source.
+
+        Columns: source, duration_s, text, prompt_tokens, completion_tokens, cost_usd, latency_s,
+        error (+ attempts, finish_reason, audio_format, audio_sha256, generation_id). A failing
+        source fills its ``error``; the others still come back. With a single source the
+        transcript text is also in ``_voxtral_text`` (and ``NAME_text`` with ``-o NAME``).
+        """
+        from .commands import run_transcribe
+
+        args = _parse(self.voxtral_transcribe, line)
+        with _one_line_errors():
+            return run_transcribe(self, args)
+
+    @magic_arguments()
+    @argument("-o", "--out", metavar="NAME", help="store the table in this variable")
+    @argument("--reset", action="store_true", help="start the tally again from $0")
+    @line_magic("voxtral_cost")
+    def voxtral_cost(self, line: str) -> Any:
+        """What this session has spent: one row per call, and the total."""
+        from .runner import ledger
+
+        args = _parse(self.voxtral_cost, line)
+        df = ledger.to_dataframe()
+        df.attrs["total_usd"] = total = float(df["cost_usd"].fillna(0).sum())
+        if args.out:
+            self.shell.user_ns[args.out] = df
+        unknown = int(df["cost_usd"].isna().sum())
+        note = f" ({unknown} calls of unknown cost)" if unknown else ""
+        print(f"total ${total:.6f} over {len(df)} calls{note}", file=sys.stdout)
+        if args.reset:
+            ledger.reset()
+            print("cost tally reset to $0")
+            return None
+        return df

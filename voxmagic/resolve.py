@@ -1,0 +1,105 @@
+"""From what a user typed to Python objects: audio items, ``{name}`` in prompts, named objects.
+
+Every mistake becomes a :class:`~voxmagic.errors.ConfigError` whose message says what to type
+instead; the magic layer shows it as one line.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import string
+from pathlib import Path
+from typing import Any, Mapping
+
+from .audio import AudioSource, EncodedAudio, as_source
+from .errors import AudioError, ConfigError
+
+AUDIO_SUFFIXES = frozenset({
+    ".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".m4b", ".aac", ".webm", ".mp4",
+    ".mkv", ".mka", ".mov", ".aiff", ".aif", ".wma", ".amr", ".3gp", ".caf"})
+
+
+def audio_items(items: list[str], namespace: Mapping[str, Any], *, sample_rate: int | None = None) -> list[Any]:
+    """Expand paths, globs, folders, URLs and variable names into audio sources, in order."""
+    out: list[Any] = []
+    for item in items:
+        out.extend(_one(item, namespace, sample_rate))
+    if not out:
+        raise ConfigError("no audio given: name a file, a glob such as clips/*.mp3, a folder, a URL "
+                          "or a variable")
+    return out
+
+
+def _one(item: str, ns: Mapping[str, Any], sample_rate: int | None) -> list[Any]:
+    if item.startswith(("http://", "https://")):
+        return [item]
+    path = Path(item).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            raise ConfigError(f"the folder {item} holds no audio files (looked for "
+                              f"{', '.join(sorted(AUDIO_SUFFIXES)[:6])}, ...)")
+        return [str(p) for p in files]
+    if path.exists():
+        return [item]
+    head = item.split(".")[0].split("[")[0]
+    if head.isidentifier() and head in ns:
+        return _from_variable(item, lookup(item, ns), sample_rate)
+    if glob.has_magic(item):
+        matches = sorted(glob.glob(os.path.expanduser(item), recursive=True))
+        if not matches:
+            raise ConfigError(f"no files match {item} (relative to {Path.cwd()})")
+        return matches
+    if item.replace(".", "").isidentifier() and path.suffix.lower() not in AUDIO_SUFFIXES:
+        raise ConfigError(f"{item} is neither a file nor a variable in the notebook")
+    raise ConfigError(f"no such file: {item} (relative to {Path.cwd()})")
+
+
+def _from_variable(name: str, value: Any, sample_rate: int | None) -> list[Any]:
+    if isinstance(value, (AudioSource, EncodedAudio)):
+        return [value]
+    if isinstance(value, (str, os.PathLike)):
+        return _one(os.fspath(value), {}, sample_rate)
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # a numpy array
+        if not sample_rate:
+            raise ConfigError(f"{name} is an array: give its sample rate with --sr (e.g. --sr 16000)")
+        return [as_source(value, sample_rate=sample_rate, label=name)]
+    if isinstance(value, tuple) and len(value) == 2 and hasattr(value[0], "shape"):
+        return [as_source(value, label=name)]
+    if isinstance(value, (list, tuple)) or type(value).__name__ in ("Series", "Index"):
+        items = list(value.tolist() if hasattr(value, "tolist") else value)
+        return [x for i, v in enumerate(items) for x in _from_variable(f"{name}[{i}]", v, sample_rate)]
+    try:
+        return [as_source(value, label=name)]
+    except AudioError as exc:
+        raise ConfigError(f"{name} is a {type(value).__name__}, not audio: pass a path, URL, bytes, "
+                          "a numpy array with --sr, or IPython.display.Audio") from exc
+
+
+def lookup(name: str, ns: Mapping[str, Any], what: str = "") -> Any:
+    """A variable, attribute (``df.path``) or item (``clips[0]``, ``d['k']``) from the namespace."""
+    fmt = string.Formatter()
+    try:
+        value, _ = fmt.get_field(name, (), ns)
+        return value
+    except KeyError as exc:
+        prefix = f"{what}: " if what else ""
+        raise ConfigError(f"{prefix}no variable named {exc.args[0]} in the notebook") from None
+    except (AttributeError, IndexError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{what + ': ' if what else ''}cannot read {name} ({exc})") from None
+
+
+def render_prompt(template: str, ns: Mapping[str, Any]) -> str:
+    """Replace ``{name}`` (also ``{df.shape[0]}``, ``{x:.2f}``) from the namespace; ``{{`` escapes."""
+    try:
+        return string.Formatter().vformat(template, (), ns)
+    except KeyError as exc:
+        raise ConfigError(f"the prompt uses {{{exc.args[0]}}} but there is no variable "
+                          f"{exc.args[0]}; write {{{{ and }}}} for literal braces") from None
+    except IndexError:
+        raise ConfigError("the prompt has an empty {} placeholder: put a variable name inside it, "
+                          "or write {{}} for literal braces") from None
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"cannot fill the prompt's placeholders ({exc}); write {{{{ and }}}} "
+                          "for literal braces") from None
