@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .client import Event, Retrying, TextDelta
-from .cost import Pricing
+from .cost import Pricing, format_usd
 
 
 def widgets_available(mode: str = "auto") -> bool:
@@ -186,7 +186,7 @@ class BatchView:
 
     def header_line(self) -> str:
         bad = f" · {self.failed} failed" if self.failed else ""
-        return (f"{self.done}/{self.total} files{bad} · ${self.cost:.4f} · "
+        return (f"{self.done}/{self.total} files{bad} · {format_usd(self.cost)} · "
                 f"{time.monotonic() - self.started:.1f} s")
 
     def on_result(self, index: int, row: dict[str, Any]) -> None:
