@@ -61,20 +61,25 @@ def _from_variable(name: str, value: Any, sample_rate: int | None) -> list[Any]:
         return [value]
     if isinstance(value, (str, os.PathLike)):
         return _one(os.fspath(value), {}, sample_rate)
+    is_list = isinstance(value, (list, tuple)) and not _is_array_pair(value)
+    if is_list or type(value).__name__ in ("Series", "Index"):
+        items = list(value.tolist() if hasattr(value, "tolist") else value)
+        return [x for i, v in enumerate(items) for x in _from_variable(f"{name}[{i}]", v, sample_rate)]
     if hasattr(value, "shape") and hasattr(value, "dtype"):  # a numpy array
         if not sample_rate:
             raise ConfigError(f"{name} is an array: give its sample rate with --sr (e.g. --sr 16000)")
         return [as_source(value, sample_rate=sample_rate, label=name)]
-    if isinstance(value, tuple) and len(value) == 2 and hasattr(value[0], "shape"):
+    if _is_array_pair(value):
         return [as_source(value, label=name)]
-    if isinstance(value, (list, tuple)) or type(value).__name__ in ("Series", "Index"):
-        items = list(value.tolist() if hasattr(value, "tolist") else value)
-        return [x for i, v in enumerate(items) for x in _from_variable(f"{name}[{i}]", v, sample_rate)]
     try:
         return [as_source(value, label=name)]
     except AudioError as exc:
         raise ConfigError(f"{name} is a {type(value).__name__}, not audio: pass a path, URL, bytes, "
                           "a numpy array with --sr, or IPython.display.Audio") from exc
+
+
+def _is_array_pair(value: Any) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and hasattr(value[0], "shape")
 
 
 def lookup(name: str, ns: Mapping[str, Any], what: str = "") -> Any:

@@ -41,7 +41,7 @@ def _schema(annotation: Any) -> dict[str, Any]:
 def _param_docs(doc: str) -> dict[str, str]:
     """Per-parameter text from a Google-style ``Args:`` or a ``name: text`` / ``:param name:`` list."""
     found = {}
-    for match in re.finditer(r"^\s*(?::param\s+)?(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$", doc, re.M):
+    for match in re.finditer(r"^[ \t]*(?::param[ \t]+)?(\w+)[ \t]*(?:\([^)]*\))?[ \t]*:[ \t]*(\S.*)$", doc, re.M):
         found.setdefault(match[1], match[2].strip())
     return found
 
