@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # voxmagic's two set-up commands on a fresh machine:
-#   ./run.sh demo    create .venv, install voxmagic, transcribe the bundled samples
+#   ./run.sh demo    create .venv, install voxmagic, execute notebooks/quickstart.ipynb and print it
 #   ./run.sh test    the same, plus test dependencies and Debian packages, then the test suite
 # Extra arguments after "test" go to pytest. PYTHON picks the interpreter (default python3).
 set -euo pipefail
@@ -34,8 +34,8 @@ venv() {  # $1 = the extra to install; skipped when already done for this pyproj
 
 case "${1:-}" in
   demo)
-    venv server
-    exec .venv/bin/python -m voxmagic demo ;;
+    venv notebooks
+    exec .venv/bin/python -m voxmagic demo notebooks/quickstart.ipynb ;;
   test)
     shift
     venv test

@@ -9,7 +9,9 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m voxmagic", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="transcribe the bundled samples (local server when no key is set)")
+    d = sub.add_parser("demo", help="run a notebook, or transcribe the bundled samples "
+                                    "(local server when no key is set)")
+    d.add_argument("notebook", nargs="?", help="a notebook to execute and print, e.g. notebooks/quickstart.ipynb")
     t = sub.add_parser("transcribe", help="transcribe audio files and print a table")
     t.add_argument("files", nargs="+", help="audio or video files, or http(s) URLs")
     t.add_argument("--language", help="the spoken language, e.g. en, fr")
@@ -25,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import main as demo
 
-            return demo()
+            return demo(args.notebook)
         from . import api
 
         df = api.transcribe(args.files, args.language, concurrency=args.concurrency,

@@ -1,6 +1,6 @@
-"""The main job: transcribe the bundled samples and show what it cost.
+"""The main job: run the quickstart notebook (or transcribe the bundled samples) and show the cost.
 
-With ``OPENROUTER_API_KEY`` set it asks the real Voxtral on OpenRouter; without one it starts
+With ``OPENROUTER_API_KEY`` set it asks the real Voxtral on OpenRouter; without one it uses
 voxmagic's local OpenRouter-compatible server on 127.0.0.1 so the whole path runs offline.
 """
 
@@ -20,7 +20,42 @@ def sample_paths() -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".mp3"))
 
 
-def main() -> int:
+def run_notebook(path: str | Path, out_dir: str | Path = "build") -> int:
+    """Execute a notebook in a real kernel, print what each cell showed, save the executed copy."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    status = 0
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        status = 1
+        print(f"a cell failed: {str(exc).strip().splitlines()[-1]}")
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not cell.get("execution_count"):
+            continue
+        print(f"\nIn [{cell.execution_count}]: " + cell.source.replace("\n", "\n    "))
+        for output in cell.outputs:
+            text = output.get("text") or output.get("data", {}).get("text/plain") or ""
+            if output.output_type == "error":
+                text = f"{output.ename}: {output.evalue}"
+            if text.strip():
+                print(text.rstrip())
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    saved = Path(out_dir) / path.name
+    nbformat.write(nb, saved)
+    print(f"\nexecuted notebook saved to {saved}")
+    return status
+
+
+def main(notebook: str | None = None) -> int:
+    if notebook:
+        return run_notebook(notebook)
     import pandas as pd
 
     from . import api
