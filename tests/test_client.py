@@ -92,6 +92,32 @@ def test_json_schema_is_parsed(server, clip):
     assert server.requests[-1].body["response_format"]["type"] == "json_schema"
 
 
+def test_pydantic_response_format_parses_into_the_model(server, clip):
+    from pydantic import BaseModel
+
+    class Clip(BaseModel):
+        topic: str
+        minutes: float
+
+    r = call(server, clip, params=Params(response_format=Clip))
+    assert isinstance(r.parsed, Clip) and r.parse_error is None and r.value is r.parsed
+    assert "response_model" not in server.requests[-1].body  # never sent
+
+
+def test_json_that_does_not_fit_the_model_is_kept_with_a_note(server, clip):
+    from pydantic import BaseModel
+
+    from voxmagic.results import Response, attach_json
+
+    class Strict(BaseModel):
+        impossible: int
+
+    r = attach_json(Response(text='{"impossible": "not a number"}', model="m"), Strict)
+    assert r.parsed == {"impossible": "not a number"} and "does not fit Strict" in r.parse_error
+    r = attach_json(Response(text="plain words", model="m"))
+    assert r.parsed is None and r.value == "plain words" and "not valid JSON" in r.parse_error
+
+
 def test_tool_calls_stream_and_reassemble(server, clip):
     tool = {"type": "function", "function": {"name": "log_topic", "parameters": {
         "type": "object", "properties": {"topic": {"type": "string"}, "n": {"type": "integer"}},

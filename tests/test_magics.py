@@ -176,6 +176,14 @@ def test_transcribe_options(ip, server):
     assert ip.user_ns["t_text"] == ip.user_ns["_voxtral_text"] == ip.user_ns["t"]["text"].iloc[0]
 
 
+def test_a_trailing_semicolon_stores_without_displaying(ip):
+    with capture_output():
+        assert ip.run_line_magic("voxtral_transcribe", "clips -o df;") is None
+    assert len(ip.user_ns["df"]) == 3
+    out, _ = run(ip, "%voxtral_transcribe clips -o df")
+    assert re.search(r"^these 3 calls \$0\.\d+ · session \$0\.\d+ \(6 calls\)$", out, re.M)
+
+
 def test_transcribe_progress_widget(ip, server):
     ip.run_line_magic("config", "VoxtralMagics.display_mode = 'widget'")
     with capture_output():
@@ -223,6 +231,8 @@ def test_cost_tally_equals_what_the_server_reported(ip, server):
     ("%%voxtral meeting.mp3 --schema Missing\nQ", r"--schema: no variable named Missing"),
     ("%%voxtral meeting.mp3 --max-cost 0.00001\nQ", r"could cost up to \$0\.\d+, over the \$0\.0000 limit"),
     ("%voxtral_transcribe clips --max-cost 0.00001", r"this batch of 3 files could cost"),
+    ("%voxtral_transcribe clips -o 'my df'", r"-o my df: not a valid Python variable name"),
+    ("%%voxtral meeting.mp3 --format 'x\nQ", r"cannot read the options: No closing quotation"),
 ])
 def test_user_mistakes_are_one_line(ip, server, cell, message):
     out, err = run(ip, cell)

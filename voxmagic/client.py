@@ -198,7 +198,9 @@ class Client:
             ttft_s=None if acc.first_token_at is None else acc.first_token_at - started,
             generation_id=acc.id, provider=acc.provider, tool_calls=acc.tool_calls(),
             sources=[a.label for a in request.audio])
-        return attach_json(response) if request.params.wants_json and not response.tool_calls else response
+        if request.params.wants_json and not response.tool_calls:
+            attach_json(response, request.params.response_model)
+        return response
 
 
 @dataclass

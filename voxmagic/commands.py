@@ -50,8 +50,9 @@ async def _closing(coro: Coroutine, view: Any) -> Any:
         view.close()
 
 
-def tally(call_usd: float | None) -> str:
-    return f"this call {format_usd(call_usd)} · {runner.ledger}"
+def tally(usd: float | None, calls: int = 1) -> str:
+    what = "this call" if calls == 1 else f"these {calls} calls"
+    return f"{what} {format_usd(usd)} · {runner.ledger}"
 
 
 def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> None:
@@ -99,7 +100,7 @@ def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> None:
     except KeyboardInterrupt:
         view.fail("interrupted: nothing was stored")
         raise
-    value, shown = _value(response, schema, functions)
+    value, shown = _value(response, functions)
     ns["_voxtral"] = response
     if args.out:
         ns[args.out] = value
@@ -120,21 +121,14 @@ def _players(clips: tuple) -> None:
         display(player)
 
 
-def _value(response: Response, schema: Any, functions: dict) -> tuple[Any, str]:
+def _value(response: Response, functions: dict) -> tuple[Any, str]:
     """What ``-o`` receives, and the text shown for it."""
     if functions and response.tool_calls:
         results = call_tools(response.tool_calls, functions)
         lines = [f"{r['name']}({r['arguments']}) → {r['error'] or repr(r['result'])}" for r in results]
         return results, (response.text + "\n" if response.text else "") + "\n".join(lines)
     if response.parse_error:
-        print(f"voxmagic: {response.parse_error}; -o gets the text", file=sys.stderr)
-        return response.text, response.text
-    if schema is not None and hasattr(schema, "model_validate") and isinstance(response.parsed, dict):
-        try:
-            return schema.model_validate(response.parsed), response.text
-        except Exception as exc:  # pydantic's ValidationError, without importing pydantic
-            print(f"voxmagic: the answer does not fit {schema.__name__} ({str(exc).splitlines()[0]}); "
-                  "-o gets the parsed dict", file=sys.stderr)
+        print(f"voxmagic: {response.parse_error}", file=sys.stderr)
     return response.value, response.text
 
 
@@ -164,7 +158,7 @@ def run_transcribe(magic: VoxtralMagics, args: Namespace) -> Any:
         view.fail(str(exc))
         raise
     df = pd.DataFrame(rows, columns=TRANSCRIPT_COLUMNS)
-    view.finish(tally(float(df["cost_usd"].fillna(0).sum())))
+    view.finish(tally(float(df["cost_usd"].fillna(0).sum()), int(df["generation_id"].notna().sum())))
     if args.out:
         ns[args.out] = df
     if len(df) == 1 and isinstance(df["text"].iloc[0], str):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from datetime import datetime
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
@@ -164,7 +165,8 @@ class CostLedger:
         with self._lock:
             rows = [asdict(e) for e in self.entries]
         df = pd.DataFrame(rows, columns=list(LedgerEntry.__dataclass_fields__))
-        df["time"] = pd.to_datetime(df["time"], unit="s")
+        local = datetime.now().astimezone().tzinfo
+        df["time"] = pd.to_datetime(df["time"], unit="s", utc=True).dt.tz_convert(local)
         return df
 
     def __str__(self) -> str:

@@ -78,7 +78,10 @@ def _parse(magic_method: Any, line: str) -> Any:
         argv = shlex.split(line)
     except ValueError as exc:  # e.g. an unclosed quote
         raise UsageError(f"cannot read the options: {exc}") from None
-    return magic_method.parser.parse_args(argv)
+    args = magic_method.parser.parse_args(argv)
+    if getattr(args, "out", None) and not args.out.isidentifier():
+        raise UsageError(f"-o {args.out}: not a valid Python variable name")
+    return args
 
 
 @contextmanager
@@ -116,7 +119,8 @@ class VoxtralMagics(Magics):
     display_mode = Enum(["auto", "widget", "text"], default_value="auto",
                         help="Live widgets in a kernel (auto), always widgets, or plain text.").tag(config=True)
     updates_per_second = Float(10.0, help="Bound on live display updates per second (at most 30).").tag(config=True)
-    player_max_seconds = Float(120.0, help="Show an audio player for audio up to this long (0: never).").tag(config=True)
+    player_max_seconds = Float(30.0, help="Embed an audio player for audio up to this long in seconds "
+                               "(it is saved in the notebook; 0: never).").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
@@ -175,13 +179,16 @@ class VoxtralMagics(Magics):
         Columns: source, duration_s, text, prompt_tokens, completion_tokens, cost_usd, latency_s,
         error (+ attempts, finish_reason, audio_format, audio_sha256, generation_id). A failing
         source fills its ``error``; the others still come back. With a single source the
-        transcript text is also in ``_voxtral_text`` (and ``NAME_text`` with ``-o NAME``).
+        transcript text is also in ``_voxtral_text`` (and ``NAME_text`` with ``-o NAME``). End the
+        line with ``;`` to store the table without displaying it.
         """
         from .commands import run_transcribe
 
-        args = _parse(self.voxtral_transcribe, line)
+        quiet = line.rstrip().endswith(";")  # as after an expression: store, don't display
+        args = _parse(self.voxtral_transcribe, line.rstrip().rstrip(";"))
         with _one_line_errors():
-            return run_transcribe(self, args)
+            df = run_transcribe(self, args)
+        return None if quiet else df
 
     @magic_arguments()
     @argument("-o", "--out", metavar="NAME", help="store the table in this variable")
@@ -191,7 +198,8 @@ class VoxtralMagics(Magics):
         """What this session has spent: one row per call, and the total."""
         from .runner import ledger
 
-        args = _parse(self.voxtral_cost, line)
+        quiet = line.rstrip().endswith(";")
+        args = _parse(self.voxtral_cost, line.rstrip().rstrip(";"))
         df = ledger.to_dataframe()
         df.attrs["total_usd"] = total = float(df["cost_usd"].fillna(0).sum())
         if args.out:
@@ -203,4 +211,4 @@ class VoxtralMagics(Magics):
             ledger.reset()
             print("cost tally reset to $0")
             return None
-        return df
+        return None if quiet else df

@@ -42,6 +42,8 @@ class Params:
     tool_choice: str | Mapping[str, Any] | None = None
     stream: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. provider routing, user
+    # the pydantic model given as response_format, to parse the answer into (never sent)
+    response_model: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -67,6 +69,8 @@ class Params:
             object.__setattr__(self, "tool_choice",
                                {"type": "function", "function": {"name": self.tool_choice}})
         if self.response_format is not None:
+            if hasattr(self.response_format, "model_validate"):
+                object.__setattr__(self, "response_model", self.response_format)
             object.__setattr__(self, "response_format", response_format(self.response_format))
 
     @property
@@ -78,7 +82,7 @@ class Params:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "extra" or value is None:
+            if f.name in ("extra", "response_model") or value is None:
                 continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         out.update(self.extra)

@@ -108,8 +108,11 @@ class Response:
                 "finish_reason": self.finish_reason, "generation_id": self.generation_id}
 
 
-def attach_json(response: Response) -> Response:
-    """Parse the text as JSON (for JSON response formats); a failure is recorded, not raised."""
+def attach_json(response: Response, model: Any = None) -> Response:
+    """Parse the text as JSON, into ``model`` (a pydantic class) when given.
+
+    A failure is recorded in ``parse_error``, not raised: the text is still the answer.
+    """
     text = response.text.strip()
     if text.startswith("```"):  # some models fence JSON even when asked not to
         text = text.strip("`").removeprefix("json").strip()
@@ -117,4 +120,11 @@ def attach_json(response: Response) -> Response:
         response.parsed = json.loads(text)
     except ValueError as exc:
         response.parse_error = f"the answer is not valid JSON: {exc}"
+        return response
+    if model is not None:
+        try:
+            response.parsed = model.model_validate(response.parsed)
+        except Exception as exc:  # pydantic's ValidationError, without importing pydantic here
+            response.parse_error = (f"the answer does not fit {model.__name__}: "
+                                    f"{str(exc).splitlines()[0]}; .parsed is the plain JSON")
     return response

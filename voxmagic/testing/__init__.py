@@ -6,14 +6,22 @@ import os
 from typing import Any
 
 
-def use_local_server(**config: Any):
-    """Start a :class:`~voxmagic.testing.server.LocalServer` and point voxmagic at it.
+def use_local_server(*, force: bool = False, **config: Any):
+    """Start a :class:`~voxmagic.testing.server.LocalServer` and point voxmagic at it — unless a
+    key is configured (environment or ``.env``), in which case nothing changes and None is returned.
 
-    For demos and notebooks without a key: the Python API and the magics read
-    ``VOXMAGIC_BASE_URL`` and ``OPENROUTER_API_KEY``, which this sets for the current process.
-    ``config`` goes to the server (``latency``, ``token_rate``, ...). Returns the running server.
+    For demos and notebooks: the Python API and the magics read ``VOXMAGIC_BASE_URL`` and
+    ``OPENROUTER_API_KEY``, which this sets for the current process. ``force`` (or the
+    environment variable ``VOXMAGIC_OFFLINE=1``, which the test suite sets) starts the server even
+    with a key; ``config`` goes to the server (``latency``, ``token_rate``, ...).
     """
+    from ..settings import Settings
     from .server import LocalServer
+
+    force = force or os.environ.get("VOXMAGIC_OFFLINE") == "1"
+    if not force and Settings.resolve().api_key:
+        print("voxmagic: an API key is set, so the real endpoint is used")
+        return None
 
     server = LocalServer(**config).start()
     os.environ["VOXMAGIC_BASE_URL"] = server.base_url

@@ -1,0 +1,27 @@
+"""pytest plugin (``-p voxmagic.testing.pytest_plugin``): an offline environment and a local server.
+
+Loaded through ``addopts`` for every run, whatever paths are given, so that neither the tests nor
+the notebooks nbval executes can reach a real endpoint with a developer's key.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Forget any real key or endpoint before kernels start; notebooks then use the local server."""
+    for name in ("OPENROUTER_API_KEY", "VOXMAGIC_BASE_URL", "VOXMAGIC_MODEL"):
+        os.environ.pop(name, None)
+    os.environ["VOXMAGIC_OFFLINE"] = "1"
+
+
+@pytest.fixture
+def server():
+    """A fresh local server on a free 127.0.0.1 port; fast by default (no latency)."""
+    from .server import LocalServer
+
+    with LocalServer(latency=0.0, token_rate=0.0) as srv:
+        yield srv
