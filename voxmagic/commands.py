@@ -14,7 +14,7 @@ from IPython.core.error import UsageError
 
 from . import runner
 from .api import split_options, transcription_prompt
-from .cost import audio_tokens, format_usd, pricing_for, text_tokens
+from .cost import format_usd
 from .display import BatchView, StreamView, widgets_available
 from .errors import ConfigError, VoxmagicError
 from .loop import LOOP
@@ -26,16 +26,19 @@ if TYPE_CHECKING:
     from .magics import VoxtralMagics
 
 
-def options(magic: VoxtralMagics, args: Namespace, **extra: Any) -> dict[str, Any]:
-    """Request parameters and settings: the command line wins over ``%config`` defaults."""
-    def pick(arg: Any, default: Any) -> Any:
-        return arg if arg is not None else default
+def _pick(arg: Any, default: Any) -> Any:
+    return arg if arg is not None else default
 
+
+def options(magic: VoxtralMagics, args: Namespace, *, temperature: float | None,
+            max_tokens: int | None, **extra: Any) -> dict[str, Any]:
+    """Request parameters and settings: the command line wins over the defaults given."""
     opts = dict(
-        model=pick(args.model, magic.model), base_url=pick(args.base_url, magic.base_url),
+        model=_pick(args.model, magic.model), base_url=_pick(args.base_url, magic.base_url),
         key_env=magic.api_key_env, referer=magic.referer, title=magic.title,
         max_attempts=magic.max_attempts, backoff=magic.backoff, read_timeout=magic.read_timeout,
-        max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
+        max_tokens=_pick(args.max_tokens, max_tokens), temperature=_pick(args.temperature, temperature),
+        top_p=args.top_p,
         stop=args.stop, frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty,
         seed=args.seed, stream=False if args.no_stream else magic.stream)
     opts.update({k: v for k, v in extra.items() if v is not None})
@@ -67,8 +70,7 @@ def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> None:
     for name in filter(None, (n.strip() for n in (args.tools or "").split(","))):
         fn = lookup(name, ns, "--tools")
         functions[getattr(fn, "__name__", name)] = fn
-    opts = options(magic, args, temperature=args.temperature if args.temperature is not None
-                   else magic.temperature, max_tokens=args.max_tokens or magic.max_tokens,
+    opts = options(magic, args, temperature=magic.temperature, max_tokens=magic.max_tokens,
                    response_format=schema if schema is not None else ("json" if args.json else None),
                    tools=[tool_from_function(f) for f in functions.values()] or None,
                    tool_choice=args.tool_choice)
@@ -80,16 +82,12 @@ def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> None:
     if args.dry_run:
         print(plan)
         return
-    runner.check_budget(plan.estimate, pick_cost(args, magic))
+    runner.check_budget(plan.estimate, _pick(args.max_cost, magic.max_cost))
     widget = widgets_available(magic.display_mode)
     request = plan.request
     if widget and 0 < request.audio_seconds <= magic.player_max_seconds:
         _players(request.audio)
-    a_tokens = sum(audio_tokens(c.duration_s) for c in request.audio)
-    view = magic.last_view = StreamView(
-        model=settings.model, audio_seconds=request.audio_seconds, audio_tokens=a_tokens,
-        prompt_tokens=a_tokens + text_tokens(request.text), pricing=pricing_for(settings.model),
-        widget=widget, rate=magic.updates_per_second)
+    view = magic.last_view = StreamView(request, widget=widget, rate=magic.updates_per_second)
     try:
         response = LOOP.run(_closing(runner.send(request, settings, view.on_event), view))
     except VoxmagicError as exc:
@@ -105,10 +103,6 @@ def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> None:
     if args.out:
         ns[args.out] = value
     view.finish(shown, response.summary, tally(response.cost_usd))
-
-
-def pick_cost(args: Namespace, magic: VoxtralMagics) -> float | None:
-    return args.max_cost if args.max_cost is not None else magic.max_cost
 
 
 def _players(clips: tuple) -> None:
@@ -137,7 +131,7 @@ def run_transcribe(magic: VoxtralMagics, args: Namespace) -> Any:
 
     ns = magic.shell.user_ns
     sources = audio_items(args.audio, ns, sample_rate=args.sr)
-    opts = options(magic, args, temperature=args.temperature if args.temperature is not None else 0.0)
+    opts = options(magic, args, temperature=0.0, max_tokens=None)  # 0: Mistral's advice for transcripts
     settings, params = split_options(opts)
     prompt = transcription_prompt(args.language, args.prompt, args.translate_to)
     audio_format = args.format or magic.audio_format
@@ -153,7 +147,8 @@ def run_transcribe(magic: VoxtralMagics, args: Namespace) -> Any:
     try:
         rows = LOOP.run(_closing(runner.transcribe(
             sources, prompt, settings=settings, params=params, concurrency=concurrency,
-            audio_format=audio_format, max_cost=pick_cost(args, magic), on_result=view.on_result), view))
+            audio_format=audio_format, max_cost=_pick(args.max_cost, magic.max_cost),
+            on_result=view.on_result), view))
     except VoxmagicError as exc:
         view.fail(str(exc))
         raise

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .client import Event, Retrying, TextDelta
-from .cost import Pricing, format_usd
+from .cost import audio_tokens, format_usd, pricing_for, text_tokens
+from .requests import ChatRequest
 
 
 def widgets_available(mode: str = "auto") -> bool:
@@ -84,10 +85,11 @@ def show(bundle: dict[str, str]) -> None:
 class StreamView:
     """What ``%%voxtral`` shows while an answer streams: status line and growing text."""
 
-    def __init__(self, *, model: str, audio_seconds: float, prompt_tokens: int, audio_tokens: int,
-                 pricing: Pricing, widget: bool, rate: float = 10.0):
-        self.model, self.audio_seconds = model, audio_seconds
-        self.prompt_tokens, self.audio_tokens, self.pricing = prompt_tokens, audio_tokens, pricing
+    def __init__(self, request: ChatRequest, *, widget: bool, rate: float = 10.0):
+        self.model, self.audio_seconds = request.model, request.audio_seconds
+        self.audio_tokens = sum(audio_tokens(c.duration_s) for c in request.audio)
+        self.prompt_tokens = self.audio_tokens + text_tokens(request.text)
+        self.pricing = pricing_for(request.model)
         self.parts: list[str] = []
         self.tokens = 0
         self.note = ""
