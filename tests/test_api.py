@@ -69,7 +69,8 @@ def test_a_failing_request_does_not_lose_the_others(server, opts, clips):
 
 def test_a_rate_limited_batch_finishes_by_honouring_retry_after(server, opts, clips):
     server.configure(rate_limit=10)  # requests per second (bucket of 10); a burst of 20 goes over it
-    df = voxmagic.transcribe([str(clips["wav"])] * 20, concurrency=10, **{**opts, "max_attempts": 2})
+    df = voxmagic.transcribe([str(clips["wav"])] * 20, concurrency=10, cache=False,
+                             **{**opts, "max_attempts": 2})
     assert df["error"].isna().all() and df["text"].notna().all()
     assert df["attempts"].max() > 1  # some were refused with 429 and retried
     refused = [r for r in server.requests if r.status == 429]
@@ -196,7 +197,7 @@ def test_plan_sends_nothing_and_hides_audio_and_key(server, opts, clips):
 def test_max_cost_refuses_before_sending(server, opts, clips):
     from voxmagic.errors import BudgetError
 
-    with pytest.raises(BudgetError, match=r"could cost up to \$0\.00\d+, over the \$0\.0001 limit; nothing was sent"):
+    with pytest.raises(BudgetError, match=r"could cost up to \$0\.00\d+, over the \$0\.000100 limit; nothing was sent"):
         voxmagic.ask(str(clips["mp3"]), "hi", max_cost=0.0001, **opts)
     with pytest.raises(BudgetError, match="this batch of 3 files"):
         voxmagic.transcribe([str(clips[k]) for k in ("mp3", "flac", "wav")], max_cost=0.0001, **opts)

@@ -229,7 +229,7 @@ def test_cost_tally_equals_what_the_server_reported(ip, server):
     ("%%voxtral meeting.mp3 --temperature hot\nQ", r"argument --temperature: invalid float value"),
     ("%%voxtral meeting.mp3 --colour blue\nQ", r"unrecognized arguments: --colour blue"),
     ("%%voxtral meeting.mp3 --schema Missing\nQ", r"--schema: no variable named Missing"),
-    ("%%voxtral meeting.mp3 --max-cost 0.00001\nQ", r"could cost up to \$0\.\d+, over the \$0\.0000 limit"),
+    ("%%voxtral meeting.mp3 --max-cost 0.00001\nQ", r"could cost up to \$0\.\d+, over the \$0\.000010 limit"),
     ("%voxtral_transcribe clips --max-cost 0.00001", r"this batch of 3 files could cost"),
     ("%voxtral_transcribe clips -o 'my df'", r"-o my df: not a valid Python variable name"),
     ("%%voxtral meeting.mp3 --format 'x\nQ", r"cannot read the options: No closing quotation"),

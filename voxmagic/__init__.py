@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ask": "api", "ask_async": "api", "transcribe": "api", "transcribe_async": "api", "ledger": "api",
-    "transcription_prompt": "api", "plan": "api", "Plan": "runner",
+    "transcription_prompt": "api", "plan": "api", "history": "api", "Plan": "runner",
+    "Job": "jobs", "Interrupted": "errors",
     "AudioSource": "audio", "EncodedAudio": "audio", "PCM": "audio", "as_source": "audio",
     "prepare": "audio", "encode": "audio",
     "Client": "client", "TextDelta": "client", "Retrying": "client",
@@ -43,7 +44,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     from .magics import VoxtralMagics
 
     manager = ipython.magics_manager
-    for kind, names in (("cell", ["voxtral"]), ("line", ["voxtral_transcribe", "voxtral_cost"])):
+    for kind, names in (("cell", ["voxtral"]),
+                        ("line", ["voxtral_transcribe", "voxtral_cost", "voxtral_history"])):
         for name in names:
             manager.magics[kind].pop(name, None)
     manager.registry.pop(VoxtralMagics.__name__, None)

@@ -6,16 +6,19 @@ background loop (see :mod:`voxmagic.loop`), so they work in scripts and inside a
 
 from __future__ import annotations
 
+import time
 from dataclasses import fields
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import audio as _audio
-from . import runner
+from . import batch, runner
+from .batch import DEFAULT_CHUNK_S
 from .errors import ConfigError
 from .loop import LOOP
 from .requests import Params
-from .results import TRANSCRIPT_COLUMNS, Response
-from .runner import Plan, ledger
+from .results import SEGMENT_COLUMNS, TRANSCRIPT_COLUMNS, Response
+from .runner import Caching, Plan, ledger
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
 
     from .client import EventHandler
 
-__all__ = ["ask", "ask_async", "transcribe", "transcribe_async", "plan", "ledger",
+__all__ = ["ask", "ask_async", "transcribe", "transcribe_async", "plan", "history", "ledger",
            "transcription_prompt", "split_options", "as_list"]
 
 _PARAM_NAMES = {f.name for f in fields(Params)}
@@ -68,16 +71,19 @@ def transcription_prompt(language: str | None = None, hint: str | None = None,
 
 async def ask_async(audio: Any, prompt: str, *, system: str | None = None,
                     audio_format: str = _audio.DEFAULT_FORMAT, max_cost: float | None = None,
-                    on_event: EventHandler | None = None, **options: Any) -> Response:
+                    cache: bool = True, refresh: bool = False, on_event: EventHandler | None = None,
+                    **options: Any) -> Response:
     """Ask ``prompt`` about one or more audio sources; see :func:`ask`."""
     settings, params = split_options(options)
     return await LOOP.run_async(runner.ask(
         as_list(audio), prompt, settings=settings, params=params, system=system,
-        audio_format=audio_format, max_cost=max_cost, on_event=on_event))
+        audio_format=audio_format, max_cost=max_cost, on_event=on_event,
+        caching=Caching.of(cache, refresh)))
 
 
 def ask(audio: Any, prompt: str, *, system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT,
-        max_cost: float | None = None, on_event: EventHandler | None = None, **options: Any) -> Response:
+        max_cost: float | None = None, cache: bool = True, refresh: bool = False,
+        on_event: EventHandler | None = None, **options: Any) -> Response:
     """Ask ``prompt`` about ``audio`` (a path, URL, bytes, ``(array, rate)``, IPython Audio, or a list).
 
     ``options`` are request parameters (``max_tokens``, ``temperature``, ``top_p``, ``stop``,
@@ -85,10 +91,12 @@ def ask(audio: Any, prompt: str, *, system: str | None = None, audio_format: str
     ``tool_choice``, ``stream``, ``extra``) and connection settings (``base_url``, ``api_key``,
     ``model``, ``referer``, ``title``, ``timeout``, ``read_timeout``, ``max_attempts``, ...).
     ``max_cost`` (USD) refuses to send when the estimate is higher (:class:`BudgetError`).
+    The same request answered before comes from the cache (``cached=True``, $0) unless
+    ``cache=False``; ``refresh=True`` sends anyway and keeps the new answer.
     """
-    settings, params = split_options(options)
-    return LOOP.run(runner.ask(as_list(audio), prompt, settings=settings, params=params, system=system,
-                               audio_format=audio_format, max_cost=max_cost, on_event=on_event))
+    return LOOP.run(ask_async(audio, prompt, system=system, audio_format=audio_format,
+                              max_cost=max_cost, cache=cache, refresh=refresh, on_event=on_event,
+                              **options))
 
 
 def plan(audio: Any, prompt: str, *, system: str | None = None,
@@ -102,7 +110,8 @@ def plan(audio: Any, prompt: str, *, system: str | None = None,
 async def transcribe_async(sources: Any, language: str | None = None, *, hint: str | None = None,
                            prompt: str | None = None, translate_to: str | None = None,
                            concurrency: int = 8, audio_format: str = _audio.DEFAULT_FORMAT,
-                           max_cost: float | None = None,
+                           max_cost: float | None = None, cache: bool = True, refresh: bool = False,
+                           segments: bool = False, max_chunk_s: float | None = DEFAULT_CHUNK_S,
                            on_result: Callable[[int, dict], None] | None = None,
                            **options: Any) -> pd.DataFrame:
     """Transcribe every source concurrently; see :func:`transcribe`."""
@@ -110,27 +119,67 @@ async def transcribe_async(sources: Any, language: str | None = None, *, hint: s
 
     options.setdefault("temperature", 0.0)  # Mistral's recommendation for transcription
     settings, params = split_options(options)
-    rows = await LOOP.run_async(runner.transcribe(
-        as_list(sources), prompt or transcription_prompt(language, hint, translate_to),
-        settings=settings, params=params, concurrency=concurrency, audio_format=audio_format,
-        max_cost=max_cost, on_result=on_result))
-    return pd.DataFrame(rows, columns=TRANSCRIPT_COLUMNS)
+    job = batch.Batch(prompt or transcription_prompt(language, hint, translate_to), settings, params,
+                      audio_format, max_chunk_s, Caching.of(cache, refresh))
+    def report(index: int, rows: list[dict]) -> None:
+        if on_result:
+            on_result(index, rows[0] if len(rows) == 1 else batch.summary(rows))
+
+    rows = await LOOP.run_async(batch.transcribe(as_list(sources), job, concurrency=concurrency,
+                                                 max_cost=max_cost, segments=segments,
+                                                 on_result=report))
+    return pd.DataFrame(rows, columns=SEGMENT_COLUMNS if segments else TRANSCRIPT_COLUMNS)
 
 
 def transcribe(sources: Any, language: str | None = None, *, hint: str | None = None,
                prompt: str | None = None, translate_to: str | None = None, concurrency: int = 8,
                audio_format: str = _audio.DEFAULT_FORMAT, max_cost: float | None = None,
+               cache: bool = True, refresh: bool = False, segments: bool = False,
+               max_chunk_s: float | None = DEFAULT_CHUNK_S,
                on_result: Callable[[int, dict], None] | None = None, **options: Any) -> pd.DataFrame:
     """One row per source: ``source, duration_s, text, prompt_tokens, completion_tokens, cost_usd,
-    latency_s, error`` (+ ``attempts, finish_reason, audio_format, audio_sha256, generation_id``).
+    latency_s, error`` (+ ``attempts, finish_reason, audio_format, audio_sha256, generation_id,
+    cached, chunks``).
 
     A source that fails gets its ``error`` filled in; the other rows still come back. ``hint``
     adds context or vocabulary to the instruction, ``translate_to`` asks for a translation,
-    ``prompt`` replaces the instruction. Options are those of :func:`ask`; ``temperature``
-    defaults to 0 and ``max_tokens`` to a bound from each clip's duration. ``max_cost`` (USD)
-    applies to the whole batch, estimated before anything is sent.
+    ``prompt`` replaces the instruction. Audio longer than ``max_chunk_s`` (25 min) is cut at
+    pauses into chunks sent concurrently and stitched in order; ``segments=True`` returns one
+    row per chunk with ``chunk, start_s, end_s``. Answers already in the cache cost $0 and are
+    not sent again (``cache=False`` / ``refresh=True`` as in :func:`ask`). Options are those of
+    :func:`ask`; ``temperature`` defaults to 0 and ``max_tokens`` to a bound from each chunk's
+    duration. ``max_cost`` (USD) applies to the whole batch, estimated before anything is sent.
     """
     return LOOP.run(transcribe_async(sources, language, hint=hint, prompt=prompt,
                                      translate_to=translate_to, concurrency=concurrency,
-                                     audio_format=audio_format, max_cost=max_cost,
+                                     audio_format=audio_format, max_cost=max_cost, cache=cache,
+                                     refresh=refresh, segments=segments, max_chunk_s=max_chunk_s,
                                      on_result=on_result, **options))
+
+
+def history(last: int | None = None, since: Any = None) -> pd.DataFrame:
+    """Every request voxmagic has made on this machine (newest ``last``, or ``since`` a time),
+    from its SQLite file — cost, tokens, text, errors; never the key or the audio."""
+    return runner.store.history(last=last, since=_timestamp(since))
+
+
+def _timestamp(value: Any) -> float | None:
+    """Unix seconds from a number, a datetime, a time as text ("2026-11-25 10:00", local time) or a
+    duration back from now ("90min", "2h", "1 day")."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    import pandas as pd
+
+    if isinstance(value, str):
+        try:
+            return time.time() - pd.Timedelta(value).total_seconds()
+        except ValueError:
+            pass
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"since={value!r} is neither a time ('2026-11-25 10:00') nor a duration "
+                          "back from now ('2h')") from exc
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize(datetime.now().astimezone().tzinfo)
+    return stamp.timestamp()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from .errors import AudioError
 SAMPLE_RATE = 16_000
 DEFAULT_FORMAT = "mp3"
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
+BLOCK_BYTES = SAMPLE_RATE * 2 * 10  # decode in ~10 s blocks
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,16 @@ class EncodedAudio:
     format: str
     duration_s: float
     label: str = ""
+    start_s: float = 0.0  # where this piece starts in its source (long audio is sent in chunks)
+    digest: str | None = None  # set instead of ``data`` for a reference to audio known by its hash
 
     @cached_property
     def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+        return self.digest or hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
 
     def base64(self) -> str:
         return base64.b64encode(self.data).decode("ascii")
@@ -104,19 +111,53 @@ class AudioSource:
     sample_rate: int | None = None
     url: str | None = None
 
-    def decode(self) -> PCM:
+    def blocks(self) -> Iterator[np.ndarray]:
+        """16 kHz mono int16 samples in blocks of about 10 s, decoded as they are read.
+
+        Raises :class:`AudioError` for a missing, unreadable or empty (0 s) source.
+        """
         if self.array is not None:
-            return _decode_array(self.array, self.sample_rate, self.label)
-        if self.url is not None:
-            return _decode_container(io.BytesIO(_download(self.url)), self.label)
-        if self.data is not None:
-            return _decode_container(io.BytesIO(self.data), self.label)
-        assert self.path is not None
-        if self.path.is_dir():
-            raise AudioError(self.label, "is a directory; pass the files in it (or a glob such as dir/*.mp3)")
-        if not self.path.exists():
-            raise AudioError(self.label, f"no such file (looked for {self.path.resolve()})")
-        return _decode_container(str(self.path), self.label)
+            blocks = _array_blocks(self.array, self.sample_rate, self.label)
+        elif self.url is not None:
+            blocks = _container_blocks(io.BytesIO(_download(self.url)), self.label)
+        elif self.data is not None:
+            blocks = _container_blocks(io.BytesIO(self.data), self.label)
+        else:
+            assert self.path is not None
+            if self.path.is_dir():
+                raise AudioError(self.label, "is a directory; pass the files in it (or a glob such as dir/*.mp3)")
+            if not self.path.exists():
+                raise AudioError(self.label, f"no such file (looked for {self.path.resolve()})")
+            blocks = _container_blocks(str(self.path), self.label)
+        empty = True
+        for block in blocks:
+            empty = False
+            yield block
+        if empty:
+            raise AudioError(self.label, "contains no audio samples (0 s)")
+
+    def content_digest(self) -> str | None:
+        """sha256 of the source's bytes before decoding (None for URLs: that would cost a download)."""
+        h = hashlib.sha256()
+        if self.array is not None:
+            h.update(f"{self.array.dtype}|{self.array.shape}|{self.sample_rate}|".encode())
+            h.update(np.ascontiguousarray(self.array).tobytes())
+        elif self.data is not None:
+            h.update(self.data)
+        elif self.path is not None and self.path.is_file():
+            with open(self.path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        else:
+            return None
+        return h.hexdigest()
+
+    def decode(self) -> PCM:
+        """All of it at once (16 kHz mono int16; a 10-minute file is 19 MB)."""
+        out = bytearray()
+        for block in self.blocks():
+            out += block.tobytes()
+        return PCM(np.frombuffer(out, dtype=np.int16))
 
     def prepare(self, format: str = DEFAULT_FORMAT) -> EncodedAudio:
         """Decode and encode for upload in one step."""
@@ -154,10 +195,10 @@ def as_source(obj: Any, *, sample_rate: int | None = None, label: str | None = N
                      "(pass a path, URL, bytes, (array, sample_rate) or IPython.display.Audio)")
 
 
-def encode(pcm: PCM, format: str = DEFAULT_FORMAT, *, label: str = "") -> EncodedAudio:
+def encode(pcm: PCM, format: str = DEFAULT_FORMAT, *, label: str = "", start_s: float = 0.0) -> EncodedAudio:
     """Encode 16 kHz mono PCM in one of :data:`UPLOAD_FORMATS`."""
     if format == "pcm16":
-        return EncodedAudio(pcm.samples.astype("<i2").tobytes(), format, pcm.duration_s, label)
+        return EncodedAudio(pcm.samples.astype("<i2").tobytes(), format, pcm.duration_s, label, start_s)
     if format not in ENCODERS:
         raise AudioError(label or "<audio>", f"unknown upload format {format!r}; "
                          f"choose one of {', '.join(UPLOAD_FORMATS)}")
@@ -177,7 +218,7 @@ def encode(pcm: PCM, format: str = DEFAULT_FORMAT, *, label: str = "") -> Encode
             frame.pts, frame.time_base = start, Fraction(1, pcm.sample_rate)
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-    return EncodedAudio(buf.getvalue(), format, pcm.duration_s, label)
+    return EncodedAudio(buf.getvalue(), format, pcm.duration_s, label, start_s)
 
 
 def prepare(obj: Any, format: str = DEFAULT_FORMAT, **kw: Any) -> EncodedAudio:
@@ -185,7 +226,7 @@ def prepare(obj: Any, format: str = DEFAULT_FORMAT, **kw: Any) -> EncodedAudio:
     return as_source(obj, **kw).prepare(format)
 
 
-def _decode_container(file: str | io.BytesIO, label: str) -> PCM:
+def _container_blocks(file: str | io.BytesIO, label: str) -> Iterator[np.ndarray]:
     import av
 
     try:
@@ -198,19 +239,23 @@ def _decode_container(file: str | io.BytesIO, label: str) -> PCM:
             kinds = sorted({s.type for s in container.streams}) or ["nothing"]
             raise AudioError(label, f"has no audio track (found: {', '.join(kinds)})")
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        out = bytearray()
+        buffer, produced = bytearray(), False
         try:
             for frame in container.decode(streams[0]):
                 frame.pts = None  # resample by sample count; broken timestamps must not add gaps
-                _append(out, resampler.resample(frame))
-        except av.error.FFmpegError as exc:
-            if not out:
+                _append(buffer, resampler.resample(frame))
+                if len(buffer) >= BLOCK_BYTES:
+                    produced = True
+                    yield _take(buffer)
+        except av.error.FFmpegError as exc:  # damage after good audio: keep what decoded
+            if not (produced or buffer):
                 raise AudioError(label, f"corrupt audio ({_ffmpeg_reason(exc)})") from exc
-        _append(out, resampler.resample(None))
-    return _checked(PCM(np.frombuffer(out, dtype=np.int16)), label)
+        _append(buffer, resampler.resample(None))
+        if buffer:
+            yield _take(buffer)
 
 
-def _decode_array(array: np.ndarray, rate: int | None, label: str) -> PCM:
+def _array_blocks(array: np.ndarray, rate: int | None, label: str) -> Iterator[np.ndarray]:
     """numpy samples in IPython.display.Audio's layout: (n,) or (channels, n); ints or floats."""
     import av
 
@@ -226,15 +271,19 @@ def _decode_array(array: np.ndarray, rate: int | None, label: str) -> PCM:
         raise AudioError(label, "array contains NaN or infinite values")
     layout = {1: "mono", 2: "stereo"}.get(a.shape[0], a.shape[0])
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-    out = bytearray()
     block = int(rate or 1) * 10
     for start in range(0, a.shape[1], block):
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(a[:, start:start + block]),
                                            format="fltp", layout=layout)
         frame.sample_rate = int(rate or 0)
-        _append(out, resampler.resample(frame))
-    _append(out, resampler.resample(None))
-    return _checked(PCM(np.frombuffer(out, dtype=np.int16)), label)
+        buffer = bytearray()
+        _append(buffer, resampler.resample(frame))
+        if buffer:
+            yield _take(buffer)
+    buffer = bytearray()
+    _append(buffer, resampler.resample(None))
+    if buffer:
+        yield _take(buffer)
 
 
 def _append(out: bytearray, frames: list) -> None:
@@ -242,10 +291,11 @@ def _append(out: bytearray, frames: list) -> None:
         out += memoryview(f.planes[0])[: f.samples * 2]
 
 
-def _checked(pcm: PCM, label: str) -> PCM:
-    if pcm.samples.size == 0:
-        raise AudioError(label, "contains no audio samples (0 s)")
-    return pcm
+def _take(buffer: bytearray) -> np.ndarray:
+    """The buffer's samples as a new int16 array; the buffer is emptied."""
+    block = np.frombuffer(bytes(buffer), dtype=np.int16)
+    buffer.clear()
+    return block
 
 
 def _ffmpeg_reason(exc: Exception) -> str:

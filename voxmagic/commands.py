@@ -2,27 +2,32 @@
 
 Kept apart from :mod:`voxmagic.magics` so that the magic class is only options and help. Every
 function here takes the magic (for its session defaults and shell) and the parsed arguments.
+A run either blocks (Ctrl-C cancels what is in flight and keeps what finished) or, with
+``--background``, returns a :class:`~voxmagic.jobs.Job` at once and binds ``-o`` when done.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from argparse import Namespace
-from typing import TYPE_CHECKING, Any, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
-from IPython.core.error import UsageError
-
-from . import runner
-from .api import split_options, transcription_prompt
+from . import batch, runner
+from .api import history, split_options, transcription_prompt
 from .cost import format_usd
 from .display import BatchView, StreamView, widgets_available
-from .errors import ConfigError, VoxmagicError
+from .errors import ConfigError, Interrupted, VoxmagicError
+from .jobs import Job
 from .loop import LOOP
 from .resolve import audio_items, lookup, render_prompt
-from .results import TRANSCRIPT_COLUMNS, Response
+from .results import SEGMENT_COLUMNS, TRANSCRIPT_COLUMNS, Response
+from .runner import Caching
 from .tools import call_tools, tool_from_function
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .magics import VoxtralMagics
 
 
@@ -38,19 +43,15 @@ def options(magic: VoxtralMagics, args: Namespace, *, temperature: float | None,
         key_env=magic.api_key_env, referer=magic.referer, title=magic.title,
         max_attempts=magic.max_attempts, backoff=magic.backoff, read_timeout=magic.read_timeout,
         max_tokens=_pick(args.max_tokens, max_tokens), temperature=_pick(args.temperature, temperature),
-        top_p=args.top_p,
-        stop=args.stop, frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty,
-        seed=args.seed, stream=False if args.no_stream else magic.stream)
+        top_p=args.top_p, stop=args.stop, frequency_penalty=args.frequency_penalty,
+        presence_penalty=args.presence_penalty, seed=args.seed,
+        stream=False if args.no_stream else magic.stream)
     opts.update({k: v for k, v in extra.items() if v is not None})
     return opts
 
 
-async def _closing(coro: Coroutine, view: Any) -> Any:
-    """Run ``coro`` and always give the view its last exact update, on the loop thread."""
-    try:
-        return await coro
-    finally:
-        view.close()
+def caching(magic: VoxtralMagics, args: Namespace) -> Caching:
+    return Caching.of(magic.cache and not args.no_cache, args.refresh)
 
 
 def tally(usd: float | None, calls: int = 1) -> str:
@@ -58,7 +59,26 @@ def tally(usd: float | None, calls: int = 1) -> str:
     return f"{what} {format_usd(usd)} · {runner.ledger}"
 
 
-def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> None:
+def _start(magic: VoxtralMagics, args: Namespace, work: Coroutine, view: Any, description: str,
+           on_interrupt: Callable[[], str]) -> Any:
+    """Run ``work`` (which finishes the view and binds variables itself): blocking, or as a Job."""
+    async def closing() -> Any:
+        try:
+            return await work
+        finally:
+            view.close()  # the last, exact update — on the loop thread
+
+    if args.background:
+        job = Job(LOOP.submit(closing()), description)
+        magic.shell.user_ns["_voxtral_job"] = job
+        return job
+    try:
+        return LOOP.run(closing())
+    except KeyboardInterrupt:
+        raise Interrupted(on_interrupt()) from None
+
+
+def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> Job | None:
     ns = magic.shell.user_ns
     if not cell.strip():
         raise ConfigError("the cell is empty: write your question about the audio below the "
@@ -81,28 +101,39 @@ def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> None:
                                 audio_format=args.format or magic.audio_format))
     if args.dry_run:
         print(plan)
-        return
-    runner.check_budget(plan.estimate, _pick(args.max_cost, magic.max_cost))
+        return None
+    runner.check_context(plan.request)
+    cache = caching(magic, args)
+    if not (cache.read and runner.store.cached(plan.request.cache_key(settings.base_url))):
+        runner.check_budget(plan.estimate, _pick(args.max_cost, magic.max_cost))
     widget = widgets_available(magic.display_mode)
     request = plan.request
     if widget and 0 < request.audio_seconds <= magic.player_max_seconds:
         _players(request.audio)
     view = magic.last_view = StreamView(request, widget=widget, rate=magic.updates_per_second)
-    try:
-        response = LOOP.run(_closing(runner.send(request, settings, view.on_event), view))
-    except VoxmagicError as exc:
-        ns["_voxtral_error"] = exc
-        kept = " (the partial answer is in _voxtral_error.partial_text)" if getattr(exc, "partial_text", "") else ""
-        view.fail(f"{exc}{kept}")
-        raise UsageError(f"{exc}{kept}") from None
-    except KeyboardInterrupt:
-        view.fail("interrupted: nothing was stored")
-        raise
-    value, shown = _value(response, functions)
-    ns["_voxtral"] = response
-    if args.out:
-        ns[args.out] = value
-    view.finish(shown, response.summary, tally(response.cost_usd))
+
+    async def work() -> Any:
+        try:
+            response = await runner.send(request, settings, view.on_event, cache)
+        except VoxmagicError as exc:
+            ns["_voxtral_error"] = exc
+            view.fail(str(exc))
+            raise
+        except asyncio.CancelledError:
+            ns["_voxtral_partial"] = view.text
+            view.fail("cancelled: the request was closed (it may still be billed; see %voxtral_history)")
+            raise
+        value, shown = _value(response, functions)
+        ns["_voxtral"] = response
+        if args.out:
+            ns[args.out] = value
+        view.finish(shown, response.summary, tally(response.cost_usd))
+        return value
+
+    result = _start(magic, args, work(), view, f"%%voxtral {' '.join(args.audio)}",
+                    lambda: "interrupted: the request was cancelled (it may still be billed; see "
+                            "%voxtral_history); the text so far is in _voxtral_partial")
+    return result if args.background else None
 
 
 def _players(clips: tuple) -> None:
@@ -131,33 +162,72 @@ def run_transcribe(magic: VoxtralMagics, args: Namespace) -> Any:
 
     ns = magic.shell.user_ns
     sources = audio_items(args.audio, ns, sample_rate=args.sr)
-    opts = options(magic, args, temperature=0.0, max_tokens=None)  # 0: Mistral's advice for transcripts
-    settings, params = split_options(opts)
-    prompt = transcription_prompt(args.language, args.prompt, args.translate_to)
-    audio_format = args.format or magic.audio_format
+    settings, params = split_options(options(magic, args, temperature=0.0, max_tokens=None))
+    minutes = _pick(args.chunk_minutes, magic.chunk_minutes)
+    job = batch.Batch(transcription_prompt(args.language, args.prompt, args.translate_to), settings,
+                      params, args.format or magic.audio_format, minutes * 60 if minutes else None,
+                      caching(magic, args))
     concurrency = args.concurrency or magic.concurrency
     if args.dry_run:
-        print(LOOP.run(runner.plan_batch(sources, prompt, settings=settings, params=params,
-                                         audio_format=audio_format, concurrency=concurrency)))
+        print(LOOP.run(batch.plan_batch(sources, job, concurrency)))
         return None
     settings.check()
     view = magic.last_view = BatchView([runner.label(s) for s in sources],
                                        widget=widgets_available(magic.display_mode),
                                        rate=magic.updates_per_second)
-    try:
-        rows = LOOP.run(_closing(runner.transcribe(
-            sources, prompt, settings=settings, params=params, concurrency=concurrency,
-            audio_format=audio_format, max_cost=_pick(args.max_cost, magic.max_cost),
-            on_result=view.on_result), view))
-    except VoxmagicError as exc:
-        view.fail(str(exc))
-        raise
-    df = pd.DataFrame(rows, columns=TRANSCRIPT_COLUMNS)
-    view.finish(tally(float(df["cost_usd"].fillna(0).sum()), int(df["generation_id"].notna().sum())))
-    if args.out:
-        ns[args.out] = df
-    if len(df) == 1 and isinstance(df["text"].iloc[0], str):
-        ns["_voxtral_text"] = df["text"].iloc[0]
+    finished: dict[int, list[dict]] = {}
+    columns = SEGMENT_COLUMNS if args.segments else TRANSCRIPT_COLUMNS
+
+    def on_result(index: int, rows: list[dict]) -> None:
+        finished[index] = rows
+        view.on_result(index, rows)
+
+    def table(rows: list[dict]) -> pd.DataFrame:
+        df = pd.DataFrame(rows, columns=columns)
         if args.out:
-            ns[f"{args.out}_text"] = ns["_voxtral_text"]
+            ns[args.out] = df
+        if len(df) == 1 and isinstance(df["text"].iloc[0], str):
+            ns["_voxtral_text"] = df["text"].iloc[0]
+            if args.out:
+                ns[f"{args.out}_text"] = ns["_voxtral_text"]
+        return df
+
+    async def work() -> pd.DataFrame:
+        try:
+            rows = await batch.transcribe(sources, job, concurrency=concurrency,
+                                          max_cost=_pick(args.max_cost, magic.max_cost),
+                                          segments=args.segments, on_result=on_result)
+        except VoxmagicError as exc:
+            view.fail(str(exc))
+            raise
+        except asyncio.CancelledError:
+            df = _partial(finished, sources, table)
+            if not args.out:
+                ns["_voxtral_df"] = df
+            view.fail(f"cancelled after {len(finished)} of {len(sources)} files; they are kept")
+            raise
+        df = table(rows)
+        view.finish(tally(float(df["cost_usd"].fillna(0).sum()), int(df["generation_id"].notna().sum())))
+        return df
+
+    def interrupted() -> str:
+        return (f"interrupted: {len(finished)} of {len(sources)} files finished and are in "
+                f"{args.out or '_voxtral_df'} (the rest were cancelled); run the same line again to "
+                "send only what is missing")
+
+    return _start(magic, args, work(), view, f"%voxtral_transcribe: {len(sources)} files", interrupted)
+
+
+def _partial(finished: dict[int, list[dict]], sources: list, table: Callable) -> Any:
+    """The table of what finished, with the unfinished sources marked as interrupted."""
+    rows = []
+    for i, source in enumerate(sources):
+        rows += finished.get(i) or [{"source": runner.label(source), "error": "interrupted before it finished"}]
+    return table(rows)
+
+
+def run_history(magic: VoxtralMagics, args: Namespace) -> pd.DataFrame:
+    df = history(last=args.last, since=args.since)
+    if args.out:
+        magic.shell.user_ns[args.out] = df
     return df

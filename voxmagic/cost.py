@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from datetime import datetime
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
@@ -128,10 +127,19 @@ class LedgerEntry:
 
 @dataclass
 class CostLedger:
-    """Thread-safe running total of what a session has spent (requests finish on another thread)."""
+    """Thread-safe running total of what a session has spent (requests finish on another thread).
+
+    ``budget_usd``, when set, is what the whole session may spend: calls whose estimate exceeds
+    what is left are refused before sending.
+    """
 
     entries: list[LedgerEntry] = field(default_factory=list)
+    budget_usd: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def remaining_usd(self) -> float | None:
+        return None if self.budget_usd is None else max(0.0, self.budget_usd - self.total_usd)
 
     def add(self, entry: LedgerEntry) -> LedgerEntry:
         with self._lock:
@@ -162,11 +170,12 @@ class CostLedger:
     def to_dataframe(self) -> pd.DataFrame:
         import pandas as pd
 
+        from .results import local_times
+
         with self._lock:
             rows = [asdict(e) for e in self.entries]
         df = pd.DataFrame(rows, columns=list(LedgerEntry.__dataclass_fields__))
-        local = datetime.now().astimezone().tzinfo
-        df["time"] = pd.to_datetime(df["time"], unit="s", utc=True).dt.tz_convert(local)
+        df["time"] = local_times(df["time"])
         return df
 
     def __str__(self) -> str:

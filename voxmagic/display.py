@@ -191,15 +191,20 @@ class BatchView:
         return (f"{self.done}/{self.total} files{bad} · {format_usd(self.cost)} · "
                 f"{time.monotonic() - self.started:.1f} s")
 
-    def on_result(self, index: int, row: dict[str, Any]) -> None:
+    def on_result(self, index: int, rows: list[dict[str, Any]]) -> None:
+        """A source finished: its row, or its chunks' rows."""
         self.done += 1
         name = self.labels[index]
-        if isinstance(row.get("error"), str):
+        errors = [r["error"] for r in rows if isinstance(r.get("error"), str)]
+        cost = sum(r.get("cost_usd") or 0.0 for r in rows)
+        self.cost += cost
+        if errors:
             self.failed += 1
-            line = f"✗ {name}: {row['error']}"
+            line = f"✗ {name}: {'; '.join(errors)}"
         else:
-            self.cost += row.get("cost_usd") or 0.0
-            line = f"✓ {name} · {row.get('duration_s', 0):.1f} s audio · ${row.get('cost_usd') or 0:.5f}"
+            seconds = sum(r.get("duration_s") or 0.0 for r in rows)
+            cached = " (cached)" if all(r.get("cached") for r in rows) else ""
+            line = f"✓ {name} · {seconds:.1f} s audio · {format_usd(cost)}{cached}"
         self.recent.append(line)
         if not self.widget:
             print(f"[{self.done}/{self.total}] {line}", flush=True)

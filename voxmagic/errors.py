@@ -4,6 +4,7 @@
     ├── AudioError                   a source could not be read, decoded or is empty
     ├── ConfigError                  no API key, bad base URL or option value
     ├── BudgetError                  the estimate exceeds what the budget has left (nothing was sent)
+    ├── Interrupted                  a magic was stopped (Ctrl-C / interrupt); finished results kept
     └── APIError                     the endpoint refused or failed; ``.status``, ``.code``, ``.metadata``
         ├── BadRequestError          400 / 413 / 422: the request itself is wrong; not retried
         ├── AuthenticationError      401: the key is missing or wrong
@@ -49,6 +50,10 @@ class BudgetError(VoxmagicError):
         self.estimate_usd = estimate_usd
         self.remaining_usd = remaining_usd
         super().__init__(message)
+
+
+class Interrupted(VoxmagicError):
+    """A blocking magic was interrupted; the message says where the finished results are."""
 
 
 class APIError(VoxmagicError):

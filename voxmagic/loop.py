@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from typing import Any, Callable, Coroutine, TypeVar
 
 T = TypeVar("T")
@@ -59,15 +60,22 @@ class BackgroundLoop:
 
         future = self.submit(tracked())
         try:
-            while True:
-                try:
-                    return future.result(timeout=0.1)
-                except concurrent.futures.TimeoutError:
-                    continue
+            return self.wait(future)
         except KeyboardInterrupt:
             future.cancel()
             finished.wait(timeout=5)  # let the task close its connections before returning
             raise
+
+    @staticmethod
+    def wait(future: concurrent.futures.Future[T], timeout: float | None = None) -> T:
+        """``future.result()`` in 0.1 s slices, so that Ctrl-C / a kernel interrupt lands at once."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return future.result(timeout=0.1)
+            except concurrent.futures.TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the loop from any other loop (or directly when already on it)."""

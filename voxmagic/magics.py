@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, validate
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 
 from .audio import DEFAULT_FORMAT, UPLOAD_FORMATS
 from .errors import VoxmagicError
@@ -39,6 +39,12 @@ COMMON = [
     (("--max-cost",), dict(type=float, metavar="USD", help="refuse to send if the estimate is higher")),
     (("--dry-run",), dict(action="store_true",
                           help="show the request (audio elided) and its cost estimate; send nothing")),
+    (("--no-cache",), dict(action="store_true",
+                           help="neither answer from the cache nor keep this answer for later")),
+    (("--refresh",), dict(action="store_true", help="send even if cached, and keep the new answer")),
+    (("--background",), dict(action="store_true",
+                             help="return a job handle at once (.done(), .result(), .cancel()); "
+                                  "-o is bound when it finishes")),
     (("--sr",), dict(type=int, metavar="HZ", help="sample rate of numpy-array audio variables")),
     (("--format",), dict(choices=UPLOAD_FORMATS, metavar="FMT",
                          help=f"upload encoding: {', '.join(UPLOAD_FORMATS)} (default {DEFAULT_FORMAT})")),
@@ -60,6 +66,10 @@ TRANSCRIBE = [
     (("--prompt",), dict(metavar="TEXT", help="context or vocabulary hint, e.g. names and jargon")),
     (("--concurrency",), dict(type=int, metavar="N", help="requests in flight (default: "
                                                            "%%config VoxtralMagics.concurrency = 8)")),
+    (("--segments",), dict(action="store_true",
+                           help="one row per chunk of long audio, with start_s and end_s")),
+    (("--chunk-minutes",), dict(type=float, metavar="M",
+                                help="cut audio longer than this at pauses (default 25; 0: never)")),
 ]
 
 
@@ -90,7 +100,8 @@ def _one_line_errors() -> Iterator[None]:
     try:
         yield
     except VoxmagicError as exc:
-        raise UsageError(str(exc)) from None
+        kept = " (the partial answer is in _voxtral_error.partial_text)" if getattr(exc, "partial_text", "") else ""
+        raise UsageError(f"{exc}{kept}") from None
 
 
 @magics_class
@@ -109,6 +120,15 @@ class VoxtralMagics(Magics):
     concurrency = Int(8, help="Requests in flight for %voxtral_transcribe.").tag(config=True)
     max_cost = Float(None, allow_none=True,
                      help="Refuse any call whose estimated cost in USD is higher.").tag(config=True)
+    budget = Float(None, allow_none=True,
+                   help="What this session may spend in USD; calls that could exceed what is left are "
+                        "refused before sending.").tag(config=True)
+    cache = Bool(True, help="Answer a request made before from the cache ($0, nothing sent).").tag(config=True)
+    chunk_minutes = Float(25.0, help="%voxtral_transcribe cuts audio longer than this at pauses "
+                                     "(0: never).").tag(config=True)
+    history_path = Unicode(None, allow_none=True,
+                           help="SQLite file of history and cache (default: the user cache dir, or "
+                                "$VOXMAGIC_HISTORY).").tag(config=True)
     stream = Bool(True, help="Stream answers as they are generated.").tag(config=True)
     referer = Unicode(None, allow_none=True, help="HTTP-Referer header (OpenRouter attribution).").tag(config=True)
     title = Unicode("voxmagic", help="X-Title header (OpenRouter attribution).").tag(config=True)
@@ -146,11 +166,29 @@ class VoxtralMagics(Magics):
             raise TraitError("updates_per_second must be in (0, 30]")
         return proposal.value
 
-    @validate("max_cost", "max_tokens")
+    @validate("max_cost", "max_tokens", "budget")
     def _check_non_negative(self, proposal: Any) -> Any:
         if proposal.value is not None and proposal.value <= 0:
             raise TraitError(f"{proposal.trait.name} must be positive (or None)")
         return proposal.value
+
+    @validate("chunk_minutes")
+    def _check_chunk(self, proposal: Any) -> Any:
+        if proposal.value < 0 or 0 < proposal.value < 1:
+            raise TraitError("chunk_minutes must be 0 (never cut) or at least 1")
+        return proposal.value
+
+    @observe("budget")
+    def _set_budget(self, change: Any) -> None:
+        from .runner import ledger
+
+        ledger.budget_usd = change.new
+
+    @observe("history_path")
+    def _set_history(self, change: Any) -> None:
+        from .runner import store
+
+        store.use(change.new)
 
     # -- the magics ------------------------------------------------------------------------
 
@@ -177,8 +215,10 @@ class VoxtralMagics(Magics):
         """Transcribe (or translate) many audio sources at once into a DataFrame, one row per source.
 
         Columns: source, duration_s, text, prompt_tokens, completion_tokens, cost_usd, latency_s,
-        error (+ attempts, finish_reason, audio_format, audio_sha256, generation_id). A failing
-        source fills its ``error``; the others still come back. With a single source the
+        error (+ attempts, finish_reason, audio_format, audio_sha256, generation_id, cached,
+        chunks). A failing source fills its ``error``; the others still come back. Audio longer
+        than ``--chunk-minutes`` is cut at pauses, sent in pieces and stitched in order. What was
+        answered before comes from the cache at $0; an interrupted run sends only what is missing. With a single source the
         transcript text is also in ``_voxtral_text`` (and ``NAME_text`` with ``-o NAME``). End the
         line with ``;`` to store the table without displaying it.
         """
@@ -188,6 +228,23 @@ class VoxtralMagics(Magics):
         args = _parse(self.voxtral_transcribe, line.rstrip().rstrip(";"))
         with _one_line_errors():
             df = run_transcribe(self, args)
+        return None if quiet else df
+
+    @magic_arguments()
+    @argument("-o", "--out", metavar="NAME", help="store the table in this variable")
+    @argument("--last", type=int, metavar="N", help="only the newest N requests")
+    @argument("--since", metavar="WHEN", help="only requests since a time ('2026-11-25 09:00') or for a "
+                                             "duration back from now ('2h', '30min')")
+    @line_magic("voxtral_history")
+    def voxtral_history(self, line: str) -> Any:
+        """Every request voxmagic has made, from its SQLite history: time, model, parameters,
+        prompt, audio digest and seconds, text, tokens, cost, latency, attempts, error, cached."""
+        from .commands import run_history
+
+        quiet = line.rstrip().endswith(";")
+        args = _parse(self.voxtral_history, line.rstrip().rstrip(";"))
+        with _one_line_errors():
+            df = run_history(self, args)
         return None if quiet else df
 
     @magic_arguments()
@@ -205,8 +262,11 @@ class VoxtralMagics(Magics):
         if args.out:
             self.shell.user_ns[args.out] = df
         unknown = int(df["cost_usd"].isna().sum())
-        note = f" ({unknown} calls of unknown cost)" if unknown else ""
-        print(f"total ${total:.6f} over {len(df)} calls{note}", file=sys.stdout)
+        notes = [f"{unknown} calls of unknown cost" if unknown else "",
+                 f"{ledger.remaining_usd:.6f} of the ${ledger.budget_usd:.4f} budget left"
+                 if ledger.budget_usd is not None else ""]
+        note = "; ".join(n for n in notes if n)
+        print(f"total ${total:.6f} over {len(df)} calls" + (f" ({note})" if note else ""), file=sys.stdout)
         if args.reset:
             ledger.reset()
             print("cost tally reset to $0")

@@ -6,9 +6,10 @@ instead of as a 400 from the server after the audio was uploaded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .audio import EncodedAudio
 from .errors import ConfigError
@@ -89,6 +90,10 @@ class Params:
         return out
 
 
+def _elided(clip: EncodedAudio) -> str:
+    return f"<{len(clip.data):,} bytes of {clip.format}, {clip.duration_s:.2f} s>"
+
+
 def _tool_names(tools: Sequence[Mapping[str, Any]]) -> list[str]:
     return [t.get("function", {}).get("name") for t in tools]
 
@@ -139,10 +144,14 @@ class ChatRequest:
     def text(self) -> str:
         return f"{self.system.strip()}\n\n{self.prompt}" if self.system else self.prompt
 
-    def body(self, *, elide_audio: bool = False) -> dict[str, Any]:
+    def body(self, *, elide_audio: bool = False, audio_data: Callable[[EncodedAudio], str] | None = None
+             ) -> dict[str, Any]:
+        """The JSON body; ``elide_audio`` or ``audio_data`` replace the base64 audio (previews, keys)."""
+        if elide_audio:
+            audio_data = _elided
         parts: list[dict[str, Any]] = [{"type": "text", "text": self.text}]
         for clip in self.audio:
-            data = f"<{len(clip.data):,} bytes of {clip.format}, {clip.duration_s:.2f} s>" if elide_audio else clip.base64()
+            data = audio_data(clip) if audio_data else clip.base64()
             if self.dialect == "mistral":
                 parts.append({"type": "input_audio", "input_audio": data})
             else:
@@ -152,6 +161,13 @@ class ChatRequest:
             # Route only to providers that honour these options instead of silently ignoring them.
             body.setdefault("provider", {"require_parameters": True})
         return body
+
+    def cache_key(self, base_url: str) -> str:
+        """Same endpoint, model, prompt, parameters and audio bytes ⇒ same key (streaming or not)."""
+        body = self.body(audio_data=lambda clip: f"sha256:{clip.sha256}")
+        body.pop("stream", None)
+        blob = json.dumps({"base_url": base_url.rstrip("/"), "body": body}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     def preview(self) -> str:
         """The request as JSON with audio elided (for --dry-run and logs); never includes a key."""

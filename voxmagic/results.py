@@ -9,7 +9,17 @@ from typing import Any
 # One row per source in a transcription table, in this order.
 TRANSCRIPT_COLUMNS = ["source", "duration_s", "text", "prompt_tokens", "completion_tokens",
                       "cost_usd", "latency_s", "error", "attempts", "finish_reason",
-                      "audio_format", "audio_sha256", "generation_id"]
+                      "audio_format", "audio_sha256", "generation_id", "cached", "chunks"]
+# With segments=True: one row per chunk of long audio, with where it lies in its source.
+SEGMENT_COLUMNS = [*TRANSCRIPT_COLUMNS[:2], "chunk", "start_s", "end_s", *TRANSCRIPT_COLUMNS[2:-1]]
+
+
+def local_times(seconds: Any) -> Any:
+    """Unix times (a pandas Series) as timezone-aware datetimes in the machine's local zone."""
+    import pandas as pd
+    from datetime import datetime
+
+    return pd.to_datetime(seconds, unit="s", utc=True).dt.tz_convert(datetime.now().astimezone().tzinfo)
 
 
 def _int(value: Any) -> int | None:
@@ -79,6 +89,7 @@ class Response:
     parsed: Any = None  # the decoded JSON when a JSON response_format was asked for
     parse_error: str | None = None
     sources: list[str] = field(default_factory=list)
+    cached: bool = False  # answered from voxmagic's cache: nothing sent, nothing spent
 
     @property
     def value(self) -> Any:
@@ -90,7 +101,7 @@ class Response:
         cost = f"${self.cost_usd:.6f}" if self.cost_usd is not None else "cost unknown"
         toks = self.usage.completion_tokens
         bits = [self.model, f"{self.audio_seconds:.1f} s audio", f"{toks} tokens" if toks is not None
-                else None, cost, f"{self.latency_s:.2f} s",
+                else None, "cached, $0" if self.cached else cost, f"{self.latency_s:.2f} s",
                 f"{self.attempts} attempts" if self.attempts > 1 else None]
         return " · ".join(b for b in bits if b)
 
@@ -105,7 +116,8 @@ class Response:
         return {"text": self.text, "prompt_tokens": u.prompt_tokens,
                 "completion_tokens": u.completion_tokens, "cost_usd": self.cost_usd,
                 "latency_s": self.latency_s, "attempts": self.attempts,
-                "finish_reason": self.finish_reason, "generation_id": self.generation_id}
+                "finish_reason": self.finish_reason, "generation_id": self.generation_id,
+                "cached": self.cached}
 
 
 def attach_json(response: Response, model: Any = None) -> Response:

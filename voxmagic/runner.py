@@ -1,7 +1,9 @@
-"""The async work behind every call: prepare audio, check the budget, send, record the cost.
+"""The async work behind every call: prepare audio, check the budget, consult the cache, send,
+record the outcome (history) and the cost (ledger).
 
 Runs on voxmagic's background loop (:mod:`voxmagic.loop`). Audio decoding is CPU work and goes
-to worker threads so that streams keep flowing while the next file decodes.
+to worker threads so that streams keep flowing while the next file decodes. Batches of files
+are in :mod:`voxmagic.batch`.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Sequence, 
 
 from . import audio as _audio
 from .audio import EncodedAudio
-from .cost import CostLedger, Estimate, LedgerEntry, estimate, pricing_for, transcript_token_bound
-from .errors import APIError, AudioError, BudgetError, VoxmagicError
+from .client import TextDelta
+from .cost import (CONTEXT_TOKENS, CostLedger, Estimate, LedgerEntry, audio_tokens, estimate,
+                   format_usd, pricing_for, transcript_token_bound)
+from .errors import APIError, AudioError, BudgetError, ConfigError
 from .loop import LOOP
 from .requests import ChatRequest, Params
-from .results import Response
+from .results import Response, attach_json
 from .settings import Settings
+from .storage import Store
 
 if TYPE_CHECKING:
     from .client import Client, EventHandler
@@ -26,8 +31,23 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Every call of this Python session, with its cost.
+#: Every call of this Python session, with its cost (and an optional session budget).
 ledger = CostLedger()
+#: Every request ever made, and the cache (a SQLite file; see :mod:`voxmagic.storage`).
+store = Store()
+
+
+@dataclass(frozen=True)
+class Caching:
+    """``read``: answer from the cache when the same request was answered before;
+    ``write``: let later calls find this answer. ``--refresh`` is write-only, ``--no-cache`` neither."""
+
+    read: bool = True
+    write: bool = True
+
+    @classmethod
+    def of(cls, cache: bool = True, refresh: bool = False) -> Caching:
+        return cls(read=cache and not refresh, write=cache or refresh)
 
 
 @dataclass(frozen=True)
@@ -62,7 +82,7 @@ async def map_bounded(items: Iterable[T], fn: Callable[[T], Awaitable[R]], concu
     return list(await asyncio.gather(*(one(i, x) for i, x in enumerate(items))))
 
 
-def _prepare(items: Sequence[Any], audio_format: str) -> tuple[EncodedAudio, ...]:
+def prepare(items: Sequence[Any], audio_format: str) -> tuple[EncodedAudio, ...]:
     return tuple(a if isinstance(a, EncodedAudio) else _audio.as_source(a).prepare(audio_format)
                  for a in items)
 
@@ -70,59 +90,40 @@ def _prepare(items: Sequence[Any], audio_format: str) -> tuple[EncodedAudio, ...
 async def plan(items: Sequence[Any], prompt: str, *, settings: Settings, params: Params,
                system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT) -> Plan:
     """Decode and encode the audio and build the request; nothing is sent."""
-    clips = await asyncio.to_thread(_prepare, items, audio_format)
+    clips = await asyncio.to_thread(prepare, items, audio_format)
     request = ChatRequest(prompt, clips, params, settings.model, system, settings.effective_dialect)
     est = estimate([c.duration_s for c in clips], request.text, params.max_tokens,
                    pricing_for(settings.model))
     return Plan(request, est)
 
 
-@dataclass(frozen=True)
-class BatchPlan:
-    """What ``transcribe`` would send: the first request, and the estimate for every file."""
-
-    first: Plan | None
-    estimate: Estimate | None
-    files: int
-    errors: list[str]
-
-    def __str__(self) -> str:
-        lines = [f"{self.files} files would be sent"]
-        if self.first is not None:
-            lines.append(f"first request:\n{self.first.request.preview()}")
-        if self.estimate is not None:
-            lines.append(f"estimated cost for all {self.files} {self.estimate}")
-        lines += [f"will fail: {e}" for e in self.errors]
-        return "\n\n".join(lines)
-
-
-async def plan_batch(items: Sequence[Any], prompt: str, *, settings: Settings, params: Params,
-                     audio_format: str = _audio.DEFAULT_FORMAT, concurrency: int = 8) -> BatchPlan:
-    """Prepare every file as :func:`transcribe` would, and send nothing."""
-    async def one(item: Any) -> Plan | str:
-        try:
-            (clip,) = await asyncio.to_thread(_prepare, [item], audio_format)
-        except AudioError as exc:
-            return str(exc)
-        return await plan([clip], prompt, settings=settings, params=_bounded(params, clip.duration_s))
-
-    results = await map_bounded(items, one, concurrency)
-    plans = [r for r in results if isinstance(r, Plan)]
-    total = sum((p.estimate for p in plans[1:]), plans[0].estimate) if plans else None
-    return BatchPlan(plans[0] if plans else None, total, len(plans),
-                     [r for r in results if isinstance(r, str)])
-
-
-def _bounded(params: Params, seconds: float) -> Params:
+def bounded(params: Params, seconds: float) -> Params:
     """Transcripts get a ``max_tokens`` from their duration unless one was given."""
     return params if params.max_tokens else replace(params, max_tokens=transcript_token_bound(seconds))
 
 
 def check_budget(est: Estimate, max_cost: float | None, what: str = "this call") -> None:
+    """Refuse before sending when the estimate exceeds ``max_cost`` or the session budget left."""
     if max_cost is not None and est.usd > max_cost:
-        raise BudgetError(f"{what} could cost up to ${est.usd:.4f}, over the ${max_cost:.4f} limit; "
-                          "nothing was sent (raise max_cost, lower max_tokens or shorten the audio)",
-                          estimate_usd=est.usd, remaining_usd=max_cost)
+        raise BudgetError(f"{what} could cost up to {format_usd(est.usd)}, over the "
+                          f"{format_usd(max_cost)} limit; nothing was sent (raise max_cost, lower "
+                          "max_tokens or shorten the audio)", estimate_usd=est.usd, remaining_usd=max_cost)
+    left = ledger.remaining_usd
+    if left is not None and est.usd > left:
+        raise BudgetError(f"{what} could cost up to {format_usd(est.usd)}, but only {format_usd(left)} "
+                          f"of the session budget of {format_usd(ledger.budget_usd)} is left; nothing was "
+                          "sent (raise the budget: %config VoxtralMagics.budget = ..., or "
+                          "voxmagic.ledger.budget_usd = ...)", estimate_usd=est.usd, remaining_usd=left)
+
+
+def check_context(request: ChatRequest) -> None:
+    """Audio beyond Voxtral's 32K-token context would be refused after a long upload: say so now."""
+    tokens = sum(audio_tokens(c.duration_s) for c in request.audio)
+    if tokens > CONTEXT_TOKENS - 1_000:
+        minutes = request.audio_seconds / 60
+        raise ConfigError(f"{minutes:.0f} min of audio is more than Voxtral's context holds (about 40 min "
+                          "in one request); transcribe it first (%voxtral_transcribe or "
+                          "voxmagic.transcribe split long audio) and ask about the text")
 
 
 def client_for(settings: Settings) -> Client:
@@ -130,79 +131,54 @@ def client_for(settings: Settings) -> Client:
     return LOOP.cached(("client", settings), settings.check().client)
 
 
-async def send(request: ChatRequest, settings: Settings, on_event: EventHandler | None = None) -> Response:
-    """Send one request and record it in the session ledger, also when it fails after billing began."""
+async def send(request: ChatRequest, settings: Settings, on_event: EventHandler | None = None,
+               caching: Caching = Caching()) -> Response:
+    """Answer from the cache, or send; either way write history and the ledger before returning."""
+    key = request.cache_key(settings.base_url)
+    labels = ", ".join(a.label for a in request.audio)
+    if caching.read:
+        hit = store.cached(key)
+        if hit is not None:
+            return _from_cache(hit, request, settings, on_event, labels)
+    if any(not clip.data for clip in request.audio):
+        raise ConfigError("internal: audio known only by its digest is not in the cache; run again")
     try:
         response = await client_for(settings).complete(request, on_event)
-    except APIError as exc:
-        if exc.generation_id:  # the provider started answering: it may be billed, amount unknown
-            ledger.add(LedgerEntry(time.time(), _labels(request), request.model, None, None, None,
+    except (APIError, asyncio.CancelledError) as exc:
+        store.record(request, settings.base_url, error=exc)
+        if getattr(exc, "generation_id", None):  # the provider started: it may bill, amount unknown
+            ledger.add(LedgerEntry(time.time(), labels, request.model, None, None, None,
                                    request.audio_seconds, "unknown", exc.generation_id))
         raise
-    ledger.record(response, label=_labels(request))
+    response.sources = [a.label for a in request.audio]
+    store.record(request, settings.base_url, response=response, cache_key=key if caching.write else None)
+    ledger.record(response, label=labels)
     return response
 
 
-def _labels(request: ChatRequest) -> str:
-    return ", ".join(a.label for a in request.audio)
+def _from_cache(response: Response, request: ChatRequest, settings: Settings,
+                on_event: EventHandler | None, labels: str) -> Response:
+    response.sources = [a.label for a in request.audio]
+    if request.params.wants_json and not response.tool_calls:
+        attach_json(response, request.params.response_model)
+    if on_event and response.text:
+        on_event(TextDelta(response.text))
+    store.record(request, settings.base_url, response=response)
+    ledger.record(response, label=labels)
+    return response
 
 
 async def ask(items: Sequence[Any], prompt: str, *, settings: Settings, params: Params,
               system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT,
-              max_cost: float | None = None, on_event: EventHandler | None = None) -> Response:
+              max_cost: float | None = None, on_event: EventHandler | None = None,
+              caching: Caching = Caching()) -> Response:
     settings.check()  # a missing key fails before minutes of decoding
     p = await plan(items, prompt, settings=settings, params=params, system=system,
                    audio_format=audio_format)
-    check_budget(p.estimate, max_cost)
-    return await send(p.request, settings, on_event)
-
-
-async def transcribe(items: Sequence[Any], prompt: str, *, settings: Settings, params: Params,
-                     concurrency: int = 8, audio_format: str = _audio.DEFAULT_FORMAT,
-                     max_cost: float | None = None,
-                     on_result: Callable[[int, dict], None] | None = None) -> list[dict]:
-    """One row per item, in order; a failing item fills its ``error`` and costs the others nothing.
-
-    With ``max_cost`` every item is prepared first so the whole batch is estimated before any
-    request; otherwise decoding and sending overlap.
-    """
-    settings.check()
-
-    async def prepare(item: Any) -> dict:
-        row: dict[str, Any] = {"source": label(item)}
-        try:
-            (clip,) = await asyncio.to_thread(_prepare, [item], audio_format)
-            row.update(duration_s=clip.duration_s, audio_format=clip.format, audio_sha256=clip.sha256,
-                       _clip=clip)
-        except AudioError as exc:
-            row["error"] = exc.cause
-        return row
-
-    async def complete(row: dict) -> dict:
-        clip = row.pop("_clip", None)
-        if clip is None:
-            return row
-        request = ChatRequest(prompt, (clip,), _bounded(params, clip.duration_s), settings.model, None,
-                              settings.effective_dialect)
-        try:
-            row.update((await send(request, settings)).to_row())
-        except VoxmagicError as exc:
-            row["error"] = str(exc)
-        return row
-
-    if max_cost is None:
-        async def one(item: Any) -> dict:
-            return await complete(await prepare(item))
-        return await map_bounded(items, one, concurrency, on_result)
-
-    rows = await map_bounded(items, prepare, concurrency)
-    pricing = pricing_for(settings.model)
-    estimates = [estimate([r["_clip"].duration_s], prompt,
-                          _bounded(params, r["_clip"].duration_s).max_tokens, pricing)
-                 for r in rows if "_clip" in r]
-    if estimates:
-        check_budget(sum(estimates[1:], estimates[0]), max_cost, f"this batch of {len(estimates)} files")
-    return await map_bounded(rows, complete, concurrency, on_result)
+    check_context(p.request)
+    if not (caching.read and store.cached(p.request.cache_key(settings.base_url))):
+        check_budget(p.estimate, max_cost)
+    return await send(p.request, settings, on_event, caching)
 
 
 def label(obj: Any) -> str:

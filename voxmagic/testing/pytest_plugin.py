@@ -7,15 +7,27 @@ the notebooks nbval executes can reach a real endpoint with a developer's key.
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Forget any real key or endpoint before kernels start; notebooks then use the local server."""
+    """Forget any real key or endpoint before kernels start; notebooks then use the local server.
+    History and cache go to a fresh temporary file, never the user's."""
     for name in ("OPENROUTER_API_KEY", "VOXMAGIC_BASE_URL", "VOXMAGIC_MODEL"):
         os.environ.pop(name, None)
     os.environ["VOXMAGIC_OFFLINE"] = "1"
+    os.environ["VOXMAGIC_HISTORY"] = os.path.join(tempfile.mkdtemp(prefix="voxmagic-test-"), "history.db")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_history(tmp_path, monkeypatch):
+    """Each test starts with an empty history and cache, and a session budget of none."""
+    from ..runner import ledger
+
+    monkeypatch.setenv("VOXMAGIC_HISTORY", str(tmp_path / "history.db"))
+    ledger.budget_usd = None
 
 
 @pytest.fixture

@@ -1,0 +1,223 @@
+"""Many sources at once: long files cut into chunks, bounded concurrency, cache-first reruns.
+
+Per source: look up what it became last time (by a digest of its bytes) — when every chunk's
+answer is cached, nothing is decoded or sent; otherwise decode, cut long audio at pauses
+(:mod:`voxmagic.segment`), and send the chunks concurrently. A chunk whose transcript hit the
+output limit (``finish_reason == "length"``) is cut in two and sent again. Rows come back in
+input order, one per source (chunks stitched) or one per chunk (``segments=True``); a failure
+fills ``error`` and costs the other rows nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from . import audio as _audio
+from .audio import PCM, SAMPLE_RATE, AudioSource, EncodedAudio
+from .cost import Estimate, estimate, pricing_for
+from .errors import AudioError, VoxmagicError
+from .requests import ChatRequest, Params
+from .runner import Caching, Plan, bounded, check_budget, label, ledger, map_bounded, plan, send, store
+from .segment import prepare_chunks, split_blocks
+from .settings import Settings
+
+DEFAULT_CHUNK_S = 25 * 60
+PIPELINE = "v1"  # bump when decoding/encoding changes, so prepared-source records are not reused
+MAX_RESPLITS = 3
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One transcription job's fixed inputs."""
+
+    prompt: str
+    settings: Settings
+    params: Params
+    audio_format: str = _audio.DEFAULT_FORMAT
+    max_chunk_s: float | None = DEFAULT_CHUNK_S
+    caching: Caching = Caching()
+
+    def request(self, clip: EncodedAudio) -> ChatRequest:
+        return ChatRequest(self.prompt, (clip,), bounded(self.params, clip.duration_s),
+                           self.settings.model, None, self.settings.effective_dialect)
+
+    def fingerprint(self, source: AudioSource) -> str | None:
+        digest = source.content_digest()
+        if digest is None:
+            return None
+        key = f"{digest}|{self.audio_format}|{self.max_chunk_s}|{PIPELINE}"
+        return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def chunks_for(item: Any, batch: Batch) -> list[EncodedAudio]:
+    """The source's chunks: references only (no audio bytes) when every answer is cached."""
+    if isinstance(item, EncodedAudio):
+        return [item]
+    source = _audio.as_source(item)
+    fingerprint = await asyncio.to_thread(batch.fingerprint, source)
+    if fingerprint and batch.caching.read:
+        known = store.source(fingerprint)
+        if known:
+            refs = [EncodedAudio(b"", c["format"], c["duration_s"], source.label, c["start_s"], c["sha256"])
+                    for c in known]
+            keys = [batch.request(r).cache_key(batch.settings.base_url) for r in refs]
+            if all(store.cached(k) is not None for k in keys):
+                return refs
+    chunks = await asyncio.to_thread(prepare_chunks, source, batch.audio_format, batch.max_chunk_s)
+    if fingerprint:
+        store.remember_source(fingerprint, [{"sha256": c.sha256, "format": c.format, "start_s": c.start_s,
+                                             "duration_s": c.duration_s} for c in chunks])
+    return chunks
+
+
+async def transcribe_chunk(clip: EncodedAudio, batch: Batch, gate: asyncio.Semaphore,
+                           depth: int = 0) -> list[dict]:
+    """Rows for one chunk — or for its halves when its transcript was cut at the output limit."""
+    row: dict[str, Any] = {"source": clip.label, "duration_s": clip.duration_s, "start_s": clip.start_s,
+                           "end_s": clip.end_s, "audio_format": clip.format, "audio_sha256": clip.sha256}
+    try:
+        async with gate:
+            response = await send(batch.request(clip), batch.settings, caching=batch.caching)
+    except VoxmagicError as exc:
+        return [{**row, "error": str(exc)}]
+    if (response.finish_reason == "length" and not batch.params.max_tokens and clip.data
+            and depth < MAX_RESPLITS and clip.duration_s > 60):
+        halves = await asyncio.to_thread(_halve, clip)
+        parts = await asyncio.gather(*(transcribe_chunk(h, batch, gate, depth + 1) for h in halves))
+        return [r for part in parts for r in part]
+    return [{**row, **response.to_row()}]
+
+
+def _halve(clip: EncodedAudio) -> list[EncodedAudio]:
+    """Cut an encoded chunk in two at a pause near its middle, keeping its place in the source."""
+    pcm = _audio.as_source(clip.data, label=clip.label).decode()
+    pieces = split_blocks([pcm.samples], SAMPLE_RATE, pcm.duration_s / 2 + 1.0, search_s=pcm.duration_s / 4)
+    return [_audio.encode(PCM(samples), clip.format, label=clip.label,
+                          start_s=clip.start_s + start / SAMPLE_RATE) for start, samples in pieces]
+
+
+def stitch(source: str, rows: list[dict], started: float) -> dict:
+    """One row for a source from its chunks' rows, in order; a failed chunk keeps the others' text."""
+    if len(rows) == 1 and "error" in rows[0] and "duration_s" not in rows[0]:
+        return rows[0]
+    ok = [r for r in rows if not r.get("error")]
+    errors = [f"chunk {i + 1}/{len(rows)} ({r['start_s']:.0f}-{r['end_s']:.0f} s): {r['error']}"
+              for i, r in enumerate(rows) if r.get("error")]
+
+    def total(key: str) -> Any:
+        values = [r.get(key) for r in ok if r.get(key) is not None]
+        return sum(values) if values else None
+
+    return {
+        "source": source, "duration_s": sum(r["duration_s"] for r in rows),
+        "text": " ".join(r["text"].strip() for r in ok if r.get("text")) if ok else None,
+        "prompt_tokens": total("prompt_tokens"), "completion_tokens": total("completion_tokens"),
+        "cost_usd": total("cost_usd"), "latency_s": time.monotonic() - started,
+        "error": "; ".join(errors) or None, "attempts": total("attempts"),
+        "finish_reason": ok[-1].get("finish_reason") if ok else None,
+        "audio_format": rows[0].get("audio_format"),
+        "audio_sha256": ",".join(r["audio_sha256"] for r in rows if r.get("audio_sha256")),
+        "generation_id": ",".join(r["generation_id"] for r in ok if r.get("generation_id")) or None,
+        "cached": bool(ok) and all(r.get("cached") for r in ok), "chunks": len(rows),
+    }
+
+
+async def transcribe(items: Sequence[Any], batch: Batch, *, concurrency: int = 8,
+                     max_cost: float | None = None, segments: bool = False,
+                     on_result: Callable[[int, list[dict]], None] | None = None) -> list[dict]:
+    """Rows in input order (see the module docstring); ``on_result(index, rows)`` as each source
+    finishes, with its row (or its chunks' rows).
+
+    With a budget (``max_cost`` or the session's) every source is prepared first and the whole
+    batch — minus what is cached — is estimated before anything is sent; otherwise decoding and
+    sending overlap.
+    """
+    batch.settings.check()
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def prepared(item: Any) -> tuple[str, list[EncodedAudio] | str]:
+        name = label(item)
+        try:
+            return name, await chunks_for(item, batch)
+        except AudioError as exc:
+            return name, exc.cause
+
+    async def finished(entry: tuple[str, list[EncodedAudio] | str]) -> list[dict]:
+        name, chunks = entry
+        if isinstance(chunks, str):
+            return [{"source": name, "error": chunks}]
+        started = time.monotonic()
+        parts = await asyncio.gather(*(transcribe_chunk(c, batch, gate) for c in chunks))
+        rows = [dict(r, source=name) for part in parts for r in part]
+        return [dict(r, chunk=i) for i, r in enumerate(rows)] if segments else [stitch(name, rows, started)]
+
+    if max_cost is None and ledger.budget_usd is None:
+        async def one(item: Any) -> list[dict]:
+            return await finished(await prepared(item))
+        results = await map_bounded(items, one, concurrency, on_result)
+    else:
+        entries = await map_bounded(items, prepared, concurrency)
+        check_budget(_uncached_estimate(entries, batch), max_cost, f"this batch of {len(entries)} files")
+        results = await map_bounded(entries, finished, concurrency, on_result)
+    return [row for rows in results for row in rows]
+
+
+def summary(rows: list[dict]) -> dict:
+    """One source's rows (chunks, when ``segments``) summed up for progress reports."""
+    errors = [r["error"] for r in rows if r.get("error")]
+    return {"source": rows[0]["source"], "duration_s": sum(r.get("duration_s") or 0 for r in rows),
+            "cost_usd": sum(r.get("cost_usd") or 0 for r in rows), "error": "; ".join(errors) or None}
+
+
+def _uncached_estimate(entries: list, batch: Batch) -> Estimate:
+    pricing = pricing_for(batch.settings.model)
+    total = Estimate(0.0, 0, 0, 0.0)
+    for _, chunks in entries:
+        for clip in chunks if isinstance(chunks, list) else []:
+            request = batch.request(clip)
+            if batch.caching.read and store.cached(request.cache_key(batch.settings.base_url)):
+                continue
+            total += estimate([clip.duration_s], batch.prompt, request.params.max_tokens, pricing)
+    return total
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What ``transcribe`` would send: the first request, and the estimate for every chunk."""
+
+    first: Plan | None
+    estimate: Estimate | None
+    files: int
+    requests: int
+    errors: list[str]
+
+    def __str__(self) -> str:
+        lines = [f"{self.files} files, {self.requests} requests would be sent"]
+        if self.first is not None:
+            lines.append(f"first request:\n{self.first.request.preview()}")
+        if self.estimate is not None:
+            lines.append(f"estimated cost for all of them {self.estimate}")
+        lines += [f"will fail: {e}" for e in self.errors]
+        return "\n\n".join(lines)
+
+
+async def plan_batch(items: Sequence[Any], batch: Batch, concurrency: int = 8) -> BatchPlan:
+    """Prepare every source as :func:`transcribe` would, and send nothing."""
+    async def one(item: Any) -> list[Plan] | str:
+        try:
+            chunks = await asyncio.to_thread(prepare_chunks, _audio.as_source(item), batch.audio_format,
+                                             batch.max_chunk_s)
+        except AudioError as exc:
+            return str(exc)
+        return [await plan([c], batch.prompt, settings=batch.settings,
+                           params=bounded(batch.params, c.duration_s)) for c in chunks]
+
+    results = await map_bounded(items, one, concurrency)
+    plans = [p for r in results if isinstance(r, list) for p in r]
+    total = sum((p.estimate for p in plans[1:]), plans[0].estimate) if plans else None
+    return BatchPlan(plans[0] if plans else None, total, sum(isinstance(r, list) for r in results),
+                     len(plans), [r for r in results if isinstance(r, str)])

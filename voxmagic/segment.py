@@ -1,0 +1,89 @@
+"""Long audio in pieces Voxtral can take, cut where nobody speaks.
+
+A file longer than ``max_s`` is cut into chunks of at most ``max_s``: each cut goes in the middle
+of the longest pause (≥ ``min_pause_s``) found by searching back ``search_s`` from the limit,
+with silence judged against the audio's own loudness (RMS over 20 ms frames); with no pause
+there, at the quietest 20 ms. Chunks tile the audio exactly — no sample lost or sent twice — and
+only about one chunk of 16 kHz samples is held at a time, so a 2-hour file streams through.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .audio import PCM, SAMPLE_RATE, AudioSource, EncodedAudio, encode
+
+FRAME_S = 0.02
+SILENCE_BELOW_LOUD = 0.05  # a frame under 5% (−26 dB) of the 95th-percentile frame level is silent
+
+
+def frame_rms(samples: np.ndarray, frame: int) -> np.ndarray:
+    n = samples.size // frame
+    if n == 0:
+        return np.zeros(0, np.float32)
+    x = samples[: n * frame].astype(np.float32).reshape(n, frame)
+    return np.sqrt((x * x).mean(axis=1))
+
+
+def _longest_pause(quiet: np.ndarray) -> tuple[int, int]:
+    """(length, middle index) of the longest run of True, the latest one on ties; (0, -1) if none."""
+    best_len, best_mid, run_start = 0, -1, None
+    for i, q in enumerate(np.append(quiet, False)):
+        if q and run_start is None:
+            run_start = i
+        elif not q and run_start is not None:
+            if i - run_start >= best_len:
+                best_len, best_mid = i - run_start, (run_start + i) // 2
+            run_start = None
+    return best_len, best_mid
+
+
+def find_cut(samples: np.ndarray, lo: int, hi: int, rate: int, min_pause_s: float = 0.3) -> int:
+    """A sample index in [lo, hi] to cut at.
+
+    The middle of the longest pause in the later half of the window, else in the earlier half
+    (so chunks stay close to the limit), else the quietest 20 ms of the window.
+    """
+    frame = max(1, round(FRAME_S * rate))
+    rms = frame_rms(samples, frame)
+    first, last = lo // frame, min(hi // frame, rms.size)
+    if last <= first:
+        return hi
+    threshold = SILENCE_BELOW_LOUD * max(float(np.percentile(rms, 95)), 1.0)
+    middle = (first + last) // 2
+    for a, b in ((middle, last), (first, middle)):
+        length, mid = _longest_pause(rms[a:b] < threshold)
+        if length and length * FRAME_S >= min_pause_s:
+            return (a + mid) * frame
+    return (first + int(np.argmin(rms[first:last]))) * frame
+
+
+def split_blocks(blocks: Iterable[np.ndarray], rate: int, max_s: float, *, search_s: float = 120.0,
+                 min_pause_s: float = 0.3) -> Iterator[tuple[int, np.ndarray]]:
+    """(start sample, samples) for consecutive chunks of at most ``max_s`` seconds."""
+    limit = max(1, round(max_s * rate))
+    search = min(limit - 1, round(search_s * rate))
+    pending: list[np.ndarray] = []
+    held, start = 0, 0
+    for block in blocks:
+        pending.append(block)
+        held += block.size
+        while held > limit:
+            buffer = np.concatenate(pending)
+            cut = max(1, find_cut(buffer, limit - search, limit, rate, min_pause_s))
+            yield start, buffer[:cut].copy()
+            rest = buffer[cut:].copy()
+            pending, held, start = [rest], rest.size, start + cut
+            del buffer
+    if held:
+        yield start, np.concatenate(pending)
+
+
+def prepare_chunks(source: AudioSource, format: str, max_s: float | None) -> list[EncodedAudio]:
+    """Decode, cut (when longer than ``max_s``) and encode; each piece knows its ``start_s``."""
+    if not max_s:
+        return [encode(source.decode(), format, label=source.label)]
+    return [encode(PCM(samples), format, label=source.label, start_s=start / SAMPLE_RATE)
+            for start, samples in split_blocks(source.blocks(), SAMPLE_RATE, max_s)]
