@@ -22,7 +22,7 @@ from .cost import Estimate, estimate, pricing_for
 from .errors import AudioError, VoxmagicError
 from .requests import ChatRequest, Params
 from .runner import Caching, Plan, bounded, check_budget, label, ledger, map_bounded, plan, send, store
-from .segment import prepare_chunks, split_blocks
+from .segment import find_cut, prepare_chunks
 from .settings import Settings
 
 DEFAULT_CHUNK_S = 25 * 60
@@ -94,10 +94,11 @@ async def transcribe_chunk(clip: EncodedAudio, batch: Batch, gate: asyncio.Semap
 
 def _halve(clip: EncodedAudio) -> list[EncodedAudio]:
     """Cut an encoded chunk in two at a pause near its middle, keeping its place in the source."""
-    pcm = _audio.as_source(clip.data, label=clip.label).decode()
-    pieces = split_blocks([pcm.samples], SAMPLE_RATE, pcm.duration_s / 2 + 1.0, search_s=pcm.duration_s / 4)
-    return [_audio.encode(PCM(samples), clip.format, label=clip.label,
-                          start_s=clip.start_s + start / SAMPLE_RATE) for start, samples in pieces]
+    samples = _audio.as_source(clip.data, label=clip.label).decode().samples
+    n = samples.size
+    cut = find_cut(samples, int(n * 0.4), int(n * 0.6), SAMPLE_RATE)
+    return [_audio.encode(PCM(samples[a:b]), clip.format, label=clip.label,
+                          start_s=clip.start_s + a / SAMPLE_RATE) for a, b in ((0, cut), (cut, n))]
 
 
 def stitch(source: str, rows: list[dict], started: float) -> dict:

@@ -195,7 +195,7 @@ class VoxtralMagics(Magics):
     @magic_arguments("%voxtral")  # shown as %%voxtral: it is a cell magic
     @_arguments(*COMMON, *ASK)
     @cell_magic("voxtral")
-    def voxtral(self, line: str, cell: str) -> None:
+    def voxtral(self, line: str, cell: str) -> Any:
         """Ask Voxtral about audio: the line names the audio, the cell body is the prompt.
 
         ``{name}`` in the prompt is filled from the notebook (``{{`` for a literal brace). The
@@ -206,7 +206,7 @@ class VoxtralMagics(Magics):
 
         args = _parse(self.voxtral, line)
         with _one_line_errors():
-            run_ask(self, args, cell)
+            return run_ask(self, args, cell)
 
     @magic_arguments()
     @_arguments(*COMMON, *TRANSCRIBE)

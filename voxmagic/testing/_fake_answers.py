@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -152,8 +153,12 @@ def _json_pieces(text: str) -> list[str]:
     return [text[i:i + _JSON_PIECE] for i in range(0, len(text), _JSON_PIECE)]
 
 
-def build_answer(req: ParsedRequest, answer_tokens: int, gen_id: str) -> Answer:
-    """Decide the whole answer up front, so streaming and non-streaming replies agree."""
+def build_answer(req: ParsedRequest, answer_tokens: int, gen_id: str, words_per_second: float = 0.0) -> Answer:
+    """Decide the whole answer up front, so streaming and non-streaming replies agree.
+
+    Text answers are padded to ``answer_tokens`` words, or to ``words_per_second`` × the audio's
+    seconds when that is more — as long as a real transcript of that much speech.
+    """
     first = req.audio[0].duration_s if req.audio else 0.0
     rf = (req.response_format or {}).get("type", "text")
     if req.tools and req.tool_choice != "none" and req.tool_result is None:
@@ -178,9 +183,9 @@ def build_answer(req: ParsedRequest, answer_tokens: int, gen_id: str) -> Answer:
             text = _heard(req)
         if req.system:
             text = f"System: {' '.join(req.system.split()[:10]).rstrip('.')}. {text}"
-        n = len(text.split())
-        if n < answer_tokens:
-            text += " " + " ".join(FILLER[i % len(FILLER)] for i in range(answer_tokens - n))
+        n, target = len(text.split()), max(answer_tokens, math.ceil(words_per_second * req.audio_seconds))
+        if n < target:
+            text += " " + " ".join(FILLER[i % len(FILLER)] for i in range(target - n))
         text, _ = _cut(text, req.stop)
         answer = Answer("text", words(text), "stop")
     if req.max_tokens is not None and len(answer.pieces) > req.max_tokens:

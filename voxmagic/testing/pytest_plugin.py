@@ -23,10 +23,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_history(tmp_path, monkeypatch):
-    """Each test starts with an empty history and cache, and a session budget of none."""
+    """Each test starts with an empty history, cache and cost ledger, and no session budget."""
     from ..runner import ledger
 
     monkeypatch.setenv("VOXMAGIC_HISTORY", str(tmp_path / "history.db"))
+    ledger.reset()
     ledger.budget_usd = None
 
 

@@ -71,6 +71,7 @@ class _Config:
     rate_limit: float | None = None
     dialect: str = "openrouter"
     keepalive_interval: float = 0.05
+    words_per_second: float = 0.0
 
 
 class LocalServer:
@@ -78,18 +79,19 @@ class LocalServer:
 
     latency: seconds before the first token (keep-alive comments meanwhile); token_rate: tokens
     per second (0 = unthrottled); answer_tokens: pad answers with filler up to this length;
-    api_key: the only key accepted (None = any); rate_limit: requests per second per key.
+    api_key: the only key accepted (None = any); rate_limit: requests per second per key;
+    words_per_second: make text answers as long as a transcript of the audio at this speech rate.
     """
 
     def __init__(self, *, port: int = 0, latency: float = 0.0, token_rate: float = 0.0,
                  answer_tokens: int = 0, api_key: str | None = None, rate_limit: float | None = None,
                  dialect: str = "openrouter", keepalive_interval: float = 0.05,
-                 host: str = "127.0.0.1"):
+                 host: str = "127.0.0.1", words_per_second: float = 0.0):
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}")
         self.host, self.port = host, port
         self._config = _Config(latency, token_rate, answer_tokens, api_key, rate_limit, dialect,
-                               keepalive_interval)
+                               keepalive_interval, words_per_second)
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._log: list[RecordedRequest] = []
@@ -204,8 +206,10 @@ class LocalServer:
             self._faults.append(_Fault(fault, times, after_tokens, seconds, retry_after, match))
 
     def configure(self, **config: Any) -> None:
-        """Change latency, token_rate, answer_tokens, api_key, rate_limit (or keepalive_interval) live."""
-        allowed = {"latency", "token_rate", "answer_tokens", "api_key", "rate_limit", "keepalive_interval"}
+        """Change latency, token_rate, answer_tokens, words_per_second, api_key, rate_limit (or
+        keepalive_interval) live."""
+        allowed = {"latency", "token_rate", "answer_tokens", "words_per_second", "api_key", "rate_limit",
+                   "keepalive_interval"}
         unknown = set(config) - allowed
         if unknown:
             raise TypeError(f"unknown setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -334,7 +338,7 @@ class LocalServer:
         rec.fault = fault.name if fault else None
         if fault is not None and fault.name.startswith("http_"):
             return fail(fault_error(fault, req.model, rec.prompt))
-        answer = build_answer(req, cfg.answer_tokens, gid)
+        answer = build_answer(req, cfg.answer_tokens, gid, cfg.words_per_second)
         chunks = ChunkMaker(gid, req.model, int(rec.received_at), cfg.dialect)
         started = time.monotonic()
         try:
@@ -395,12 +399,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before the first token")
     parser.add_argument("--token-rate", type=float, default=0.0, help="tokens per second (0 = unthrottled)")
     parser.add_argument("--answer-tokens", type=int, default=0, help="pad answers to this many tokens")
+    parser.add_argument("--words-per-second", type=float, default=0.0,
+                        help="make answers as long as a transcript of the audio at this speech rate")
     parser.add_argument("--api-key", default=None, help="the only key accepted (default: any)")
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second per key")
     parser.add_argument("--dialect", choices=DIALECTS, default="openrouter")
     args = parser.parse_args(argv)
     server = LocalServer(port=args.port, host=args.host, latency=args.latency, token_rate=args.token_rate,
-                         answer_tokens=args.answer_tokens, api_key=args.api_key, rate_limit=args.rate_limit,
+                         answer_tokens=args.answer_tokens, words_per_second=args.words_per_second,
+                         api_key=args.api_key, rate_limit=args.rate_limit,
                          dialect=args.dialect)
     server.start()
     print(f"voxmagic local server listening on {server.base_url}", flush=True)
