@@ -177,3 +177,16 @@ def test_unknown_upload_format():
     pcm = audio.as_source((tone(0.5, 16_000, 1), 16_000)).decode()
     with pytest.raises(AudioError, match="unknown upload format 'opus'"):
         audio.encode(pcm, "opus")
+
+
+def test_a_compact_mp3_is_uploaded_as_it_is(tmp_path):
+    from voxmagic.testing.synth import speechlike, write_audio
+
+    memo = write_audio(tmp_path / "memo.mp3", speechlike(3.0, 16_000), 16_000)  # ~28 kbit/s mono
+    enc = audio.prepare(str(memo))
+    assert enc.data == memo.read_bytes() and enc.format == "mp3"
+    assert enc.duration_s == audio.as_source(str(memo)).decode().duration_s  # exact, from decoding
+    loud = tone_file(tmp_path / "music.mp3", 3.0)  # 44.1 kHz stereo at 128 kbit/s: re-encoded
+    assert audio.prepare(str(loud)).data != loud.read_bytes()
+    assert audio.prepare(str(memo), "flac").format == "flac"  # another format was asked for
+    assert audio.as_source(str(memo)).as_is("mp3", max_s=2.0) is None  # too long to go whole

@@ -79,6 +79,14 @@ def pd_isna(value):
     return pd.isna(value)
 
 
+def test_only_long_chunks_are_streamed_unless_asked(server, opts, long_file, clips):
+    voxmagic.transcribe([clips[0], str(long_file)], max_chunk_s=150, **opts)
+    streamed = [(r.audio[0].duration_s, r.body["stream"]) for r in server.requests]
+    assert len(streamed) == 6 and all(stream is (seconds > 120) for seconds, stream in streamed)
+    voxmagic.transcribe(clips[1], stream=True, **opts)
+    assert server.requests[-1].body["stream"] is True
+
+
 def test_a_transcript_cut_at_the_output_limit_is_split_again(server, opts, long_file):
     """Real transcripts grow with the audio; one that hits max_tokens is redone in two halves."""
     server.configure(words_per_second=8.7)  # just over the bound of 64 + 8 tokens per second

@@ -118,9 +118,10 @@ async def transcribe_async(sources: Any, language: str | None = None, *, hint: s
     import pandas as pd
 
     options.setdefault("temperature", 0.0)  # Mistral's recommendation for transcription
+    stream = options.pop("stream", None)
     settings, params = split_options(options)
     job = batch.Batch(prompt or transcription_prompt(language, hint, translate_to), settings, params,
-                      audio_format, max_chunk_s, Caching.of(cache, refresh))
+                      audio_format, max_chunk_s, Caching.of(cache, refresh), stream)
     def report(index: int, rows: list[dict]) -> None:
         if on_result:
             on_result(index, rows[0] if len(rows) == 1 else batch.summary(rows))
@@ -147,8 +148,9 @@ def transcribe(sources: Any, language: str | None = None, *, hint: str | None = 
     pauses into chunks sent concurrently and stitched in order; ``segments=True`` returns one
     row per chunk with ``chunk, start_s, end_s``. Answers already in the cache cost $0 and are
     not sent again (``cache=False`` / ``refresh=True`` as in :func:`ask`). Options are those of
-    :func:`ask`; ``temperature`` defaults to 0 and ``max_tokens`` to a bound from each chunk's
-    duration. ``max_cost`` (USD) applies to the whole batch, estimated before anything is sent.
+    :func:`ask`; ``temperature`` defaults to 0, ``max_tokens`` to a bound from each chunk's
+    duration, and ``stream`` to streaming only chunks over two minutes. ``max_cost`` (USD)
+    applies to the whole batch, estimated before anything is sent.
     """
     return LOOP.run(transcribe_async(sources, language, hint=hint, prompt=prompt,
                                      translate_to=translate_to, concurrency=concurrency,

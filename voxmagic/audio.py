@@ -30,6 +30,7 @@ SAMPLE_RATE = 16_000
 DEFAULT_FORMAT = "mp3"
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 BLOCK_BYTES = SAMPLE_RATE * 2 * 10  # decode in ~10 s blocks
+MAX_AS_IS_BIT_RATE = 64_000  # an MP3 at or under this is uploaded as it is
 
 
 @dataclass(frozen=True)
@@ -160,8 +161,39 @@ class AudioSource:
         return PCM(np.frombuffer(out, dtype=np.int16))
 
     def prepare(self, format: str = DEFAULT_FORMAT) -> EncodedAudio:
-        """Decode and encode for upload in one step."""
-        return encode(self.decode(), format, label=self.label)
+        """Bytes to upload: the file as it is when already compact in ``format``, else decoded
+        and encoded."""
+        return self.as_is(format) or encode(self.decode(), format, label=self.label)
+
+    def as_is(self, format: str, max_s: float | None = None) -> EncodedAudio | None:
+        """The source's own bytes when it is already an MP3 of at most 64 kbit/s (and at most
+        ``max_s`` long) and ``format`` is mp3: re-encoding would cost CPU and quality for nothing.
+
+        Its exact duration comes from decoding (counting samples); None when it does not qualify.
+        """
+        if format != "mp3" or (self.path is None and self.data is None):
+            return None
+        if self.path is not None and not self.path.is_file():
+            return None
+        import av
+
+        data = self.data if self.data is not None else self.path.read_bytes()
+        try:
+            with av.open(io.BytesIO(data), metadata_errors="ignore") as container:
+                streams = container.streams.audio
+                if container.format.name != "mp3" or len(streams) != 1:
+                    return None
+                stream = streams[0]
+                if not stream.codec_context.bit_rate or stream.codec_context.bit_rate > MAX_AS_IS_BIT_RATE:
+                    return None
+                samples = sum(frame.samples for frame in container.decode(stream))
+                rate = stream.codec_context.sample_rate
+        except av.error.FFmpegError:
+            return None  # the decoding path gives the proper error
+        seconds = samples / rate if rate else 0.0
+        if not seconds or (max_s and seconds > max_s):
+            return None
+        return EncodedAudio(data, "mp3", seconds, self.label)
 
 
 def as_source(obj: Any, *, sample_rate: int | None = None, label: str | None = None) -> AudioSource:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from . import audio as _audio
@@ -26,6 +26,7 @@ from .segment import find_cut, prepare_chunks
 from .settings import Settings
 
 DEFAULT_CHUNK_S = 25 * 60
+STREAM_ABOVE_S = 120  # with stream=None, only chunks longer than this stream (keep-alives)
 PIPELINE = "v1"  # bump when decoding/encoding changes, so prepared-source records are not reused
 MAX_RESPLITS = 3
 
@@ -40,10 +41,15 @@ class Batch:
     audio_format: str = _audio.DEFAULT_FORMAT
     max_chunk_s: float | None = DEFAULT_CHUNK_S
     caching: Caching = Caching()
+    stream: bool | None = None  # None: stream long chunks only
 
     def request(self, clip: EncodedAudio) -> ChatRequest:
-        return ChatRequest(self.prompt, (clip,), bounded(self.params, clip.duration_s),
-                           self.settings.model, None, self.settings.effective_dialect)
+        """A table row has nothing to show until its transcript is whole, so short clips are not
+        streamed (half the work per request); long ones are, so keep-alives hold the connection."""
+        stream = self.stream if self.stream is not None else clip.duration_s > STREAM_ABOVE_S
+        params = replace(bounded(self.params, clip.duration_s), stream=stream)
+        return ChatRequest(self.prompt, (clip,), params, self.settings.model, None,
+                           self.settings.effective_dialect)
 
     def fingerprint(self, source: AudioSource) -> str | None:
         digest = source.content_digest()
@@ -101,7 +107,7 @@ def _halve(clip: EncodedAudio) -> list[EncodedAudio]:
                           start_s=clip.start_s + a / SAMPLE_RATE) for a, b in ((0, cut), (cut, n))]
 
 
-def stitch(source: str, rows: list[dict], started: float) -> dict:
+def stitch(source: str, rows: list[dict]) -> dict:
     """One row for a source from its chunks' rows, in order; a failed chunk keeps the others' text."""
     if len(rows) == 1 and "error" in rows[0] and "duration_s" not in rows[0]:
         return rows[0]
@@ -109,15 +115,15 @@ def stitch(source: str, rows: list[dict], started: float) -> dict:
     errors = [f"chunk {i + 1}/{len(rows)} ({r['start_s']:.0f}-{r['end_s']:.0f} s): {r['error']}"
               for i, r in enumerate(rows) if r.get("error")]
 
-    def total(key: str) -> Any:
+    def total(key: str, combine: Callable = sum) -> Any:
         values = [r.get(key) for r in ok if r.get(key) is not None]
-        return sum(values) if values else None
+        return combine(values) if values else None
 
     return {
         "source": source, "duration_s": sum(r["duration_s"] for r in rows),
         "text": " ".join(r["text"].strip() for r in ok if r.get("text")) if ok else None,
         "prompt_tokens": total("prompt_tokens"), "completion_tokens": total("completion_tokens"),
-        "cost_usd": total("cost_usd"), "latency_s": time.monotonic() - started,
+        "cost_usd": total("cost_usd"), "latency_s": total("latency_s", max),  # chunks run together
         "error": "; ".join(errors) or None, "attempts": total("attempts"),
         "finish_reason": ok[-1].get("finish_reason") if ok else None,
         "audio_format": rows[0].get("audio_format"),
@@ -138,12 +144,14 @@ async def transcribe(items: Sequence[Any], batch: Batch, *, concurrency: int = 8
     sending overlap.
     """
     batch.settings.check()
-    gate = asyncio.Semaphore(max(1, concurrency))
+    gate = asyncio.Semaphore(max(1, concurrency))  # requests in flight
+    cpu = asyncio.Semaphore(os.cpu_count() or 2)  # sources being decoded and encoded
 
     async def prepared(item: Any) -> tuple[str, list[EncodedAudio] | str]:
         name = label(item)
         try:
-            return name, await chunks_for(item, batch)
+            async with cpu:
+                return name, await chunks_for(item, batch)
         except AudioError as exc:
             return name, exc.cause
 
@@ -151,19 +159,20 @@ async def transcribe(items: Sequence[Any], batch: Batch, *, concurrency: int = 8
         name, chunks = entry
         if isinstance(chunks, str):
             return [{"source": name, "error": chunks}]
-        started = time.monotonic()
         parts = await asyncio.gather(*(transcribe_chunk(c, batch, gate) for c in chunks))
         rows = [dict(r, source=name) for part in parts for r in part]
-        return [dict(r, chunk=i) for i, r in enumerate(rows)] if segments else [stitch(name, rows, started)]
+        return [dict(r, chunk=i) for i, r in enumerate(rows)] if segments else [stitch(name, rows)]
 
     if max_cost is None and ledger.budget_usd is None:
+        # Decoding runs ahead of sending: while `concurrency` requests wait on the network, the next
+        # sources are prepared. At most 2 × concurrency sources are held prepared or in flight.
         async def one(item: Any) -> list[dict]:
             return await finished(await prepared(item))
-        results = await map_bounded(items, one, concurrency, on_result)
+        results = await map_bounded(items, one, 2 * concurrency, on_result)
     else:
-        entries = await map_bounded(items, prepared, concurrency)
+        entries = await map_bounded(items, prepared, len(items) or 1)
         check_budget(_uncached_estimate(entries, batch), max_cost, f"this batch of {len(entries)} files")
-        results = await map_bounded(entries, finished, concurrency, on_result)
+        results = await map_bounded(entries, finished, 2 * concurrency, on_result)
     return [row for rows in results for row in rows]
 
 

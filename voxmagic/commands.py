@@ -166,7 +166,7 @@ def run_transcribe(magic: VoxtralMagics, args: Namespace) -> Any:
     minutes = _pick(args.chunk_minutes, magic.chunk_minutes)
     job = batch.Batch(transcription_prompt(args.language, args.prompt, args.translate_to), settings,
                       params, args.format or magic.audio_format, minutes * 60 if minutes else None,
-                      caching(magic, args))
+                      caching(magic, args), stream=False if args.no_stream or not magic.stream else None)
     concurrency = args.concurrency or magic.concurrency
     if args.dry_run:
         print(LOOP.run(batch.plan_batch(sources, job, concurrency)))

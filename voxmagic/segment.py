@@ -82,7 +82,11 @@ def split_blocks(blocks: Iterable[np.ndarray], rate: int, max_s: float, *, searc
 
 
 def prepare_chunks(source: AudioSource, format: str, max_s: float | None) -> list[EncodedAudio]:
-    """Decode, cut (when longer than ``max_s``) and encode; each piece knows its ``start_s``."""
+    """Decode, cut (when longer than ``max_s``) and encode; each piece knows its ``start_s``.
+    A compact MP3 short enough to go whole is sent as it is (see :meth:`AudioSource.as_is`)."""
+    as_is = source.as_is(format, max_s)
+    if as_is is not None:
+        return [as_is]
     if not max_s:
         return [encode(source.decode(), format, label=source.label)]
     return [encode(PCM(samples), format, label=source.label, start_s=start / SAMPLE_RATE)

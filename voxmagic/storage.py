@@ -71,12 +71,13 @@ def default_path() -> Path:
 
 
 class Store:
-    """History and cache in one SQLite file; every method opens, writes or reads, and closes."""
+    """History and cache in one SQLite file, through one open connection per thread."""
 
     def __init__(self, path: str | Path | None = None):
         self._path = Path(path) if path else None
         self._migrated: set[Path] = set()
         self._lock = threading.Lock()
+        self._local = threading.local()  # one open connection per thread, to the current file
 
     @property
     def path(self) -> Path:
@@ -87,7 +88,13 @@ class Store:
         self._path = Path(path).expanduser() if path else None
 
     def connect(self) -> sqlite3.Connection:
+        """This thread's connection (autocommit: every statement is its own transaction)."""
         path = self.path
+        cached = getattr(self._local, "db", None)
+        if cached is not None and self._local.path == path:
+            return cached
+        if cached is not None:
+            cached.close()
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, timeout=30, isolation_level=None)
         db.row_factory = sqlite3.Row
@@ -97,6 +104,7 @@ class Store:
             with self._lock:
                 self._migrate(db)
                 self._migrated.add(path)
+        self._local.db, self._local.path = db, path
         return db
 
     def _migrate(self, db: sqlite3.Connection) -> None:
@@ -114,11 +122,7 @@ class Store:
             raise
 
     def _write(self, sql: str, values: tuple) -> None:
-        db = self.connect()
-        try:
-            db.execute(sql, values)
-        finally:
-            db.close()
+        self.connect().execute(sql, values)
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -157,14 +161,10 @@ class Store:
         as a Response marked ``cached`` that costs $0."""
         from .results import Response, ToolCall, Usage
 
-        db = self.connect()
-        try:
-            row = db.execute(
-                "SELECT * FROM requests WHERE cache_key = ? AND error IS NULL AND cached = 0 "
-                "AND (finish_reason IS NULL OR finish_reason NOT IN ('error', 'length')) "
-                "ORDER BY id DESC LIMIT 1", (cache_key,)).fetchone()
-        finally:
-            db.close()
+        row = self.connect().execute(
+            "SELECT * FROM requests WHERE cache_key = ? AND error IS NULL AND cached = 0 "
+            "AND (finish_reason IS NULL OR finish_reason NOT IN ('error', 'length')) "
+            "ORDER BY id DESC LIMIT 1", (cache_key,)).fetchone()
         if row is None:
             return None
         calls = [ToolCall(**c) for c in json.loads(row["tool_calls"])] if row["tool_calls"] else []
@@ -183,11 +183,8 @@ class Store:
                     (fingerprint, json.dumps(chunks), time.time()))
 
     def source(self, fingerprint: str) -> list[dict] | None:
-        db = self.connect()
-        try:
-            row = db.execute("SELECT chunks FROM sources WHERE fingerprint = ?", (fingerprint,)).fetchone()
-        finally:
-            db.close()
+        row = self.connect().execute("SELECT chunks FROM sources WHERE fingerprint = ?",
+                                     (fingerprint,)).fetchone()
         return json.loads(row[0]) if row else None
 
     # -- reading -----------------------------------------------------------------------------
@@ -204,11 +201,7 @@ class Store:
         if last is not None:
             sql += " LIMIT ?"
             args.append(int(last))
-        db = self.connect()
-        try:
-            df = pd.read_sql_query(sql, db, params=args)
-        finally:
-            db.close()
+        df = pd.read_sql_query(sql, self.connect(), params=args)
         df = df.iloc[::-1].reset_index(drop=True)
         df["time"] = local_times(df["time"])
         df["cached"] = df["cached"].astype(bool)

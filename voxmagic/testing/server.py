@@ -297,6 +297,7 @@ class LocalServer:
 
         Only a request that passes all of these takes the next matching fault, so a queued fault
         always hits a request that would otherwise have succeeded."""
+        arrived = time.monotonic()
         with self._lock:
             cfg = self._config
         gid = f"gen-{int(time.time())}-{secrets.token_hex(10)}"
@@ -314,8 +315,8 @@ class LocalServer:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return fail(error_body(413, "Request payload too large", {"error_type": "payload_too_large"}))
-        try:
-            body = json.loads(raw)
+        try:  # parsing and decoding megabytes of audio must not stall the other connections
+            body = await asyncio.to_thread(json.loads, raw)
         except ValueError:
             body = None
         rec.body, rec.prompt = redact(body), prompt_text(body)
@@ -330,7 +331,7 @@ class LocalServer:
         if body is None:
             return fail(error_body(400, "Request body is not valid JSON", {"error_type": "invalid_request"}))
         try:
-            req = validate(body, cfg.dialect)
+            req = await asyncio.to_thread(validate, body, cfg.dialect)
         except BadRequest as exc:
             return fail(error_body(exc.status, exc.message, exc.metadata))
         rec.audio = req.audio
@@ -341,6 +342,8 @@ class LocalServer:
         answer = build_answer(req, cfg.answer_tokens, gid, cfg.words_per_second)
         chunks = ChunkMaker(gid, req.model, int(rec.received_at), cfg.dialect)
         started = time.monotonic()
+        # `latency` runs from arrival, as a provider's would: reading and decoding are part of it
+        cfg = dataclasses.replace(cfg, latency=max(0.0, cfg.latency - (started - arrived)))
         try:
             if req.stream:
                 return await stream_answer(request, rec, req, answer, fault, cfg, chunks)
