@@ -177,9 +177,9 @@ class AudioSource:
             return None
         import av
 
-        data = self.data if self.data is not None else self.path.read_bytes()
+        file = io.BytesIO(self.data) if self.data is not None else str(self.path)
         try:
-            with av.open(io.BytesIO(data), metadata_errors="ignore") as container:
+            with av.open(file, metadata_errors="ignore") as container:
                 streams = container.streams.audio
                 if container.format.name != "mp3" or len(streams) != 1:
                     return None
@@ -193,6 +193,7 @@ class AudioSource:
         seconds = samples / rate if rate else 0.0
         if not seconds or (max_s and seconds > max_s):
             return None
+        data = self.data if self.data is not None else self.path.read_bytes()
         return EncodedAudio(data, "mp3", seconds, self.label)
 
 

@@ -19,12 +19,15 @@ FRAME_S = 0.02
 SILENCE_BELOW_LOUD = 0.05  # a frame under 5% (−26 dB) of the 95th-percentile frame level is silent
 
 
-def frame_rms(samples: np.ndarray, frame: int) -> np.ndarray:
+def frame_rms(samples: np.ndarray, frame: int, block_frames: int = 3000) -> np.ndarray:
+    """RMS per ``frame`` samples, a minute at a time so that no float copy of the audio is made."""
     n = samples.size // frame
-    if n == 0:
-        return np.zeros(0, np.float32)
-    x = samples[: n * frame].astype(np.float32).reshape(n, frame)
-    return np.sqrt((x * x).mean(axis=1))
+    out = np.empty(n, np.float32)
+    for first in range(0, n, block_frames):
+        last = min(n, first + block_frames)
+        x = samples[first * frame:last * frame].astype(np.float32).reshape(last - first, frame)
+        out[first:last] = np.sqrt((x * x).mean(axis=1))
+    return out
 
 
 def _longest_pause(quiet: np.ndarray) -> tuple[int, int]:
@@ -73,10 +76,11 @@ def split_blocks(blocks: Iterable[np.ndarray], rate: int, max_s: float, *, searc
         while held > limit:
             buffer = np.concatenate(pending)
             cut = max(1, find_cut(buffer, limit - search, limit, rate, min_pause_s))
-            yield start, buffer[:cut].copy()
+            pending = []
+            yield start, buffer[:cut]  # a view: encoded before the rest is copied out
             rest = buffer[cut:].copy()
-            pending, held, start = [rest], rest.size, start + cut
             del buffer
+            pending, held, start = [rest], rest.size, start + cut
     if held:
         yield start, np.concatenate(pending)
 
