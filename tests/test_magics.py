@@ -6,46 +6,25 @@ import re
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+
+from conftest import SECRET, run
 
 from voxmagic import runner
 from voxmagic.testing.synth import tone, tone_file
 
-SECRET = "sk-or-v1-SECRET-do-not-print"
-
-
 @pytest.fixture
-def ip(server, monkeypatch, tmp_path):
-    """A shell with voxmagic loaded fresh, pointed at the local server, in an empty folder."""
-    monkeypatch.setenv("OPENROUTER_API_KEY", SECRET)
-    monkeypatch.chdir(tmp_path)
-    shell = InteractiveShell.instance()
-    if "voxmagic" in shell.extension_manager.loaded:
-        shell.run_line_magic("unload_ext", "voxmagic")
-    shell.config.pop("VoxtralMagics", None)
-    shell.run_line_magic("load_ext", "voxmagic")
-    shell.run_line_magic("config", f"VoxtralMagics.base_url = {server.base_url!r}")
-    runner.ledger.reset()
+def ip(shell, tmp_path):
     tone_file(tmp_path / "meeting.mp3", 2.0)
     tone_file(tmp_path / "b.flac", 1.0)
     (tmp_path / "clips").mkdir()
     for i in range(3):
         tone_file(tmp_path / "clips" / f"c{i}.wav", 0.5 + i * 0.25, channels=1)
-    yield shell
-    for name in [n for n in shell.user_ns if n.startswith(("_voxtral", "ans", "df", "t", "x"))]:
-        shell.user_ns.pop(name, None)
+    return shell
 
 
 def magic(ip):
     return ip.magics_manager.registry["VoxtralMagics"]
-
-
-def run(ip, cell):
-    """Run a cell as a user would; returns (stdout, stderr)."""
-    with capture_output() as cap:
-        ip.run_cell(cell)
-    return cap.stdout, cap.stderr
 
 
 # --- %%voxtral -----------------------------------------------------------------------------

@@ -13,8 +13,9 @@ import threading
 import time
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+
+from conftest import run
 
 from voxmagic import runner
 from voxmagic.testing.synth import tone_file
@@ -26,24 +27,8 @@ def files(tmp_path):
 
 
 @pytest.fixture
-def ip(server, monkeypatch, tmp_path):
-    monkeypatch.setenv("OPENROUTER_API_KEY", "test-key")
-    monkeypatch.chdir(tmp_path)
-    shell = InteractiveShell.instance()
-    if "voxmagic" in shell.extension_manager.loaded:
-        shell.run_line_magic("unload_ext", "voxmagic")
-    shell.config.pop("VoxtralMagics", None)
-    shell.run_line_magic("load_ext", "voxmagic")
-    shell.run_line_magic("config", f"VoxtralMagics.base_url = {server.base_url!r}")
-    yield shell
-    for name in [n for n in shell.user_ns if n.startswith(("_voxtral", "df", "ans"))]:
-        shell.user_ns.pop(name)
-
-
-def run(ip, cell):
-    with capture_output() as cap:
-        ip.run_cell(cell)
-    return cap.stdout, cap.stderr
+def ip(shell):
+    return shell
 
 
 def test_interrupt_mid_batch_keeps_what_finished_and_a_rerun_sends_only_the_rest(ip, server, files):
@@ -64,13 +49,13 @@ def test_interrupt_mid_batch_keeps_what_finished_and_a_rerun_sends_only_the_rest
     assert h["text"].notna().sum() == len(done) and runner.ledger.calls == len(done)
     cancelled = h[h["error_type"] == "CancelledError"]
     assert len(cancelled) >= 1  # the requests in flight were closed, and noted
-    sent_before = sum(1 for r in server.requests if r.completed)
+    sent_before = server.request_count
     server.configure(latency=0.0)
     with capture_output():
         again = ip.run_line_magic("voxtral_transcribe", "files -o df")
     assert again["error"].isna().all()
     assert again["cached"].sum() == len(done)
-    assert sum(1 for r in server.requests if r.completed) == sent_before + 12 - len(done)
+    assert server.request_count == sent_before + 12 - len(done)  # only the missing ones were sent
 
 
 def test_interrupting_a_question_says_where_the_partial_text_is(ip, server, files):
