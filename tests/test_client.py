@@ -6,10 +6,9 @@ import re
 
 import pytest
 
-import voxmagic
 from voxmagic import audio
 from voxmagic.client import Client, Retrying, TextDelta
-from voxmagic.errors import (APIConnectionError, APITimeoutError, AuthenticationError,
+from voxmagic.errors import (APIConnectionError, AuthenticationError,
                              BadRequestError, InsufficientCreditsError, ModerationError,
                              RateLimitError, ServerError)
 from voxmagic.requests import ChatRequest, Params
