@@ -16,7 +16,7 @@ import base64
 import hashlib
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
@@ -25,33 +25,14 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import AudioError
+from .formats import DEFAULT_FORMAT, ENCODERS, UPLOAD_FORMATS
 
 SAMPLE_RATE = 16_000
-DEFAULT_FORMAT = "mp3"
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 BLOCK_BYTES = SAMPLE_RATE * 2 * 10  # decode in ~10 s blocks
 MAX_AS_IS_BIT_RATE = 64_000  # an MP3 at or under this is uploaded as it is
 
 
-@dataclass(frozen=True)
-class _Encoder:
-    container: str
-    codec: str
-    bit_rate: int | None = None
-    options: dict[str, str] = field(default_factory=dict)
-
-
-# Upload formats OpenRouter names for ``input_audio.format`` that PyAV's bundled FFmpeg can write.
-ENCODERS: dict[str, _Encoder] = {
-    "mp3": _Encoder("mp3", "libmp3lame", 32_000, {"compression_level": "7"}),
-    "flac": _Encoder("flac", "flac"),
-    "wav": _Encoder("wav", "pcm_s16le"),
-    "ogg": _Encoder("ogg", "libopus", 24_000),
-    "m4a": _Encoder("ipod", "aac", 48_000),
-    "aac": _Encoder("adts", "aac", 48_000),
-    "aiff": _Encoder("aiff", "pcm_s16be"),
-}
-UPLOAD_FORMATS = (*ENCODERS, "pcm16")
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,6 +167,8 @@ class AudioSource:
                 stream = streams[0]
                 if not stream.codec_context.bit_rate or stream.codec_context.bit_rate > MAX_AS_IS_BIT_RATE:
                     return None
+                if max_s and container.duration and container.duration / 1e6 > max_s * 1.05:
+                    return None  # clearly too long to go whole: don't decode it just to count
                 samples = sum(frame.samples for frame in container.decode(stream))
                 rate = stream.codec_context.sample_rate
         except av.error.FFmpegError:

@@ -18,7 +18,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 
-from .audio import DEFAULT_FORMAT, UPLOAD_FORMATS
+from .formats import DEFAULT_FORMAT, UPLOAD_FORMATS
 from .errors import VoxmagicError
 
 COMMON = [
