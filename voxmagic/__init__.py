@@ -57,7 +57,12 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'voxmagic' has no attribute {name!r}")
+    try:  # submodules too: voxmagic.audio.prepare(...) after a plain `import voxmagic`
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise  # the submodule exists but needs something missing: say what
+        raise AttributeError(f"module 'voxmagic' has no attribute {name!r}") from None
 
 
 def __dir__() -> list[str]:

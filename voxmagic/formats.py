@@ -23,7 +23,7 @@ ENCODERS: dict[str, _Encoder] = {
     "mp3": _Encoder("mp3", "libmp3lame", 32_000, {"compression_level": "7"}),
     "flac": _Encoder("flac", "flac"),
     "wav": _Encoder("wav", "pcm_s16le"),
-    "ogg": _Encoder("ogg", "libopus", 24_000),
+    "ogg": _Encoder("ogg", "libopus", 24_000, {"compression_level": "5"}),  # 3x faster than 10
     "m4a": _Encoder("ipod", "aac", 48_000),
     "aac": _Encoder("adts", "aac", 48_000),
     "aiff": _Encoder("aiff", "pcm_s16be"),
