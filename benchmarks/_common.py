@@ -9,6 +9,7 @@ which takes seconds where encoding two hours would take about five minutes.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -205,3 +206,13 @@ def speech_mp3(minutes: int, name: str | None = None) -> Path:
                     out.mux(packet)
     tmp.replace(path)
     return path
+
+
+def batch_arguments(doc: str | None, repeat: int) -> argparse.Namespace:
+    """The command line of the batch-shaped benchmarks: clips, server latency, concurrency, repeats."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=200)
+    parser.add_argument("--latency", type=float, default=0.3)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=repeat)
+    return parser.parse_args()

@@ -19,12 +19,20 @@ sha256). Then A B A B ... (``repeat`` pairs); the figure is median(A) / median(B
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import math
 import time
 
-from _common import Row, local_server, median, memo_clips, report, runs, temp_history
+from _common import (
+    Row,
+    batch_arguments,
+    local_server,
+    median,
+    memo_clips,
+    report,
+    runs,
+    temp_history,
+)
 
 TARGET = 1.00
 
@@ -67,12 +75,7 @@ def logged(server) -> dict[str, dict]:
 
 
 def main() -> list[Row]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=200)
-    parser.add_argument("--latency", type=float, default=0.3)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+    args = batch_arguments(__doc__, repeat=5)
     paths = memo_clips(args.clips)
     with temp_history(), local_server(latency=args.latency) as server:
         import openai

@@ -12,23 +12,26 @@ lookup, decode, send, record) and really sends; the figure is the median wall / 
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
 
-from _common import Row, local_server, median, memo_clips, report, runs, temp_history
+from _common import (
+    Row,
+    batch_arguments,
+    local_server,
+    median,
+    memo_clips,
+    report,
+    runs,
+    temp_history,
+)
 
 TARGET = 1.10
 
 
 def main() -> list[Row]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=200)
-    parser.add_argument("--latency", type=float, default=0.3)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    args = batch_arguments(__doc__, repeat=3)
     clips, warm = memo_clips(args.clips), memo_clips(4, prefix="warm")
     with temp_history() as work, local_server(latency=args.latency) as server:
         import voxmagic
@@ -47,7 +50,8 @@ def main() -> list[Row]:
     ratio = median(walls) / ideal
     print(f"{args.clips} clips, server latency {args.latency} s, concurrency {args.concurrency}")
     print(f"wall per run {runs(walls, '{:.2f}')} s; ideal {ideal:.2f} s; median wall/ideal {ratio:.3f}")
-    return [Row("batch: wall / ideal (200 clips, 300 ms, concurrency 16; median of 3)", f"≤ {TARGET:.2f}",
+    return [Row(f"batch: wall / ideal ({args.clips} clips, {args.latency * 1000:.0f} ms, "
+                f"concurrency {args.concurrency}; median of {args.repeat})", f"≤ {TARGET:.2f}",
                 f"{ratio:.3f} ({median(walls):.2f} s / {ideal:.2f} s)", ratio <= TARGET)]
 
 
