@@ -109,8 +109,6 @@ def _halve(clip: EncodedAudio) -> list[EncodedAudio]:
 
 def stitch(source: str, rows: list[dict]) -> dict:
     """One row for a source from its chunks' rows, in order; a failed chunk keeps the others' text."""
-    if len(rows) == 1 and "error" in rows[0] and "duration_s" not in rows[0]:
-        return rows[0]
     ok = [r for r in rows if not r.get("error")]
     errors = [f"chunk {i + 1}/{len(rows)} ({r['start_s']:.0f}-{r['end_s']:.0f} s): {r['error']}"
               for i, r in enumerate(rows) if r.get("error")]
@@ -180,7 +178,8 @@ def summary(rows: list[dict]) -> dict:
     """One source's rows (chunks, when ``segments``) summed up for progress reports."""
     errors = [r["error"] for r in rows if r.get("error")]
     return {"source": rows[0]["source"], "duration_s": sum(r.get("duration_s") or 0 for r in rows),
-            "cost_usd": sum(r.get("cost_usd") or 0 for r in rows), "error": "; ".join(errors) or None}
+            "cost_usd": sum(r.get("cost_usd") or 0 for r in rows), "error": "; ".join(errors) or None,
+            "cached": all(r.get("cached") for r in rows)}
 
 
 def _uncached_estimate(entries: list, batch: Batch) -> Estimate:

@@ -102,10 +102,8 @@ def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> Job | None:
     if args.dry_run:
         print(plan)
         return None
-    runner.check_context(plan.request)
     cache = caching(magic, args)
-    if not (cache.read and runner.store.cached(plan.request.cache_key(settings.base_url))):
-        runner.check_budget(plan.estimate, _pick(args.max_cost, magic.max_cost))
+    runner.check_before_sending(plan, settings, _pick(args.max_cost, magic.max_cost), cache)
     widget = widgets_available(magic.display_mode)
     request = plan.request
     if widget and 0 < request.audio_seconds <= magic.player_max_seconds:

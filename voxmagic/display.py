@@ -193,18 +193,17 @@ class BatchView:
 
     def on_result(self, index: int, rows: list[dict[str, Any]]) -> None:
         """A source finished: its row, or its chunks' rows."""
+        from .batch import summary
+
         self.done += 1
-        name = self.labels[index]
-        errors = [r["error"] for r in rows if isinstance(r.get("error"), str)]
-        cost = sum(r.get("cost_usd") or 0.0 for r in rows)
-        self.cost += cost
-        if errors:
+        name, total = self.labels[index], summary(rows)
+        self.cost += total["cost_usd"]
+        if total["error"]:
             self.failed += 1
-            line = f"✗ {name}: {'; '.join(errors)}"
+            line = f"✗ {name}: {total['error']}"
         else:
-            seconds = sum(r.get("duration_s") or 0.0 for r in rows)
-            cached = " (cached)" if all(r.get("cached") for r in rows) else ""
-            line = f"✓ {name} · {seconds:.1f} s audio · {format_usd(cost)}{cached}"
+            cached = " (cached)" if total["cached"] else ""
+            line = f"✓ {name} · {total['duration_s']:.1f} s audio · {format_usd(total['cost_usd'])}{cached}"
         self.recent.append(line)
         if not self.widget:
             print(f"[{self.done}/{self.total}] {line}", flush=True)

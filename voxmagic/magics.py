@@ -94,6 +94,12 @@ def _parse(magic_method: Any, line: str) -> Any:
     return args
 
 
+def _parse_line(magic_method: Any, line: str) -> tuple[Any, bool]:
+    """A line magic's options, and whether the line ended with ``;`` (store, don't display)."""
+    quiet = line.rstrip().endswith(";")
+    return _parse(magic_method, line.rstrip().rstrip(";")), quiet
+
+
 @contextmanager
 def _one_line_errors() -> Iterator[None]:
     """At the magic boundary every deliberate error becomes one line without a traceback."""
@@ -224,8 +230,7 @@ class VoxtralMagics(Magics):
         """
         from .commands import run_transcribe
 
-        quiet = line.rstrip().endswith(";")  # as after an expression: store, don't display
-        args = _parse(self.voxtral_transcribe, line.rstrip().rstrip(";"))
+        args, quiet = _parse_line(self.voxtral_transcribe, line)
         with _one_line_errors():
             df = run_transcribe(self, args)
         return None if quiet else df
@@ -241,8 +246,7 @@ class VoxtralMagics(Magics):
         prompt, audio digest and seconds, text, tokens, cost, latency, attempts, error, cached."""
         from .commands import run_history
 
-        quiet = line.rstrip().endswith(";")
-        args = _parse(self.voxtral_history, line.rstrip().rstrip(";"))
+        args, quiet = _parse_line(self.voxtral_history, line)
         with _one_line_errors():
             df = run_history(self, args)
         return None if quiet else df
@@ -255,8 +259,7 @@ class VoxtralMagics(Magics):
         """What this session has spent: one row per call, and the total."""
         from .runner import ledger
 
-        quiet = line.rstrip().endswith(";")
-        args = _parse(self.voxtral_cost, line.rstrip().rstrip(";"))
+        args, quiet = _parse_line(self.voxtral_cost, line)
         df = ledger.to_dataframe()
         df.attrs["total_usd"] = total = float(df["cost_usd"].fillna(0).sum())
         if args.out:

@@ -126,6 +126,14 @@ def check_context(request: ChatRequest) -> None:
                           "voxmagic.transcribe split long audio) and ask about the text")
 
 
+def check_before_sending(p: Plan, settings: Settings, max_cost: float | None, caching: Caching) -> None:
+    """What must hold before a planned request goes out: it fits the context, and — unless it
+    will be answered from the cache at $0 — its estimate fits the budget."""
+    check_context(p.request)
+    if not (caching.read and store.cached(p.request.cache_key(settings.base_url))):
+        check_budget(p.estimate, max_cost)
+
+
 def client_for(settings: Settings) -> Client:
     """One client (one connection pool) per settings, on the loop thread."""
     return LOOP.cached(("client", settings), settings.check().client)
@@ -150,7 +158,6 @@ async def send(request: ChatRequest, settings: Settings, on_event: EventHandler 
             ledger.add(LedgerEntry(time.time(), labels, request.model, None, None, None,
                                    request.audio_seconds, "unknown", exc.generation_id))
         raise
-    response.sources = [a.label for a in request.audio]
     store.record(request, settings.base_url, response=response, cache_key=key if caching.write else None)
     ledger.record(response, label=labels)
     return response
@@ -175,9 +182,7 @@ async def ask(items: Sequence[Any], prompt: str, *, settings: Settings, params: 
     settings.check()  # a missing key fails before minutes of decoding
     p = await plan(items, prompt, settings=settings, params=params, system=system,
                    audio_format=audio_format)
-    check_context(p.request)
-    if not (caching.read and store.cached(p.request.cache_key(settings.base_url))):
-        check_budget(p.estimate, max_cost)
+    check_before_sending(p, settings, max_cost, caching)
     return await send(p.request, settings, on_event, caching)
 
 
