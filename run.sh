@@ -39,6 +39,7 @@ case "${1:-}" in
   test)
     shift
     venv test
+    apt_install chromium
     exec .venv/bin/python -m pytest "$@" ;;
   *)
     echo "usage: ./run.sh demo | ./run.sh test [pytest args]" >&2; exit 2 ;;

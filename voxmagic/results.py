@@ -90,6 +90,9 @@ class Response:
     parse_error: str | None = None
     sources: list[str] = field(default_factory=list)
     cached: bool = False  # answered from voxmagic's cache: nothing sent, nothing spent
+    # timed pieces of the text, when the server gives them (a transcriptions endpoint):
+    # dicts with start_s, end_s (seconds from the start of the audio sent) and text
+    segments: list[dict] = field(default_factory=list)
 
     @property
     def value(self) -> Any:
