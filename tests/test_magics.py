@@ -86,9 +86,8 @@ def test_tools_are_called_with_the_models_arguments(ip, server):
     tool = server.requests[-1].body["tools"][0]["function"]
     assert tool["name"] == "log_decision" and tool["parameters"]["required"] == ["topic"]
     assert tool["parameters"]["properties"]["topic"]["description"] == "what was decided"
-    (call,) = ip.user_ns["ans"]
-    assert call["name"] == "log_decision" and call["error"] is None
-    assert call["result"] == f"logged {call['arguments']['topic']} with {call['arguments'].get('votes', 0)}"
+    (call,) = ip.user_ns["ans"]  # shown, not run (that takes --auto-tools: test_conversation.py)
+    assert call["name"] == "log_decision" and set(call["arguments"]) <= {"topic", "votes"}
 
 
 def test_dry_run_sends_nothing_and_shows_no_secret(ip, server):
@@ -124,7 +123,9 @@ def test_the_player_and_the_live_widget(ip, server):
     assert len(text.split()) == 2000 and not err
     assert view.body.value == _pre(text)  # the last update carried the exact final text
     assert 5 <= view.updates <= 25 * elapsed  # coalesced: nowhere near one update per token
-    assert view.throttle.flushes == view.updates
+    # every flush showed new text, except perhaps the closing one (the last timed flush may have
+    # carried everything already when the machine is slow)
+    assert view.updates <= view.throttle.flushes <= view.updates + 1
 
 
 def test_text_fallback_without_a_kernel(ip):

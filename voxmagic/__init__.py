@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ask": "api", "ask_async": "api", "transcribe": "api", "transcribe_async": "api", "ledger": "api",
     "transcription_prompt": "api", "plan": "api", "history": "api", "Plan": "runner",
+    "Conversation": "conversation", "ask_each": "api", "ask_each_async": "api",
     "Job": "jobs", "Interrupted": "errors",
     "AudioSource": "audio", "EncodedAudio": "audio", "PCM": "audio", "as_source": "audio",
     "prepare": "audio", "encode": "audio",
@@ -45,7 +46,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 
     manager = ipython.magics_manager
     for kind, names in (("cell", ["voxtral"]),
-                        ("line", ["voxtral_transcribe", "voxtral_cost", "voxtral_history"])):
+                        ("line", ["voxtral_transcribe", "voxtral_cost", "voxtral_history", "voxtral_reset"])):
         for name in names:
             manager.magics[kind].pop(name, None)
     manager.registry.pop(VoxtralMagics.__name__, None)

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import audio as _audio
 from . import batch, runner
 from .batch import DEFAULT_CHUNK_S
+from .conversation import Conversation
 from .errors import ConfigError
 from .loop import LOOP
 from .requests import Params
-from .results import SEGMENT_COLUMNS, TRANSCRIPT_COLUMNS, Response
+from .results import Response, table
 from .runner import Caching, Plan, ledger
 from .settings import Settings
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from .client import EventHandler
 
-__all__ = ["ask", "ask_async", "transcribe", "transcribe_async", "plan", "history", "ledger",
+__all__ = ["ask", "ask_async", "ask_each", "ask_each_async", "Conversation", "extraction_prompt", "transcribe", "transcribe_async", "plan", "history", "ledger",
            "transcription_prompt", "split_options", "as_list"]
 
 _PARAM_NAMES = {f.name for f in fields(Params)}
@@ -69,16 +70,24 @@ def transcription_prompt(language: str | None = None, hint: str | None = None,
     return prompt
 
 
+def extraction_prompt(language: str | None = None, hint: str | None = None) -> str:
+    prompt = ("Listen to this audio and reply with one JSON object that fills in the fields of the "
+              "requested schema from what is said. Use null for what the audio does not tell.")
+    if language:
+        prompt += f" The speech is in {language}."
+    if hint:
+        prompt += f" Context and vocabulary: {hint}"
+    return prompt
+
+
 async def ask_async(audio: Any, prompt: str, *, system: str | None = None,
                     audio_format: str = _audio.DEFAULT_FORMAT, max_cost: float | None = None,
                     cache: bool = True, refresh: bool = False, on_event: EventHandler | None = None,
                     **options: Any) -> Response:
     """Ask ``prompt`` about one or more audio sources; see :func:`ask`."""
-    settings, params = split_options(options)
-    return await LOOP.run_async(runner.ask(
-        as_list(audio), prompt, settings=settings, params=params, system=system,
-        audio_format=audio_format, max_cost=max_cost, on_event=on_event,
-        caching=Caching.of(cache, refresh)))
+    conversation = Conversation(audio, system=system, audio_format=audio_format, **options)
+    return await conversation.ask_async(prompt, max_cost=max_cost, cache=cache, refresh=refresh,
+                                        on_event=on_event)
 
 
 def ask(audio: Any, prompt: str, *, system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT,
@@ -88,11 +97,14 @@ def ask(audio: Any, prompt: str, *, system: str | None = None, audio_format: str
 
     ``options`` are request parameters (``max_tokens``, ``temperature``, ``top_p``, ``stop``,
     ``frequency_penalty``, ``presence_penalty``, ``seed``, ``response_format``, ``tools``,
-    ``tool_choice``, ``stream``, ``extra``) and connection settings (``base_url``, ``api_key``,
-    ``model``, ``referer``, ``title``, ``timeout``, ``read_timeout``, ``max_attempts``, ...).
-    ``max_cost`` (USD) refuses to send when the estimate is higher (:class:`BudgetError`).
-    The same request answered before comes from the cache (``cached=True``, $0) unless
-    ``cache=False``; ``refresh=True`` sends anyway and keeps the new answer.
+    ``tool_choice``, ``stream``, ``extra``) and connection settings (``provider``, ``base_url``,
+    ``api_key``, ``model``, ``referer``, ``title``, ``timeout``, ``read_timeout``, ``max_attempts``, ...).
+    ``tools`` may be Python functions: with ``auto_tools=True`` the ones the model calls are run
+    and their results sent back, for up to ``max_tool_rounds`` (5) rounds; the runs are in
+    ``Response.tool_runs``. ``max_cost`` (USD) refuses to send when the estimate is higher
+    (:class:`BudgetError`). The same request answered before comes from the cache
+    (``cached=True``, $0) unless ``cache=False``; ``refresh=True`` sends anyway and keeps the new
+    answer. For follow-up questions use :class:`Conversation`.
     """
     return LOOP.run(ask_async(audio, prompt, system=system, audio_format=audio_format,
                               max_cost=max_cost, cache=cache, refresh=refresh, on_event=on_event,
@@ -115,13 +127,18 @@ async def transcribe_async(sources: Any, language: str | None = None, *, hint: s
                            on_result: Callable[[int, dict], None] | None = None,
                            **options: Any) -> pd.DataFrame:
     """Transcribe every source concurrently; see :func:`transcribe`."""
-    import pandas as pd
-
     options.setdefault("temperature", 0.0)  # Mistral's recommendation for transcription
     stream = options.pop("stream", None)
     settings, params = split_options(options)
-    job = batch.Batch(prompt or transcription_prompt(language, hint, translate_to), settings, params,
-                      audio_format, max_chunk_s, Caching.of(cache, refresh), stream)
+    if prompt is None:
+        prompt = (extraction_prompt(language, hint) if params.wants_json
+                  else transcription_prompt(language, hint, translate_to))
+    job = batch.Batch(prompt, settings, params, audio_format, max_chunk_s, Caching.of(cache, refresh), stream)
+    return await _table(sources, job, concurrency, max_cost, segments, on_result)
+
+
+async def _table(sources: Any, job: batch.Batch, concurrency: int, max_cost: float | None, segments: bool,
+                 on_result: Callable[[int, dict], None] | None) -> pd.DataFrame:
     def report(index: int, rows: list[dict]) -> None:
         if on_result:
             on_result(index, rows[0] if len(rows) == 1 else batch.summary(rows))
@@ -129,7 +146,36 @@ async def transcribe_async(sources: Any, language: str | None = None, *, hint: s
     rows = await LOOP.run_async(batch.transcribe(as_list(sources), job, concurrency=concurrency,
                                                  max_cost=max_cost, segments=segments,
                                                  on_result=report))
-    return pd.DataFrame(rows, columns=SEGMENT_COLUMNS if segments else TRANSCRIPT_COLUMNS)
+    return table(rows, segments=segments, structured=job.structured)
+
+
+async def ask_each_async(sources: Any, prompt: str, *, system: str | None = None, concurrency: int = 8,
+                         audio_format: str = _audio.DEFAULT_FORMAT, max_cost: float | None = None,
+                         cache: bool = True, refresh: bool = False,
+                         on_result: Callable[[int, dict], None] | None = None, **options: Any) -> pd.DataFrame:
+    """Ask ``prompt`` about each source separately; see :func:`ask_each`."""
+    stream = options.pop("stream", None)
+    settings, params = split_options(options)
+    job = batch.Batch(prompt, settings, params, audio_format, None, Caching.of(cache, refresh), stream,
+                      system=system, transcript=False)
+    return await _table(sources, job, concurrency, max_cost, False, on_result)
+
+
+def ask_each(sources: Any, prompt: str, *, system: str | None = None, concurrency: int = 8,
+             audio_format: str = _audio.DEFAULT_FORMAT, max_cost: float | None = None, cache: bool = True,
+             refresh: bool = False, on_result: Callable[[int, dict], None] | None = None,
+             **options: Any) -> pd.DataFrame:
+    """The same question about every source, one request each, concurrently: a DataFrame with one
+    row per source (the columns of :func:`transcribe`, ``text`` being the answer).
+
+    With a ``response_format`` schema (a pydantic model or JSON-schema dict) each answer is parsed
+    and its fields become columns (nested ones as ``a.b``); an answer that is not valid JSON, or
+    does not fit the schema, fills that row's ``error`` and the others are unaffected. A source
+    longer than one request holds (~40 min) gets an error row; transcribe it instead.
+    """
+    return LOOP.run(ask_each_async(sources, prompt, system=system, concurrency=concurrency,
+                                   audio_format=audio_format, max_cost=max_cost, cache=cache,
+                                   refresh=refresh, on_result=on_result, **options))
 
 
 def transcribe(sources: Any, language: str | None = None, *, hint: str | None = None,
@@ -151,6 +197,10 @@ def transcribe(sources: Any, language: str | None = None, *, hint: str | None = 
     :func:`ask`; ``temperature`` defaults to 0, ``max_tokens`` to a bound from each chunk's
     duration, and ``stream`` to streaming only chunks over two minutes. ``max_cost`` (USD)
     applies to the whole batch, estimated before anything is sent.
+
+    With ``response_format`` (a pydantic model or JSON-schema dict) each source gets a JSON
+    answer instead of a transcript, parsed into columns as in :func:`ask_each`; a source cut into
+    several chunks then needs ``segments=True`` (one answer per chunk).
     """
     return LOOP.run(transcribe_async(sources, language, hint=hint, prompt=prompt,
                                      translate_to=translate_to, concurrency=concurrency,

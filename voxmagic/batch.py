@@ -18,10 +18,11 @@ from typing import Any, Callable, Sequence
 
 from . import audio as _audio
 from .audio import PCM, SAMPLE_RATE, AudioSource, EncodedAudio
-from .cost import Estimate, estimate, pricing_for
+from .cost import Estimate
 from .errors import AudioError, VoxmagicError
 from .requests import ChatRequest, Params
-from .runner import Caching, Plan, bounded, check_budget, label, ledger, map_bounded, plan, send, store
+from .runner import (Caching, Plan, bounded, check_budget, check_context, label, ledger, map_bounded,
+                     planned, send, store)
 from .segment import find_cut, prepare_chunks
 from .settings import Settings
 
@@ -42,14 +43,23 @@ class Batch:
     max_chunk_s: float | None = DEFAULT_CHUNK_S
     caching: Caching = Caching()
     stream: bool | None = None  # None: stream long chunks only
+    system: str | None = None
+    # a transcript's length follows from its audio, so max_tokens gets a bound from the duration;
+    # an answer to a question (or a JSON object) does not
+    transcript: bool = True
+
+    @property
+    def structured(self) -> bool:
+        """Each answer is a JSON object, parsed into table columns; they cannot be stitched."""
+        return self.params.wants_json
 
     def request(self, clip: EncodedAudio) -> ChatRequest:
         """A table row has nothing to show until its transcript is whole, so short clips are not
         streamed (half the work per request); long ones are, so keep-alives hold the connection."""
         stream = self.stream if self.stream is not None else clip.duration_s > STREAM_ABOVE_S
-        params = replace(bounded(self.params, clip.duration_s), stream=stream)
-        return ChatRequest(self.prompt, (clip,), params, self.settings.model, None,
-                           self.settings.effective_dialect)
+        params = bounded(self.params, clip.duration_s) if self.transcript and not self.structured else self.params
+        return ChatRequest(self.prompt, (clip,), replace(params, stream=stream), self.settings.model,
+                           self.system, self.settings.effective_dialect)
 
     def fingerprint(self, source: AudioSource) -> str | None:
         digest = source.content_digest()
@@ -86,10 +96,14 @@ async def transcribe_chunk(clip: EncodedAudio, batch: Batch, gate: asyncio.Semap
     row: dict[str, Any] = {"source": clip.label, "duration_s": clip.duration_s, "start_s": clip.start_s,
                            "end_s": clip.end_s, "audio_format": clip.format, "audio_sha256": clip.sha256}
     try:
+        request = batch.request(clip)
+        check_context(request)
         async with gate:
-            response = await send(batch.request(clip), batch.settings, caching=batch.caching)
+            response = await send(request, batch.settings, caching=batch.caching)
     except VoxmagicError as exc:
         return [{**row, "error": str(exc)}]
+    if batch.structured:
+        row.update(parsed=response.parsed, parse_error=response.parse_error)
     if (response.finish_reason == "length" and not batch.params.max_tokens and clip.data
             and depth < MAX_RESPLITS and clip.duration_s > 60):
         halves = await asyncio.to_thread(_halve, clip)
@@ -128,6 +142,7 @@ def stitch(source: str, rows: list[dict]) -> dict:
         "audio_sha256": ",".join(r["audio_sha256"] for r in rows if r.get("audio_sha256")),
         "generation_id": ",".join(r["generation_id"] for r in ok if r.get("generation_id")) or None,
         "cached": bool(ok) and all(r.get("cached") for r in ok), "chunks": len(rows),
+        **({k: rows[0].get(k) for k in ("parsed", "parse_error")} if len(rows) == 1 else {}),
     }
 
 
@@ -157,6 +172,10 @@ async def transcribe(items: Sequence[Any], batch: Batch, *, concurrency: int = 8
         name, chunks = entry
         if isinstance(chunks, str):
             return [{"source": name, "error": chunks}]
+        if len(chunks) > 1 and batch.structured and not segments:
+            return [{"source": name, "duration_s": sum(c.duration_s for c in chunks), "chunks": len(chunks),
+                     "error": f"{len(chunks)} chunks: one JSON answer per file needs audio that fits one "
+                              "request; add --segments (segments=True) for one row per chunk"}]
         parts = await asyncio.gather(*(transcribe_chunk(c, batch, gate) for c in chunks))
         rows = [dict(r, source=name) for part in parts for r in part]
         return [dict(r, chunk=i) for i, r in enumerate(rows)] if segments else [stitch(name, rows)]
@@ -183,14 +202,13 @@ def summary(rows: list[dict]) -> dict:
 
 
 def _uncached_estimate(entries: list, batch: Batch) -> Estimate:
-    pricing = pricing_for(batch.settings.model)
     total = Estimate(0.0, 0, 0, 0.0)
     for _, chunks in entries:
         for clip in chunks if isinstance(chunks, list) else []:
             request = batch.request(clip)
             if batch.caching.read and store.cached(request.cache_key(batch.settings.base_url)):
                 continue
-            total += estimate([clip.duration_s], batch.prompt, request.params.max_tokens, pricing)
+            total += planned(request).estimate
     return total
 
 
@@ -222,8 +240,7 @@ async def plan_batch(items: Sequence[Any], batch: Batch, concurrency: int = 8) -
                                              batch.max_chunk_s)
         except AudioError as exc:
             return str(exc)
-        return [await plan([c], batch.prompt, settings=batch.settings,
-                           params=bounded(batch.params, c.duration_s)) for c in chunks]
+        return [planned(batch.request(c)) for c in chunks]
 
     results = await map_bounded(items, one, concurrency)
     plans = [p for r in results if isinstance(r, list) for p in r]

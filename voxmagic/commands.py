@@ -14,16 +14,17 @@ from argparse import Namespace
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from . import batch, runner
-from .api import history, split_options, transcription_prompt
+from .api import extraction_prompt, history, split_options, transcription_prompt
 from .cost import format_usd
-from .display import BatchView, StreamView, widgets_available
+from .display import BatchView, StreamView, tool_line, widgets_available
 from .errors import ConfigError, Interrupted, VoxmagicError
 from .jobs import Job
 from .loop import LOOP
 from .resolve import audio_items, lookup, render_prompt
-from .results import SEGMENT_COLUMNS, TRANSCRIPT_COLUMNS, Response
+from .results import table
 from .runner import Caching
-from .tools import call_tools, tool_from_function
+from .tools import tool_from_function
+from .conversation import Exchange, exchange, follow_up
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,7 +85,16 @@ def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> Job | None:
         raise ConfigError("the cell is empty: write your question about the audio below the "
                           "%%voxtral line (or use %voxtral_transcribe)")
     prompt = render_prompt(cell.strip(), ns)
-    sources = audio_items(args.audio, ns, sample_rate=args.sr)
+    if args.resume:
+        if args.audio:
+            raise ConfigError("--continue asks about the audio already in the conversation: leave out "
+                              f"{' '.join(args.audio)} (or ask without --continue to start a new one)")
+        if magic.conversation is None:
+            raise ConfigError("nothing to continue: ask a first question with %%voxtral AUDIO, then "
+                              "follow up with %%voxtral --continue")
+        sources = []
+    else:
+        sources = audio_items(args.audio, ns, sample_rate=args.sr)
     schema = lookup(args.schema, ns, "--schema") if args.schema else None
     functions = {}
     for name in filter(None, (n.strip() for n in (args.tools or "").split(","))):
@@ -94,25 +104,34 @@ def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> Job | None:
                    response_format=schema if schema is not None else ("json" if args.json else None),
                    tools=[tool_from_function(f) for f in functions.values()] or None,
                    tool_choice=args.tool_choice)
+    if args.each or (schema is not None and len(sources) > 1 and not args.together):
+        return run_each(magic, args, sources, prompt, opts)
     settings, params = split_options(opts)
     if not args.dry_run:
         settings.check()
-    plan = LOOP.run(runner.plan(sources, prompt, settings=settings, params=params, system=args.system,
-                                audio_format=args.format or magic.audio_format))
+    if args.resume:
+        plan = runner.planned(follow_up(magic.conversation, prompt, params))
+    else:
+        plan = LOOP.run(runner.plan(sources, prompt, settings=settings, params=params, system=args.system,
+                                    audio_format=args.format or magic.audio_format))
     if args.dry_run:
         print(plan)
         return None
     cache = caching(magic, args)
-    runner.check_before_sending(plan, settings, _pick(args.max_cost, magic.max_cost), cache)
+    max_cost = _pick(args.max_cost, magic.max_cost)
+    runner.check_before_sending(plan, settings, max_cost, cache)
     widget = widgets_available(magic.display_mode)
     request = plan.request
-    if widget and 0 < request.audio_seconds <= magic.player_max_seconds:
+    if widget and not args.resume and 0 < request.audio_seconds <= magic.player_max_seconds:
         _players(request.audio)
     view = magic.last_view = StreamView(request, widget=widget, rate=magic.updates_per_second)
 
     async def work() -> Any:
         try:
-            response = await runner.send(request, settings, view.on_event, cache)
+            done = await exchange(request, settings, functions=functions, auto_tools=args.auto_tools,
+                                  max_rounds=_pick(args.max_tool_rounds, magic.max_tool_rounds),
+                                  on_event=view.on_event, on_tools=view.on_tools, caching=cache,
+                                  max_cost=max_cost)
         except VoxmagicError as exc:
             ns["_voxtral_error"] = exc
             view.fail(str(exc))
@@ -121,11 +140,13 @@ def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> Job | None:
             ns["_voxtral_partial"] = view.text
             view.fail("cancelled: the request was closed (it may still be billed; see %voxtral_history)")
             raise
-        value, shown = _value(response, functions)
-        ns["_voxtral"] = response
+        magic.conversation = done
+        value, shown = _value(done)
+        ns["_voxtral"] = done.response
         if args.out:
             ns[args.out] = value
-        view.finish(shown, response.summary, tally(response.cost_usd))
+        summary = done.response.summary + (f" · {len(done.responses)} requests" if len(done.responses) > 1 else "")
+        view.finish(shown, summary, tally(done.cost_usd, len(done.responses)))
         return value
 
     result = _start(magic, args, work(), view, f"%%voxtral {' '.join(args.audio)}",
@@ -144,44 +165,75 @@ def _players(clips: tuple) -> None:
         display(player)
 
 
-def _value(response: Response, functions: dict) -> tuple[Any, str]:
-    """What ``-o`` receives, and the text shown for it."""
-    if functions and response.tool_calls:
-        results = call_tools(response.tool_calls, functions)
-        lines = [f"{r['name']}({r['arguments']}) → {r['error'] or repr(r['result'])}" for r in results]
-        return results, (response.text + "\n" if response.text else "") + "\n".join(lines)
+def _value(done: Exchange) -> tuple[Any, str]:
+    """What ``-o`` receives, and the text shown for it: the answer, with every tool call (run or
+    not) in order between the answers."""
+    response = done.response
+    lines: list[str] = []
+    for i, r in enumerate(done.responses, start=1):
+        if r.text:
+            lines.append(r.text)
+        lines += [tool_line(run) for run in response.tool_runs if run["round"] == i]
+    if done.stopped:
+        calls = [{"id": c.id, "name": c.name, "arguments": _arguments(c)} for c in response.tool_calls]
+        lines += [tool_line(c) for c in calls] + [f"({done.stopped})"]
+        return calls, "\n".join(lines)
     if response.parse_error:
         print(f"voxmagic: {response.parse_error}", file=sys.stderr)
-    return response.value, response.text
+    return response.value, "\n".join(lines)
+
+
+def _arguments(call: Any) -> Any:
+    try:
+        return call.args
+    except ValueError:
+        return call.arguments  # not JSON: show what the model wrote
+
+
+def run_each(magic: VoxtralMagics, args: Namespace, sources: list, prompt: str, opts: dict) -> Any:
+    """``%%voxtral --each`` (or ``--schema`` over several files): one request and one row per source."""
+    stream = opts.pop("stream")
+    settings, params = split_options(opts)
+    job = batch.Batch(prompt, settings, params, args.format or magic.audio_format, None, caching(magic, args),
+                      stream=None if stream else False, system=args.system, transcript=False)
+    return _run_batch(magic, args, sources, job, "%%voxtral --each")
 
 
 def run_transcribe(magic: VoxtralMagics, args: Namespace) -> Any:
-    import pandas as pd
-
     ns = magic.shell.user_ns
     sources = audio_items(args.audio, ns, sample_rate=args.sr)
-    settings, params = split_options(options(magic, args, temperature=0.0, max_tokens=None))
+    schema = lookup(args.schema, ns, "--schema") if args.schema else None
+    settings, params = split_options(options(magic, args, temperature=0.0, max_tokens=None,
+                                             response_format=schema))
     minutes = _pick(args.chunk_minutes, magic.chunk_minutes)
-    job = batch.Batch(transcription_prompt(args.language, args.prompt, args.translate_to), settings,
-                      params, args.format or magic.audio_format, minutes * 60 if minutes else None,
-                      caching(magic, args), stream=False if args.no_stream or not magic.stream else None)
-    concurrency = args.concurrency or magic.concurrency
+    prompt = (extraction_prompt(args.language, args.prompt) if schema is not None
+              else transcription_prompt(args.language, args.prompt, args.translate_to))
+    job = batch.Batch(prompt, settings, params, args.format or magic.audio_format,
+                      minutes * 60 if minutes else None, caching(magic, args),
+                      stream=False if args.no_stream or not magic.stream else None)
+    return _run_batch(magic, args, sources, job, "%voxtral_transcribe")
+
+
+def _run_batch(magic: VoxtralMagics, args: Namespace, sources: list, job: batch.Batch, what: str) -> Any:
+    """Run a batch with a progress view; bind the table (also what finished, when interrupted)."""
+    ns = magic.shell.user_ns
+    segments = getattr(args, "segments", False)
+    concurrency = getattr(args, "concurrency", None) or magic.concurrency
     if args.dry_run:
         print(LOOP.run(batch.plan_batch(sources, job, concurrency)))
         return None
-    settings.check()
+    job.settings.check()
     view = magic.last_view = BatchView([runner.label(s) for s in sources],
                                        widget=widgets_available(magic.display_mode),
                                        rate=magic.updates_per_second)
     finished: dict[int, list[dict]] = {}
-    columns = SEGMENT_COLUMNS if args.segments else TRANSCRIPT_COLUMNS
 
     def on_result(index: int, rows: list[dict]) -> None:
         finished[index] = rows
         view.on_result(index, rows)
 
-    def table(rows: list[dict]) -> pd.DataFrame:
-        df = pd.DataFrame(rows, columns=columns)
+    def bind(rows: list[dict]) -> pd.DataFrame:
+        df = table(rows, segments=segments, structured=job.structured)
         if args.out:
             ns[args.out] = df
         if len(df) == 1 and isinstance(df["text"].iloc[0], str):
@@ -194,17 +246,17 @@ def run_transcribe(magic: VoxtralMagics, args: Namespace) -> Any:
         try:
             rows = await batch.transcribe(sources, job, concurrency=concurrency,
                                           max_cost=_pick(args.max_cost, magic.max_cost),
-                                          segments=args.segments, on_result=on_result)
+                                          segments=segments, on_result=on_result)
         except VoxmagicError as exc:
             view.fail(str(exc))
             raise
         except asyncio.CancelledError:
-            df = _partial(finished, sources, table)
+            df = _partial(finished, sources, bind)
             if not args.out:
                 ns["_voxtral_df"] = df
             view.fail(f"cancelled after {len(finished)} of {len(sources)} files; they are kept")
             raise
-        df = table(rows)
+        df = bind(rows)
         view.finish(tally(float(df["cost_usd"].fillna(0).sum()), int(df["generation_id"].notna().sum())))
         return df
 
@@ -213,7 +265,7 @@ def run_transcribe(magic: VoxtralMagics, args: Namespace) -> Any:
                 f"{args.out or '_voxtral_df'} (the rest were cancelled); run the same line again to "
                 "send only what is missing")
 
-    return _start(magic, args, work(), view, f"%voxtral_transcribe: {len(sources)} files", interrupted)
+    return _start(magic, args, work(), view, f"{what}: {len(sources)} files", interrupted)
 
 
 def _partial(finished: dict[int, list[dict]], sources: list, table: Callable) -> Any:

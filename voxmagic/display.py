@@ -76,6 +76,19 @@ def _muted(text: str, color: str = "var(--jp-ui-font-color2,#666)") -> str:
     return f'<div style="color:{color};font-size:90%">{html.escape(text)}</div>'
 
 
+def tool_line(run: dict[str, Any]) -> str:
+    """``→ name(arguments) = result`` (or ``! error``, or ``(not run)``)."""
+    args = run.get("arguments")
+    args = ", ".join(f"{k}={v!r}" for k, v in args.items()) if isinstance(args, dict) else (args or "")
+    if "result" not in run:
+        outcome = "  (not run)"
+    elif run.get("error"):
+        outcome = f"  ! {run['error']}"
+    else:
+        outcome = f" = {run['result']!r}"
+    return f"→ {run['name']}({args}){outcome}"[:500]
+
+
 def show(bundle: dict[str, str]) -> None:
     from IPython.display import display
 
@@ -88,7 +101,7 @@ class StreamView:
     def __init__(self, request: ChatRequest, *, widget: bool, rate: float = 10.0):
         self.model, self.audio_seconds = request.model, request.audio_seconds
         self.audio_tokens = sum(audio_tokens(c.duration_s) for c in request.audio)
-        self.prompt_tokens = self.audio_tokens + text_tokens(request.text)
+        self.prompt_tokens = self.audio_tokens + text_tokens(request.all_text)
         self.pricing = pricing_for(request.model)
         self.parts: list[str] = []
         self.tokens = 0
@@ -133,6 +146,15 @@ class StreamView:
                 sys.stdout.write(f"\n[{self.note} in {event.wait_s:.1f} s]\n")
         self.throttle.poke()
 
+    def on_tools(self, runs: list[dict[str, Any]]) -> None:
+        """Functions run for the model's tool calls: one line each, between the answers."""
+        lines = "".join(f"\n{tool_line(run)}\n" for run in runs)
+        self.parts.append(lines)
+        if not self.widget:
+            sys.stdout.write(lines)
+            sys.stdout.flush()
+        self.throttle.poke()
+
     def _count(self, change: Any) -> None:
         self.updates += 1
 
@@ -153,6 +175,9 @@ class StreamView:
                                raw=True)
             self.box.close()
         else:
+            streamed = self.text
+            if text.split() != streamed.split():  # e.g. tool calls that were shown, not run
+                print(text[len(streamed):] if text.startswith(streamed) else f"\n{text}", end="")
             print(f"\n[{summary}]\n{tally}")
 
     def fail(self, message: str) -> None:

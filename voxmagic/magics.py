@@ -56,9 +56,22 @@ ASK = [
     (("--json",), dict(action="store_true", help="ask for a JSON object; -o gets the parsed dict")),
     (("--schema",), dict(metavar="NAME", help="a JSON-schema dict or pydantic model in the notebook: "
                                               "structured output, parsed into it")),
-    (("--tools",), dict(metavar="NAME,...", help="notebook functions the model may call; "
-                                                  "-o gets each call's arguments and result")),
+    (("--tools",), dict(metavar="NAME,...", help="notebook functions the model may call (their "
+                                                  "signatures and docstrings are sent)")),
     (("--tool-choice",), dict(metavar="CHOICE", help="auto, none, required, or a tool's name")),
+    (("--auto-tools",), dict(action="store_true",
+                             help="run the functions the model calls, send the results back and let it "
+                                  "answer (without it the calls are shown, -o gets them, nothing runs)")),
+    (("--max-tool-rounds",), dict(type=int, metavar="N",
+                                  help="with --auto-tools, stop after N rounds of calls (default 5)")),
+    (("--continue",), dict(action="store_true", dest="resume",
+                           help="a follow-up question about the same audio, with the conversation so "
+                                "far (no AUDIO; %%voxtral_reset starts over)")),
+    (("--each",), dict(action="store_true",
+                       help="ask about each audio source separately: -o gets a DataFrame, one row per "
+                            "source (implied by --schema with several sources)")),
+    (("--together",), dict(action="store_true",
+                           help="with --schema and several sources, one answer about all of them")),
 ]
 TRANSCRIBE = [
     (("--language",), dict(metavar="LANG", help="the spoken language, e.g. en, fr, de")),
@@ -70,6 +83,9 @@ TRANSCRIBE = [
                            help="one row per chunk of long audio, with start_s and end_s")),
     (("--chunk-minutes",), dict(type=float, metavar="M",
                                 help="cut audio longer than this at pauses (default 25; 0: never)")),
+    (("--schema",), dict(metavar="NAME", help="a JSON-schema dict or pydantic model in the notebook: "
+                                              "extract its fields from each source instead of a "
+                                              "transcript, one column per field")),
 ]
 
 
@@ -145,6 +161,7 @@ class VoxtralMagics(Magics):
     display_mode = Enum(["auto", "widget", "text"], default_value="auto",
                         help="Live widgets in a kernel (auto), always widgets, or plain text.").tag(config=True)
     updates_per_second = Float(10.0, help="Bound on live display updates per second (at most 30).").tag(config=True)
+    max_tool_rounds = Int(5, help="With --auto-tools, rounds of tool calls before stopping.").tag(config=True)
     player_max_seconds = Float(30.0, help="Embed an audio player for audio up to this long in seconds "
                                "(it is saved in the notebook; 0: never).").tag(config=True)
 
@@ -153,6 +170,7 @@ class VoxtralMagics(Magics):
         if shell is not None and self not in shell.configurables:
             shell.configurables.append(self)  # makes %config VoxtralMagics.* work
         self.last_view: Any = None  # the most recent live view (for tests and debugging)
+        self.conversation: Any = None  # the last %%voxtral exchange, which --continue follows up
 
     @validate("temperature")
     def _check_temperature(self, proposal: Any) -> Any:
@@ -160,7 +178,7 @@ class VoxtralMagics(Magics):
             raise TraitError("temperature must be between 0 and 2")
         return proposal.value
 
-    @validate("concurrency", "max_attempts")
+    @validate("concurrency", "max_attempts", "max_tool_rounds")
     def _check_positive(self, proposal: Any) -> Any:
         if proposal.value < 1:
             raise TraitError(f"{proposal.trait.name} must be at least 1")
@@ -250,6 +268,15 @@ class VoxtralMagics(Magics):
         with _one_line_errors():
             df = run_history(self, args)
         return None if quiet else df
+
+    @magic_arguments()
+    @line_magic("voxtral_reset")
+    def voxtral_reset(self, line: str) -> None:
+        """Forget the conversation that ``%%voxtral --continue`` would follow up."""
+        _parse(self.voxtral_reset, line)
+        asked = len(self.conversation.responses) if self.conversation else 0
+        self.conversation = None
+        print("conversation cleared" if asked else "no conversation to clear")
 
     @magic_arguments()
     @argument("-o", "--out", metavar="NAME", help="store the table in this variable")

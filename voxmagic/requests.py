@@ -94,6 +94,11 @@ def _elided(clip: EncodedAudio) -> str:
     return f"<{len(clip.data):,} bytes of {clip.format}, {clip.duration_s:.2f} s>"
 
 
+def _turn_text(turn: Mapping[str, Any]) -> str:
+    calls = [c.get("function", {}).get("arguments") or "" for c in turn.get("tool_calls") or []]
+    return " ".join([turn.get("content") or "", *calls]).strip()
+
+
 def _tool_names(tools: Sequence[Mapping[str, Any]]) -> list[str]:
     return [t.get("function", {}).get("name") for t in tools]
 
@@ -121,7 +126,8 @@ def _json_schema(name: str, schema: dict) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """One user message: the prompt text and one audio part per clip.
+    """A question about audio: a user message with the prompt text and one audio part per
+    clip, then any ``turns`` of the conversation so far.
 
     ``system`` is folded into the user text: Voxtral's model card says system prompts are not
     supported yet, and folded instructions work on every host.
@@ -135,6 +141,10 @@ class ChatRequest:
     model: str = DEFAULT_MODEL
     system: str | None = None
     dialect: str = "openrouter"
+    # Messages after the first one, already in the endpoint's shape: earlier answers, tool calls
+    # and their results, follow-up questions. The API keeps no state, so a conversation is
+    # resent whole; its audio stays in the first message only, sent (and counted) once.
+    turns: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def audio_seconds(self) -> float:
@@ -142,7 +152,19 @@ class ChatRequest:
 
     @property
     def text(self) -> str:
+        """The first message's text (the opening question)."""
         return f"{self.system.strip()}\n\n{self.prompt}" if self.system else self.prompt
+
+    @property
+    def all_text(self) -> str:
+        """Every text the request carries, for token estimates."""
+        return "\n".join([self.text, *(_turn_text(t) for t in self.turns)])
+
+    @property
+    def question(self) -> str:
+        """What is being asked now: the last follow-up question, else the opening one."""
+        asked = [t["content"] for t in self.turns if t.get("role") == "user"]
+        return asked[-1] if asked else self.text
 
     def body(self, *, elide_audio: bool = False, audio_data: Callable[[EncodedAudio], str] | None = None
              ) -> dict[str, Any]:
@@ -156,7 +178,8 @@ class ChatRequest:
                 parts.append({"type": "input_audio", "input_audio": data})
             else:
                 parts.append({"type": "input_audio", "input_audio": {"data": data, "format": clip.format}})
-        body = {"model": self.model, "messages": [{"role": "user", "content": parts}], **self.params.body()}
+        messages = [{"role": "user", "content": parts}, *(dict(t) for t in self.turns)]
+        body = {"model": self.model, "messages": messages, **self.params.body()}
         if self.dialect == "openrouter" and (self.params.response_format or self.params.tools):
             # Route only to providers that honour these options instead of silently ignoring them.
             body.setdefault("provider", {"require_parameters": True})

@@ -14,6 +14,27 @@ TRANSCRIPT_COLUMNS = ["source", "duration_s", "text", "prompt_tokens", "completi
 SEGMENT_COLUMNS = [*TRANSCRIPT_COLUMNS[:2], "chunk", "start_s", "end_s", *TRANSCRIPT_COLUMNS[2:-1]]
 
 
+def table(rows: list[dict], *, segments: bool = False, structured: bool = False) -> Any:
+    """Rows as a DataFrame in the documented column order. With ``structured``, each parsed JSON
+    answer becomes columns after ``source`` (nested fields flattened with dots: ``speaker.name``;
+    a field named like a standard column gets ``answer.`` in front), and the object itself (a
+    pydantic instance when a model was given) is in the last column, ``parsed``; a row whose answer did not parse has NaN there and
+    says why in ``error``."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=SEGMENT_COLUMNS if segments else TRANSCRIPT_COLUMNS)
+    if not structured:
+        return df
+    parsed = [r.get("parsed") for r in rows]
+    plain = [p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parsed]
+    fields = pd.json_normalize([p if isinstance(p, dict) else {} for p in plain])
+    fields.index = df.index
+    fields.columns = [f"answer.{c}" if c in df.columns or c == "parsed" else c for c in fields.columns]
+    df["parsed"] = pd.Series(parsed, index=df.index, dtype=object)
+    df["error"] = [r.get("error") or r.get("parse_error") for r in rows]
+    return pd.concat([df.iloc[:, :1], fields, df.iloc[:, 1:]], axis=1)
+
+
 def local_times(seconds: Any) -> Any:
     """Unix times (a pandas Series) as timezone-aware datetimes in the machine's local zone."""
     import pandas as pd
@@ -93,6 +114,8 @@ class Response:
     # timed pieces of the text, when the server gives them (a transcriptions endpoint):
     # dicts with start_s, end_s (seconds from the start of the audio sent) and text
     segments: list[dict] = field(default_factory=list)
+    # functions run for the model's tool calls before this answer: name, arguments, result, error, round
+    tool_runs: list[dict] = field(default_factory=list)
 
     @property
     def value(self) -> Any:

@@ -91,9 +91,13 @@ async def plan(items: Sequence[Any], prompt: str, *, settings: Settings, params:
                system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT) -> Plan:
     """Decode and encode the audio and build the request; nothing is sent."""
     clips = await asyncio.to_thread(prepare, items, audio_format)
-    request = ChatRequest(prompt, clips, params, settings.model, system, settings.effective_dialect)
-    est = estimate([c.duration_s for c in clips], request.text, params.max_tokens,
-                   pricing_for(settings.model))
+    return planned(ChatRequest(prompt, clips, params, settings.model, system, settings.effective_dialect))
+
+
+def planned(request: ChatRequest) -> Plan:
+    """The estimate of a request whose audio is ready: its audio counted once, all its text."""
+    est = estimate([c.duration_s for c in request.audio], request.all_text, request.params.max_tokens,
+                   pricing_for(request.model))
     return Plan(request, est)
 
 
@@ -173,17 +177,6 @@ def _from_cache(response: Response, request: ChatRequest, settings: Settings,
     store.record(request, settings.base_url, response=response)
     ledger.record(response, label=labels)
     return response
-
-
-async def ask(items: Sequence[Any], prompt: str, *, settings: Settings, params: Params,
-              system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT,
-              max_cost: float | None = None, on_event: EventHandler | None = None,
-              caching: Caching = Caching()) -> Response:
-    settings.check()  # a missing key fails before minutes of decoding
-    p = await plan(items, prompt, settings=settings, params=params, system=system,
-                   audio_format=audio_format)
-    check_before_sending(p, settings, max_cost, caching)
-    return await send(p.request, settings, on_event, caching)
 
 
 def label(obj: Any) -> str:

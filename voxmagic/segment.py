@@ -1,8 +1,8 @@
 """Long audio in pieces Voxtral can take, cut where nobody speaks.
 
 A file longer than ``max_s`` is cut into chunks of at most ``max_s``: each cut goes in the middle
-of the longest pause (≥ ``min_pause_s``) found by searching back ``search_s`` from the limit,
-with silence judged against the audio's own loudness (RMS over 20 ms frames); with no pause
+of the longest pause (≥ ``min_pause_s``) found by searching back ``search_s`` (at most half a
+chunk) from the limit, with silence judged against the audio's own loudness (RMS over 20 ms frames); with no pause
 there, at the quietest 20 ms. Chunks tile the audio exactly — no sample lost or sent twice — and
 only about one chunk of 16 kHz samples is held at a time, so a 2-hour file streams through.
 """
@@ -60,14 +60,15 @@ def find_cut(samples: np.ndarray, lo: int, hi: int, rate: int, min_pause_s: floa
         length, mid = _longest_pause(rms[a:b] < threshold)
         if length and length * FRAME_S >= min_pause_s:
             return (a + mid) * frame
-    return (first + int(np.argmin(rms[first:last]))) * frame
+    quietest = last - 1 - int(np.argmin(rms[first:last][::-1]))  # the latest on ties: chunks stay long
+    return quietest * frame
 
 
 def split_blocks(blocks: Iterable[np.ndarray], rate: int, max_s: float, *, search_s: float = 120.0,
                  min_pause_s: float = 0.3) -> Iterator[tuple[int, np.ndarray]]:
     """(start sample, samples) for consecutive chunks of at most ``max_s`` seconds."""
     limit = max(1, round(max_s * rate))
-    search = min(limit - 1, round(search_s * rate))
+    search = min(limit // 2, round(search_s * rate))  # short chunks are cut in their second half
     pending: list[np.ndarray] = []
     held, start = 0, 0
     for block in blocks:

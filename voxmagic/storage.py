@@ -133,7 +133,7 @@ class Store:
         params = {k: v for k, v in body.items() if k not in ("messages", "model")}
         row: dict[str, Any] = dict(
             time=time.time(), model=request.model, base_url=base_url, params=json.dumps(params),
-            prompt=request.text, sources=json.dumps([a.label for a in request.audio]),
+            prompt=request.question, sources=json.dumps([a.label for a in request.audio]),
             audio_sha256=",".join(a.sha256 for a in request.audio),
             audio_format=",".join(sorted({a.format for a in request.audio})),
             audio_seconds=request.audio_seconds, cache_key=cache_key)

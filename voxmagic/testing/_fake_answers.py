@@ -161,7 +161,11 @@ def build_answer(req: ParsedRequest, answer_tokens: int, gen_id: str, words_per_
     """
     first = req.audio[0].duration_s if req.audio else 0.0
     rf = (req.response_format or {}).get("type", "text")
-    if req.tools and req.tool_choice != "none" and req.tool_result is None:
+    # One tool call, then an answer from its result — unless the prompt says "call tools N times",
+    # which keeps the fake model calling until N results came back (to test bounded loops).
+    wanted = re.search(r"call tools (\d+) times", req.prompt)
+    rounds = int(wanted[1]) if wanted else 1
+    if req.tools and req.tool_choice != "none" and req.tool_messages < rounds:
         named = req.tool_choice.get("function", {}).get("name") if isinstance(req.tool_choice, dict) else None
         tool = next(t for t in req.tools if named in (None, t["function"]["name"]))["function"]
         params = tool.get("parameters") or {"type": "object", "properties": {}}

@@ -82,6 +82,7 @@ class ParsedRequest:
     tools: list[dict] = field(default_factory=list)
     tool_choice: Any = None
     tool_result: tuple[str, str] | None = None  # (tool name, content) of the last tool message
+    tool_messages: int = 0  # tool results in the conversation so far
 
     @property
     def audio_tokens(self) -> int:
@@ -186,11 +187,12 @@ def _audio_bytes(part: dict, where: str, dialect: str) -> tuple[bytes, str | Non
         raise _bad(f"{field_name} is not valid base64", field_name) from None
 
 
-def _check_messages(messages: Any, dialect: str) -> tuple[list[tuple[str, str]], list, tuple | None]:
-    """Return (role, text) pairs, the audio parts to decode, and the last tool result."""
+def _check_messages(messages: Any, dialect: str) -> tuple[list[tuple[str, str]], list, tuple]:
+    """Return (role, text) pairs, the audio parts to decode, and (the last tool result, how many
+    tool results there are)."""
     if not isinstance(messages, list) or not messages:
         raise _bad("`messages` must be a non-empty list", "messages")
-    texts, audio, tool_names, tool_result = [], [], {}, None
+    texts, audio, tool_names, tool_result, tool_messages = [], [], {}, None, 0
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
@@ -229,7 +231,8 @@ def _check_messages(messages: Any, dialect: str) -> tuple[list[tuple[str, str]],
         if role == "tool":
             name = m.get("name") or tool_names.get(m["tool_call_id"]) or m["tool_call_id"]
             tool_result = (name, " ".join(_text_of(content)))
-    return texts, audio, tool_result
+            tool_messages += 1
+    return texts, audio, (tool_result, tool_messages)
 
 
 def _is_int(v: Any) -> bool:
@@ -295,7 +298,7 @@ def validate(body: Any, dialect: str) -> ParsedRequest:
         raise _bad("`model` is required", "model")
     if model not in MODELS[dialect]:
         raise _bad(f"{model} is not a valid model ID", "model")
-    texts, audio_parts, tool_result = _check_messages(body.get("messages"), dialect)
+    texts, audio_parts, (tool_result, tool_messages) = _check_messages(body.get("messages"), dialect)
     if "max_tokens" in body and not (_is_int(body["max_tokens"]) and body["max_tokens"] >= 1):
         raise _bad(f"`max_tokens` must be an integer >= 1 (got {body['max_tokens']!r})", "max_tokens")
     _check_number(body, "temperature", 0, 2)
@@ -319,7 +322,7 @@ def validate(body: Any, dialect: str) -> ParsedRequest:
         system=" ".join(t for r, t in texts if r == "system"),
         text_tokens=sum(len(t.split()) for _, t in texts), audio=audio,
         max_tokens=body.get("max_tokens"), stop=stop, response_format=response_format,
-        tools=tools, tool_choice=tool_choice, tool_result=tool_result)
+        tools=tools, tool_choice=tool_choice, tool_result=tool_result, tool_messages=tool_messages)
     if req.prompt_tokens > CONTEXT_LENGTH:
         raise BadRequest(
             f"This endpoint's maximum context length is {CONTEXT_LENGTH} tokens. However, you requested "

@@ -1,0 +1,201 @@
+"""Conversations about audio: follow-up questions, and tool calls answered and sent back.
+
+The endpoint keeps no state, so every request carries the whole conversation. Its audio sits in
+the first message: prepared once (never decoded again for a follow-up), counted once per request
+in estimates — and billed again by the provider each time it is sent, which the ledger records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from . import audio as _audio
+from .errors import ConfigError
+from .loop import LOOP
+from .requests import ChatRequest, Params
+from .results import Response
+from .runner import Caching, check_before_sending, plan, planned
+from .settings import Settings
+from .tools import call_tools
+
+if TYPE_CHECKING:
+    from .client import EventHandler
+
+DEFAULT_TOOL_ROUNDS = 5
+
+
+def assistant_turn(response: Response) -> dict[str, Any]:
+    """The model's answer as the next request must repeat it (tool calls included)."""
+    turn: dict[str, Any] = {"role": "assistant", "content": response.text or None}
+    if response.tool_calls:
+        turn["tool_calls"] = [{"id": c.id, "type": "function",
+                               "function": {"name": c.name, "arguments": c.arguments or "{}"}}
+                              for c in response.tool_calls]
+    elif turn["content"] is None:
+        turn["content"] = ""
+    return turn
+
+
+def _tool_content(run: dict[str, Any]) -> str:
+    if run["error"]:
+        return json.dumps({"error": run["error"]})
+    result = run["result"]
+    return result if isinstance(result, str) else json.dumps(result, default=str)
+
+
+def tool_turns(response: Response, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One ``tool`` message per call, answering it by id."""
+    return [{"role": "tool", "tool_call_id": call.id, "name": call.name, "content": _tool_content(run)}
+            for call, run in zip(response.tool_calls, runs)]
+
+
+def _after_a_round(params: Params) -> Params:
+    """A forced tool choice would force a call every round: after the first, the model decides."""
+    forced = params.tool_choice == "required" or isinstance(params.tool_choice, dict)
+    return replace(params, tool_choice="auto") if forced else params
+
+
+@dataclass
+class Exchange:
+    """One question's requests: one, or one per round of tool calls. ``response`` is the last."""
+
+    request: ChatRequest
+    responses: list[Response] = field(default_factory=list)
+    stopped: str | None = None  # why tool calls were left unanswered, if they were
+
+    @property
+    def response(self) -> Response:
+        return self.responses[-1]
+
+    @property
+    def cost_usd(self) -> float | None:
+        costs = [r.cost_usd for r in self.responses]
+        return None if any(c is None for c in costs) else sum(costs)
+
+
+async def exchange(request: ChatRequest, settings: Settings, *, functions: dict[str, Callable] | None = None,
+                   auto_tools: bool = False, max_rounds: int = DEFAULT_TOOL_ROUNDS,
+                   on_event: EventHandler | None = None,
+                   on_tools: Callable[[list[dict[str, Any]]], None] | None = None,
+                   caching: Caching = Caching(), max_cost: float | None = None) -> Exchange:
+    """Send ``request``; while the model calls tools and ``auto_tools`` allows it, run them (in a
+    worker thread: they are the user's code), send the results back, and ask again — at most
+    ``max_rounds`` times. Each round is checked against the context and the budget first."""
+    from .runner import send
+
+    done = Exchange(request)
+    runs: list[dict[str, Any]] = []
+    while True:
+        response = await send(request, settings, on_event, caching)
+        done.responses.append(response)
+        response.tool_runs = runs
+        if not response.tool_calls:
+            break
+        if not (auto_tools and functions):
+            done.stopped = "the tools were not run (add --auto-tools, or auto_tools=True, to run them)"
+            break
+        rounds = len(done.responses)
+        if rounds > max_rounds:
+            done.stopped = f"stopped after {max_rounds} rounds of tool calls (--max-tool-rounds)"
+            break
+        results = await asyncio.to_thread(call_tools, response.tool_calls, functions)
+        for run in results:
+            run["round"] = rounds
+        runs.extend(results)
+        if on_tools:
+            on_tools(results)
+        request = replace(request, params=_after_a_round(request.params),
+                          turns=(*request.turns, assistant_turn(response), *tool_turns(response, results)))
+        spent = done.cost_usd or 0.0
+        check_before_sending(planned(request), settings,
+                             None if max_cost is None else max(0.0, max_cost - spent), caching)
+        done.request = request
+    return done
+
+
+def follow_up(previous: Exchange, prompt: str, params: Params | None = None) -> ChatRequest:
+    """The next question of a conversation: everything so far, the last answer, the new prompt."""
+    last = previous.request
+    turns = (*last.turns, assistant_turn(previous.response), {"role": "user", "content": prompt})
+    return replace(last, params=params if params is not None else last.params, turns=turns)
+
+
+def split_tools(tools: Sequence[Any] | None) -> tuple[list[dict[str, Any]] | None, dict[str, Callable]]:
+    """Tool definitions to send, and the Python functions that answer them (plain functions are
+    turned into definitions from their signatures)."""
+    from .tools import tool_from_function
+
+    if not tools:
+        return None, {}
+    definitions, functions = [], {}
+    for tool in tools:
+        if callable(tool):
+            definition = tool_from_function(tool)
+            functions[definition["function"]["name"]] = tool
+            definitions.append(definition)
+        elif isinstance(tool, dict):
+            definitions.append(tool)
+        else:
+            raise ConfigError(f"tools: expected functions or tool definitions (dicts), not {tool!r:.60}")
+    return definitions, functions
+
+
+class Conversation:
+    """Ask about audio, then keep asking: ``conv = Conversation("talk.mp3"); conv.ask("Who
+    speaks?"); conv.ask("And what do they decide?")``. Options are :func:`voxmagic.ask`'s and
+    apply to every question unless a question overrides them; ``tools`` may be functions, run
+    automatically when ``auto_tools=True``."""
+
+    def __init__(self, audio: Any = None, *, system: str | None = None,
+                 audio_format: str = _audio.DEFAULT_FORMAT, **options: Any):
+        from .api import as_list
+
+        self.audio = as_list(audio) if audio is not None else []
+        self.system, self.audio_format, self.options = system, audio_format, options
+        self.exchanges: list[Exchange] = []
+
+    @property
+    def last(self) -> Exchange | None:
+        return self.exchanges[-1] if self.exchanges else None
+
+    def reset(self) -> None:
+        """Forget the questions and answers (the audio stays)."""
+        self.exchanges.clear()
+
+    def ask(self, prompt: str, **options: Any) -> Response:
+        return LOOP.run(self.ask_async(prompt, **options))
+
+    async def ask_async(self, prompt: str, *, max_cost: float | None = None, cache: bool = True,
+                        refresh: bool = False, on_event: EventHandler | None = None, **options: Any) -> Response:
+        from .api import split_options
+
+        opts = {**self.options, **options}
+        auto_tools = opts.pop("auto_tools", False)
+        max_rounds = opts.pop("max_tool_rounds", DEFAULT_TOOL_ROUNDS)
+        opts["tools"], functions = split_tools(opts.get("tools"))
+        settings, params = split_options(opts)
+        caching = Caching.of(cache, refresh)
+
+        async def run() -> Exchange:
+            settings.check()
+            if self.last is None:
+                if not self.audio:
+                    raise ConfigError("a conversation needs audio: Conversation(audio, ...)")
+                p = await plan(self.audio, prompt, settings=settings, params=params, system=self.system,
+                               audio_format=self.audio_format)
+            else:
+                p = planned(follow_up(self.last, prompt, params))
+            check_before_sending(p, settings, max_cost, caching)
+            return await exchange(p.request, settings, functions=functions, auto_tools=auto_tools,
+                                  max_rounds=max_rounds, on_event=on_event, caching=caching,
+                                  max_cost=max_cost)
+
+        done = await LOOP.run_async(run())
+        self.exchanges.append(done)
+        return done.response
+
+    def __repr__(self) -> str:
+        return f"Conversation({len(self.audio)} audio sources, {len(self.exchanges)} questions asked)"
