@@ -147,7 +147,7 @@ def test_interrupt_cancels_a_blocking_call_promptly(server, opts, clips):
 
 def test_no_key_is_one_clear_line(monkeypatch, clips):
     monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
-    with pytest.raises(ConfigError, match=r"no API key: set OPENROUTER_API_KEY") as err:
+    with pytest.raises(ConfigError, match=r"no API key for openrouter: set OPENROUTER_API_KEY") as err:
         voxmagic.ask(str(clips["wav"]), "hi")
     assert "\n" not in str(err.value)
 

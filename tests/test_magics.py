@@ -237,7 +237,7 @@ def test_api_failures_say_what_to_do(ip, server, fault, message):
 def test_no_key_says_how_to_set_it(ip, monkeypatch):
     monkeypatch.delenv("OPENROUTER_API_KEY")
     _, err = run(ip, "%%voxtral meeting.mp3\nQ")
-    assert err.startswith("UsageError: no API key: set OPENROUTER_API_KEY in the environment or in a .env file")
+    assert err.startswith("UsageError: no API key for openrouter: set OPENROUTER_API_KEY in the environment or in a .env file")
 
 
 def test_key_from_dotenv_under_a_configured_name(ip, server, monkeypatch, tmp_path):

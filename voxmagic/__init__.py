@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ask": "api", "ask_async": "api", "transcribe": "api", "transcribe_async": "api", "ledger": "api",
     "transcription_prompt": "api", "plan": "api", "history": "api", "Plan": "runner",
-    "Conversation": "conversation", "ask_each": "api", "ask_each_async": "api",
+    "Conversation": "conversation", "ask_each": "api", "ask_each_async": "api", "transcripts": "api",
+    "Transcript": "subtitles", "Cue": "subtitles",
     "Job": "jobs", "Interrupted": "errors",
     "AudioSource": "audio", "EncodedAudio": "audio", "PCM": "audio", "as_source": "audio",
     "prepare": "audio", "encode": "audio",

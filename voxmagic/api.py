@@ -19,6 +19,8 @@ from .errors import ConfigError
 from .loop import LOOP
 from .requests import Params
 from .results import Response, table
+from .subtitles import CUE_CHUNK_S, Transcript
+from .subtitles import transcripts as subtitle_transcripts
 from .runner import Caching, Plan, ledger
 from .settings import Settings
 
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
     from .client import EventHandler
 
-__all__ = ["ask", "ask_async", "ask_each", "ask_each_async", "Conversation", "extraction_prompt", "transcribe", "transcribe_async", "plan", "history", "ledger",
+__all__ = ["ask", "ask_async", "ask_each", "ask_each_async", "Conversation", "extraction_prompt", "transcripts", "transcribe", "transcribe_async", "plan", "history", "ledger",
            "transcription_prompt", "split_options", "as_list"]
 
 _PARAM_NAMES = {f.name for f in fields(Params)}
@@ -68,6 +70,17 @@ def transcription_prompt(language: str | None = None, hint: str | None = None,
     if hint:
         prompt += f" Context and vocabulary: {hint}"
     return prompt
+
+
+def endpoint_for(settings: Settings, *, plain: bool = True) -> str:
+    """Plain transcripts go to a provider's speech-to-text endpoint when it has one (cheaper, and
+    timed segments come with it); translations, hints and schemas need chat."""
+    return "transcriptions" if plain and settings.has_transcriptions else "chat"
+
+
+def timed(settings: Settings, endpoint: str, language: str | None) -> bool:
+    """Whether transcripts come with timed segments (Mistral gives none when a language is set)."""
+    return endpoint == "transcriptions" and not (language and settings.effective_dialect == "mistral")
 
 
 def extraction_prompt(language: str | None = None, hint: str | None = None) -> str:
@@ -119,22 +132,53 @@ def plan(audio: Any, prompt: str, *, system: str | None = None,
                                 system=system, audio_format=audio_format))
 
 
+def _transcription_job(language: str | None, hint: str | None, prompt: str | None, translate_to: str | None,
+                       audio_format: str, max_chunk_s: float | None, cache: bool, refresh: bool,
+                       api: str | None, options: dict[str, Any], subtitles: bool = False) -> batch.Batch:
+    options.setdefault("temperature", 0.0)  # Mistral's recommendation for transcription
+    stream = options.pop("stream", None)
+    settings, params = split_options(options)
+    plain = prompt is None and not hint and not translate_to and not params.wants_json
+    if prompt is None:
+        prompt = (extraction_prompt(language, hint) if params.wants_json
+                  else transcription_prompt(language, hint, translate_to))
+    if api not in (None, "chat", "transcriptions"):
+        raise ConfigError(f"api={api!r}: use 'chat' or 'transcriptions'")
+    endpoint = api or endpoint_for(settings, plain=plain)
+    if subtitles and not timed(settings, endpoint, language):
+        max_chunk_s = min(max_chunk_s or CUE_CHUNK_S, CUE_CHUNK_S)  # a cue per short chunk
+    return batch.Batch(prompt, settings, params, audio_format, max_chunk_s, Caching.of(cache, refresh),
+                       stream, endpoint=endpoint, language=language)
+
+
 async def transcribe_async(sources: Any, language: str | None = None, *, hint: str | None = None,
                            prompt: str | None = None, translate_to: str | None = None,
                            concurrency: int = 8, audio_format: str = _audio.DEFAULT_FORMAT,
                            max_cost: float | None = None, cache: bool = True, refresh: bool = False,
                            segments: bool = False, max_chunk_s: float | None = DEFAULT_CHUNK_S,
-                           on_result: Callable[[int, dict], None] | None = None,
+                           api: str | None = None, on_result: Callable[[int, dict], None] | None = None,
                            **options: Any) -> pd.DataFrame:
     """Transcribe every source concurrently; see :func:`transcribe`."""
-    options.setdefault("temperature", 0.0)  # Mistral's recommendation for transcription
-    stream = options.pop("stream", None)
-    settings, params = split_options(options)
-    if prompt is None:
-        prompt = (extraction_prompt(language, hint) if params.wants_json
-                  else transcription_prompt(language, hint, translate_to))
-    job = batch.Batch(prompt, settings, params, audio_format, max_chunk_s, Caching.of(cache, refresh), stream)
+    job = _transcription_job(language, hint, prompt, translate_to, audio_format, max_chunk_s, cache,
+                             refresh, api, options)
     return await _table(sources, job, concurrency, max_cost, segments, on_result)
+
+
+def transcripts(sources: Any, language: str | None = None, *, hint: str | None = None,
+                concurrency: int = 8, audio_format: str = _audio.DEFAULT_FORMAT,
+                max_cost: float | None = None, cache: bool = True, refresh: bool = False,
+                api: str | None = None, **options: Any) -> list[Transcript]:
+    """Timed transcripts, one :class:`~voxmagic.subtitles.Transcript` per source, for subtitles:
+    ``[t.save("subs", ("srt", "vtt")) for t in voxmagic.transcripts("talks/*.mp3")]``.
+
+    Times come from the provider's segments (Mistral's transcriptions endpoint) or else from
+    chunks of at most 30 s cut at pauses, one request each; long chunk texts are split into
+    cues in proportion to their length. Options are :func:`transcribe`'s."""
+    job = _transcription_job(language, hint, None, None, audio_format, DEFAULT_CHUNK_S, cache, refresh, api,
+                             options, subtitles=True)
+    rows = LOOP.run(batch.transcribe(as_list(sources), job, concurrency=concurrency, max_cost=max_cost,
+                                     segments=True))
+    return subtitle_transcripts(rows)
 
 
 async def _table(sources: Any, job: batch.Batch, concurrency: int, max_cost: float | None, segments: bool,
@@ -182,7 +226,7 @@ def transcribe(sources: Any, language: str | None = None, *, hint: str | None = 
                prompt: str | None = None, translate_to: str | None = None, concurrency: int = 8,
                audio_format: str = _audio.DEFAULT_FORMAT, max_cost: float | None = None,
                cache: bool = True, refresh: bool = False, segments: bool = False,
-               max_chunk_s: float | None = DEFAULT_CHUNK_S,
+               max_chunk_s: float | None = DEFAULT_CHUNK_S, api: str | None = None,
                on_result: Callable[[int, dict], None] | None = None, **options: Any) -> pd.DataFrame:
     """One row per source: ``source, duration_s, text, prompt_tokens, completion_tokens, cost_usd,
     latency_s, error`` (+ ``attempts, finish_reason, audio_format, audio_sha256, generation_id,
@@ -198,6 +242,10 @@ def transcribe(sources: Any, language: str | None = None, *, hint: str | None = 
     duration, and ``stream`` to streaming only chunks over two minutes. ``max_cost`` (USD)
     applies to the whole batch, estimated before anything is sent.
 
+    ``api`` picks the endpoint: ``"chat"`` (an instruction to the chat model) or
+    ``"transcriptions"`` (the provider's speech-to-text endpoint, which also gives timed
+    segments); by default plain transcripts use the latter where the provider has one (Mistral).
+
     With ``response_format`` (a pydantic model or JSON-schema dict) each source gets a JSON
     answer instead of a transcript, parsed into columns as in :func:`ask_each`; a source cut into
     several chunks then needs ``segments=True`` (one answer per chunk).
@@ -206,7 +254,7 @@ def transcribe(sources: Any, language: str | None = None, *, hint: str | None = 
                                      translate_to=translate_to, concurrency=concurrency,
                                      audio_format=audio_format, max_cost=max_cost, cache=cache,
                                      refresh=refresh, segments=segments, max_chunk_s=max_chunk_s,
-                                     on_result=on_result, **options))
+                                     api=api, on_result=on_result, **options))
 
 
 def history(last: int | None = None, since: Any = None) -> pd.DataFrame:

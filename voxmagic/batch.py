@@ -19,12 +19,13 @@ from typing import Any, Callable, Sequence
 from . import audio as _audio
 from .audio import PCM, SAMPLE_RATE, AudioSource, EncodedAudio
 from .cost import Estimate
-from .errors import AudioError, VoxmagicError
+from .errors import AudioError, ConfigError, VoxmagicError
 from .requests import ChatRequest, Params
 from .runner import (Caching, Plan, bounded, check_budget, check_context, label, ledger, map_bounded,
                      planned, send, store)
 from .segment import find_cut, prepare_chunks
 from .settings import Settings
+from .transcriptions import TranscriptionRequest
 
 DEFAULT_CHUNK_S = 25 * 60
 STREAM_ABOVE_S = 120  # with stream=None, only chunks longer than this stream (keep-alives)
@@ -47,15 +48,26 @@ class Batch:
     # a transcript's length follows from its audio, so max_tokens gets a bound from the duration;
     # an answer to a question (or a JSON object) does not
     transcript: bool = True
+    # "chat" (completions with an instruction) or "transcriptions" (a speech-to-text endpoint
+    # that also gives timed segments; only for plain transcripts)
+    endpoint: str = "chat"
+    language: str | None = None  # for the transcriptions endpoint (chat has it in the prompt)
 
     @property
     def structured(self) -> bool:
         """Each answer is a JSON object, parsed into table columns; they cannot be stitched."""
         return self.params.wants_json
 
-    def request(self, clip: EncodedAudio) -> ChatRequest:
+    def request(self, clip: EncodedAudio) -> ChatRequest | TranscriptionRequest:
         """A table row has nothing to show until its transcript is whole, so short clips are not
         streamed (half the work per request); long ones are, so keep-alives hold the connection."""
+        if self.endpoint == "transcriptions":
+            if not self.settings.transcription_model:
+                raise ConfigError(f"{self.settings.provider} has no transcriptions endpoint for Voxtral; "
+                                  "use the chat endpoint (--api chat)")
+            return TranscriptionRequest(
+                clip, self.settings.transcription_model, self.language, self.params.temperature,
+                dialect="mistral" if self.settings.effective_dialect == "mistral" else "openai")
         stream = self.stream if self.stream is not None else clip.duration_s > STREAM_ABOVE_S
         params = bounded(self.params, clip.duration_s) if self.transcript and not self.structured else self.params
         return ChatRequest(self.prompt, (clip,), replace(params, stream=stream), self.settings.model,
@@ -104,6 +116,8 @@ async def transcribe_chunk(clip: EncodedAudio, batch: Batch, gate: asyncio.Semap
         return [{**row, "error": str(exc)}]
     if batch.structured:
         row.update(parsed=response.parsed, parse_error=response.parse_error)
+    if response.segments:
+        row["segments"] = response.segments
     if (response.finish_reason == "length" and not batch.params.max_tokens and clip.data
             and depth < MAX_RESPLITS and clip.duration_s > 60):
         halves = await asyncio.to_thread(_halve, clip)
@@ -157,6 +171,9 @@ async def transcribe(items: Sequence[Any], batch: Batch, *, concurrency: int = 8
     sending overlap.
     """
     batch.settings.check()
+    if batch.endpoint == "transcriptions" and not batch.settings.transcription_model:
+        raise ConfigError(f"{batch.settings.provider} has no transcriptions endpoint for Voxtral; use the "
+                          "chat endpoint (--api chat, api='chat')")
     gate = asyncio.Semaphore(max(1, concurrency))  # requests in flight
     cpu = asyncio.Semaphore(os.cpu_count() or 2)  # sources being decoded and encoded
 

@@ -1,4 +1,5 @@
-"""HTTP to an OpenAI-compatible ``/chat/completions``: streaming (SSE), errors, retries.
+"""HTTP to an OpenAI-compatible ``/chat/completions`` (streaming SSE) and ``/audio/transcriptions``
+(multipart): errors, retries.
 
 Three things real clients get wrong and this one doesn't:
 - it reads past the ``finish_reason`` chunk to ``data: [DONE]``, because OpenRouter sends usage
@@ -17,7 +18,7 @@ import random
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import httpx
 import httpx_sse
@@ -28,6 +29,7 @@ from .errors import (APIConnectionError, APIError, APITimeoutError, RateLimitErr
                      error_for_status)
 from .requests import ChatRequest
 from .results import Response, ToolCall, Usage, attach_json
+from .transcriptions import ENDPOINT as TRANSCRIPTIONS, TranscriptionRequest, transcription_price
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 MAX_RETRY_AFTER_S = 60.0
@@ -103,6 +105,23 @@ class Client:
     async def complete(self, request: ChatRequest, on_event: EventHandler | None = None) -> Response:
         """Send ``request``, retrying transient failures; raises an :class:`APIError` subclass."""
         started = time.monotonic()
+        return await self._retrying(lambda: self._send_once(request, on_event, started), on_event)
+
+    async def transcribe(self, request: TranscriptionRequest, on_event: EventHandler | None = None
+                         ) -> Response:
+        """Send one clip to ``{base_url}/audio/transcriptions`` (multipart), with the same retries,
+        Retry-After and typed errors as :meth:`complete`. Nothing streams: ``on_event`` gets one
+        :class:`TextDelta` with the whole text at the end (and :class:`Retrying` between attempts)."""
+        started = time.monotonic()
+        response = await self._retrying(lambda: self._transcribe_once(request, started), on_event)
+        if on_event and response.text:
+            on_event(TextDelta(response.text))
+        return response
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[Response]],
+                        on_event: EventHandler | None) -> Response:
+        """Run ``attempt`` until it succeeds, a failure is not retryable, or the retries run out;
+        the response (or the error) tells how many attempts it took."""
         retries: list[tuple[str, float]] = []
 
         def before_sleep(state) -> None:
@@ -127,9 +146,9 @@ class Client:
             stop=stop, wait=self._wait, reraise=True, before_sleep=before_sleep,
             retry=retry_if_exception(lambda e: isinstance(e, APIError) and e.retryable))
         try:
-            async for attempt in retrying:
-                with attempt:
-                    response = await self._send_once(request, on_event, started)
+            async for attempt_state in retrying:
+                with attempt_state:
+                    response = await attempt()
         except APIError as exc:
             exc.attempts = retrying.statistics.get("attempt_number", 1)
             raise
@@ -201,6 +220,47 @@ class Client:
         if request.params.wants_json and not response.tool_calls:
             attach_json(response, request.params.response_model)
         return response
+
+    async def _transcribe_once(self, request: TranscriptionRequest, started: float) -> Response:
+        url = f"{self.base_url}/{TRANSCRIPTIONS}"
+        data: dict[str, list[str]] = {}
+        for name, value in request.form_fields():  # a list value is sent as one field per value
+            data.setdefault(name, []).append(value)
+        with _translated(_Accumulator(None, started), url):
+            resp = await self._http.post(url, data=data, files={"file": request.upload()})
+            await _raise_for_status(resp)
+            payload = resp.json()
+            if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
+                raise ValueError(f"no transcript text in the answer: {str(payload)[:120]}")
+            try:
+                segments = [{"start_s": float(s["start"]), "end_s": float(s["end"]), "text": str(s["text"]).strip()}
+                            for s in payload.get("segments") or []]
+            except (KeyError, TypeError) as exc:
+                raise ValueError(f"a segment lacks start, end or text ({exc!r})") from exc
+        return self._transcription_response(request, payload, segments, started)
+
+    @staticmethod
+    def _transcription_response(request: TranscriptionRequest, payload: dict, segments: list[dict],
+                                started: float) -> Response:
+        """Mistral's usage has ``prompt_audio_seconds`` (and tokens); vLLM's json answer has
+        ``usage: {type: "duration", seconds}``; vLLM's verbose_json has none. The endpoint bills
+        audio seconds: the cost is estimated from the price table and the seconds the server
+        reports, else the clip's duration."""
+        raw = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+        usage = Usage.from_api(raw)
+        reported = raw.get("prompt_audio_seconds")
+        if reported is None and raw.get("type") == "duration":
+            reported = raw.get("seconds")
+        seconds = request.clip.duration_s
+        if isinstance(reported, (int, float)) and not isinstance(reported, bool) and reported > 0:
+            seconds = float(reported)
+        price = transcription_price(request.model)
+        cost, source = (price * seconds, "estimated") if price is not None else (None, "unknown")
+        return Response(
+            text=payload["text"].strip(), model=payload.get("model") or request.model, finish_reason="stop",
+            usage=usage, cost_usd=cost, cost_source=source, audio_seconds=request.clip.duration_s,
+            latency_s=time.monotonic() - started, generation_id=payload.get("id"),
+            sources=[request.clip.label], segments=segments)
 
 
 @dataclass
@@ -312,10 +372,27 @@ async def _raise_for_status(resp: httpx.Response) -> None:
     if not isinstance(payload, dict):
         payload = {}
     error = payload.get("error") if isinstance(payload.get("error"), dict) else payload
-    message = error.get("message") or error.get("detail") or raw.decode("utf-8", "replace")[:200].strip()
+    message = error.get("message") or _detail(error.get("detail")) or raw.decode("utf-8", "replace")[:200].strip()
+    if isinstance(message, str):  # some servers (vLLM's validation errors) answer several lines
+        message = " ".join(message.split())
     raise _payload_error({**error, "message": message or resp.reason_phrase}, status=resp.status_code,
                          retry_after=_retry_after(resp.headers.get("retry-after")),
                          generation_id=resp.headers.get("x-generation-id"))
+
+
+def _detail(detail: Any) -> Any:
+    """A FastAPI validation ``detail`` list (Mistral's and vLLM's 422s) as one line naming the fields:
+    ``body.model: Field required``; anything else as it is."""
+    if not isinstance(detail, list):
+        return detail
+    parts = []
+    for item in detail:
+        if isinstance(item, dict):
+            loc = ".".join(str(x) for x in item.get("loc") or [])
+            parts.append(f"{loc}: {item.get('msg', '')}".strip(": "))
+        else:
+            parts.append(str(item))
+    return "; ".join(parts)
 
 
 _CODE_NAMES = {"rate_limit_exceeded": 429, "server_error": 502, "provider_overloaded": 503,

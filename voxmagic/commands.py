@@ -14,7 +14,7 @@ from argparse import Namespace
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from . import batch, runner
-from .api import extraction_prompt, history, split_options, transcription_prompt
+from .api import endpoint_for, extraction_prompt, history, split_options, timed, transcription_prompt
 from .cost import format_usd
 from .display import BatchView, StreamView, tool_line, widgets_available
 from .errors import ConfigError, Interrupted, VoxmagicError
@@ -22,6 +22,7 @@ from .jobs import Job
 from .loop import LOOP
 from .resolve import audio_items, lookup, render_prompt
 from .results import table
+from .subtitles import CUE_CHUNK_S, transcripts
 from .runner import Caching
 from .tools import tool_from_function
 from .conversation import Exchange, exchange, follow_up
@@ -41,6 +42,7 @@ def options(magic: VoxtralMagics, args: Namespace, *, temperature: float | None,
     """Request parameters and settings: the command line wins over the defaults given."""
     opts = dict(
         model=_pick(args.model, magic.model), base_url=_pick(args.base_url, magic.base_url),
+        provider=_pick(args.provider, magic.provider),
         key_env=magic.api_key_env, referer=magic.referer, title=magic.title,
         max_attempts=magic.max_attempts, backoff=magic.backoff, read_timeout=magic.read_timeout,
         max_tokens=_pick(args.max_tokens, max_tokens), temperature=_pick(args.temperature, temperature),
@@ -208,16 +210,44 @@ def run_transcribe(magic: VoxtralMagics, args: Namespace) -> Any:
     minutes = _pick(args.chunk_minutes, magic.chunk_minutes)
     prompt = (extraction_prompt(args.language, args.prompt) if schema is not None
               else transcription_prompt(args.language, args.prompt, args.translate_to))
-    job = batch.Batch(prompt, settings, params, args.format or magic.audio_format,
-                      minutes * 60 if minutes else None, caching(magic, args),
-                      stream=False if args.no_stream or not magic.stream else None)
-    return _run_batch(magic, args, sources, job, "%voxtral_transcribe")
+    endpoint = args.api or endpoint_for(settings, plain=schema is None and not args.translate_to
+                                        and not args.prompt)
+    subtitles = {fmt: folder for fmt, folder in (("srt", args.srt), ("vtt", args.vtt)) if folder}
+    max_chunk_s = minutes * 60 if minutes else None
+    if subtitles and not timed(settings, endpoint, args.language):
+        max_chunk_s = min(max_chunk_s or CUE_CHUNK_S, CUE_CHUNK_S)  # a cue per short chunk
+    job = batch.Batch(prompt, settings, params, args.format or magic.audio_format, max_chunk_s,
+                      caching(magic, args), stream=False if args.no_stream or not magic.stream else None,
+                      endpoint=endpoint, language=args.language)
+    if not subtitles:
+        return _run_batch(magic, args, sources, job, "%voxtral_transcribe")
+
+    def write(rows: list[dict]) -> tuple[list[dict], str]:
+        found = transcripts(rows)
+        written = [path for t in found if t.cues for fmt, folder in subtitles.items() for path in t.save(folder, fmt)]
+        note = f"wrote {len(written)} subtitle files to {', '.join(sorted(set(subtitles.values())))}"
+        return (rows if args.segments else _stitched(rows)), note
+
+    return _run_batch(magic, args, sources, job, "%voxtral_transcribe", segments=True, after=write)
 
 
-def _run_batch(magic: VoxtralMagics, args: Namespace, sources: list, job: batch.Batch, what: str) -> Any:
-    """Run a batch with a progress view; bind the table (also what finished, when interrupted)."""
+def _stitched(rows: list[dict]) -> list[dict]:
+    """Chunk rows back to one row per source, in order."""
+    by_source: dict[str, list[dict]] = {}
+    for row in rows:
+        by_source.setdefault(row["source"], []).append(row)
+    return [batch.stitch(source, group) if len(group) > 1 or "start_s" in group[0] else group[0]
+            for source, group in by_source.items()]
+
+
+def _run_batch(magic: VoxtralMagics, args: Namespace, sources: list, job: batch.Batch, what: str, *,
+               segments: bool | None = None, after: Callable[[list[dict]], tuple[list[dict], str]] | None = None
+               ) -> Any:
+    """Run a batch with a progress view; bind the table (also what finished, when interrupted).
+    ``after`` turns the rows into the rows to show, and a note (subtitle files written)."""
     ns = magic.shell.user_ns
-    segments = getattr(args, "segments", False)
+    shown_segments = getattr(args, "segments", False)
+    segments = shown_segments if segments is None else segments
     concurrency = getattr(args, "concurrency", None) or magic.concurrency
     if args.dry_run:
         print(LOOP.run(batch.plan_batch(sources, job, concurrency)))
@@ -233,7 +263,7 @@ def _run_batch(magic: VoxtralMagics, args: Namespace, sources: list, job: batch.
         view.on_result(index, rows)
 
     def bind(rows: list[dict]) -> pd.DataFrame:
-        df = table(rows, segments=segments, structured=job.structured)
+        df = table(rows, segments=shown_segments, structured=job.structured)
         if args.out:
             ns[args.out] = df
         if len(df) == 1 and isinstance(df["text"].iloc[0], str):
@@ -256,8 +286,12 @@ def _run_batch(magic: VoxtralMagics, args: Namespace, sources: list, job: batch.
                 ns["_voxtral_df"] = df
             view.fail(f"cancelled after {len(finished)} of {len(sources)} files; they are kept")
             raise
+        note = ""
+        if after is not None:
+            rows, note = after(rows)
         df = bind(rows)
-        view.finish(tally(float(df["cost_usd"].fillna(0).sum()), int(df["generation_id"].notna().sum())))
+        view.finish(tally(float(df["cost_usd"].fillna(0).sum()), int(df["generation_id"].notna().sum()))
+                    + (f"\n{note}" if note else ""))
         return df
 
     def interrupted() -> str:

@@ -70,14 +70,33 @@ class Pricing:
 
 
 VOXTRAL_SMALL = Pricing(prompt=0.10e-6, completion=0.30e-6, audio_second=100e-6)
+# Seed prices: what estimates use offline, before (or without) the live list that
+# :mod:`voxmagic.prices` loads from OpenRouter's ``GET /models``. Mistral's own API names
+# (voxtral-small-latest, voxtral-mini-latest) are left out: published sources disagree on their
+# output price ($0.30 vs $0.40 per 1M) and bill audio per minute at another rate, so an unknown
+# model keeps falling back to Voxtral Small's OpenRouter price below.
 PRICES: dict[str, Pricing] = {
     "mistralai/voxtral-small-24b-2507": VOXTRAL_SMALL,
 }
+# Live prices registered by voxmagic.prices; they win over the seeds. Replacing one entry of a
+# dict is atomic, so estimates on other threads see either the old price or the new one.
+_REGISTERED: dict[str, Pricing] = {}
+
+
+def register(model: str, pricing: Pricing) -> None:
+    """Use ``pricing`` for ``model`` from now on (a live price from the provider's model list)."""
+    _REGISTERED[model] = pricing
+
+
+def clear_registered() -> None:
+    """Forget every registered live price: back to the seeds."""
+    _REGISTERED.clear()
 
 
 def pricing_for(model: str) -> Pricing:
-    """Known prices for ``model``; unknown models are priced as Voxtral Small (an assumption)."""
-    return PRICES.get(model, VOXTRAL_SMALL)
+    """The live price of ``model`` when one was registered, else its seed price; unknown models
+    are priced as Voxtral Small (an assumption)."""
+    return _REGISTERED.get(model) or PRICES.get(model, VOXTRAL_SMALL)
 
 
 @dataclass(frozen=True)

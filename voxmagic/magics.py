@@ -48,7 +48,10 @@ COMMON = [
     (("--sr",), dict(type=int, metavar="HZ", help="sample rate of numpy-array audio variables")),
     (("--format",), dict(choices=UPLOAD_FORMATS, metavar="FMT",
                          help=f"upload encoding: {', '.join(UPLOAD_FORMATS)} (default {DEFAULT_FORMAT})")),
-    (("--base-url",), dict(metavar="URL", help="OpenAI-compatible endpoint (default OpenRouter)")),
+    (("--base-url",), dict(metavar="URL", help="OpenAI-compatible endpoint (default: the provider's)")),
+    (("--provider",), dict(choices=["openrouter", "mistral", "openai-compatible"], metavar="NAME",
+                           help="openrouter (default), mistral, or openai-compatible (e.g. vLLM: give "
+                                "--base-url; no key needed on localhost)")),
 ]
 ASK = [
     (("--system",), dict(metavar="TEXT", help="instructions, folded into the prompt "
@@ -86,6 +89,12 @@ TRANSCRIBE = [
     (("--schema",), dict(metavar="NAME", help="a JSON-schema dict or pydantic model in the notebook: "
                                               "extract its fields from each source instead of a "
                                               "transcript, one column per field")),
+    (("--srt",), dict(metavar="DIR", help="also write one .srt subtitle file per source into DIR")),
+    (("--vtt",), dict(metavar="DIR", help="also write one .vtt (WebVTT) subtitle file per source into DIR")),
+    (("--api",), dict(choices=["chat", "transcriptions"], metavar="API",
+                      help="chat (an instruction to the chat endpoint) or transcriptions (the provider's "
+                           "speech-to-text endpoint, with timed segments); default: transcriptions for "
+                           "plain transcripts on mistral, else chat")),
 ]
 
 
@@ -135,8 +144,14 @@ class VoxtralMagics(Magics):
     base_url = Unicode(None, allow_none=True,
                        help="OpenAI-compatible endpoint base (default https://openrouter.ai/api/v1, "
                             "or $VOXMAGIC_BASE_URL).").tag(config=True)
-    api_key_env = Unicode("OPENROUTER_API_KEY",
-                          help="Environment variable (or .env entry) that holds the API key.").tag(config=True)
+    provider = Enum(["openrouter", "mistral", "openai-compatible"], default_value=None, allow_none=True,
+                    help="Where Voxtral runs: openrouter, mistral (Mistral's API) or openai-compatible "
+                         "(e.g. a self-hosted vLLM; set base_url). Default: from base_url, else "
+                         "openrouter, or $VOXMAGIC_PROVIDER.").tag(config=True)
+    api_key_env = Unicode(None, allow_none=True,
+                          help="Environment variable (or .env entry) that holds the API key (default: "
+                               "the provider's: OPENROUTER_API_KEY, MISTRAL_API_KEY, OPENAI_API_KEY)."
+                          ).tag(config=True)
     temperature = Float(None, allow_none=True, help="Default temperature for %%voxtral (0-2).").tag(config=True)
     max_tokens = Int(None, allow_none=True, help="Default max_tokens for %%voxtral.").tag(config=True)
     concurrency = Int(8, help="Requests in flight for %voxtral_transcribe.").tag(config=True)

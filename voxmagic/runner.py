@@ -24,6 +24,7 @@ from .requests import ChatRequest, Params
 from .results import Response, attach_json
 from .settings import Settings
 from .storage import Store
+from .transcriptions import TranscriptionRequest
 
 if TYPE_CHECKING:
     from .client import Client, EventHandler
@@ -94,8 +95,10 @@ async def plan(items: Sequence[Any], prompt: str, *, settings: Settings, params:
     return planned(ChatRequest(prompt, clips, params, settings.model, system, settings.effective_dialect))
 
 
-def planned(request: ChatRequest) -> Plan:
+def planned(request: ChatRequest | TranscriptionRequest) -> Plan:
     """The estimate of a request whose audio is ready: its audio counted once, all its text."""
+    if isinstance(request, TranscriptionRequest):
+        return Plan(request, request.estimate())
     est = estimate([c.duration_s for c in request.audio], request.all_text, request.params.max_tokens,
                    pricing_for(request.model))
     return Plan(request, est)
@@ -122,6 +125,8 @@ def check_budget(est: Estimate, max_cost: float | None, what: str = "this call")
 
 def check_context(request: ChatRequest) -> None:
     """Audio beyond Voxtral's 32K-token context would be refused after a long upload: say so now."""
+    if isinstance(request, TranscriptionRequest):
+        return  # a speech-to-text endpoint has no chat context to fill
     tokens = sum(audio_tokens(c.duration_s) for c in request.audio)
     if tokens > CONTEXT_TOKENS - 1_000:
         minutes = request.audio_seconds / 60
@@ -155,7 +160,11 @@ async def send(request: ChatRequest, settings: Settings, on_event: EventHandler 
     if any(not clip.data for clip in request.audio):
         raise ConfigError("internal: audio known only by its digest is not in the cache; run again")
     try:
-        response = await client_for(settings).complete(request, on_event)
+        client = client_for(settings)
+        if isinstance(request, TranscriptionRequest):
+            response = await client.transcribe(request, on_event)
+        else:
+            response = await client.complete(request, on_event)
     except (APIError, asyncio.CancelledError) as exc:
         store.record(request, settings.base_url, error=exc)
         if getattr(exc, "generation_id", None):  # the provider started: it may bill, amount unknown

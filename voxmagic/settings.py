@@ -15,12 +15,53 @@ KEY_ENV = "OPENROUTER_API_KEY"
 
 
 @dataclass(frozen=True)
+class Provider:
+    """Where Voxtral is served, and how that service is spoken to."""
+
+    name: str
+    base_url: str
+    key_env: str
+    model: str  # for chat completions
+    dialect: str  # the request shape (see voxmagic.requests.ChatRequest)
+    transcription_model: str | None  # for POST /audio/transcriptions; None: no such endpoint
+    has_transcriptions: bool = False  # used for plain transcripts unless told otherwise
+
+
+PROVIDERS = {
+    "openrouter": Provider("openrouter", DEFAULT_BASE_URL, KEY_ENV, DEFAULT_MODEL, "openrouter", None),
+    "mistral": Provider("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", "voxtral-small-latest",
+                        "mistral", "voxtral-mini-latest", has_transcriptions=True),
+    # e.g. `vllm serve mistralai/Voxtral-Small-24B-2507 ...`; it has /audio/transcriptions too, but
+    # another OpenAI-compatible server may not, so it is used only when asked for (--api transcriptions)
+    "openai-compatible": Provider("openai-compatible", "http://localhost:8000/v1", "OPENAI_API_KEY",
+                                  "mistralai/Voxtral-Small-24B-2507", "openai", "mistralai/Voxtral-Small-24B-2507"),
+}
+_BY_DIALECT = {"openrouter": "openrouter", "mistral": "mistral", "openai": "openai-compatible"}
+
+
+def _provider(name: str | None, base_url: str | None) -> Provider:
+    if name is None:
+        name = _BY_DIALECT[dialect_for(base_url)] if base_url else "openrouter"
+    if name not in PROVIDERS:
+        raise ConfigError(f"unknown provider {name!r}; use one of {', '.join(PROVIDERS)}")
+    return PROVIDERS[name]
+
+
+def _loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return (urlsplit(url).hostname or "") in ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Connection settings; the key is kept out of ``repr`` so it never lands in output or logs."""
 
     base_url: str = DEFAULT_BASE_URL
     api_key: str | None = field(default=None, repr=False)
     model: str = DEFAULT_MODEL
+    provider: str = "openrouter"
+    transcription_model: str | None = None
     dialect: str | None = None
     referer: str | None = None
     title: str | None = "voxmagic"
@@ -33,19 +74,33 @@ class Settings:
 
     @classmethod
     def resolve(cls, **overrides: Any) -> Settings:
-        """Explicit values win; then the environment (``OPENROUTER_API_KEY`` or the ``key_env``
-        named, ``VOXMAGIC_BASE_URL``, ``VOXMAGIC_MODEL``); then a ``.env`` file in the working
-        directory."""
+        """Explicit values win; then the environment (``VOXMAGIC_PROVIDER``, ``VOXMAGIC_BASE_URL``,
+        ``VOXMAGIC_MODEL``, and the key in the provider's variable — ``OPENROUTER_API_KEY``,
+        ``MISTRAL_API_KEY``, ``OPENAI_API_KEY`` — or the ``key_env`` named); then a ``.env`` file
+        in the working directory; then the provider's defaults. Without a provider, the base URL
+        says which one it is."""
         names = {f.name for f in fields(cls)}
         unknown = set(overrides) - names
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         given = {k: v for k, v in overrides.items() if v is not None}
         env = _environment()
-        given.setdefault("base_url", env.get("VOXMAGIC_BASE_URL") or DEFAULT_BASE_URL)
-        given.setdefault("model", env.get("VOXMAGIC_MODEL") or DEFAULT_MODEL)
-        given.setdefault("api_key", env.get(given.get("key_env", KEY_ENV)) or None)
+        base_url = given.get("base_url") or env.get("VOXMAGIC_BASE_URL")
+        provider = _provider(given.get("provider") or env.get("VOXMAGIC_PROVIDER"), base_url)
+        given["provider"] = provider.name
+        given["base_url"] = base_url or provider.base_url
+        given.setdefault("model", env.get("VOXMAGIC_MODEL") or provider.model)
+        given.setdefault("transcription_model", provider.transcription_model and (
+            given["model"] if provider.name == "openai-compatible" else provider.transcription_model))
+        given.setdefault("dialect", provider.dialect)
+        given.setdefault("key_env", provider.key_env)
+        given.setdefault("api_key", env.get(given["key_env"]) or None)
         return cls(**given)
+
+    @property
+    def has_transcriptions(self) -> bool:
+        """Plain transcripts go to ``/audio/transcriptions`` unless asked otherwise."""
+        return PROVIDERS[self.provider].has_transcriptions
 
     @property
     def effective_dialect(self) -> str:
@@ -53,9 +108,11 @@ class Settings:
 
     def check(self) -> Settings:
         """Fail early, in one line, when OpenRouter would only answer 401."""
-        if not self.api_key and self.effective_dialect != "openai":
-            raise ConfigError(f"no API key: set {self.key_env} in the environment or in a .env file "
-                              f"in {Path.cwd()} (e.g. {self.key_env}=sk-or-...), or pass api_key=...")
+        if not self.api_key and not (self.provider == "openai-compatible" and _loopback(self.base_url)):
+            example = {"openrouter": "sk-or-...", "mistral": "..."}.get(self.provider, "...")
+            raise ConfigError(f"no API key for {self.provider}: set {self.key_env} in the environment or "
+                              f"in a .env file in {Path.cwd()} (e.g. {self.key_env}={example}), or pass "
+                              "api_key=...")
         return self
 
     def client(self) -> Client:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from .requests import ChatRequest
     from .results import Response
+    from .transcriptions import TranscriptionRequest
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
 
@@ -60,6 +61,12 @@ def m002_sources(db: sqlite3.Connection) -> None:
             chunks TEXT NOT NULL,
             time REAL NOT NULL
         )""")
+
+
+@migration
+def m003_segments(db: sqlite3.Connection) -> None:
+    """Timed pieces of a transcript (from a transcriptions endpoint), so a cached answer keeps them."""
+    db.execute("ALTER TABLE requests ADD COLUMN segments TEXT")
 
 
 def default_path() -> Path:
@@ -126,7 +133,7 @@ class Store:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def record(self, request: ChatRequest, base_url: str, *, response: Response | None = None,
+    def record(self, request: ChatRequest | TranscriptionRequest, base_url: str, *, response: Response | None = None,
                error: BaseException | None = None, cache_key: str | None = None) -> None:
         """One row for a finished request (answered, cached or failed); committed at once."""
         body = request.body(elide_audio=True)
@@ -146,7 +153,8 @@ class Store:
                 completion_tokens=u.completion_tokens, audio_tokens=u.audio_tokens,
                 cost_usd=response.cost_usd, cost_source=response.cost_source,
                 latency_s=response.latency_s, ttft_s=response.ttft_s, attempts=response.attempts,
-                generation_id=response.generation_id)
+                generation_id=response.generation_id,
+                segments=json.dumps(response.segments) if response.segments else None)
         if error is not None:
             row.update(error=str(error) or type(error).__name__, error_type=type(error).__name__,
                        attempts=getattr(error, "attempts", None),
@@ -174,7 +182,7 @@ class Store:
                         usage=usage, cost_usd=0.0, cost_source="cached",
                         audio_seconds=row["audio_seconds"] or 0.0, latency_s=0.0,
                         generation_id=row["generation_id"], provider=row["provider"], tool_calls=calls,
-                        cached=True)
+                        cached=True, segments=json.loads(row["segments"]) if row["segments"] else [])
 
     # -- sources -----------------------------------------------------------------------------
 

@@ -72,6 +72,7 @@ class _Config:
     dialect: str = "openrouter"
     keepalive_interval: float = 0.05
     words_per_second: float = 0.0
+    model_prices: dict | None = None  # {model: {"prompt"|"completion"|"audio": USD}} over the defaults
 
 
 class LocalServer:
@@ -80,18 +81,23 @@ class LocalServer:
     latency: seconds before the first token (keep-alive comments meanwhile); token_rate: tokens
     per second (0 = unthrottled); answer_tokens: pad answers with filler up to this length;
     api_key: the only key accepted (None = any); rate_limit: requests per second per key;
-    words_per_second: make text answers as long as a transcript of the audio at this speech rate.
+    words_per_second: make text answers as long as a transcript of the audio at this speech rate;
+    model_prices: ``{model: {"prompt": USD/token, "completion": USD/token, "audio": USD/second}}``
+    listed by GET /models instead of the defaults (partial entries merge; unknown ids are added as
+    audio models). Billing (usage.cost) keeps Voxtral Small's prices.
     """
 
     def __init__(self, *, port: int = 0, latency: float = 0.0, token_rate: float = 0.0,
                  answer_tokens: int = 0, api_key: str | None = None, rate_limit: float | None = None,
                  dialect: str = "openrouter", keepalive_interval: float = 0.05,
-                 host: str = "127.0.0.1", words_per_second: float = 0.0):
+                 host: str = "127.0.0.1", words_per_second: float = 0.0,
+                 model_prices: dict | None = None):
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}")
         self.host, self.port = host, port
         self._config = _Config(latency, token_rate, answer_tokens, api_key, rate_limit, dialect,
-                               keepalive_interval, words_per_second)
+                               keepalive_interval, words_per_second, model_prices=model_prices)
+        self._models_requests = 0
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._log: list[RecordedRequest] = []
@@ -179,6 +185,7 @@ class LocalServer:
         app = web.Application(client_max_size=_MAX_BODY)
         for prefix in ("/api/v1", "/v1"):
             app.router.add_post(prefix + "/chat/completions", self._completions)
+            app.router.add_post(prefix + "/audio/transcriptions", self._transcriptions)
             app.router.add_get(prefix + "/models", self._models)
             app.router.add_get(prefix + "/generation", self._generation)
             app.router.add_get(prefix + "/key", self._key)
@@ -206,10 +213,10 @@ class LocalServer:
             self._faults.append(_Fault(fault, times, after_tokens, seconds, retry_after, match))
 
     def configure(self, **config: Any) -> None:
-        """Change latency, token_rate, answer_tokens, words_per_second, api_key, rate_limit (or
-        keepalive_interval) live."""
+        """Change latency, token_rate, answer_tokens, words_per_second, api_key, rate_limit,
+        model_prices (or keepalive_interval) live."""
         allowed = {"latency", "token_rate", "answer_tokens", "words_per_second", "api_key", "rate_limit",
-                   "keepalive_interval"}
+                   "keepalive_interval", "model_prices"}
         unknown = set(config) - allowed
         if unknown:
             raise TypeError(f"unknown setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -226,6 +233,12 @@ class LocalServer:
     def request_count(self) -> int:
         with self._lock:
             return len(self._log)
+
+    @property
+    def models_requests(self) -> int:
+        """How many GET /models this server has answered."""
+        with self._lock:
+            return self._models_requests
 
     def reset(self) -> None:
         """Forget queued faults, the request log, generations and rate-limit state."""
@@ -359,14 +372,148 @@ class LocalServer:
         with self._lock:
             self._generations[rec.id] = data
 
+    # -- audio transcriptions --------------------------------------------------------------
+    async def _transcriptions(self, request: web.Request) -> web.StreamResponse:
+        """Mistral's and vLLM's multipart ``audio/transcriptions`` (OpenRouter's dialect: 404, no route).
+
+        Logged, authenticated and rate limited like chat completions; the form is checked (and its
+        audio decoded) as the dialect's endpoint does, then the next matching fault is taken:
+        ``http_*`` as for chat, ``stall`` waits, ``reset_mid_stream`` resets the connection,
+        ``malformed_sse`` cuts the JSON short, ``error_chunk`` (no stream to break) is a 502. Faults
+        match against the log's prompt, ``audio/transcriptions``."""
+        from ._fake_streams import reset_connection
+        from ._fake_transcriptions import (TRANSCRIPTION_DIALECTS, FormError, answer, logged_body, read_form,
+                                           validate)
+
+        with self._lock:
+            cfg = self._config
+        if cfg.dialect not in TRANSCRIPTION_DIALECTS:
+            raise web.HTTPNotFound()
+        arrived = time.monotonic()
+        gid = f"trsc-{secrets.token_hex(12)}"
+        headers = {k: ("Bearer ***" if k.lower() == "authorization" else v) for k, v in request.headers.items()}
+        rec = RecordedRequest(id=gid, received_at=time.time(), headers=headers, prompt="audio/transcriptions")
+        with self._lock:
+            self._log.append(rec)
+
+        def fail(resp: web.Response) -> web.Response:
+            rec.status = resp.status
+            return resp
+
+        try:
+            fields, upload = await read_form(request)
+        except web.HTTPRequestEntityTooLarge:
+            return fail(error_body(413, "Request payload too large", {"error_type": "payload_too_large"}))
+        except ValueError:  # not a readable form: checked below as an empty one
+            fields, upload = [], None
+        rec.body = logged_body(fields, upload)
+        denied = self._auth_error(request, cfg)
+        if denied is not None:
+            return fail(denied)
+        wait = self._rate_limited(request.headers["Authorization"], cfg)
+        if wait is not None:
+            retry = {"Retry-After": seconds_header(round(wait, 3) or 0.001)}
+            return fail(error_body(429, f"Rate limit exceeded: {cfg.rate_limit:g} requests per second",
+                                   {"error_type": "rate_limit_exceeded"}, retry))
+        try:  # decoding megabytes of audio must not stall the other connections
+            req = await asyncio.to_thread(validate, fields, upload, cfg.dialect)
+        except FormError as exc:
+            return fail(exc.response())
+        rec.audio = [req.audio]
+        fault = self._take_fault(rec.prompt)
+        rec.fault = fault.name if fault else None
+        name = "http_502" if fault is not None and fault.name == "error_chunk" else fault.name if fault else None
+        if name is not None and name.startswith("http_"):
+            return fail(fault_error(dataclasses.replace(fault, name=name), req.model, rec.prompt))
+        if name == "reset_mid_stream":
+            await reset_connection(request)
+            return web.Response()  # never reaches the peer
+        await asyncio.sleep(max(0.0, cfg.latency - (time.monotonic() - arrived)) + (fault.seconds if fault else 0))
+        body, rec.usage = answer(req, cfg.dialect)
+        rec.status, rec.tokens_sent = 200, len(str(body.get("text") if isinstance(body, dict) else body).split())
+        if name == "malformed_sse":  # the whole-body analogue: JSON cut short
+            return web.Response(body=b'{"model": "' + req.model.encode() + b'", "text": "segm',
+                                content_type="application/json")
+        rec.completed = True
+        if isinstance(body, str):
+            return web.Response(text=body, content_type="text/plain")
+        return web.json_response(body)
+
     # -- other endpoints -------------------------------------------------------------------
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"data": [{
-            "id": m, "name": "Mistral: " + m.split("/")[-1].replace("-", " ").title(),
-            "context_length": 32768,
-            "architecture": {"input_modalities": ["text", "audio"], "output_modalities": ["text"]},
-            "pricing": {"prompt": "0.0000001", "completion": "0.0000003", "audio": "0.0001"},
-        } for m in MODELS[self._config.dialect]]})
+        """The model list in the dialect's shape: OpenRouter's (every field its SDK's
+        ``ModelsListResponse`` requires; prices as USD strings, Voxtral's audio per second) with
+        the Voxtral models and one text-only model; Mistral's and vLLM's lists carry no prices."""
+        from ._fake_answers import PRICE_AUDIO_SECOND, PRICE_COMPLETION, PRICE_PROMPT
+
+        with self._lock:
+            self._models_requests += 1
+            cfg = self._config
+        created = 1761782400  # 2025-10-30, when OpenRouter listed Voxtral Small
+
+        def usd(value: Any) -> str:  # OpenRouter writes plain decimals: 1e-07 -> "0.0000001"
+            return value if isinstance(value, str) else f"{value:.12f}".rstrip("0").rstrip(".") or "0"
+
+        def title(model: str) -> str:
+            return "Mistral: " + model.split("/")[-1].replace("-", " ").title()
+
+        if cfg.dialect == "mistral":
+            return web.json_response({"object": "list", "data": [{
+                "id": m, "object": "model", "created": created, "owned_by": "mistralai", "name": m,
+                "description": title(m), "max_context_length": 32768, "aliases": [], "deprecation": None,
+                "type": "base", "default_model_temperature": 0.2,
+                "capabilities": {"completion_chat": True, "completion_fim": False, "function_calling": True,
+                                 "fine_tuning": False, "vision": not audio, "classification": False,
+                                 "audio": audio},
+            } for m, audio in [*((m, True) for m in MODELS["mistral"]), ("mistral-small-latest", False)]]})
+        if cfg.dialect != "openrouter":  # vLLM
+            return web.json_response({"object": "list", "data": [{
+                "id": m, "object": "model", "created": created, "owned_by": "vllm", "root": m, "parent": None,
+                "max_model_len": 32768,
+                "permission": [{"id": f"modelperm-{m.split('/')[-1].lower()}", "object": "model_permission",
+                                "created": created, "allow_create_engine": False, "allow_sampling": True,
+                                "allow_logprobs": True, "allow_search_indices": False, "allow_view": True,
+                                "allow_fine_tuning": False, "organization": "*", "group": None,
+                                "is_blocking": False}],
+            } for m in MODELS[cfg.dialect]]})
+
+        voxtral = {"prompt": PRICE_PROMPT, "completion": PRICE_COMPLETION, "audio": PRICE_AUDIO_SECOND}
+        listed = {m: dict(voxtral) for m in MODELS["openrouter"]}
+        text_only = "mistralai/mistral-small-3.2-24b-instruct"
+        listed[text_only] = {"prompt": 0.05e-6, "completion": 0.1e-6}
+        for model, prices in (cfg.model_prices or {}).items():
+            listed[model] = {**listed.get(model, voxtral), **prices}
+
+        def entry(model: str, prices: dict) -> dict:
+            audio = model != text_only
+            pricing = {k: usd(v) for k, v in prices.items()}
+            if audio:
+                description = ("Voxtral adds audio input to a Mistral text model: transcription, translation "
+                               "and audio understanding. Input audio is priced at "
+                               f"${float(pricing.get('audio', 0)) * 1e6:g} per million seconds.")
+            else:
+                description = "Mistral Small 3.2 24B, a text and image model without audio input."
+            inputs = ["text", "audio"] if audio else ["text", "image"]
+            return {
+                "id": model, "canonical_slug": model, "hugging_face_id": None, "name": title(model),
+                "created": created, "description": description, "context_length": 32768 if audio else 131072,
+                "architecture": {"modality": "+".join(inputs) + "->text", "input_modalities": inputs,
+                                 "output_modalities": ["text"], "tokenizer": "Mistral", "instruct_type": None},
+                "pricing": pricing,
+                "top_provider": {"context_length": 32768 if audio else 131072, "max_completion_tokens": None,
+                                 "is_moderated": False},
+                "per_request_limits": None,
+                "supported_parameters": ["frequency_penalty", "max_tokens", "presence_penalty", "response_format",
+                                         "seed", "stop", "structured_outputs", "temperature", "tool_choice",
+                                         "tools", "top_p"],
+                "default_parameters": {"temperature": 0.2, "top_p": 0.95} if audio else None,
+                "supported_voices": None,
+                "links": {"details": f"/api/v1/models/{model}/endpoints"},
+                "expiration_date": None, "knowledge_cutoff": None,
+            }
+
+        data = [entry(m, p) for m, p in listed.items()]
+        return web.json_response({"data": data, "links": {"next": None}, "total_count": len(data)})
 
     async def _generation(self, request: web.Request) -> web.Response:
         denied = self._auth_error(request, self._config)
