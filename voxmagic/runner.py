@@ -18,7 +18,8 @@ from .audio import EncodedAudio
 from .client import TextDelta
 from .cost import (CONTEXT_TOKENS, CostLedger, Estimate, LedgerEntry, audio_tokens, estimate,
                    format_usd, pricing_for, transcript_token_bound)
-from .errors import APIError, AudioError, BudgetError, ConfigError
+from .errors import (APIError, AudioError, AuthenticationError, BudgetError, ConfigError,
+                     InsufficientCreditsError)
 from .loop import LOOP
 from .requests import ChatRequest, Params
 from .results import Response, attach_json
@@ -166,6 +167,7 @@ async def send(request: ChatRequest, settings: Settings, on_event: EventHandler 
         else:
             response = await client.complete(request, on_event)
     except (APIError, asyncio.CancelledError) as exc:
+        _advise(exc, settings)
         store.record(request, settings.base_url, error=exc)
         if getattr(exc, "generation_id", None):  # the provider started: it may bill, amount unknown
             ledger.add(LedgerEntry(time.time(), labels, request.model, None, None, None,
@@ -174,6 +176,14 @@ async def send(request: ChatRequest, settings: Settings, on_event: EventHandler 
     store.record(request, settings.base_url, response=response, cache_key=key if caching.write else None)
     ledger.record(response, label=labels)
     return response
+
+
+def _advise(exc: BaseException, settings: Settings) -> None:
+    """What to do about a refused key or credits depends on the provider."""
+    if isinstance(exc, AuthenticationError):
+        exc.advice = f"check the key in {settings.key_env} (or pass api_key=)"
+    elif isinstance(exc, InsufficientCreditsError) and settings.provider != "openrouter":
+        exc.advice = f"add credits to your {settings.provider} account or lower max_tokens"
 
 
 def _from_cache(response: Response, request: ChatRequest, settings: Settings,

@@ -283,6 +283,8 @@ class LocalServer:
 
     # -- auth and rate limit ---------------------------------------------------------------
     def _auth_error(self, request: web.Request, cfg: _Config) -> web.Response | None:
+        if cfg.dialect == "vllm" and cfg.api_key is None:
+            return None  # vLLM started without --api-key checks nothing
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             return error_body(401, "No auth credentials found")
@@ -336,7 +338,7 @@ class LocalServer:
         denied = self._auth_error(request, cfg)
         if denied is not None:
             return fail(denied)
-        wait = self._rate_limited(request.headers["Authorization"], cfg)
+        wait = self._rate_limited(request.headers.get("Authorization", ""), cfg)
         if wait is not None:
             retry = {"Retry-After": seconds_header(round(wait, 3) or 0.001)}
             return fail(error_body(429, f"Rate limit exceeded: {cfg.rate_limit:g} requests per second",
@@ -410,7 +412,7 @@ class LocalServer:
         denied = self._auth_error(request, cfg)
         if denied is not None:
             return fail(denied)
-        wait = self._rate_limited(request.headers["Authorization"], cfg)
+        wait = self._rate_limited(request.headers.get("Authorization", ""), cfg)
         if wait is not None:
             retry = {"Retry-After": seconds_header(round(wait, 3) or 0.001)}
             return fail(error_body(429, f"Rate limit exceeded: {cfg.rate_limit:g} requests per second",
