@@ -47,7 +47,8 @@ def unload_ipython_extension(ipython: Any) -> None:
 
     manager = ipython.magics_manager
     for kind, names in (("cell", ["voxtral"]),
-                        ("line", ["voxtral_transcribe", "voxtral_cost", "voxtral_history", "voxtral_reset"])):
+                        ("line", ["voxtral_transcribe", "voxtral_cost", "voxtral_history", "voxtral_reset",
+                                  "voxtral_models"])):
         for name in names:
             manager.magics[kind].pop(name, None)
     manager.registry.pop(VoxtralMagics.__name__, None)

@@ -23,6 +23,7 @@ from .errors import AudioError, ConfigError, VoxmagicError
 from .requests import ChatRequest, Params
 from .runner import (Caching, Plan, bounded, check_budget, check_context, label, ledger, map_bounded,
                      planned, send, store)
+from .prices import ensure_prices
 from .segment import find_cut, prepare_chunks
 from .settings import Settings
 from .transcriptions import TranscriptionRequest
@@ -171,6 +172,7 @@ async def transcribe(items: Sequence[Any], batch: Batch, *, concurrency: int = 8
     sending overlap.
     """
     batch.settings.check()
+    await ensure_prices(batch.settings)
     if batch.endpoint == "transcriptions" and not batch.settings.transcription_model:
         raise ConfigError(f"{batch.settings.provider} has no transcriptions endpoint for Voxtral; use the "
                           "chat endpoint (--api chat, api='chat')")
@@ -251,6 +253,7 @@ class BatchPlan:
 
 async def plan_batch(items: Sequence[Any], batch: Batch, concurrency: int = 8) -> BatchPlan:
     """Prepare every source as :func:`transcribe` would, and send nothing."""
+    await ensure_prices(batch.settings)
     async def one(item: Any) -> list[Plan] | str:
         try:
             chunks = await asyncio.to_thread(prepare_chunks, _audio.as_source(item), batch.audio_format,

@@ -315,3 +315,16 @@ def run_history(magic: VoxtralMagics, args: Namespace) -> pd.DataFrame:
     if args.out:
         magic.shell.user_ns[args.out] = df
     return df
+
+
+def run_models(magic: VoxtralMagics, args: Namespace) -> pd.DataFrame:
+    from .prices import models_table
+    from .settings import Settings
+
+    settings = Settings.resolve(provider=_pick(args.provider, magic.provider),
+                                base_url=_pick(args.base_url, magic.base_url))
+    df = models_table(settings, refresh=args.refresh)
+    print(f"{len(df)} models that take audio at {settings.base_url} (prices: {df.attrs.get('source')})")
+    if args.out:
+        magic.shell.user_ns[args.out] = df
+    return df

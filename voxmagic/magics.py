@@ -285,6 +285,24 @@ class VoxtralMagics(Magics):
         return None if quiet else df
 
     @magic_arguments()
+    @argument("-o", "--out", metavar="NAME", help="store the table in this variable")
+    @argument("--refresh", action="store_true", help="fetch the list now instead of using today's copy")
+    @argument("--provider", choices=["openrouter", "mistral", "openai-compatible"], metavar="NAME",
+              help="whose models (default: the session's provider)")
+    @argument("--base-url", metavar="URL", help="whose models, by endpoint")
+    @line_magic("voxtral_models")
+    def voxtral_models(self, line: str) -> Any:
+        """The models that take audio, with their prices (USD per 1M prompt and completion tokens,
+        per minute of audio). For OpenRouter the list is fetched at most once a day and cached;
+        offline, the built-in prices are shown. ``source`` says which."""
+        from .commands import run_models
+
+        args, quiet = _parse_line(self.voxtral_models, line)
+        with _one_line_errors():
+            df = run_models(self, args)
+        return None if quiet else df
+
+    @magic_arguments()
     @line_magic("voxtral_reset")
     def voxtral_reset(self, line: str) -> None:
         """Forget the conversation that ``%%voxtral --continue`` would follow up."""

@@ -24,6 +24,7 @@ from .loop import LOOP
 from .requests import ChatRequest, Params
 from .results import Response, attach_json
 from .settings import Settings
+from .prices import ensure_prices
 from .storage import Store
 from .transcriptions import TranscriptionRequest
 
@@ -92,6 +93,7 @@ def prepare(items: Sequence[Any], audio_format: str) -> tuple[EncodedAudio, ...]
 async def plan(items: Sequence[Any], prompt: str, *, settings: Settings, params: Params,
                system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT) -> Plan:
     """Decode and encode the audio and build the request; nothing is sent."""
+    await ensure_prices(settings)  # today's prices for the estimate (once a day, never fails)
     clips = await asyncio.to_thread(prepare, items, audio_format)
     return planned(ChatRequest(prompt, clips, params, settings.model, system, settings.effective_dialect))
 

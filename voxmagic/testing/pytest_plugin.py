@@ -23,10 +23,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_history(tmp_path, monkeypatch):
-    """Each test starts with an empty history, cache and cost ledger, and no session budget."""
+    """Each test starts with an empty history, cache, cost ledger and price list, and no session
+    budget."""
+    from ..prices import reset
     from ..runner import ledger
 
     monkeypatch.setenv("VOXMAGIC_HISTORY", str(tmp_path / "history.db"))
+    reset()  # no live prices from another test's server
     ledger.reset()
     ledger.budget_usd = None
 
