@@ -161,7 +161,8 @@ def test_a_trailing_semicolon_stores_without_displaying(ip):
         assert ip.run_line_magic("voxtral_transcribe", "clips -o df;") is None
     assert len(ip.user_ns["df"]) == 3
     out, _ = run(ip, "%voxtral_transcribe clips -o df")
-    assert re.search(r"^these 3 calls \$0\.\d+ · session \$0\.\d+ \(6 calls\)$", out, re.M)
+    # all three answered from the cache: nothing sent this time, the session tally unchanged
+    assert re.search(r"^nothing sent · session \$0\.\d+ \(6 calls\)$", out, re.M)
 
 
 def test_transcribe_progress_widget(ip, server):

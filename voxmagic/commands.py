@@ -58,6 +58,8 @@ def caching(magic: VoxtralMagics, args: Namespace) -> Caching:
 
 
 def tally(usd: float | None, calls: int = 1) -> str:
+    if calls == 0:
+        return f"nothing sent · {runner.ledger}"
     what = "this call" if calls == 1 else f"these {calls} calls"
     return f"{what} {format_usd(usd)} · {runner.ledger}"
 
@@ -290,7 +292,8 @@ def _run_batch(magic: VoxtralMagics, args: Namespace, sources: list, job: batch.
         if after is not None:
             rows, note = after(rows)
         df = bind(rows)
-        view.finish(tally(float(df["cost_usd"].fillna(0).sum()), int(df["generation_id"].notna().sum()))
+        sent = sum(r.get("chunks") or 1 for r in rows if r.get("cost_usd") is not None and not r.get("cached"))
+        view.finish(tally(float(df["cost_usd"].fillna(0).sum()), sent)
                     + (f"\n{note}" if note else ""))
         return df
 
