@@ -73,7 +73,10 @@ def _pre(text: str) -> str:
 
 
 def _muted(text: str, color: str = "var(--jp-ui-font-color2,#666)") -> str:
-    return f'<div style="color:{color};font-size:90%">{html.escape(text)}</div>'
+    """A status line. The classes keep MathJax off it: JupyterLab would typeset the text between
+    two dollar amounts ("$0.0002 · session $0.0004") as LaTeX."""
+    return (f'<div class="mathjax_ignore tex2jax_ignore" style="color:{color};font-size:90%">'
+            f'{html.escape(text).replace(chr(10), "<br>")}</div>')
 
 
 def tool_line(run: dict[str, Any]) -> str:
