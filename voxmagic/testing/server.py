@@ -292,6 +292,18 @@ class LocalServer:
             return error_body(401, "User not found.")
         return None
 
+    def _admission(self, request: web.Request, cfg: _Config) -> web.Response | None:
+        """The key, then the rate limit, as OpenRouter checks them: the refusal, or None."""
+        denied = self._auth_error(request, cfg)
+        if denied is not None:
+            return denied
+        wait = self._rate_limited(request.headers.get("Authorization", ""), cfg)
+        if wait is not None:
+            retry = {"Retry-After": seconds_header(round(wait, 3) or 0.001)}
+            return error_body(429, f"Rate limit exceeded: {cfg.rate_limit:g} requests per second",
+                              {"error_type": "rate_limit_exceeded"}, retry)
+        return None
+
     def _rate_limited(self, key: str, cfg: _Config) -> float | None:
         """Token bucket per key; returns seconds to wait when the request must be refused."""
         if not cfg.rate_limit:
@@ -335,14 +347,9 @@ class LocalServer:
         except ValueError:
             body = None
         rec.body, rec.prompt = redact(body), prompt_text(body)
-        denied = self._auth_error(request, cfg)
-        if denied is not None:
-            return fail(denied)
-        wait = self._rate_limited(request.headers.get("Authorization", ""), cfg)
-        if wait is not None:
-            retry = {"Retry-After": seconds_header(round(wait, 3) or 0.001)}
-            return fail(error_body(429, f"Rate limit exceeded: {cfg.rate_limit:g} requests per second",
-                                   {"error_type": "rate_limit_exceeded"}, retry))
+        refused = self._admission(request, cfg)
+        if refused is not None:
+            return fail(refused)
         if body is None:
             return fail(error_body(400, "Request body is not valid JSON", {"error_type": "invalid_request"}))
         try:
@@ -409,14 +416,9 @@ class LocalServer:
         except ValueError:  # not a readable form: checked below as an empty one
             fields, upload = [], None
         rec.body = logged_body(fields, upload)
-        denied = self._auth_error(request, cfg)
-        if denied is not None:
-            return fail(denied)
-        wait = self._rate_limited(request.headers.get("Authorization", ""), cfg)
-        if wait is not None:
-            retry = {"Retry-After": seconds_header(round(wait, 3) or 0.001)}
-            return fail(error_body(429, f"Rate limit exceeded: {cfg.rate_limit:g} requests per second",
-                                   {"error_type": "rate_limit_exceeded"}, retry))
+        refused = self._admission(request, cfg)
+        if refused is not None:
+            return fail(refused)
         try:  # decoding megabytes of audio must not stall the other connections
             req = await asyncio.to_thread(validate, fields, upload, cfg.dialect)
         except FormError as exc:
