@@ -230,3 +230,23 @@ def test_a_schema_answer_is_never_stitched_from_chunks(ip, server, tmp_path):
     assert df["topic"].iloc[1] == "sample" and server.request_count == 1  # nothing sent for long.wav
     run(ip, "%voxtral_transcribe long.wav --schema schema --chunk-minutes 1 --segments -o seg;")
     assert list(ip.user_ns["seg"]["topic"]) == ["sample"] * 3
+
+
+@pytest.mark.parametrize("line, message", [
+    ("meeting.mp3 --tools log_decision --auto-tools --max-tool-rounds 0", "allow at least 1 round"),
+    ("one.wav two.wav --each --together", "choose one"),
+    ("--continue --each", "does not combine with --each"),
+])
+def test_contradictory_options_are_one_line_and_send_nothing(ip, server, line, message):
+    with pytest.raises(UsageError, match=message):
+        ip.run_cell_magic("voxtral", line, "Q")
+    assert server.request_count == 0
+
+
+def test_the_terminal_shows_each_tool_line_once(ip, server):
+    out, _ = run(ip, "%%voxtral meeting.mp3 --tools log_decision --auto-tools --max-tool-rounds 2\n"
+                     "Please call tools 3 times.")
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert sum(line.startswith("→ log_decision(") for line in lines) == 3  # 2 run, 1 shown not run
+    assert sum(line.endswith("(not run)") for line in lines) == 1
+    assert lines.index(next(l for l in lines if l.endswith("(not run)"))) == 2

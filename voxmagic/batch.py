@@ -63,9 +63,6 @@ class Batch:
         """A table row has nothing to show until its transcript is whole, so short clips are not
         streamed (half the work per request); long ones are, so keep-alives hold the connection."""
         if self.endpoint == "transcriptions":
-            if not self.settings.transcription_model:
-                raise ConfigError(f"{self.settings.provider} has no transcriptions endpoint for Voxtral; "
-                                  "use the chat endpoint (--api chat)")
             return TranscriptionRequest(
                 clip, self.settings.transcription_model, self.language, self.params.temperature,
                 dialect="mistral" if self.settings.effective_dialect == "mistral" else "openai")
@@ -73,6 +70,14 @@ class Batch:
         params = bounded(self.params, clip.duration_s) if self.transcript and not self.structured else self.params
         return ChatRequest(self.prompt, (clip,), replace(params, stream=stream), self.settings.model,
                            self.system, self.settings.effective_dialect)
+
+    def check(self) -> Batch:
+        """What would fail every request, before any is made: no key, no such endpoint."""
+        self.settings.check()
+        if self.endpoint == "transcriptions" and not self.settings.transcription_model:
+            raise ConfigError(f"{self.settings.provider} has no transcriptions endpoint for Voxtral; use "
+                              "the chat endpoint (--api chat, api='chat')")
+        return self
 
     def fingerprint(self, source: AudioSource) -> str | None:
         digest = source.content_digest()
@@ -171,11 +176,8 @@ async def transcribe(items: Sequence[Any], batch: Batch, *, concurrency: int = 8
     batch — minus what is cached — is estimated before anything is sent; otherwise decoding and
     sending overlap.
     """
-    batch.settings.check()
+    batch.check()
     await ensure_prices(batch.settings)
-    if batch.endpoint == "transcriptions" and not batch.settings.transcription_model:
-        raise ConfigError(f"{batch.settings.provider} has no transcriptions endpoint for Voxtral; use the "
-                          "chat endpoint (--api chat, api='chat')")
     gate = asyncio.Semaphore(max(1, concurrency))  # requests in flight
     cpu = asyncio.Semaphore(os.cpu_count() or 2)  # sources being decoded and encoded
 

@@ -89,6 +89,14 @@ def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> Job | None:
         raise ConfigError("the cell is empty: write your question about the audio below the "
                           "%%voxtral line (or use %voxtral_transcribe)")
     prompt = render_prompt(cell.strip(), ns)
+    if args.each and args.together:
+        raise ConfigError("--each asks about every source separately and --together about all at once: "
+                          "choose one")
+    if args.max_tool_rounds is not None and args.max_tool_rounds < 1:
+        raise ConfigError(f"--max-tool-rounds {args.max_tool_rounds}: allow at least 1 round")
+    if args.resume and (args.each or args.together):
+        raise ConfigError("--continue follows up one conversation; it does not combine with --each or "
+                          "--together")
     if args.resume:
         if args.audio:
             raise ConfigError("--continue asks about the audio already in the conversation: leave out "
@@ -227,7 +235,8 @@ def run_transcribe(magic: VoxtralMagics, args: Namespace) -> Any:
     def write(rows: list[dict]) -> tuple[list[dict], str]:
         found = transcripts(rows)
         written = [path for t in found if t.cues for fmt, folder in subtitles.items() for path in t.save(folder, fmt)]
-        note = f"wrote {len(written)} subtitle files to {', '.join(sorted(set(subtitles.values())))}"
+        note = (f"wrote {len(written)} subtitle file{'s' if len(written) != 1 else ''} to "
+                f"{', '.join(sorted(set(subtitles.values())))}")
         return (rows if args.segments else _stitched(rows)), note
 
     return _run_batch(magic, args, sources, job, "%voxtral_transcribe", segments=True, after=write)
@@ -254,7 +263,7 @@ def _run_batch(magic: VoxtralMagics, args: Namespace, sources: list, job: batch.
     if args.dry_run:
         print(LOOP.run(batch.plan_batch(sources, job, concurrency)))
         return None
-    job.settings.check()
+    job.check()
     view = magic.last_view = BatchView([runner.label(s) for s in sources],
                                        widget=widgets_available(magic.display_mode),
                                        rate=magic.updates_per_second)

@@ -86,6 +86,8 @@ async def exchange(request: ChatRequest, settings: Settings, *, functions: dict[
     ``max_rounds`` times. Each round is checked against the context and the budget first."""
     from .runner import send
 
+    if max_rounds < 1:
+        raise ConfigError(f"max_tool_rounds={max_rounds}: allow at least 1 round of tool calls")
     done = Exchange(request)
     runs: list[dict[str, Any]] = []
     while True:
@@ -99,7 +101,8 @@ async def exchange(request: ChatRequest, settings: Settings, *, functions: dict[
             break
         rounds = len(done.responses)
         if rounds > max_rounds:
-            done.stopped = f"stopped after {max_rounds} rounds of tool calls (--max-tool-rounds)"
+            done.stopped = (f"stopped after {max_rounds} rounds of tool calls; raise --max-tool-rounds "
+                            "(max_tool_rounds=) to allow more")
             break
         results = await asyncio.to_thread(call_tools, response.tool_calls, functions)
         for run in results:

@@ -151,7 +151,8 @@ class StreamView:
 
     def on_tools(self, runs: list[dict[str, Any]]) -> None:
         """Functions run for the model's tool calls: one line each, between the answers."""
-        lines = "".join(f"\n{tool_line(run)}\n" for run in runs)
+        lines = ("\n" if self.text and not self.text.endswith("\n") else "") + "".join(
+            f"{tool_line(run)}\n" for run in runs)
         self.parts.append(lines)
         if not self.widget:
             sys.stdout.write(lines)
@@ -178,9 +179,12 @@ class StreamView:
                                raw=True)
             self.box.close()
         else:
-            streamed = self.text
-            if text.split() != streamed.split():  # e.g. tool calls that were shown, not run
-                print(text[len(streamed):] if text.startswith(streamed) else f"\n{text}", end="")
+            # print what did not stream (tool calls shown but not run); the rest is on screen
+            streamed = [line for line in self.text.splitlines() if line.strip()]
+            lines = [line for line in text.splitlines() if line.strip()]
+            missing = lines[len(streamed):] if lines[:len(streamed)] == streamed else lines
+            if missing:
+                print(("\n" if self.text and not self.text.endswith("\n") else "") + "\n".join(missing), end="")
             print(f"\n[{summary}]\n{tally}")
 
     def fail(self, message: str) -> None:
@@ -250,11 +254,12 @@ class BatchView:
         self._replace(f"{self.header_line()}\n{tally}")
 
     def fail(self, message: str) -> None:
-        self._replace(message, "var(--jp-error-color1,#c00)")
+        """In place of the view in a notebook; in a terminal the error raised next says it."""
+        self._replace(message, "var(--jp-error-color1,#c00)", echo=False)
 
-    def _replace(self, text: str, color: str = "var(--jp-ui-font-color2,#666)") -> None:
+    def _replace(self, text: str, color: str = "var(--jp-ui-font-color2,#666)", echo: bool = True) -> None:
         if self.widget:
             self.handle.update({"text/plain": text, "text/html": _muted(text, color)}, raw=True)
             self.box.close()
-        else:
+        elif echo:
             print(text.splitlines()[-1])
