@@ -250,3 +250,19 @@ def test_the_models_magic_and_live_prices_in_a_dry_run(shell, server):
     cost = lambda out: float(out.rsplit("estimated cost ≤ $", 1)[1].split()[0])
     assert cost(out2) == pytest.approx(cost(out1) + 60 * (0.001 - 0.0001), rel=0.01)
     assert server.request_count == 0
+
+
+def test_offline_mode_never_asks_a_remote_server(monkeypatch):
+    """The test suite runs with VOXMAGIC_OFFLINE=1: OpenRouter's list must come from the seeds
+    without a connection being attempted."""
+    import httpx
+
+    from voxmagic import prices
+    from voxmagic.settings import Settings
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a remote server was asked")
+
+    monkeypatch.setattr(httpx.AsyncClient, "get", refuse)
+    models, source = LOOP.run(prices.fetch_models(Settings.resolve(base_url="https://openrouter.ai/api/v1")))
+    assert source == "seed" and any(m["id"] == "mistralai/voxtral-small-24b-2507" for m in models)

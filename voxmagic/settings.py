@@ -48,6 +48,7 @@ def _provider(name: str | None, base_url: str | None) -> Provider:
 
 
 def _loopback(url: str) -> bool:
+    """A server on this machine (a self-hosted vLLM, voxmagic's local server)."""
     from urllib.parse import urlsplit
 
     return (urlsplit(url).hostname or "") in ("localhost", "127.0.0.1", "::1")
