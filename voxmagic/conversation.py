@@ -93,7 +93,7 @@ async def exchange(request: ChatRequest, settings: Settings, *, functions: dict[
     while True:
         response = await send(request, settings, on_event, caching)
         done.responses.append(response)
-        response.tool_runs = runs
+        response.tool_runs = list(runs)  # the runs that led to this answer
         if not response.tool_calls:
             break
         if not (auto_tools and functions):
