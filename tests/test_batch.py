@@ -198,3 +198,18 @@ def test_budget_counts_only_what_is_not_cached(server, opts, clips):
     voxmagic.ledger.budget_usd = voxmagic.ledger.total_usd + 0.0015  # enough for one more file only
     df = voxmagic.transcribe(clips, **opts)
     assert df["cached"].sum() == 5 and server.request_count == 6
+
+
+def test_per_source_restitches_chunk_rows_and_keeps_a_repeated_file_apart():
+    from voxmagic.batch import per_source
+
+    def chunk(i, start, end, text):
+        return {"source": "a.wav", "chunk": i, "start_s": start, "end_s": end, "duration_s": end - start,
+                "text": text, "cost_usd": 0.001, "error": None}
+
+    rows = [chunk(0, 0, 30, "one"), chunk(1, 30, 45, "two"), {"source": "bad.wav", "error": "no such file"},
+            chunk(0, 0, 30, "again")]
+    out = per_source(rows)
+    assert [r["source"] for r in out] == ["a.wav", "bad.wav", "a.wav"]
+    assert out[0]["text"] == "one two" and out[0]["chunks"] == 2 and out[0]["duration_s"] == 45
+    assert out[1] == rows[2] and out[2]["text"] == "again" and out[2]["chunks"] == 1

@@ -139,3 +139,10 @@ def test_a_refused_key_names_the_providers_variable(ip, monkeypatch):
     with LocalServer(dialect="mistral", api_key="right") as srv:
         with pytest.raises(UsageError, match=r"HTTP 401: .*check the key in MISTRAL_API_KEY"):
             ip.run_cell_magic("voxtral", f"short.wav --provider mistral --base-url {srv.base_url}", "Q")
+
+
+def test_the_magics_name_every_provider_settings_knows():
+    from voxmagic.magics import PROVIDER_NAMES
+    from voxmagic.settings import PROVIDERS
+
+    assert PROVIDER_NAMES == tuple(PROVIDERS)

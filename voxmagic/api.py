@@ -72,13 +72,13 @@ def transcription_prompt(language: str | None = None, hint: str | None = None,
     return prompt
 
 
-def endpoint_for(settings: Settings, *, plain: bool = True) -> str:
+def _endpoint_for(settings: Settings, *, plain: bool = True) -> str:
     """Plain transcripts go to a provider's speech-to-text endpoint when it has one (cheaper, and
     timed segments come with it); translations, hints and schemas need chat."""
     return "transcriptions" if plain and settings.has_transcriptions else "chat"
 
 
-def timed(settings: Settings, endpoint: str, language: str | None) -> bool:
+def _timed(settings: Settings, endpoint: str, language: str | None) -> bool:
     """Whether transcripts come with timed segments (Mistral gives none when a language is set)."""
     return endpoint == "transcriptions" and not (language and settings.effective_dialect == "mistral")
 
@@ -132,9 +132,11 @@ def plan(audio: Any, prompt: str, *, system: str | None = None,
                                 system=system, audio_format=audio_format))
 
 
-def _transcription_job(language: str | None, hint: str | None, prompt: str | None, translate_to: str | None,
-                       audio_format: str, max_chunk_s: float | None, cache: bool, refresh: bool,
-                       api: str | None, options: dict[str, Any], subtitles: bool = False) -> batch.Batch:
+def transcription_job(language: str | None, hint: str | None, prompt: str | None, translate_to: str | None,
+                      audio_format: str, max_chunk_s: float | None, cache: bool, refresh: bool,
+                      api: str | None, options: dict[str, Any], subtitles: bool = False) -> batch.Batch:
+    """The batch that transcribes (or, with a JSON ``response_format``, extracts from) each source:
+    its instruction, endpoint, and — for subtitles without timed segments — 30 s chunks."""
     options.setdefault("temperature", 0.0)  # Mistral's recommendation for transcription
     stream = options.pop("stream", None)
     settings, params = split_options(options)
@@ -144,11 +146,20 @@ def _transcription_job(language: str | None, hint: str | None, prompt: str | Non
                   else transcription_prompt(language, hint, translate_to))
     if api not in (None, "chat", "transcriptions"):
         raise ConfigError(f"api={api!r}: use 'chat' or 'transcriptions'")
-    endpoint = api or endpoint_for(settings, plain=plain)
-    if subtitles and not timed(settings, endpoint, language):
+    endpoint = api or _endpoint_for(settings, plain=plain)
+    if subtitles and not _timed(settings, endpoint, language):
         max_chunk_s = min(max_chunk_s or CUE_CHUNK_S, CUE_CHUNK_S)  # a cue per short chunk
     return batch.Batch(prompt, settings, params, audio_format, max_chunk_s, Caching.of(cache, refresh),
                        stream, endpoint=endpoint, language=language)
+
+
+def question_job(prompt: str, options: dict[str, Any], *, system: str | None, audio_format: str,
+                 cache: bool, refresh: bool) -> batch.Batch:
+    """The batch that asks ``prompt`` about each source: whole sources, no transcript bound."""
+    stream = options.pop("stream", None)
+    settings, params = split_options(options)
+    return batch.Batch(prompt, settings, params, audio_format, None, Caching.of(cache, refresh), stream,
+                       system=system, transcript=False)
 
 
 async def transcribe_async(sources: Any, language: str | None = None, *, hint: str | None = None,
@@ -159,7 +170,7 @@ async def transcribe_async(sources: Any, language: str | None = None, *, hint: s
                            api: str | None = None, on_result: Callable[[int, dict], None] | None = None,
                            **options: Any) -> pd.DataFrame:
     """Transcribe every source concurrently; see :func:`transcribe`."""
-    job = _transcription_job(language, hint, prompt, translate_to, audio_format, max_chunk_s, cache,
+    job = transcription_job(language, hint, prompt, translate_to, audio_format, max_chunk_s, cache,
                              refresh, api, options)
     return await _table(sources, job, concurrency, max_cost, segments, on_result)
 
@@ -174,7 +185,7 @@ def transcripts(sources: Any, language: str | None = None, *, hint: str | None =
     Times come from the provider's segments (Mistral's transcriptions endpoint) or else from
     chunks of at most 30 s cut at pauses, one request each; long chunk texts are split into
     cues in proportion to their length. Options are :func:`transcribe`'s."""
-    job = _transcription_job(language, hint, None, None, audio_format, DEFAULT_CHUNK_S, cache, refresh, api,
+    job = transcription_job(language, hint, None, None, audio_format, DEFAULT_CHUNK_S, cache, refresh, api,
                              options, subtitles=True)
     rows = LOOP.run(batch.transcribe(as_list(sources), job, concurrency=concurrency, max_cost=max_cost,
                                      segments=True))
@@ -198,10 +209,8 @@ async def ask_each_async(sources: Any, prompt: str, *, system: str | None = None
                          cache: bool = True, refresh: bool = False,
                          on_result: Callable[[int, dict], None] | None = None, **options: Any) -> pd.DataFrame:
     """Ask ``prompt`` about each source separately; see :func:`ask_each`."""
-    stream = options.pop("stream", None)
-    settings, params = split_options(options)
-    job = batch.Batch(prompt, settings, params, audio_format, None, Caching.of(cache, refresh), stream,
-                      system=system, transcript=False)
+    job = question_job(prompt, options, system=system, audio_format=audio_format, cache=cache,
+                       refresh=refresh)
     return await _table(sources, job, concurrency, max_cost, False, on_result)
 
 

@@ -166,6 +166,18 @@ def stitch(source: str, rows: list[dict]) -> dict:
     }
 
 
+def per_source(rows: list[dict]) -> list[dict]:
+    """The rows of ``segments=True`` back to one row per source, in order. A source's rows start
+    at chunk 0 (a source that failed before it was cut has one row and no chunk), so the same
+    file given twice stays two rows."""
+    groups: list[list[dict]] = []
+    for row in rows:
+        if row.get("chunk", 0) == 0:
+            groups.append([])
+        groups[-1].append(row)
+    return [stitch(group[0]["source"], group) if "start_s" in group[0] else group[0] for group in groups]
+
+
 async def transcribe(items: Sequence[Any], batch: Batch, *, concurrency: int = 8,
                      max_cost: float | None = None, segments: bool = False,
                      on_result: Callable[[int, list[dict]], None] | None = None) -> list[dict]:

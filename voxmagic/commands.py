@@ -14,7 +14,7 @@ from argparse import Namespace
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from . import batch, runner
-from .api import endpoint_for, extraction_prompt, history, split_options, timed, transcription_prompt
+from .api import history, question_job, split_options, transcription_job
 from .cost import format_usd
 from .display import BatchView, StreamView, tool_line, widgets_available
 from .errors import ConfigError, Interrupted, VoxmagicError
@@ -22,7 +22,7 @@ from .jobs import Job
 from .loop import LOOP
 from .resolve import audio_items, lookup, render_prompt
 from .results import table
-from .subtitles import CUE_CHUNK_S, transcripts
+from .subtitles import transcripts
 from .runner import Caching
 from .tools import tool_from_function
 from .conversation import Exchange, exchange, follow_up
@@ -53,8 +53,17 @@ def options(magic: VoxtralMagics, args: Namespace, *, temperature: float | None,
     return opts
 
 
+def _batch_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """A batch streams only long chunks unless streaming is off (``--no-stream``, ``stream = False``)."""
+    return {**opts, "stream": None if opts["stream"] else False}
+
+
+def _cache_flags(magic: VoxtralMagics, args: Namespace) -> dict[str, bool]:
+    return {"cache": magic.cache and not args.no_cache, "refresh": args.refresh}
+
+
 def caching(magic: VoxtralMagics, args: Namespace) -> Caching:
-    return Caching.of(magic.cache and not args.no_cache, args.refresh)
+    return Caching.of(**_cache_flags(magic, args))
 
 
 def tally(usd: float | None, calls: int = 1) -> str:
@@ -204,10 +213,8 @@ def _arguments(call: Any) -> Any:
 
 def run_each(magic: VoxtralMagics, args: Namespace, sources: list, prompt: str, opts: dict) -> Any:
     """``%%voxtral --each`` (or ``--schema`` over several files): one request and one row per source."""
-    stream = opts.pop("stream")
-    settings, params = split_options(opts)
-    job = batch.Batch(prompt, settings, params, args.format or magic.audio_format, None, caching(magic, args),
-                      stream=None if stream else False, system=args.system, transcript=False)
+    job = question_job(prompt, _batch_options(opts), system=args.system,
+                       audio_format=args.format or magic.audio_format, **_cache_flags(magic, args))
     return _run_batch(magic, args, sources, job, "%%voxtral --each")
 
 
@@ -215,20 +222,13 @@ def run_transcribe(magic: VoxtralMagics, args: Namespace) -> Any:
     ns = magic.shell.user_ns
     sources = audio_items(args.audio, ns, sample_rate=args.sr)
     schema = lookup(args.schema, ns, "--schema") if args.schema else None
-    settings, params = split_options(options(magic, args, temperature=0.0, max_tokens=None,
-                                             response_format=schema))
+    opts = options(magic, args, temperature=0.0, max_tokens=None, response_format=schema)
     minutes = _pick(args.chunk_minutes, magic.chunk_minutes)
-    prompt = (extraction_prompt(args.language, args.prompt) if schema is not None
-              else transcription_prompt(args.language, args.prompt, args.translate_to))
-    endpoint = args.api or endpoint_for(settings, plain=schema is None and not args.translate_to
-                                        and not args.prompt)
     subtitles = {fmt: folder for fmt, folder in (("srt", args.srt), ("vtt", args.vtt)) if folder}
-    max_chunk_s = minutes * 60 if minutes else None
-    if subtitles and not timed(settings, endpoint, args.language):
-        max_chunk_s = min(max_chunk_s or CUE_CHUNK_S, CUE_CHUNK_S)  # a cue per short chunk
-    job = batch.Batch(prompt, settings, params, args.format or magic.audio_format, max_chunk_s,
-                      caching(magic, args), stream=False if args.no_stream or not magic.stream else None,
-                      endpoint=endpoint, language=args.language)
+    job = transcription_job(args.language, args.prompt, None, args.translate_to,
+                            args.format or magic.audio_format, minutes * 60 if minutes else None,
+                            api=args.api, options=_batch_options(opts), subtitles=bool(subtitles),
+                            **_cache_flags(magic, args))
     if not subtitles:
         return _run_batch(magic, args, sources, job, "%voxtral_transcribe")
 
@@ -237,18 +237,9 @@ def run_transcribe(magic: VoxtralMagics, args: Namespace) -> Any:
         written = [path for t in found if t.cues for fmt, folder in subtitles.items() for path in t.save(folder, fmt)]
         note = (f"wrote {len(written)} subtitle file{'s' if len(written) != 1 else ''} to "
                 f"{', '.join(sorted(set(subtitles.values())))}")
-        return (rows if args.segments else _stitched(rows)), note
+        return (rows if args.segments else batch.per_source(rows)), note
 
     return _run_batch(magic, args, sources, job, "%voxtral_transcribe", segments=True, after=write)
-
-
-def _stitched(rows: list[dict]) -> list[dict]:
-    """Chunk rows back to one row per source, in order."""
-    by_source: dict[str, list[dict]] = {}
-    for row in rows:
-        by_source.setdefault(row["source"], []).append(row)
-    return [batch.stitch(source, group) if len(group) > 1 or "start_s" in group[0] else group[0]
-            for source, group in by_source.items()]
 
 
 def _run_batch(magic: VoxtralMagics, args: Namespace, sources: list, job: batch.Batch, what: str, *,

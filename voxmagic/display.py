@@ -151,13 +151,16 @@ class StreamView:
 
     def on_tools(self, runs: list[dict[str, Any]]) -> None:
         """Functions run for the model's tool calls: one line each, between the answers."""
-        lines = ("\n" if self.text and not self.text.endswith("\n") else "") + "".join(
-            f"{tool_line(run)}\n" for run in runs)
+        lines = self._new_line() + "".join(f"{tool_line(run)}\n" for run in runs)
         self.parts.append(lines)
         if not self.widget:
             sys.stdout.write(lines)
             sys.stdout.flush()
         self.throttle.poke()
+
+    def _new_line(self) -> str:
+        """What starts a new line after the text so far."""
+        return "\n" if self.text and not self.text.endswith("\n") else ""
 
     def _count(self, change: Any) -> None:
         self.updates += 1
@@ -184,7 +187,7 @@ class StreamView:
             lines = [line for line in text.splitlines() if line.strip()]
             missing = lines[len(streamed):] if lines[:len(streamed)] == streamed else lines
             if missing:
-                print(("\n" if self.text and not self.text.endswith("\n") else "") + "\n".join(missing), end="")
+                print(self._new_line() + "\n".join(missing), end="")
             print(f"\n[{summary}]\n{tally}")
 
     def fail(self, message: str) -> None:

@@ -21,6 +21,9 @@ from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, vali
 from .formats import DEFAULT_FORMAT, UPLOAD_FORMATS
 from .errors import VoxmagicError
 
+# settings.PROVIDERS, named here without importing it (and httpx) when the extension loads
+PROVIDER_NAMES = ("openrouter", "mistral", "openai-compatible")
+
 COMMON = [
     (("audio",), dict(nargs="*", metavar="AUDIO",
                       help="audio files, globs (clips/*.mp3), folders, http(s) URLs, or names of notebook "
@@ -49,7 +52,7 @@ COMMON = [
     (("--format",), dict(choices=UPLOAD_FORMATS, metavar="FMT",
                          help=f"upload encoding: {', '.join(UPLOAD_FORMATS)} (default {DEFAULT_FORMAT})")),
     (("--base-url",), dict(metavar="URL", help="OpenAI-compatible endpoint (default: the provider's)")),
-    (("--provider",), dict(choices=["openrouter", "mistral", "openai-compatible"], metavar="NAME",
+    (("--provider",), dict(choices=list(PROVIDER_NAMES), metavar="NAME",
                            help="openrouter (default), mistral, or openai-compatible (e.g. vLLM: give "
                                 "--base-url; no key needed on localhost)")),
 ]
@@ -144,7 +147,7 @@ class VoxtralMagics(Magics):
     base_url = Unicode(None, allow_none=True,
                        help="OpenAI-compatible endpoint base (default https://openrouter.ai/api/v1, "
                             "or $VOXMAGIC_BASE_URL).").tag(config=True)
-    provider = Enum(["openrouter", "mistral", "openai-compatible"], default_value=None, allow_none=True,
+    provider = Enum(list(PROVIDER_NAMES), default_value=None, allow_none=True,
                     help="Where Voxtral runs: openrouter, mistral (Mistral's API) or openai-compatible "
                          "(e.g. a self-hosted vLLM; set base_url). Default: from base_url, else "
                          "openrouter, or $VOXMAGIC_PROVIDER.").tag(config=True)
@@ -229,6 +232,13 @@ class VoxtralMagics(Magics):
 
         store.use(change.new)
 
+    def _table(self, magic_method: Any, line: str, run: Any) -> Any:
+        """A line magic that returns a table: shown, unless the line ends with ``;``."""
+        args, quiet = _parse_line(magic_method, line)
+        with _one_line_errors():
+            df = run(self, args)
+        return None if quiet else df
+
     # -- the magics ------------------------------------------------------------------------
 
     @magic_arguments("%voxtral")  # shown as %%voxtral: it is a cell magic
@@ -263,10 +273,7 @@ class VoxtralMagics(Magics):
         """
         from .commands import run_transcribe
 
-        args, quiet = _parse_line(self.voxtral_transcribe, line)
-        with _one_line_errors():
-            df = run_transcribe(self, args)
-        return None if quiet else df
+        return self._table(self.voxtral_transcribe, line, run_transcribe)
 
     @magic_arguments()
     @argument("-o", "--out", metavar="NAME", help="store the table in this variable")
@@ -279,15 +286,12 @@ class VoxtralMagics(Magics):
         prompt, audio digest and seconds, text, tokens, cost, latency, attempts, error, cached."""
         from .commands import run_history
 
-        args, quiet = _parse_line(self.voxtral_history, line)
-        with _one_line_errors():
-            df = run_history(self, args)
-        return None if quiet else df
+        return self._table(self.voxtral_history, line, run_history)
 
     @magic_arguments()
     @argument("-o", "--out", metavar="NAME", help="store the table in this variable")
     @argument("--refresh", action="store_true", help="fetch the list now instead of using today's copy")
-    @argument("--provider", choices=["openrouter", "mistral", "openai-compatible"], metavar="NAME",
+    @argument("--provider", choices=list(PROVIDER_NAMES), metavar="NAME",
               help="whose models (default: the session's provider)")
     @argument("--base-url", metavar="URL", help="whose models, by endpoint")
     @line_magic("voxtral_models")
@@ -297,10 +301,7 @@ class VoxtralMagics(Magics):
         offline, the built-in prices are shown. ``source`` says which."""
         from .commands import run_models
 
-        args, quiet = _parse_line(self.voxtral_models, line)
-        with _one_line_errors():
-            df = run_models(self, args)
-        return None if quiet else df
+        return self._table(self.voxtral_models, line, run_models)
 
     @magic_arguments()
     @line_magic("voxtral_reset")

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import cost
 from .cost import AUDIO_TOKENS_PER_SECOND, CONTEXT_TOKENS, Pricing
-from .settings import _loopback
+from .settings import is_loopback
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -151,7 +151,7 @@ async def _fetch(settings: Settings, max_age_s: float, refresh: bool) -> tuple[l
     if cached is not None and not refresh and cached[1] < max_age_s:
         return cached[0], "cached", True
     try:
-        if os.environ.get("VOXMAGIC_OFFLINE") == "1" and not _loopback(settings.base_url):
+        if os.environ.get("VOXMAGIC_OFFLINE") == "1" and not is_loopback(settings.base_url):
             raise ConnectionRefusedError("VOXMAGIC_OFFLINE=1: only servers on this machine are asked")
         data = await _get(settings)
     except Exception as exc:  # network, HTTP status, JSON: fall back, never raise

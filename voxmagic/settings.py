@@ -47,7 +47,7 @@ def _provider(name: str | None, base_url: str | None) -> Provider:
     return PROVIDERS[name]
 
 
-def _loopback(url: str) -> bool:
+def is_loopback(url: str) -> bool:
     """A server on this machine (a self-hosted vLLM, voxmagic's local server)."""
     from urllib.parse import urlsplit
 
@@ -109,7 +109,7 @@ class Settings:
 
     def check(self) -> Settings:
         """Fail early, in one line, when OpenRouter would only answer 401."""
-        if not self.api_key and not (self.provider == "openai-compatible" and _loopback(self.base_url)):
+        if not self.api_key and not (self.provider == "openai-compatible" and is_loopback(self.base_url)):
             example = {"openrouter": "sk-or-...", "mistral": "..."}.get(self.provider, "...")
             raise ConfigError(f"no API key for {self.provider}: set {self.key_env} in the environment or "
                               f"in a .env file in {Path.cwd()} (e.g. {self.key_env}={example}), or pass "
