@@ -24,8 +24,7 @@ from .resolve import audio_items, lookup, render_prompt
 from .results import table
 from .subtitles import transcripts
 from .runner import Caching
-from .tools import tool_from_function
-from .conversation import Exchange, exchange, follow_up
+from .conversation import Exchange, exchange, follow_up, split_tools
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -117,14 +116,11 @@ def run_ask(magic: VoxtralMagics, args: Namespace, cell: str) -> Job | None:
     else:
         sources = audio_items(args.audio, ns, sample_rate=args.sr)
     schema = lookup(args.schema, ns, "--schema") if args.schema else None
-    functions = {}
-    for name in filter(None, (n.strip() for n in (args.tools or "").split(","))):
-        fn = lookup(name, ns, "--tools")
-        functions[getattr(fn, "__name__", name)] = fn
+    names = dict.fromkeys(filter(None, (n.strip() for n in (args.tools or "").split(","))))
+    tools, functions = split_tools([lookup(name, ns, "--tools") for name in names])
     opts = options(magic, args, temperature=magic.temperature, max_tokens=magic.max_tokens,
                    response_format=schema if schema is not None else ("json" if args.json else None),
-                   tools=[tool_from_function(f) for f in functions.values()] or None,
-                   tool_choice=args.tool_choice)
+                   tools=tools, tool_choice=args.tool_choice)
     if args.each or (schema is not None and len(sources) > 1 and not args.together):
         return run_each(magic, args, sources, prompt, opts)
     settings, params = split_options(opts)
