@@ -42,7 +42,7 @@ def baseline_requests(paths: list[str]) -> list[dict]:
     import voxmagic
     import voxmagic.audio
     from voxmagic.cost import transcript_token_bound
-    from voxmagic.requests import DEFAULT_MODEL
+    from voxmagic.providers import DEFAULT_MODEL
 
     prompt = voxmagic.transcription_prompt()
     out = []

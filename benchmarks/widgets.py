@@ -38,7 +38,7 @@ def main() -> list[Row]:
         from IPython.utils.capture import capture_output
         from traitlets.config import Config
 
-        from voxmagic.display import _pre
+        from voxmagic.notebook.display import _pre
 
         os.environ["OPENROUTER_API_KEY"] = "bench"
         config = Config()
@@ -60,7 +60,7 @@ def main() -> list[Row]:
                 started = time.perf_counter()
                 run(f"%%voxtral {clip} -o answer --no-cache\nDescribe the audio.")
                 walls.append(time.perf_counter() - started)
-                view = ip.magics_manager.registry["VoxtralMagics"].last_view
+                view = ip.magics_manager.registry["VoxtralMagics"].session.last_view
                 response, answer = ip.user_ns["_voxtral"], ip.user_ns["answer"]
                 streaming = response.latency_s - response.ttft_s
                 per_second.append(view.updates / streaming)

@@ -1,15 +1,25 @@
-"""Audio in: real decoding of real containers, real encoding, clear errors for bad input."""
+"""Audio in: real decoding of real containers, real encoding, clear errors for bad input,
+bounded and interruptible downloads from a real local HTTP server."""
 from __future__ import annotations
 
+import asyncio
 import http.server
+import json
+import signal
+import struct
+import subprocess
+import sys
 import threading
-from functools import partial
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from voxmagic import audio
 from voxmagic.errors import AudioError
+from voxmagic.loop import LOOP
 from voxmagic.testing.synth import CONTAINERS, tone, tone_file
 
 TRUTH_S = 2.5
@@ -67,10 +77,91 @@ def test_array_needs_its_rate():
         audio.as_source(np.zeros(100, dtype=np.float32))
 
 
-def test_nan_array_is_refused():
-    bad = np.full(1600, np.nan, dtype=np.float32)
-    with pytest.raises(AudioError, match="NaN"):
-        audio.as_source((bad, 16_000)).decode()
+GOOD = np.zeros(1600, np.float32)
+
+
+@pytest.mark.parametrize("rate, says", [
+    (-16_000, "-16,000 Hz is outside 1,000–768,000 Hz"), (0, "0 Hz is outside"),
+    (16, r"16 Hz is outside .*\(16 kHz is 16000\)"), (10**12, "is outside"), (2**31, "is outside"),
+    (float("nan"), "nan is not a whole number"), (float("inf"), "inf is not a whole number"),
+    (16_000.5, "16000.5 is not a whole number"), (np.float64(8000.5), "8000.5 is not a whole number"),
+    ("16000", "'16000' is a str, not a number of Hz"), (True, "True is a bool"),
+    (None, "needs its sample rate"), ([16_000], "is a list"),
+])
+def test_bad_rates_are_one_line_audio_errors_at_as_source(rate, says):
+    for call in (lambda: audio.as_source((GOOD, rate), label="clip"),
+                 lambda: audio.as_source(GOOD, sample_rate=rate, label="clip")):
+        with pytest.raises(AudioError, match=f"^clip: .*{says}") as err:
+            call()  # no decoding: the check happens where the array comes in
+        assert "\n" not in str(err.value) and "pass" in str(err.value)
+
+
+def test_whole_rates_of_any_numeric_type_are_taken():
+    for rate in (16_000, 16_000.0, np.int32(16_000), np.float32(16_000), Fraction(16_000)):
+        src = audio.as_source((GOOD, rate))
+        assert src.sample_rate == 16_000 and type(src.sample_rate) is int
+        assert src.label == "<array 0.10 s @ 16000 Hz>"
+
+
+@pytest.mark.parametrize("samples, says", [
+    (np.array(["a", "b"]), "dtype str32 is not audio samples; pass int or float samples"),
+    (np.array([0.1, None], dtype=object), "dtype object is not audio samples"),
+    (np.zeros(10, complex), "complex numbers; pass real samples"),
+    (np.zeros(10, bool), "boolean"),
+    (np.zeros(3, "datetime64[s]"), "is not audio samples"),
+    (np.zeros(0, np.float32), r"empty \(shape \(0,\)\)"),
+    (np.zeros((2, 0), np.float32), "empty"),
+    (np.zeros((3, 3, 3)), r"shape \(3, 3, 3\) is not \(samples,\) or \(channels, samples\)"),
+    (np.zeros((100, 100)), "at most 8 channels"),
+    (np.full(1600, np.nan, np.float32), "NaN or infinite values; replace them"),
+    (np.r_[np.zeros(1600, np.float32), np.inf], "NaN or infinite"),
+])
+def test_bad_arrays_are_one_line_audio_errors_at_as_source(samples, says):
+    with pytest.raises(AudioError, match=f"^take3: .*{says}") as err:
+        audio.as_source((samples, 16_000), label="take3")
+    assert "\n" not in str(err.value)
+
+
+def test_array_layouts_and_integer_types():
+    wave = tone(1.0, 16_000, 2)  # (channels, samples) as IPython.display.Audio takes it
+    as_soundfile_reads_it = np.ascontiguousarray(wave.T)  # (samples, channels)
+    for arr in (wave, as_soundfile_reads_it, wave[0], wave[0].astype(np.float16)):
+        assert abs(audio.as_source((arr, 16_000)).decode().duration_s - 1.0) < 0.01
+    src = audio.as_source((as_soundfile_reads_it, 16_000))
+    assert src.probe_duration() == 1.0 and src.label == "<array 1.00 s @ 16000 Hz>"
+    for dtype in (np.int16, np.int32, np.uint8, np.uint16):  # unsigned PCM is centred on the middle
+        half = (np.iinfo(dtype).max + 1) // (1 if np.iinfo(dtype).min else 2)  # full scale
+        ints = (wave[0] * half + (half if dtype in (np.uint8, np.uint16) else 0)).astype(dtype)
+        peak = np.abs(audio.as_source((ints, 16_000)).decode().samples).max() / 32768
+        assert 0.2 < peak < 0.4, dtype
+
+
+def test_one_rule_for_an_array_and_its_rate():
+    arr = np.zeros(16_000, np.float32)
+    pair = (arr, 16_000)
+    assert audio.is_array_pair(pair) and audio.is_array_pair((arr, "16000"))  # a bad rate, said so
+    assert audio.is_array_pair((arr, np.int64(16_000)))
+    assert not audio.is_array_pair((arr, arr))  # two arrays: two sources
+    assert not audio.is_array_pair([arr, 16_000]) and not audio.is_array_pair((arr,))
+    assert not audio.is_array_pair(("a.mp3", "b.mp3")) and not audio.is_array_pair((np.float32(1), 16_000))
+    assert audio.as_list(pair) == [pair]
+    assert audio.as_list([pair, pair]) == [pair, pair] and audio.as_list((pair, "b.mp3")) == [pair, "b.mp3"]
+    assert audio.as_list(("a.mp3", "b.mp3")) == ["a.mp3", "b.mp3"]
+    assert audio.as_list("a.mp3") == ["a.mp3"] and audio.as_list(b"RIFF") == [b"RIFF"]
+    assert len(audio.as_list((arr, arr))) == 2
+    with pytest.raises(AudioError, match="'16000' is a str"):
+        audio.as_source(audio.as_list((arr, "16000"))[0])
+
+
+def test_pandas_holds_several_sources():
+    pd = pytest.importorskip("pandas")
+    assert audio.as_list(pd.Series(["a.mp3", "b.mp3"])) == ["a.mp3", "b.mp3"]
+    assert audio.as_list(pd.Index(["a.mp3"])) == ["a.mp3"]
+    assert audio.as_list(pd.RangeIndex(2)) == [0, 1]
+    samples = pd.Series(np.zeros(8_000, np.float32))
+    assert audio.as_source((samples, 16_000)).probe_duration() == 0.5  # inside a pair: samples
+    with pytest.raises(AudioError, match="several sources"):
+        audio.as_source(pd.Series(["a.mp3"]))
 
 
 def test_bytes_and_ipython_audio(tmp_path):
@@ -85,13 +176,66 @@ def test_bytes_and_ipython_audio(tmp_path):
         assert abs(pcm.duration_s - 1.5) < 0.02
 
 
+@dataclass
+class FileServer:
+    """A real HTTP server on 127.0.0.1 serving ``root``; ``/drip`` sends 1 KB every 0.1 s (100 MB
+    announced) and counts its open connections, which drop as soon as the client's socket closes."""
+
+    root: object
+    url: str
+    open_drips: int = 0
+    drips_started: int = 0
+    changed: threading.Condition = field(default_factory=threading.Condition)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __iter__(self):  # root, url = file_server
+        return iter((self.root, self.url))
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: predicate(self), timeout)
+
+    def drip(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "audio/mpeg")
+        handler.send_header("Content-Length", str(100_000_000))
+        handler.end_headers()
+        with self.changed:
+            self.open_drips += 1
+            self.drips_started += 1
+            self.changed.notify_all()
+        try:
+            while not self.stop.wait(0.1):
+                handler.wfile.write(b"\xff" * 1024)  # fails once the client has closed its socket
+        except OSError:
+            pass
+        finally:
+            with self.changed:
+                self.open_drips -= 1
+                self.changed.notify_all()
+
+
 @pytest.fixture
 def file_server(tmp_path):
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield tmp_path, f"http://127.0.0.1:{httpd.server_address[1]}"
+    server = FileServer(tmp_path, "")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(tmp_path), **kwargs)
+
+        def do_GET(self):
+            return server.drip(self) if self.path.startswith("/drip") else super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield server
+    server.stop.set()
     httpd.shutdown()
+    httpd.server_close()
 
 
 def test_url_is_downloaded(file_server):
@@ -107,11 +251,91 @@ def test_url_errors_name_the_url_and_cause(file_server, monkeypatch):
     with pytest.raises(AudioError, match=r"missing\.mp3: could not download: HTTP 404"):
         audio.as_source(f"{url}/missing.mp3").decode()
     tone_file(root / "big.wav", 2.0)
-    monkeypatch.setattr(audio, "MAX_DOWNLOAD_BYTES", 1000)
-    with pytest.raises(AudioError, match="cap"):
-        audio._download(f"{url}/big.wav", limit=1000)
-    with pytest.raises(AudioError, match="could not download"):
+    with pytest.raises(AudioError, match=r"big\.wav: download is [\d,]+ bytes, over the 1,000-byte cap"):
+        asyncio.run(audio.download(f"{url}/big.wav", limit=1000))
+    monkeypatch.setattr(audio, "MAX_DOWNLOAD_BYTES", 1000)  # the sync path reads it when called
+    with pytest.raises(AudioError, match="over the 1,000-byte cap"):
+        audio.as_source(f"{url}/big.wav").decode()
+    with pytest.raises(AudioError, match=r"nothing\.mp3: could not download: .*(refused|connect)"):
         audio.as_source("http://127.0.0.1:9/nothing.mp3").decode()
+
+
+def test_fetched_turns_a_url_into_bytes_with_the_same_label(file_server, tmp_path):
+    root, url = file_server
+    path = tone_file(root / "remote.mp3", 2.0)
+    src = audio.as_source(f"{url}/remote.mp3")
+    local = asyncio.run(audio.fetched(src))
+    assert local.url is None and local.data == path.read_bytes() and local.label == src.label
+    assert abs(local.probe_duration() - 2.0) < 0.1  # now readable without the network
+    other = audio.as_source(str(path))
+    assert asyncio.run(audio.fetched(other)) is other
+    assert audio.prepare(f"{url}/remote.mp3").data == audio.prepare(str(path)).data
+
+
+def test_a_slow_download_ends_at_the_total_time_limit(file_server):
+    url = f"{file_server.url}/drip"
+    started = time.monotonic()
+    with pytest.raises(AudioError) as err:
+        asyncio.run(audio.download(url, timeout_s=1))
+    assert 0.9 < time.monotonic() - started < 3
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{url}: download took longer than 1 s (")
+    assert message.endswith(" bytes so far); download the file yourself and pass its path, "
+                            "or raise download_timeout")
+    assert file_server.wait_for(lambda s: s.open_drips == 0, timeout=2)
+
+
+def test_cancelling_a_download_closes_its_connection_at_once(file_server):
+    async def main():
+        task = asyncio.create_task(audio.download(f"{file_server.url}/drip"))
+        while not file_server.open_drips:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # some bytes flow
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic()
+
+    cancelled_at = asyncio.run(main())
+    assert file_server.wait_for(lambda s: s.open_drips == 0, timeout=1.5)
+    assert time.monotonic() - cancelled_at < 1.5
+
+
+def test_the_sync_path_is_bounded_by_the_time_limit(file_server, monkeypatch):
+    monkeypatch.setattr(audio, "DOWNLOAD_TIMEOUT_S", 1)
+    started = time.monotonic()
+    with pytest.raises(AudioError, match="download took longer than 1 s"):
+        audio.as_source(f"{file_server.url}/drip").decode()
+    assert time.monotonic() - started < 3
+    assert file_server.wait_for(lambda s: s.open_drips == 0, timeout=2)
+
+
+def test_a_kernel_interrupt_stops_a_sync_download_and_closes_the_socket(file_server):
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt  # what ipykernel's SIGINT handler does in the main thread
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            audio.as_source(f"{file_server.url}/drip").decode()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 1.5  # 0.5 s until the interrupt, then at once
+    assert file_server.drips_started == 1
+    assert file_server.wait_for(lambda s: s.open_drips == 0, timeout=1)
+
+
+def test_a_blocking_download_on_voxmagics_loop_says_to_await_fetched(file_server):
+    async def on_the_loop():
+        return audio.as_source(f"{file_server.url}/drip").decode()
+
+    with pytest.raises(RuntimeError, match=r"await voxmagic\.audio\.fetched\(source\)"):
+        LOOP.run(on_the_loop())
+    assert file_server.drips_started == 0
 
 
 def test_missing_file(tmp_path):
@@ -190,3 +414,75 @@ def test_a_compact_mp3_is_uploaded_as_it_is(tmp_path):
     assert audio.prepare(str(loud)).data != loud.read_bytes()
     assert audio.prepare(str(memo), "flac").format == "flac"  # another format was asked for
     assert audio.as_source(str(memo)).as_is("mp3", max_s=2.0) is None  # too long to go whole
+
+
+def test_probe_duration_reads_headers_only(file_server, tmp_path):
+    path = tone_file(tmp_path / "clip.mp3", TRUTH_S)
+    assert abs(audio.as_source(str(path)).probe_duration() - TRUTH_S) < 0.1
+    assert abs(audio.as_source(path.read_bytes()).probe_duration() - TRUTH_S) < 0.1
+    assert audio.as_source((np.zeros(12_345, np.int16), 8_000)).probe_duration() == 12_345 / 8_000
+    assert audio.as_source(f"{file_server.url}/clip.mp3").probe_duration() is None  # no download
+    assert audio.as_source(str(tmp_path / "missing.wav")).probe_duration() is None
+    notes = tmp_path / "notes.mp3"
+    notes.write_text("not audio\n" * 50)
+    assert audio.as_source(str(notes)).probe_duration() is None  # decoding gives the real error
+    assert file_server.drips_started == 0
+
+
+def _three_hour_wav(path) -> float:
+    """A WAV whose header declares 3 hours of 8 kHz 8-bit mono; sparse, so nothing is written."""
+    rate, n = 8_000, 3 * 3600 * 8_000
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", 36 + n) + b"WAVE" + b"fmt "
+                + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate, 1, 8) + b"data" + struct.pack("<I", n))
+        f.truncate(44 + n)
+    return n / rate
+
+
+def _three_hour_mp3(path) -> float:
+    """About 3 hours of 8 kbit/s CBR MP3 silence: ten encoded seconds repeated (no Xing header, so
+    FFmpeg has to estimate from the bit rate). Returns the true duration, from decoded samples."""
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp3", container_options={"write_xing": "0", "id3v2_version": "0"}) as out:
+        stream = out.add_stream("libmp3lame", rate=8_000, layout="mono")
+        stream.bit_rate = 8_000
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 80_000), np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 8_000, 0, Fraction(1, 8_000)
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    piece = buf.getvalue()
+    with av.open(io.BytesIO(piece)) as c:
+        piece_s = sum(f.samples for f in c.decode(audio=0)) / 8_000
+    repeats = round(3 * 3600 / piece_s)
+    path.write_bytes(piece * repeats)
+    return repeats * piece_s
+
+
+PROBE = """
+import json, resource, sys, time
+import av
+from voxmagic import audio
+out = []
+for path in sys.argv[1:]:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    seconds = audio.as_source(path).probe_duration()
+    out.append([seconds, time.perf_counter() - started,
+                (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024])
+print(json.dumps(out))
+"""
+
+
+def test_probe_duration_of_three_hour_files_is_cheap(tmp_path):
+    wav, mp3 = tmp_path / "long.wav", tmp_path / "long.mp3"
+    truths = [_three_hour_wav(wav), _three_hour_mp3(mp3)]
+    assert mp3.stat().st_size > 10_000_000
+    done = subprocess.run([sys.executable, "-c", PROBE, str(wav), str(mp3)], capture_output=True,
+                          text=True, timeout=60, check=True)
+    for (seconds, took_s, grew_mb), truth in zip(json.loads(done.stdout), truths):
+        assert abs(seconds - truth) < 0.01 * truth
+        assert took_s < 5 and grew_mb < 200  # loose: real figures belong in benchmarks (ms, a few MB)

@@ -130,7 +130,7 @@ def test_history_file_uses_wal_and_named_migrations(server, opts, clips):
     db = sqlite3.connect(runner.store.path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     names = [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
-    assert names == ["m001_requests", "m002_sources", "m003_segments"]
+    assert names == ["m001_requests", "m002_sources", "m003_segments", "m004_outcome"]
 
 
 # --- cache ------------------------------------------------------------------------------------

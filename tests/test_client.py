@@ -7,11 +7,14 @@ import re
 import pytest
 
 from voxmagic import audio
-from voxmagic.client import Client, Retrying, TextDelta
+from voxmagic.client import Client
+from voxmagic.runner import priced
+from voxmagic.settings import Settings
+from voxmagic.streaming import Retrying, TextDelta
 from voxmagic.errors import (APIConnectionError, AuthenticationError,
                              BadRequestError, InsufficientCreditsError, ModerationError,
                              RateLimitError, ServerError)
-from voxmagic.requests import ChatRequest, Params
+from voxmagic.chat import ChatRequest, Params
 from voxmagic.testing.synth import tone_file
 
 ANSWER = re.compile(r"Heard 1 clips: \[1\] (?P<dur>[\d.]+) s (?P<fmt>\w+) sha256:(?P<sha>[0-9a-f]{12})\.")
@@ -28,7 +31,7 @@ def call(server, clip, *, params=None, events=None, **client_kw):
     client_kw = {"backoff": 0.01, **client_kw}
 
     async def go():
-        async with Client("test-key", base_url=server.base_url, **client_kw) as client:
+        async with Client(Settings(api_key="test-key", base_url=server.base_url, **client_kw)) as client:
             return await client.complete(ChatRequest("Describe the audio.", (clip,), params or Params()),
                                          events.append if events is not None else None)
 
@@ -78,7 +81,7 @@ def test_headers_and_key_handling(server, clip):
     headers = {k.lower(): v for k, v in server.requests[-1].headers.items()}
     assert headers["http-referer"] == "https://example.org/nb" and headers["x-title"] == "My demo"
     assert headers["authorization"] == "Bearer ***"  # the server redacts; the client sent one
-    assert "test-key" not in repr(Client("test-key", base_url=server.base_url))
+    assert "test-key" not in repr(Client(Settings(api_key="test-key", base_url=server.base_url)))
 
 
 def test_json_schema_is_parsed(server, clip):
@@ -225,13 +228,14 @@ def test_validation_error_names_the_field(server, clip):
 
 
 async def _send(server, request, **kw):
-    async with Client("k", base_url=server.base_url, backoff=0.01, **kw) as client:
+    async with Client(Settings(api_key="k", base_url=server.base_url, backoff=0.01, **kw)) as client:
         return await client.complete(request)
 
 
 def test_nothing_listening_is_a_connection_error():
     async def go():
-        async with Client("k", base_url="http://127.0.0.1:9/api/v1", backoff=0.01, max_attempts=2) as c:
+        async with Client(Settings(api_key="k", base_url="http://127.0.0.1:9/api/v1", backoff=0.01,
+                                   max_attempts=2)) as c:
             await c.complete(ChatRequest("q", (audio.EncodedAudio(b"x", "mp3", 1.0),)))
 
     with pytest.raises(APIConnectionError, match="could not connect") as err:
@@ -245,10 +249,12 @@ def test_mistral_dialect_without_cost_is_estimated_from_usage(clip):
     from voxmagic.testing.server import LocalServer
 
     with LocalServer(dialect="mistral") as srv:
-        r = asyncio.run(_send(srv, ChatRequest("q", (clip,), model="voxtral-small-latest",
-                                               dialect="mistral")))
+        request = ChatRequest("q", (clip,), model="voxtral-small-latest", dialect="mistral")
+        r = asyncio.run(_send(srv, request))
         rec = srv.requests[-1]
-    assert rec.cost is None and r.cost_source == "estimated"
+    assert rec.cost is None and r.cost_source == "unknown" and r.cost_usd is None  # the client reports
+    r = priced(r, request)  # the runner estimates
+    assert r.cost_source == "estimated"
     u = r.usage
     expected = (u.prompt_tokens - u.audio_tokens) * 0.1e-6 + u.completion_tokens * 0.3e-6 + 2.5 * 100e-6
     assert r.cost_usd == pytest.approx(expected, rel=1e-3)

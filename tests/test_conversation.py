@@ -140,7 +140,7 @@ def test_a_follow_up_estimate_counts_the_audio_once(ip, server):
     out, _ = run(ip, "%%voxtral --continue --dry-run --max-tokens 10\nAnd then?")
     assert server.request_count == 1
     plan = runner.planned(__import__("voxmagic.conversation").conversation.follow_up(
-        magic(ip).conversation, "And then?"))
+        magic(ip).session.conversation, "And then?"))
     assert audio_tokens(2.0) < plan.estimate.prompt_tokens < 2 * audio_tokens(2.0)
     assert '"role": "assistant"' in out and out.count("bytes of mp3") == 1
 
@@ -233,7 +233,7 @@ def test_a_schema_answer_is_never_stitched_from_chunks(ip, server, tmp_path):
 
 
 @pytest.mark.parametrize("line, message", [
-    ("meeting.mp3 --tools log_decision --auto-tools --max-tool-rounds 0", "allow at least 1 round"),
+    ("meeting.mp3 --tools log_decision --auto-tools --max-tool-rounds 0", "--max-tool-rounds 0 is out of range: use a whole number from 1 to 50"),
     ("one.wav two.wav --each --together", "choose one"),
     ("--continue --each", "does not combine with --each"),
 ])

@@ -110,7 +110,7 @@ def test_the_player_and_the_live_widget(ip, server):
     """2,000 tokens at 1,000 tokens/s: bounded update rate, and the exact final text."""
     import time
 
-    from voxmagic.display import _pre
+    from voxmagic.notebook.display import _pre
 
     ip.run_line_magic("config", "VoxtralMagics.display_mode = 'widget'")
     ip.run_line_magic("config", "VoxtralMagics.updates_per_second = 20")
@@ -118,7 +118,7 @@ def test_the_player_and_the_live_widget(ip, server):
     started = time.monotonic()
     out, err = run(ip, "%%voxtral meeting.mp3 -o ans\nTalk a lot.")
     elapsed = time.monotonic() - started
-    view = magic(ip).last_view
+    view = magic(ip).session.last_view
     text = ip.user_ns["ans"]
     assert len(text.split()) == 2000 and not err
     assert view.body.value == _pre(text)  # the last update carried the exact final text
@@ -169,7 +169,7 @@ def test_transcribe_progress_widget(ip, server):
     ip.run_line_magic("config", "VoxtralMagics.display_mode = 'widget'")
     with capture_output():
         df = ip.run_line_magic("voxtral_transcribe", "clips")
-    view = magic(ip).last_view
+    view = magic(ip).session.last_view
     assert view.done == view.total == 3 and view.bar.value == 3
     assert view.cost == pytest.approx(df["cost_usd"].sum())
 
@@ -206,7 +206,14 @@ def test_cost_tally_equals_what_the_server_reported(ip, server):
     ("%%voxtral clips/*.ogg\nQ", r"no files match clips/\*\.ogg"),
     ("%%voxtral meeting.mp3\nAbout {nothing_here}", r"the prompt uses \{nothing_here\} but there is no variable"),
     ("%%voxtral meeting.mp3\n   \n", r"the cell is empty: write your question"),
-    ("%%voxtral meeting.mp3 --temperature 3\nQ", r"temperature=3\.0 is out of range"),
+    ("%%voxtral meeting.mp3 --temperature 3\nQ", r"--temperature 3\.0 is out of range: use a number from 0 to 2$"),
+    # one table of bounds (voxmagic.limits): each refusal names the option and the bound
+    ("%voxtral_transcribe clips --concurrency 0", r"--concurrency 0 is out of range: use a whole number from 1 to 64$"),
+    ("%voxtral_transcribe clips --chunk-minutes -1", r"--chunk-minutes -1\.0 is out of range: .*, or 0 \(never cut\)$"),
+    ("%voxtral_transcribe clips --chunk-minutes 0.2", r"--chunk-minutes 0\.2 is out of range: use a number from 0\.5 to 40"),
+    ("%voxtral_transcribe clips --max-cost -1", r"--max-cost -1\.0 is out of range: use a number above 0 USD$"),
+    ("%%voxtral meeting.mp3 --max-tool-rounds 0\nQ", r"--max-tool-rounds 0 is out of range"),
+    ("%%voxtral meeting.mp3 --sr -5\nQ", r"--sr -5 is out of range: use a whole number from 1000 to 768000 Hz"),
     ("%%voxtral meeting.mp3 --temperature hot\nQ", r"argument --temperature: invalid float value"),
     ("%%voxtral meeting.mp3 --colour blue\nQ", r"unrecognized arguments: --colour blue"),
     ("%%voxtral meeting.mp3 --schema Missing\nQ", r"--schema: no variable named Missing"),

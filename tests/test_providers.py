@@ -142,7 +142,7 @@ def test_a_refused_key_names_the_providers_variable(ip, monkeypatch):
 
 
 def test_the_magics_name_every_provider_settings_knows():
-    from voxmagic.magics import PROVIDER_NAMES
-    from voxmagic.settings import PROVIDERS
+    from voxmagic.providers import PROVIDER_NAMES
+    from voxmagic.providers import PROVIDERS
 
     assert PROVIDER_NAMES == tuple(PROVIDERS)

@@ -7,18 +7,18 @@ import pytest
 
 from voxmagic.audio import EncodedAudio
 from voxmagic.errors import ConfigError
-from voxmagic.requests import ChatRequest, Params, response_format
+from voxmagic.chat import ChatRequest, Params, response_format
 
 CLIP = EncodedAudio(b"ID3fake-mp3-bytes", "mp3", 2.5, "a.mp3")
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"temperature": 2.5}, r"temperature=2.5 is out of range; use a value in \[0, 2\]"),
-    ({"top_p": 0}, r"top_p=0 is out of range; use a value in \(0, 1\]"),
-    ({"max_tokens": 0}, "max_tokens must be a whole number"),
-    ({"frequency_penalty": -3}, "frequency_penalty"),
-    ({"presence_penalty": "high"}, "presence_penalty must be a number"),
-    ({"seed": 1.5}, "seed must be a whole number"),
+    ({"temperature": 2.5}, r"temperature=2.5 is out of range: use a number from 0 to 2$"),
+    ({"top_p": 0}, r"top_p=0 is out of range: use a number above 0 and at most 1$"),
+    ({"max_tokens": 0}, r"max_tokens=0 is out of range: use a whole number of at least 1$"),
+    ({"frequency_penalty": -3}, "frequency_penalty=-3 is out of range: use a number from -2 to 2"),
+    ({"presence_penalty": "high"}, "presence_penalty='high' is not a number: use a number from -2 to 2"),
+    ({"seed": 1.5}, "seed=1.5 is out of range: use a whole number$"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "at most 4"),
     ({"tool_choice": "lookup"}, "tool_choice='lookup'"),
     ({"response_format": 42}, "response_format"),

@@ -11,7 +11,7 @@ from IPython.display import Audio
 
 from voxmagic.audio import AudioSource
 from voxmagic.errors import ConfigError
-from voxmagic.resolve import audio_items, lookup, render_prompt
+from voxmagic.notebook.resolve import audio_items, lookup, render_prompt
 from voxmagic.results import ToolCall
 from voxmagic.testing.synth import tone, tone_file
 from voxmagic.tools import call_tools, tool_from_function

@@ -74,7 +74,7 @@ def test_background_run_returns_at_once_and_binds_the_variable_later(ip, server,
     with capture_output():
         job = ip.run_cell_magic("voxtral", f"{files[0]} --background -o ans", "What is it?")
     assert not job.done() and "ans" not in ip.user_ns and repr(job).endswith(": running>")
-    view = ip.magics_manager.registry["VoxtralMagics"].last_view
+    view = ip.magics_manager.registry["VoxtralMagics"].session.last_view
     value = job.result(timeout=10)
     assert value == ip.user_ns["ans"] == ip.user_ns["_voxtral"].text and value.startswith("Heard")
     assert view.updates >= 1 and view.text == value  # updated after the cell had returned

@@ -89,11 +89,11 @@ def post(srv: LocalServer, body, headers=AUTH, **kw) -> httpx.Response:
     return HTTP.post(srv.base_url + "/chat/completions", headers=headers, **kwargs, **kw)
 
 
-def stream_events(srv: LocalServer, body: dict, **kw) -> list[dict]:
+def stream_events(srv: LocalServer, body: dict, headers=AUTH, **kw) -> list[dict]:
     """Parsed data events of a stream (keep-alive comments are skipped by httpx-sse, as in clients)."""
     events = []
     with connect_sse(HTTP, "POST", srv.base_url + "/chat/completions", json={**body, "stream": True},
-                     headers=AUTH, **kw) as source:
+                     headers=headers, **kw) as source:
         assert source.response.status_code == 200, source.response.read()
         for sse in source.iter_sse():
             events.append("[DONE]" if sse.data == "[DONE]" else json.loads(sse.data))
@@ -412,10 +412,6 @@ def test_reset_mid_stream(server):
     assert len(seen) == 3
     rec = server.requests[-1]
     assert (rec.fault, rec.completed, rec.tokens_sent, rec.usage) == ("reset_mid_stream", False, 3, None)
-    generation = HTTP.get(server.base_url + "/generation", params={"id": rec.id}, headers=AUTH).json()["data"]
-    prompt_tokens = 2
-    assert generation["tokens_completion"] == 3 and generation["cancelled"] is True
-    assert generation["total_cost"] == pytest.approx(expected_cost(prompt_tokens, 0, 3, 0.0))
     server.add_fault("reset_mid_stream")
     with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
         post(server, chat("not streamed"))
@@ -465,6 +461,196 @@ def test_error_chunk_streaming_and_not(server):
     assert not server.requests[-1].completed
 
 
+def raw_stream(srv: LocalServer, body: dict) -> tuple[list, list[str]]:
+    """(data events, comment lines) of a whole stream, read at the byte level.
+
+    httpx raises RemoteProtocolError when a chunked body is cut off, so returning at all means the
+    body ended cleanly; every event must be a well-formed `data:` line or a comment."""
+    with HTTP.stream("POST", srv.base_url + "/chat/completions", json={**body, "stream": True},
+                     headers=AUTH) as r:
+        assert r.status_code == 200 and r.headers["transfer-encoding"] == "chunked"
+        text = b"".join(r.iter_raw()).decode()
+    assert text.endswith("\n\n")
+    blocks = text[:-2].split("\n\n")
+    comments = [b for b in blocks if b.startswith(":")]
+    data = [b[len("data: "):] for b in blocks if not b.startswith(":")]
+    assert len(comments) + len(data) == len(blocks) and all(b.startswith("data: ") for b in blocks
+                                                             if not b.startswith(":"))
+    return [d if d == "[DONE]" else json.loads(d) for d in data], comments
+
+
+def test_no_done_sends_everything_but_done(server):
+    whole = post(server, chat("no done please")).json()
+    server.add_fault("no_done", after_tokens=2)  # acts at the end whatever after_tokens says
+    events, comments = raw_stream(server, chat("no done please"))
+    assert "[DONE]" not in events and set(comments) == {": OPENROUTER PROCESSING"}
+    *tokens, finish, last = events
+    assert content_of(tokens) == whole["choices"][0]["message"]["content"]
+    assert all(t["choices"][0]["finish_reason"] is None for t in tokens)
+    assert finish["choices"][0]["finish_reason"] == "stop" and finish["choices"][0]["delta"]["content"] == ""
+    assert last["choices"] == [] and last["usage"] == whole["usage"]
+    rec = server.requests[-1]
+    assert (rec.fault, rec.status, rec.completed, rec.tokens_sent) == ("no_done", 200, True, len(tokens))
+    assert rec.usage == last["usage"] and rec.cost == last["usage"]["cost"]
+    server.add_fault("no_done")  # a single body has no [DONE] to leave out
+    plain = post(server, chat("no done please")).json()
+    assert plain == {**whole, "id": plain["id"]} and server.requests[-1].completed
+
+
+def test_no_usage_sends_content_and_finish_only(server):
+    whole = post(server, chat("no usage please")).json()
+    server.add_fault("no_usage", after_tokens=1)
+    events, _ = raw_stream(server, chat("no usage please"))
+    *tokens, finish = events
+    assert content_of(tokens) == whole["choices"][0]["message"]["content"]
+    assert finish["choices"][0]["finish_reason"] == "stop"
+    assert "[DONE]" not in events and not any("usage" in e for e in events)
+    rec = server.requests[-1]
+    assert (rec.fault, rec.status, rec.completed, rec.usage, rec.cost) == ("no_usage", 200, False, None, None)
+    assert rec.tokens_sent == len(tokens)
+    server.add_fault("no_usage")
+    plain = post(server, chat("no usage please")).json()
+    assert "usage" not in plain and plain["choices"] == whole["choices"]
+    assert (server.requests[-1].completed, server.requests[-1].usage) == (False, None)
+    assert stream_events(server, chat("again"))[-1] == "[DONE]"  # consumed
+
+
+# -- echo_key: a careless server quotes the Authorization header back ----------------------------
+KEY = "sk-or-v1-echo-me-0123456789abcdef"
+ECHO = {"Authorization": f"Bearer {KEY}"}
+ECHO_DETAIL = f"bad request from client with headers Authorization: Bearer {KEY}"
+
+
+def _refusals(srv: LocalServer) -> list[str]:
+    """The texts of every chat refusal echo_key changes, made with the ECHO key."""
+    srv.configure(api_key="sk-right")
+    texts = [post(srv, chat("x"), headers=ECHO).text]
+    srv.configure(api_key=None)
+    texts += [post(srv, chat("x", temperature=5), headers=ECHO).text, post(srv, "{nope", headers=ECHO).text]
+    for fault in ("http_400", "http_401"):
+        srv.add_fault(fault)
+        texts.append(post(srv, chat("x"), headers=ECHO).text)
+    srv.add_fault("error_chunk", after_tokens=1)
+    texts.append(json.dumps(stream_events(srv, chat("x"), headers=ECHO)))
+    srv.add_fault("error_chunk", after_tokens=1)
+    texts.append(post(srv, chat("x"), headers=ECHO).text)
+    return texts
+
+
+def test_echo_key_is_off_by_default(server):
+    texts = _refusals(server)
+    assert len(texts) == 7 and not [t for t in texts if KEY in t]
+    assert json.loads(texts[0])["error"]["message"] == "User not found."
+    assert json.loads(texts[1])["error"]["message"].startswith("`temperature` must be")
+    assert "Provider disconnected unexpectedly" in texts[5]
+
+
+def test_echo_key_in_401(server):
+    server.configure(api_key="sk-right", echo_key=True)
+    wrong = post(server, chat("x"), headers=ECHO)
+    assert wrong.status_code == 401
+    assert wrong.json() == {"error": {"code": 401, "message": f"Invalid API key provided: Bearer {KEY}"}}
+    odd = post(server, chat("x"), headers={"Authorization": "Token abc"}).json()["error"]  # as received
+    assert odd["message"] == "Invalid API key provided: Token abc"
+    assert post(server, chat("x"), headers={}).json()["error"]["message"] == "No auth credentials found"
+    server.configure(api_key=None)
+    server.add_fault("http_401")
+    faulted = post(server, chat("x"), headers=ECHO)
+    assert faulted.status_code == 401 and faulted.json() == wrong.json()
+    assert [r.headers.get("Authorization") for r in server.requests] == ["Bearer ***", "Bearer ***", None,
+                                                                         "Bearer ***"]
+    assert KEY not in HTTP.get(server.url + "/_control/requests").text  # the server's own log masks it
+
+
+def test_echo_key_in_400_raw(server):
+    assert HTTP.post(server.url + "/_control/config", json={"echo_key": "yes"}).status_code == 400
+    assert HTTP.post(server.url + "/_control/config", json={"echo_key": True}).json()["config"]["echo_key"]
+    server.add_fault("http_400")
+    r = post(server, chat("x"), headers=ECHO)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert (error["code"], error["message"]) == (400, "Provider returned error")
+    assert error["metadata"]["provider_name"] == "Mistral"
+    assert json.loads(error["metadata"]["raw"]) == {"detail": ECHO_DETAIL}
+    invalid = post(server, chat("x", temperature=5), headers=ECHO).json()["error"]
+    assert invalid["message"] == "Provider returned error" and invalid["metadata"]["param"] == "temperature"
+    raw = json.loads(invalid["metadata"]["raw"])
+    assert raw["detail"] == ECHO_DETAIL and raw["error"].startswith("`temperature` must be")
+    not_json = post(server, "{nope", headers=ECHO).json()["error"]
+    assert json.loads(not_json["metadata"]["raw"]) == {"detail": ECHO_DETAIL, "error": "Request body is not valid JSON"}
+    assert [r.status for r in server.requests] == [400, 400, 400]
+    assert all(r.headers["Authorization"] == "Bearer ***" for r in server.requests)
+
+
+def test_echo_key_in_error_chunk(server):
+    server.configure(echo_key=True)
+    server.add_fault("error_chunk", after_tokens=2)
+    events = stream_events(server, chat("fail later"), headers=ECHO)
+    assert events[-1] == "[DONE]" and content_of(events) == "Heard 0"
+    assert events[-2]["error"] == {"code": "server_error",
+                                   "message": f"upstream rejected credentials Bearer {KEY} mid-stream"}
+    server.add_fault("error_chunk", after_tokens=2)
+    choice = post(server, chat("fail later"), headers=ECHO).json()["choices"][0]
+    assert choice["error"]["message"] == f"upstream rejected credentials Bearer {KEY} mid-stream"
+    assert post(server, chat("fine"), headers=ECHO).status_code == 200  # an answer quotes nothing
+    assert KEY not in HTTP.get(server.url + "/_control/requests").text
+
+
+# (form fields, with a file, status) the dialect's transcriptions endpoint refuses
+TRANSCRIPTION_REFUSALS = {
+    "mistral": [({"model": "nope"}, True, 400), ({}, True, 422), ({"model": "voxtral-mini-latest"}, False, 400)],
+    "vllm": [({"model": "nope"}, True, 404), ({"language": "xx"}, True, 400), ({}, False, 400)],
+}
+
+
+@pytest.mark.parametrize("dialect", ["mistral", "vllm"])
+def test_echo_key_in_transcription_refusals(dialect):
+    upload = {"file": ("a.flac", tone("flac"), "audio/flac")}
+
+    def send(fields: dict, with_file: bool, headers=ECHO) -> httpx.Response:
+        return HTTP.post(srv.base_url + "/audio/transcriptions", data=fields, files=upload if with_file else None,
+                         headers=headers)
+
+    with LocalServer(dialect=dialect, api_key="sk-right") as srv:
+        right = {"Authorization": "Bearer sk-right"}
+        quiet = [send({}, True)] + [send(f, w, right) for f, w, _ in TRANSCRIPTION_REFUSALS[dialect]]
+        assert [r.status_code for r in quiet] == [401] + [s for _, _, s in TRANSCRIPTION_REFUSALS[dialect]]
+        assert not [r.text for r in quiet if KEY in r.text or "sk-right" in r.text]
+        srv.configure(echo_key=True)
+        wrong = send({}, True)
+        assert wrong.json() == {"error": {"code": 401, "message": f"Invalid API key provided: Bearer {KEY}"}}
+        srv.configure(api_key=None)
+        quoted = f" (bad request from client with headers Authorization: Bearer {KEY})"
+        for fields, with_file, status in TRANSCRIPTION_REFUSALS[dialect]:
+            r = send(fields, with_file)
+            assert r.status_code == status, r.text
+            body = r.json()
+            message = body["detail"][0]["msg"] if status == 422 else (body.get("error") or body)["message"]
+            assert message.endswith(quoted) and message.count(KEY) == 1, body
+        model = "voxtral-mini-latest" if dialect == "mistral" else "mistralai/Voxtral-Small-24B-2507"
+        srv.add_fault("http_400")
+        raw = send({"model": model}, True).json()["error"]["metadata"]["raw"]
+        assert json.loads(raw) == {"detail": ECHO_DETAIL}
+        assert send({"model": model}, True).status_code == 200
+        assert all(r.headers["Authorization"] == "Bearer ***" for r in srv.requests)
+
+
+def test_transcription_no_usage_and_no_done():
+    upload = {"file": ("a.flac", tone("flac"), "audio/flac")}
+    with LocalServer(dialect="mistral") as srv:
+        def send() -> dict:
+            return HTTP.post(srv.base_url + "/audio/transcriptions", data={"model": "voxtral-mini-latest"},
+                             files=upload, headers=AUTH).json()
+
+        whole = send()
+        srv.add_fault("no_usage")
+        assert send() == {k: v for k, v in whole.items() if k != "usage"}
+        srv.add_fault("no_done")
+        assert send() == whole
+        assert [(r.fault, r.completed, r.usage is None) for r in srv.requests] == [
+            (None, True, False), ("no_usage", False, True), ("no_done", True, False)]
+
+
 # -- dialects, other endpoints, control, lifecycle ------------------------------------------------
 def test_mistral_and_vllm_dialects():
     raw = tone("flac")
@@ -487,21 +673,47 @@ def test_mistral_and_vllm_dialects():
         assert post(srv, chat("what", plain, model="mistralai/Voxtral-Small-24B-2507")).status_code == 400
 
 
-def test_models_generation_and_key(server):
+def test_models(server):
     models = HTTP.get(server.base_url + "/models").json()["data"]
     assert MODEL in [m["id"] for m in models]
     small = next(m for m in models if m["id"] == MODEL)
     assert small["context_length"] == 32768 and "audio" in small["architecture"]["input_modalities"]
     assert small["pricing"] == {"prompt": "0.0000001", "completion": "0.0000003", "audio": "0.0001"}
-    costs = [post(server, chat("one", audio_part(tone("mp3"), "mp3"))).json()["usage"]["cost"] for _ in range(2)]
+
+
+def test_models_in_every_dialect(server):
+    body = HTTP.get(server.base_url + "/models").json()
+    orc.ModelsListResponse.model_validate(body, strict=True)
+    assert body["total_count"] == 3 and body["links"] == {"next": None}
+    text_only = next(m for m in body["data"] if m["id"] == "mistralai/mistral-small-3.2-24b-instruct")
+    assert text_only["architecture"]["input_modalities"] == ["text", "image"]
+    assert text_only["pricing"] == {"prompt": "0.00000005", "completion": "0.0000001"}
+    server.configure(model_prices={MODEL: {"audio": 0.0002}, "acme/listener": {"prompt": "0.000001"}})
+    priced = {m["id"]: m for m in HTTP.get(server.base_url + "/models").json()["data"]}
+    assert priced[MODEL]["pricing"] == {"prompt": "0.0000001", "completion": "0.0000003", "audio": "0.0002"}
+    assert priced["acme/listener"]["pricing"] == {"prompt": "0.000001", "completion": "0.0000003", "audio": "0.0001"}
+    assert "per million seconds" in priced["acme/listener"]["description"]
+    with LocalServer(dialect="mistral", model_prices={"acme/listener": {"prompt": 1.0}}) as srv:
+        body = HTTP.get(srv.base_url + "/models").json()
+        assert body["object"] == "list" and srv.models_requests == 1
+        listed = {m["id"]: m["capabilities"] for m in body["data"]}
+        assert list(listed) == ["voxtral-small-latest", "voxtral-mini-latest", "mistral-small-latest"]
+        assert [c["audio"] for c in listed.values()] == [True, True, False]
+        assert not any("pricing" in m for m in body["data"])
+    with LocalServer(dialect="vllm") as srv:
+        body = HTTP.get(srv.base_url + "/models").json()
+        (model,) = body["data"]
+        assert model["id"] == model["root"] == "mistralai/Voxtral-Small-24B-2507"
+        assert model["owned_by"] == "vllm" and model["max_model_len"] == 32768 and "pricing" not in model
+        assert model["permission"][0]["id"] == "modelperm-voxtral-small-24b-2507"
+
+
+def test_generation_and_key_are_gone(server):
+    post(server, chat("one"))
     gid = server.requests[-1].id
-    generation = HTTP.get(server.base_url + "/generation", params={"id": gid}, headers=AUTH).json()
-    orc.GenerationResponse.model_validate(generation, strict=True)
-    assert generation["data"]["total_cost"] == pytest.approx(costs[1]) and generation["data"]["streamed"] is False
-    missing = HTTP.get(server.base_url + "/generation", params={"id": "gen-nope"}, headers=AUTH)
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == 404
-    key = HTTP.get(server.base_url + "/key", headers=AUTH).json()["data"]
-    assert key["usage"] == pytest.approx(sum(costs)) and key["limit"] is None and key["limit_remaining"] is None
+    for prefix in ("/api/v1", "/v1"):
+        assert HTTP.get(server.url + prefix + "/generation", params={"id": gid}, headers=AUTH).status_code == 404
+        assert HTTP.get(server.url + prefix + "/key", headers=AUTH).status_code == 404
 
 
 def test_control_endpoints(server):
@@ -542,14 +754,16 @@ def test_stop_is_prompt_and_clean(caplog):
 
 
 def test_cli_serves_until_ctrl_c():
-    proc = subprocess.Popen([sys.executable, "-m", "voxmagic.testing.server", "--port", "0", "--answer-tokens", "9"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "voxmagic.testing.server", "--port", "0", "--answer-tokens", "9",
+                             "--echo-key"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         match = re.fullmatch(r"voxmagic local server listening on (http://127\.0\.0\.1:\d+/api/v1)\n", line)
         assert match, line
         r = HTTP.post(match[1] + "/chat/completions", json=chat("cli"), headers=AUTH)
         assert r.json()["usage"]["completion_tokens"] == 9
+        refused = HTTP.post(match[1] + "/chat/completions", json=chat("cli", temperature=5), headers=AUTH)
+        assert "Authorization: Bearer sk-or-test" in refused.json()["error"]["metadata"]["raw"]  # --echo-key
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=10)

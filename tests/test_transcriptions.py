@@ -12,12 +12,16 @@ import pytest
 
 from voxmagic import audio
 from voxmagic.audio import EncodedAudio
-from voxmagic.client import Client, Retrying, TextDelta
+from voxmagic.client import Client
+from voxmagic.providers import TRANSCRIPTION_PRICES
+from voxmagic.runner import priced
+from voxmagic.settings import Settings
+from voxmagic.streaming import Retrying, TextDelta
 from voxmagic.errors import AuthenticationError, BadRequestError, ConfigError
-from voxmagic.requests import ChatRequest
+from voxmagic.chat import ChatRequest
 from voxmagic.testing.server import LocalServer
 from voxmagic.testing.synth import tone_file
-from voxmagic.transcriptions import TRANSCRIPTION_PRICES, TranscriptionRequest
+from voxmagic.transcriptions import TranscriptionRequest
 
 MISTRAL = ("mistral", "voxtral-mini-latest", "mistral")  # server dialect, model, request dialect
 VLLM = ("vllm", "mistralai/Voxtral-Small-24B-2507", "openai")
@@ -52,8 +56,8 @@ def srv(endpoint):
 
 def transcribe(server, request, events=None, key="test-key", **client_kw):
     async def go():
-        async with Client(key, base_url=server.base_url, backoff=0.01, **client_kw) as client:
-            return await client.transcribe(request, events.append if events is not None else None)
+        async with Client(Settings(api_key=key, base_url=server.base_url, backoff=0.01, **client_kw)) as client:
+            return await client.transcription(request, events.append if events is not None else None)
 
     return asyncio.run(go())
 
@@ -134,7 +138,7 @@ def test_without_timestamps(endpoint, srv, clip):
 def test_mistral_cost_comes_from_the_price_table(clip, model):
     with LocalServer(dialect="mistral") as server:
         request = TranscriptionRequest(clip, model)
-        r = transcribe(server, request)
+        r = priced(transcribe(server, request), request)
         usage = server.requests[-1].usage
     assert usage["prompt_audio_seconds"] == math.ceil(clip.duration_s) == 24
     assert r.cost_source == "estimated"
@@ -146,7 +150,7 @@ def test_mistral_cost_comes_from_the_price_table(clip, model):
 def test_a_model_without_a_price_has_an_unknown_cost(clip):
     with LocalServer(dialect="vllm") as server:
         request = TranscriptionRequest(clip, VLLM[1], dialect="openai")
-        r = transcribe(server, request)
+        r = priced(transcribe(server, request), request)
     assert r.cost_usd is None and r.cost_source == "unknown" and request.estimate().usd == 0.0
 
 

@@ -13,15 +13,15 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ask": "api", "ask_async": "api", "transcribe": "api", "transcribe_async": "api", "ledger": "api",
-    "transcription_prompt": "api", "plan": "api", "history": "api", "Plan": "runner",
+    "transcription_prompt": "prompts", "plan": "api", "history": "api", "Plan": "runner",
     "Conversation": "conversation", "ask_each": "api", "ask_each_async": "api", "transcripts": "api",
     "Transcript": "subtitles", "Cue": "subtitles",
     "Job": "jobs", "Interrupted": "errors",
     "AudioSource": "audio", "EncodedAudio": "audio", "PCM": "audio", "as_source": "audio",
     "prepare": "audio", "encode": "audio",
-    "Client": "client", "TextDelta": "client", "Retrying": "client",
+    "Client": "client", "TextDelta": "streaming", "Retrying": "streaming",
     "CostLedger": "cost", "Pricing": "cost", "estimate": "cost", "audio_tokens": "cost",
-    "Params": "requests", "ChatRequest": "requests",
+    "Params": "chat", "ChatRequest": "chat", "TranscriptionRequest": "transcriptions",
     "Response": "results", "Usage": "results", "ToolCall": "results",
     "Settings": "settings",
     "VoxmagicError": "errors", "AudioError": "errors", "ConfigError": "errors", "BudgetError": "errors",
@@ -36,19 +36,17 @@ __all__ = sorted(_EXPORTS)
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext voxmagic``: register the magics (their modules load only now)."""
-    from .magics import VoxtralMagics
+    from .notebook.magics import VoxtralMagics
 
     ipython.register_magics(VoxtralMagics)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext voxmagic``: remove the magics and their %config entry."""
-    from .magics import VoxtralMagics
+    from .notebook.magics import MAGICS, VoxtralMagics
 
     manager = ipython.magics_manager
-    for kind, names in (("cell", ["voxtral"]),
-                        ("line", ["voxtral_transcribe", "voxtral_cost", "voxtral_history", "voxtral_reset",
-                                  "voxtral_models"])):
+    for kind, names in MAGICS.items():
         for name in names:
             manager.magics[kind].pop(name, None)
     manager.registry.pop(VoxtralMagics.__name__, None)

@@ -2,95 +2,42 @@
 
 Each has an ``*_async`` twin; the sync functions drive the same coroutines on voxmagic's own
 background loop (see :mod:`voxmagic.loop`), so they work in scripts and inside a running kernel.
+This module is the public face only: the work is in :mod:`voxmagic.runner`,
+:mod:`voxmagic.batch` and :mod:`voxmagic.conversation`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import audio as _audio
 from . import batch, runner
-from .batch import DEFAULT_CHUNK_S
+from .audio import as_list
+from .files import expand_all
+from .batch import DEFAULT_CHUNK_S, question_batch, transcription_batch
 from .conversation import Conversation
 from .errors import ConfigError
+from .limits import DEFAULT_CONCURRENCY
 from .loop import LOOP
-from .requests import Params
+from .prompts import extraction_prompt, transcription_prompt
 from .results import Response, table
-from .subtitles import CUE_CHUNK_S, Transcript
-from .subtitles import transcripts as subtitle_transcripts
 from .runner import Caching, Plan, ledger
-from .settings import Settings
+from .settings import split_options
+from .subtitles import Transcript
+from .subtitles import transcripts as subtitle_transcripts
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .client import EventHandler
+    from .chat import Params
+    from .settings import Settings
+    from .streaming import EventHandler
 
-__all__ = ["ask", "ask_async", "ask_each", "ask_each_async", "Conversation", "extraction_prompt", "transcripts", "transcribe", "transcribe_async", "plan", "history", "ledger",
-           "transcription_prompt", "split_options", "as_list"]
-
-_PARAM_NAMES = {f.name for f in fields(Params)}
-_SETTING_NAMES = {f.name for f in fields(Settings)}
-
-
-def split_options(options: dict[str, Any]) -> tuple[Settings, Params]:
-    """Separate connection settings from request parameters; anything else is a mistake."""
-    unknown = set(options) - _PARAM_NAMES - _SETTING_NAMES
-    if unknown:
-        valid = ", ".join(sorted(_PARAM_NAMES | _SETTING_NAMES))
-        raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))}; valid: {valid}")
-    settings = {k: v for k, v in options.items() if k in _SETTING_NAMES}
-    params = {k: v for k, v in options.items() if k in _PARAM_NAMES}
-    return Settings.resolve(**settings), Params(**params)
-
-
-def as_list(audio: Any) -> list[Any]:
-    """One source, or several: a list/tuple/Series of sources (but ``(array, rate)`` is one source)."""
-    if isinstance(audio, tuple) and len(audio) == 2 and hasattr(audio[0], "shape"):
-        return [audio]
-    if isinstance(audio, (list, tuple)):
-        return list(audio)
-    if type(audio).__name__ in ("Series", "Index"):  # pandas, without importing it
-        return list(audio.tolist())
-    return [audio]
-
-
-def transcription_prompt(language: str | None = None, hint: str | None = None,
-                         translate_to: str | None = None) -> str:
-    if translate_to:
-        prompt = (f"Translate the speech in this audio into {translate_to}. Reply with the "
-                  "translation only, without commentary.")
-    else:
-        prompt = "Transcribe this audio verbatim. Reply with the transcript only, without commentary."
-    if language:
-        prompt += f" The speech is in {language}."
-    if hint:
-        prompt += f" Context and vocabulary: {hint}"
-    return prompt
-
-
-def _endpoint_for(settings: Settings, *, plain: bool = True) -> str:
-    """Plain transcripts go to a provider's speech-to-text endpoint when it has one (cheaper, and
-    timed segments come with it); translations, hints and schemas need chat."""
-    return "transcriptions" if plain and settings.has_transcriptions else "chat"
-
-
-def _timed(settings: Settings, endpoint: str, language: str | None) -> bool:
-    """Whether transcripts come with timed segments (Mistral gives none when a language is set)."""
-    return endpoint == "transcriptions" and not (language and settings.effective_dialect == "mistral")
-
-
-def extraction_prompt(language: str | None = None, hint: str | None = None) -> str:
-    prompt = ("Listen to this audio and reply with one JSON object that fills in the fields of the "
-              "requested schema from what is said. Use null for what the audio does not tell.")
-    if language:
-        prompt += f" The speech is in {language}."
-    if hint:
-        prompt += f" Context and vocabulary: {hint}"
-    return prompt
+__all__ = ["ask", "ask_async", "ask_each", "ask_each_async", "Conversation", "extraction_prompt",
+           "transcripts", "transcribe", "transcribe_async", "plan", "history", "ledger",
+           "transcription_prompt"]
 
 
 async def ask_async(audio: Any, prompt: str, *, system: str | None = None,
@@ -128,55 +75,27 @@ def plan(audio: Any, prompt: str, *, system: str | None = None,
          audio_format: str = _audio.DEFAULT_FORMAT, **options: Any) -> Plan:
     """The request :func:`ask` would send (audio elided in its text form) and its cost estimate."""
     settings, params = split_options(options)
-    return LOOP.run(runner.plan(as_list(audio), prompt, settings=settings, params=params,
+    return LOOP.run(runner.plan(expand_all(as_list(audio)), prompt, settings=settings, params=params,
                                 system=system, audio_format=audio_format))
-
-
-def transcription_job(language: str | None, hint: str | None, prompt: str | None, translate_to: str | None,
-                      audio_format: str, max_chunk_s: float | None, cache: bool, refresh: bool,
-                      api: str | None, options: dict[str, Any], subtitles: bool = False) -> batch.Batch:
-    """The batch that transcribes (or, with a JSON ``response_format``, extracts from) each source:
-    its instruction, endpoint, and — for subtitles without timed segments — 30 s chunks."""
-    options.setdefault("temperature", 0.0)  # Mistral's recommendation for transcription
-    stream = options.pop("stream", None)
-    settings, params = split_options(options)
-    plain = prompt is None and not hint and not translate_to and not params.wants_json
-    if prompt is None:
-        prompt = (extraction_prompt(language, hint) if params.wants_json
-                  else transcription_prompt(language, hint, translate_to))
-    if api not in (None, "chat", "transcriptions"):
-        raise ConfigError(f"api={api!r}: use 'chat' or 'transcriptions'")
-    endpoint = api or _endpoint_for(settings, plain=plain)
-    if subtitles and not _timed(settings, endpoint, language):
-        max_chunk_s = min(max_chunk_s or CUE_CHUNK_S, CUE_CHUNK_S)  # a cue per short chunk
-    return batch.Batch(prompt, settings, params, audio_format, max_chunk_s, Caching.of(cache, refresh),
-                       stream, endpoint=endpoint, language=language)
-
-
-def question_job(prompt: str, options: dict[str, Any], *, system: str | None, audio_format: str,
-                 cache: bool, refresh: bool) -> batch.Batch:
-    """The batch that asks ``prompt`` about each source: whole sources, no transcript bound."""
-    stream = options.pop("stream", None)
-    settings, params = split_options(options)
-    return batch.Batch(prompt, settings, params, audio_format, None, Caching.of(cache, refresh), stream,
-                       system=system, transcript=False)
 
 
 async def transcribe_async(sources: Any, language: str | None = None, *, hint: str | None = None,
                            prompt: str | None = None, translate_to: str | None = None,
-                           concurrency: int = 8, audio_format: str = _audio.DEFAULT_FORMAT,
+                           concurrency: int = DEFAULT_CONCURRENCY, audio_format: str = _audio.DEFAULT_FORMAT,
                            max_cost: float | None = None, cache: bool = True, refresh: bool = False,
                            segments: bool = False, max_chunk_s: float | None = DEFAULT_CHUNK_S,
                            api: str | None = None, on_result: Callable[[int, dict], None] | None = None,
                            **options: Any) -> pd.DataFrame:
     """Transcribe every source concurrently; see :func:`transcribe`."""
-    job = transcription_job(language, hint, prompt, translate_to, audio_format, max_chunk_s, cache,
-                             refresh, api, options)
+    stream, settings, params = _split(options, temperature=0.0)
+    job = transcription_batch(settings, params, stream=stream, language=language, hint=hint, prompt=prompt,
+                              translate_to=translate_to, audio_format=audio_format, max_chunk_s=max_chunk_s,
+                              caching=Caching.of(cache, refresh), api=api)
     return await _table(sources, job, concurrency, max_cost, segments, on_result)
 
 
 def transcripts(sources: Any, language: str | None = None, *, hint: str | None = None,
-                concurrency: int = 8, audio_format: str = _audio.DEFAULT_FORMAT,
+                concurrency: int = DEFAULT_CONCURRENCY, audio_format: str = _audio.DEFAULT_FORMAT,
                 max_cost: float | None = None, cache: bool = True, refresh: bool = False,
                 api: str | None = None, **options: Any) -> list[Transcript]:
     """Timed transcripts, one :class:`~voxmagic.subtitles.Transcript` per source, for subtitles:
@@ -185,11 +104,21 @@ def transcripts(sources: Any, language: str | None = None, *, hint: str | None =
     Times come from the provider's segments (Mistral's transcriptions endpoint) or else from
     chunks of at most 30 s cut at pauses, one request each; long chunk texts are split into
     cues in proportion to their length. Options are :func:`transcribe`'s."""
-    job = transcription_job(language, hint, None, None, audio_format, DEFAULT_CHUNK_S, cache, refresh, api,
-                             options, subtitles=True)
-    rows = LOOP.run(batch.transcribe(as_list(sources), job, concurrency=concurrency, max_cost=max_cost,
-                                     segments=True))
+    stream, settings, params = _split(options, temperature=0.0)
+    job = transcription_batch(settings, params, stream=stream, language=language, hint=hint,
+                              audio_format=audio_format, caching=Caching.of(cache, refresh), api=api,
+                              subtitles=True)
+    rows = LOOP.run(batch.run(expand_all(as_list(sources)), job, concurrency=concurrency, max_cost=max_cost,
+                              segments=True))
     return subtitle_transcripts(rows)
+
+
+def _split(options: dict[str, Any], **defaults: Any) -> tuple[bool | None, Settings, Params]:
+    """A batch's options: ``stream`` (None: only long chunks stream), settings, parameters."""
+    options = {**defaults, **options}
+    stream = options.pop("stream", None)
+    settings, params = split_options(options)
+    return stream, settings, params
 
 
 async def _table(sources: Any, job: batch.Batch, concurrency: int, max_cost: float | None, segments: bool,
@@ -198,23 +127,23 @@ async def _table(sources: Any, job: batch.Batch, concurrency: int, max_cost: flo
         if on_result:
             on_result(index, rows[0] if len(rows) == 1 else batch.summary(rows))
 
-    rows = await LOOP.run_async(batch.transcribe(as_list(sources), job, concurrency=concurrency,
-                                                 max_cost=max_cost, segments=segments,
-                                                 on_result=report))
+    rows = await LOOP.run_async(batch.run(expand_all(as_list(sources)), job, concurrency=concurrency,
+                                          max_cost=max_cost, segments=segments, on_result=report))
     return table(rows, segments=segments, structured=job.structured)
 
 
-async def ask_each_async(sources: Any, prompt: str, *, system: str | None = None, concurrency: int = 8,
+async def ask_each_async(sources: Any, prompt: str, *, system: str | None = None, concurrency: int = DEFAULT_CONCURRENCY,
                          audio_format: str = _audio.DEFAULT_FORMAT, max_cost: float | None = None,
                          cache: bool = True, refresh: bool = False,
                          on_result: Callable[[int, dict], None] | None = None, **options: Any) -> pd.DataFrame:
     """Ask ``prompt`` about each source separately; see :func:`ask_each`."""
-    job = question_job(prompt, options, system=system, audio_format=audio_format, cache=cache,
-                       refresh=refresh)
+    stream, settings, params = _split(options)
+    job = question_batch(settings, params, prompt, stream=stream, system=system, audio_format=audio_format,
+                         caching=Caching.of(cache, refresh))
     return await _table(sources, job, concurrency, max_cost, False, on_result)
 
 
-def ask_each(sources: Any, prompt: str, *, system: str | None = None, concurrency: int = 8,
+def ask_each(sources: Any, prompt: str, *, system: str | None = None, concurrency: int = DEFAULT_CONCURRENCY,
              audio_format: str = _audio.DEFAULT_FORMAT, max_cost: float | None = None, cache: bool = True,
              refresh: bool = False, on_result: Callable[[int, dict], None] | None = None,
              **options: Any) -> pd.DataFrame:
@@ -232,7 +161,7 @@ def ask_each(sources: Any, prompt: str, *, system: str | None = None, concurrenc
 
 
 def transcribe(sources: Any, language: str | None = None, *, hint: str | None = None,
-               prompt: str | None = None, translate_to: str | None = None, concurrency: int = 8,
+               prompt: str | None = None, translate_to: str | None = None, concurrency: int = DEFAULT_CONCURRENCY,
                audio_format: str = _audio.DEFAULT_FORMAT, max_cost: float | None = None,
                cache: bool = True, refresh: bool = False, segments: bool = False,
                max_chunk_s: float | None = DEFAULT_CHUNK_S, api: str | None = None,

@@ -1,89 +1,45 @@
-"""Audio in: any source → 16 kHz mono PCM with an exact duration → compact bytes for upload.
+"""Audio in: what a user can point at (a path, bytes, a URL, an array with its rate, IPython Audio)
+as an :class:`AudioSource`, checked on arrival, read lazily — then 16 kHz mono PCM with an exact
+duration, then compact bytes for upload (the decoding and encoding are in :mod:`voxmagic.codec`).
 
-Voxtral hears 16 kHz mono, so that is what we keep: decoding, downmixing and resampling stream
-through PyAV (FFmpeg in the wheel, so every container users have works without system packages)
-and only the 16 kHz int16 samples are held — a 2-hour 44.1 kHz stereo file is never in memory raw.
-
-Upload default: MP3 at 32 kbit/s, chosen by measuring bytes per audio second on a minute of
-16 kHz mono speech (espeak-ng), before base64: WAV 32,001 · FLAC 17,995 · M4A/AAC 6,946 ·
-MP3 4,009 · Ogg/Opus 2,800. MP3 is the smallest format every Voxtral host decodes (OpenRouter,
-Mistral's API, vLLM): 44× smaller than 44.1 kHz stereo WAV, where FLAC is only 9.8× smaller.
+Voxtral hears 16 kHz mono, so that is what we keep; PyAV carries FFmpeg in its wheel, so every
+container users have works without system packages.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
+import numbers
 import os
 from dataclasses import dataclass
-from fractions import Fraction
-from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
+from . import limits
+from .codec import (PCM, SAMPLE_RATE, EncodedAudio, array_blocks, container_blocks, encode,
+                    probe_duration)
+from .download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, download, fetched
 from .errors import AudioError
-from .formats import DEFAULT_FORMAT, ENCODERS, UPLOAD_FORMATS
+from .formats import DEFAULT_FORMAT, UPLOAD_FORMATS
 
-SAMPLE_RATE = 16_000
-MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
-BLOCK_BYTES = SAMPLE_RATE * 2 * 10  # decode in ~10 s blocks
+__all__ = ["AudioSource", "as_source", "as_list", "is_array_pair", "prepare", "encode", "PCM",
+           "EncodedAudio", "SAMPLE_RATE", "DEFAULT_FORMAT", "UPLOAD_FORMATS", "download", "fetched",
+           "DOWNLOAD_TIMEOUT_S", "MAX_DOWNLOAD_BYTES"]
+
 MAX_AS_IS_BIT_RATE = 64_000  # an MP3 at or under this is uploaded as it is
-
-
-
-
-@dataclass(frozen=True, eq=False)
-class PCM:
-    """Decoded audio: int16 mono samples at 16 kHz."""
-
-    samples: np.ndarray
-    sample_rate: int = SAMPLE_RATE
-
-    @property
-    def duration_s(self) -> float:
-        return self.samples.size / self.sample_rate
-
-    def slice(self, start_s: float, end_s: float) -> PCM:
-        """A view (no copy) of [start_s, end_s)."""
-        a, b = round(start_s * self.sample_rate), round(end_s * self.sample_rate)
-        return PCM(self.samples[a:b], self.sample_rate)
-
-
-@dataclass(frozen=True, eq=False)
-class EncodedAudio:
-    """Audio exactly as it will be sent; its digest identifies it (e.g. as a cache key)."""
-
-    data: bytes
-    format: str
-    duration_s: float
-    label: str = ""
-    start_s: float = 0.0  # where this piece starts in its source (long audio is sent in chunks)
-    digest: str | None = None  # set instead of ``data`` for a reference to audio known by its hash
-
-    @cached_property
-    def sha256(self) -> str:
-        return self.digest or hashlib.sha256(self.data).hexdigest()
-
-    @property
-    def end_s(self) -> float:
-        return self.start_s + self.duration_s
-
-    def base64(self) -> str:
-        return base64.b64encode(self.data).decode("ascii")
-
-    def __repr__(self) -> str:
-        return (f"EncodedAudio({self.label!r}, {self.format}, {self.duration_s:.3f} s, "
-                f"{len(self.data):,} bytes, sha256={self.sha256[:12]})")
-
+# Hz an array may claim (voxmagic.limits): 16, kHz meant as Hz, would make the audio 1000× too long
+ARRAY_RATES = (int(limits.BOUNDS["sample_rate"].lo or 0), int(limits.BOUNDS["sample_rate"].hi or 0))
+MAX_CHANNELS = 8
 
 @dataclass(frozen=True, eq=False)
 class AudioSource:
     """One thing a user can point at: a path, bytes, an array with its rate, or a URL.
 
-    Nothing is read until :meth:`decode`; ``label`` names the source in tables and errors.
+    Nothing is read until :meth:`decode`; ``label`` names the source in tables and errors. An
+    array and its rate are checked on arrival, so a mistake is one line naming the source.
     """
 
     label: str
@@ -93,30 +49,69 @@ class AudioSource:
     sample_rate: int | None = None
     url: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.array is None:
+            return
+        name = self.label or "<array>"
+        rate = _sample_rate(self.sample_rate, name)
+        samples = _samples(self.array, name)
+        object.__setattr__(self, "array", samples)
+        object.__setattr__(self, "sample_rate", rate)
+        if not self.label:
+            object.__setattr__(self, "label", f"<array {samples.shape[-1] / rate:.2f} s @ {rate} Hz>")
+
     def blocks(self) -> Iterator[np.ndarray]:
         """16 kHz mono int16 samples in blocks of about 10 s, decoded as they are read.
 
-        Raises :class:`AudioError` for a missing, unreadable or empty (0 s) source.
+        Raises :class:`AudioError` for a missing, unreadable or empty (0 s) source. A URL is
+        downloaded first (see :func:`fetched`).
         """
+        if self.url is not None:
+            yield from self._fetched_now().blocks()
+            return
         if self.array is not None:
-            blocks = _array_blocks(self.array, self.sample_rate, self.label)
-        elif self.url is not None:
-            blocks = _container_blocks(io.BytesIO(_download(self.url)), self.label)
+            blocks = array_blocks(self.array, self.sample_rate)
         elif self.data is not None:
-            blocks = _container_blocks(io.BytesIO(self.data), self.label)
+            blocks = container_blocks(io.BytesIO(self.data), self.label)
         else:
             assert self.path is not None
             if self.path.is_dir():
                 raise AudioError(self.label, "is a directory; pass the files in it (or a glob such as dir/*.mp3)")
             if not self.path.exists():
                 raise AudioError(self.label, f"no such file (looked for {self.path.resolve()})")
-            blocks = _container_blocks(str(self.path), self.label)
+            blocks = container_blocks(str(self.path), self.label)
         empty = True
         for block in blocks:
             empty = False
             yield block
         if empty:
             raise AudioError(self.label, "contains no audio samples (0 s)")
+
+    def _fetched_now(self) -> AudioSource:
+        """This source with a URL downloaded (see :func:`fetched`), for sync callers.
+
+        It runs on voxmagic's loop thread and is waited on in short slices, so it is bounded by
+        :data:`DOWNLOAD_TIMEOUT_S` and a Ctrl-C in the calling thread cancels it and closes the socket.
+        """
+        if self.url is None:
+            return self
+        from .loop import LOOP
+
+        if LOOP.on_loop_thread():
+            raise RuntimeError(f"{self.label}: cannot download with a blocking call on voxmagic's event "
+                               "loop; `source = await voxmagic.audio.fetched(source)` first")
+        return LOOP.run(fetched(self, timeout_s=DOWNLOAD_TIMEOUT_S, limit=MAX_DOWNLOAD_BYTES))
+
+    def probe_duration(self) -> float | None:
+        """Seconds, known without decoding — from the array's length, or from the container's
+        header (reading at most :data:`voxmagic.codec.PROBE_BYTES`), so that too-long audio is refused before a
+        3-hour file is decoded. None when the header does not say, the file cannot be read (decoding
+        gives the proper error) or for a URL (that would cost the download)."""
+        if self.array is not None:
+            return self.array.shape[-1] / self.sample_rate
+        if self.data is None and (self.path is None or not self.path.is_file()):
+            return None
+        return probe_duration(io.BytesIO(self.data) if self.data is not None else str(self.path))
 
     def content_digest(self) -> str | None:
         """sha256 of the source's bytes before decoding (None for URLs: that would cost a download)."""
@@ -144,7 +139,8 @@ class AudioSource:
     def prepare(self, format: str = DEFAULT_FORMAT) -> EncodedAudio:
         """Bytes to upload: the file as it is when already compact in ``format``, else decoded
         and encoded."""
-        return self.as_is(format) or encode(self.decode(), format, label=self.label)
+        source = self._fetched_now()
+        return source.as_is(format) or encode(source.decode(), format, label=self.label)
 
     def as_is(self, format: str, max_s: float | None = None) -> EncodedAudio | None:
         """The source's own bytes when it is already an MP3 of at most 64 kbit/s (and at most
@@ -184,13 +180,12 @@ def as_source(obj: Any, *, sample_rate: int | None = None, label: str | None = N
     """Coerce what a user passes (path, bytes, (array, rate), IPython Audio, URL) to an AudioSource."""
     if isinstance(obj, AudioSource):
         return obj
-    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], np.ndarray):
+    if is_array_pair(obj):
         obj, sample_rate = obj
-    if isinstance(obj, np.ndarray):
-        if not sample_rate:
-            raise AudioError(label or "<array>", "a numpy array needs its sample rate: pass (array, rate)")
-        arr_label = f"<array {obj.shape[-1] / sample_rate:.2f} s @ {sample_rate} Hz>"
-        return AudioSource(label or arr_label, array=obj, sample_rate=int(sample_rate))
+    elif _is_pandas(obj):  # a Series of sources is several (see as_list), not one array
+        raise AudioError(label or f"<{type(obj).__name__}>", "holds several sources: pass them one by one")
+    if _is_array(obj):
+        return AudioSource(label or "", array=obj, sample_rate=sample_rate)  # checked on arrival
     if isinstance(obj, (bytes, bytearray, memoryview)):
         data = bytes(obj)
         return AudioSource(label or f"<{len(data):,} bytes>", data=data)
@@ -211,30 +206,24 @@ def as_source(obj: Any, *, sample_rate: int | None = None, label: str | None = N
                      "(pass a path, URL, bytes, (array, sample_rate) or IPython.display.Audio)")
 
 
-def encode(pcm: PCM, format: str = DEFAULT_FORMAT, *, label: str = "", start_s: float = 0.0) -> EncodedAudio:
-    """Encode 16 kHz mono PCM in one of :data:`UPLOAD_FORMATS`."""
-    if format == "pcm16":
-        return EncodedAudio(pcm.samples.astype("<i2").tobytes(), format, pcm.duration_s, label, start_s)
-    if format not in ENCODERS:
-        raise AudioError(label or "<audio>", f"unknown upload format {format!r}; "
-                         f"choose one of {', '.join(UPLOAD_FORMATS)}")
-    import av
+def is_array_pair(value: Any) -> bool:
+    """True for ``(samples, rate)``: a 2-tuple whose first item is an array (NumPy, or anything with
+    a ``shape`` and ``dtype``) and whose second is not. The one rule every caller uses, so a tuple
+    never counts as one source here and two there; a bad rate in it is then reported as such by
+    :func:`as_source` instead of being read as a second source (``(a, b)`` of two arrays is two)."""
+    return isinstance(value, tuple) and len(value) == 2 and _is_array(value[0]) and not _is_array(value[1])
 
-    spec = ENCODERS[format]
-    buf = io.BytesIO()
-    with av.open(buf, "w", format=spec.container) as out:
-        stream = out.add_stream(spec.codec, rate=pcm.sample_rate, layout="mono", options=spec.options)
-        if spec.bit_rate:
-            stream.bit_rate = spec.bit_rate
-        block = pcm.sample_rate * 10
-        for start in range(0, pcm.samples.size, block):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(pcm.samples[None, start:start + block]), format="s16", layout="mono")
-            frame.sample_rate = pcm.sample_rate
-            frame.pts, frame.time_base = start, Fraction(1, pcm.sample_rate)
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return EncodedAudio(buf.getvalue(), format, pcm.duration_s, label, start_s)
+
+def as_list(audio: Any) -> list[Any]:
+    """The sources in ``audio``: a list, tuple, pandas Series or Index holds several, an
+    ``(array, rate)`` pair (:func:`is_array_pair`) is one, and anything else is one."""
+    if is_array_pair(audio):
+        return [audio]
+    if isinstance(audio, (list, tuple)):
+        return list(audio)
+    if _is_pandas(audio):
+        return list(audio.tolist())
+    return [audio]
 
 
 def prepare(obj: Any, format: str = DEFAULT_FORMAT, **kw: Any) -> EncodedAudio:
@@ -242,134 +231,63 @@ def prepare(obj: Any, format: str = DEFAULT_FORMAT, **kw: Any) -> EncodedAudio:
     return as_source(obj, **kw).prepare(format)
 
 
-def _container_blocks(file: str | io.BytesIO, label: str) -> Iterator[np.ndarray]:
-    import av
+def _sample_rate(rate: Any, name: str) -> int:
+    """An array's rate as an int, or an AudioError saying what to pass instead."""
+    if rate is None:
+        raise AudioError(name, "a numpy array needs its sample rate: pass (array, rate), e.g. (samples, 16000)")
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real):
+        raise AudioError(name, f"sample rate {rate!r} is a {type(rate).__name__}, not a number of Hz; "
+                         "pass an int such as 16000")
+    if not isinstance(rate, numbers.Integral) and not _is_whole(rate):
+        raise AudioError(name, f"sample rate {rate} is not a whole number of Hz; pass an int such as 16000")
+    low, high = ARRAY_RATES
+    if not low <= rate <= high:
+        raise AudioError(name, f"sample rate {int(rate):,} Hz is outside {low:,}–{high:,} Hz; "
+                         "pass samples per second (16 kHz is 16000)")
+    return int(rate)
 
+
+def _is_whole(x: numbers.Real) -> bool:
     try:
-        container = av.open(file, metadata_errors="ignore")
-    except av.error.FFmpegError as exc:
-        raise AudioError(label, f"not a readable audio or video file ({_ffmpeg_reason(exc)})") from exc
-    with container:
-        streams = container.streams.audio
-        if not streams:
-            kinds = sorted({s.type for s in container.streams}) or ["nothing"]
-            raise AudioError(label, f"has no audio track (found: {', '.join(kinds)})")
-        produced = False
-        try:
-            for block in _resampled(_frame_arrays(container.decode(streams[0]))):
-                produced = True
-                yield block
-        except av.error.FFmpegError as exc:  # damage after good audio: keep what decoded
-            if not produced:
-                raise AudioError(label, f"corrupt audio ({_ffmpeg_reason(exc)})") from exc
+        return float(x).is_integer()  # False for NaN and ±inf
+    except OverflowError:
+        return False
 
 
-def _array_blocks(array: np.ndarray, rate: int | None, label: str) -> Iterator[np.ndarray]:
-    """numpy samples in IPython.display.Audio's layout: (n,) or (channels, n); ints or floats."""
-    a = np.asarray(array)
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.ndim != 2 or a.shape[0] > 8:
-        raise AudioError(label, f"array shape {array.shape} is not (samples,) or (channels, samples)")
-    if np.issubdtype(a.dtype, np.integer):
-        a = a.astype(np.float32) / float(np.iinfo(a.dtype).max)
-    a = np.asarray(a, dtype=np.float32)
-    if not np.isfinite(a).all():
-        raise AudioError(label, "array contains NaN or infinite values")
-    rate = int(rate or 0)
-    block = max(rate, 1) * 10
-    yield from _resampled((a[:, i:i + block], rate) for i in range(0, a.shape[1], block))
-
-
-def _frame_arrays(frames: Iterator[Any]) -> Iterator[tuple[np.ndarray, int]]:
-    """Each decoded frame as (samples of shape (channels, n), rate), as cheaply as possible."""
-    for frame in frames:
-        a = frame.to_ndarray()
-        if not frame.format.is_planar:
-            a = a.reshape(-1, len(frame.layout.channels)).T
-        yield a, frame.sample_rate
-
-
-def _mono(a: np.ndarray) -> np.ndarray:
-    """(channels, n) samples of any sample format → float32 mono in [-1, 1] (channels averaged)."""
-    if a.dtype.kind == "u":  # unsigned 8-bit PCM
-        a = (a.astype(np.float32) - 128.0) / 128.0
-    elif a.dtype.kind == "i":
-        a = a.astype(np.float32) / float(np.iinfo(a.dtype).max + 1)
-    return a.mean(axis=0, dtype=np.float32) if a.shape[0] > 1 else a[0].astype(np.float32, copy=False)
-
-
-def _resampled(pieces: Iterable[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
-    """(channels, n) pieces at any rate → 16 kHz mono int16 blocks of about 10 s.
-
-    Downmixing and resampling run once per ~10 s of input rather than once per decoded frame (a
-    10-minute MP3 has 23,000 frames): per-call overhead, not the filtering, dominated decoding.
-    """
-    import av
-
-    resampler, rate, pending, held, out = None, 0, [], 0, bytearray()
-
-    def push(final: bool) -> None:
-        nonlocal pending, held
-        if pending:
-            mono = _mono(np.concatenate(pending, axis=1) if len(pending) > 1 else pending[0])
-            frame = av.AudioFrame.from_ndarray(mono[None, :], format="flt", layout="mono")
-            frame.sample_rate = rate
-            _append(out, resampler.resample(frame))
-            pending, held = [], 0
-        if final and resampler is not None:
-            _append(out, resampler.resample(None))
-
-    for samples, piece_rate in pieces:
-        if piece_rate != rate or (pending and samples.shape[0] != pending[0].shape[0]):
-            push(final=piece_rate != rate)  # a stream may change rate or channels midway
-            if piece_rate != rate:
-                resampler, rate = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE), piece_rate
-        pending.append(samples)
-        held += samples.shape[1]
-        if held >= rate * 10:
-            push(final=False)
-        if len(out) >= BLOCK_BYTES:
-            yield _take(out)
-    push(final=True)
-    if out:
-        yield _take(out)
-
-
-def _append(out: bytearray, frames: list) -> None:
-    for f in frames:
-        out += memoryview(f.planes[0])[: f.samples * 2]
-
-
-def _take(buffer: bytearray) -> np.ndarray:
-    """The buffer's samples as a new int16 array; the buffer is emptied."""
-    block = np.frombuffer(bytes(buffer), dtype=np.int16)
-    buffer.clear()
-    return block
-
-
-def _ffmpeg_reason(exc: Exception) -> str:
-    return getattr(exc, "strerror", None) or str(exc)
-
-
-def _download(url: str, limit: int = MAX_DOWNLOAD_BYTES) -> bytes:
-    import httpx
-
+def _samples(obj: Any, name: str) -> np.ndarray:
+    """Samples as a real-valued (samples,) or (channels, samples) array of finite numbers, or an
+    AudioError. (samples, channels), as soundfile and scipy return them, is transposed."""
     try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=30) as resp:
-            if resp.status_code >= 400:
-                raise AudioError(url, f"could not download: HTTP {resp.status_code} {resp.reason_phrase}")
-            size = int(resp.headers.get("content-length") or 0)
-            if size > limit:
-                raise AudioError(url, f"download is {size:,} bytes, over the {limit:,}-byte cap")
-            body = bytearray()
-            for chunk in resp.iter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    raise AudioError(url, f"download exceeds the {limit:,}-byte cap")
-    except httpx.HTTPError as exc:
-        raise AudioError(url, f"could not download: {exc or type(exc).__name__}") from exc
-    return bytes(body)
+        a = np.asarray(obj)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise AudioError(name, f"cannot read a {type(obj).__name__} as a NumPy array ({exc}); "
+                         "pass a NumPy array (e.g. tensor.cpu().numpy())") from exc
+    if a.dtype.kind == "b":
+        raise AudioError(name, "array is boolean (a mask?), not samples; pass int or float samples")
+    if a.dtype.kind == "c":
+        raise AudioError(name, "array holds complex numbers; pass real samples (e.g. array.real)")
+    if a.dtype.kind not in "iuf":
+        raise AudioError(name, f"array of dtype {a.dtype.name} is not audio samples; pass int or float samples "
+                         "(e.g. array.astype(np.float32))")
+    if a.ndim == 2 and a.shape[0] > MAX_CHANNELS >= a.shape[1]:
+        a = a.T
+    if a.ndim not in (1, 2) or a.ndim == 2 and a.shape[0] > MAX_CHANNELS:
+        raise AudioError(name, f"array shape {a.shape} is not (samples,) or (channels, samples) "
+                         f"with at most {MAX_CHANNELS} channels")
+    if a.size == 0:
+        raise AudioError(name, f"array is empty (shape {a.shape}); pass at least one sample")
+    step = 1 << 20  # checked in slices: no whole-array temporary
+    if a.dtype.kind == "f" and not all(np.isfinite(a[..., i:i + step]).all() for i in range(0, a.shape[-1], step)):
+        raise AudioError(name, "array contains NaN or infinite values; replace them (e.g. np.nan_to_num(array))")
+    return a
+
+
+def _is_array(x: Any) -> bool:
+    return hasattr(x, "dtype") and isinstance(getattr(x, "shape", None), tuple) and len(x.shape) >= 1
+
+
+def _is_pandas(x: Any) -> bool:
+    return any(c.__name__ in ("Series", "Index") and c.__module__.startswith("pandas") for c in type(x).__mro__)
 
 
 def _is_ipython_audio(obj: Any) -> bool:

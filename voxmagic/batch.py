@@ -1,11 +1,15 @@
 """Many sources at once: long files cut into chunks, bounded concurrency, cache-first reruns.
 
+A :class:`Batch` holds what every request of a job shares (built by :func:`transcription_batch`
+or :func:`question_batch`); :func:`run` sends it over many sources.
+
 Per source: look up what it became last time (by a digest of its bytes) — when every chunk's
 answer is cached, nothing is decoded or sent; otherwise decode, cut long audio at pauses
 (:mod:`voxmagic.segment`), and send the chunks concurrently. A chunk whose transcript hit the
 output limit (``finish_reason == "length"``) is cut in two and sent again. Rows come back in
 input order, one per source (chunks stitched) or one per chunk (``segments=True``); a failure
-fills ``error`` and costs the other rows nothing.
+fills ``error`` and costs the other rows nothing — also a source that cannot be read or
+prepared at all (a missing file, an array with a negative rate): it becomes an error row.
 """
 
 from __future__ import annotations
@@ -17,18 +21,22 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from . import audio as _audio
+from . import limits
 from .audio import PCM, SAMPLE_RATE, AudioSource, EncodedAudio
+from .chat import ChatRequest, Params
 from .cost import Estimate
 from .errors import AudioError, ConfigError, VoxmagicError
-from .requests import ChatRequest, Params
-from .runner import (Caching, Plan, bounded, check_budget, check_context, label, ledger, map_bounded,
-                     planned, send, store)
 from .prices import ensure_prices
+from .prompts import extraction_prompt, transcription_prompt
+from .providers import sends_timestamps
+from .runner import (Caching, Plan, bounded, check_budget, check_context, in_store, label, ledger,
+                     map_bounded, planned, send, store)
 from .segment import find_cut, prepare_chunks
 from .settings import Settings
+from .subtitles import CUE_CHUNK_S
 from .transcriptions import TranscriptionRequest
 
-DEFAULT_CHUNK_S = 25 * 60
+DEFAULT_CHUNK_S = limits.DEFAULT_CHUNK_MINUTES * 60
 STREAM_ABOVE_S = 120  # with stream=None, only chunks longer than this stream (keep-alives)
 PIPELINE = "v1"  # bump when decoding/encoding changes, so prepared-source records are not reused
 MAX_RESPLITS = 3
@@ -36,7 +44,7 @@ MAX_RESPLITS = 3
 
 @dataclass(frozen=True)
 class Batch:
-    """One transcription job's fixed inputs."""
+    """One job's fixed inputs: what every request of it shares."""
 
     prompt: str
     settings: Settings
@@ -54,6 +62,9 @@ class Batch:
     endpoint: str = "chat"
     language: str | None = None  # for the transcriptions endpoint (chat has it in the prompt)
 
+    def __post_init__(self) -> None:
+        limits.check("max_chunk_s", self.max_chunk_s)
+
     @property
     def structured(self) -> bool:
         """Each answer is a JSON object, parsed into table columns; they cannot be stitched."""
@@ -64,7 +75,7 @@ class Batch:
         streamed (half the work per request); long ones are, so keep-alives hold the connection."""
         if self.endpoint == "transcriptions":
             return TranscriptionRequest(
-                clip, self.settings.transcription_model, self.language, self.params.temperature,
+                clip, self.settings.transcription_model or "", self.language, self.params.temperature,
                 dialect="mistral" if self.settings.effective_dialect == "mistral" else "openai")
         stream = self.stream if self.stream is not None else clip.duration_s > STREAM_ABOVE_S
         params = bounded(self.params, clip.duration_s) if self.transcript and not self.structured else self.params
@@ -83,33 +94,64 @@ class Batch:
         digest = source.content_digest()
         if digest is None:
             return None
-        key = f"{digest}|{self.audio_format}|{self.max_chunk_s}|{PIPELINE}"
+        key = f"{digest}|{self.audio_format}|{self.max_chunk_s or None}|{PIPELINE}"
         return hashlib.sha256(key.encode()).hexdigest()
+
+
+def transcription_batch(settings: Settings, params: Params, *, stream: bool | None = None,
+                        language: str | None = None, hint: str | None = None, prompt: str | None = None,
+                        translate_to: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT,
+                        max_chunk_s: float | None = DEFAULT_CHUNK_S, caching: Caching = Caching(),
+                        api: str | None = None, subtitles: bool = False) -> Batch:
+    """The batch that transcribes (or, with a JSON ``response_format``, extracts from) each source:
+    its instruction, its endpoint — a provider's speech-to-text endpoint for plain transcripts
+    where it has one (cheaper, and timed segments come with it) — and, for subtitles without timed
+    segments, 30 s chunks."""
+    plain = prompt is None and not hint and not translate_to and not params.wants_json
+    if prompt is None:
+        prompt = (extraction_prompt(language, hint) if params.wants_json
+                  else transcription_prompt(language, hint, translate_to))
+    if api not in (None, "chat", "transcriptions"):
+        raise ConfigError(f"api={api!r}: use 'chat' or 'transcriptions'")
+    endpoint = api or ("transcriptions" if plain and settings.has_transcriptions else "chat")
+    timed = endpoint == "transcriptions" and sends_timestamps(settings.effective_dialect, language)
+    if subtitles and not timed:
+        max_chunk_s = min(max_chunk_s or CUE_CHUNK_S, CUE_CHUNK_S)  # a cue per short chunk
+    return Batch(prompt, settings, params, audio_format, max_chunk_s, caching, stream, endpoint=endpoint,
+                 language=language)
+
+
+def question_batch(settings: Settings, params: Params, prompt: str, *, stream: bool | None = None,
+                   system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT,
+                   caching: Caching = Caching()) -> Batch:
+    """The batch that asks ``prompt`` about each source: whole sources, no transcript bound."""
+    return Batch(prompt, settings, params, audio_format, None, caching, stream, system=system,
+                 transcript=False)
 
 
 async def chunks_for(item: Any, batch: Batch) -> list[EncodedAudio]:
     """The source's chunks: references only (no audio bytes) when every answer is cached."""
     if isinstance(item, EncodedAudio):
         return [item]
-    source = _audio.as_source(item)
+    source = await _audio.fetched(_audio.as_source(item), timeout_s=batch.settings.download_timeout)
     fingerprint = await asyncio.to_thread(batch.fingerprint, source)
     if fingerprint and batch.caching.read:
-        known = store.source(fingerprint)
+        known = await in_store(store.source, fingerprint)
         if known:
             refs = [EncodedAudio(b"", c["format"], c["duration_s"], source.label, c["start_s"], c["sha256"])
                     for c in known]
             keys = [batch.request(r).cache_key(batch.settings.base_url) for r in refs]
-            if all(store.cached(k) is not None for k in keys):
+            if all([await in_store(store.cached, k) is not None for k in keys]):
                 return refs
-    chunks = await asyncio.to_thread(prepare_chunks, source, batch.audio_format, batch.max_chunk_s)
-    if fingerprint:
-        store.remember_source(fingerprint, [{"sha256": c.sha256, "format": c.format, "start_s": c.start_s,
-                                             "duration_s": c.duration_s} for c in chunks])
+    chunks = await asyncio.to_thread(prepare_chunks, source, batch.audio_format, batch.max_chunk_s or None)
+    if fingerprint and batch.caching.write:
+        await in_store(store.remember_source, fingerprint, [
+            {"sha256": c.sha256, "format": c.format, "start_s": c.start_s, "duration_s": c.duration_s}
+            for c in chunks])
     return chunks
 
 
-async def transcribe_chunk(clip: EncodedAudio, batch: Batch, gate: asyncio.Semaphore,
-                           depth: int = 0) -> list[dict]:
+async def send_chunk(clip: EncodedAudio, batch: Batch, gate: asyncio.Semaphore, depth: int = 0) -> list[dict]:
     """Rows for one chunk — or for its halves when its transcript was cut at the output limit."""
     row: dict[str, Any] = {"source": clip.label, "duration_s": clip.duration_s, "start_s": clip.start_s,
                            "end_s": clip.end_s, "audio_format": clip.format, "audio_sha256": clip.sha256}
@@ -127,7 +169,7 @@ async def transcribe_chunk(clip: EncodedAudio, batch: Batch, gate: asyncio.Semap
     if (response.finish_reason == "length" and not batch.params.max_tokens and clip.data
             and depth < MAX_RESPLITS and clip.duration_s > 60):
         halves = await asyncio.to_thread(_halve, clip)
-        parts = await asyncio.gather(*(transcribe_chunk(h, batch, gate, depth + 1) for h in halves))
+        parts = await asyncio.gather(*(send_chunk(h, batch, gate, depth + 1) for h in halves))
         return [r for part in parts for r in part]
     return [{**row, **response.to_row()}]
 
@@ -178,51 +220,67 @@ def per_source(rows: list[dict]) -> list[dict]:
     return [stitch(group[0]["source"], group) if "start_s" in group[0] else group[0] for group in groups]
 
 
-async def transcribe(items: Sequence[Any], batch: Batch, *, concurrency: int = 8,
-                     max_cost: float | None = None, segments: bool = False,
-                     on_result: Callable[[int, list[dict]], None] | None = None) -> list[dict]:
+Prepared = tuple[str, "list[EncodedAudio] | str"]
+
+
+async def _prepared(item: Any, batch: Batch, cpu: asyncio.Semaphore) -> Prepared:
+    """A source's chunks, or why it could not be prepared: whatever goes wrong with one source
+    (unreadable, a bad array, a failed download) becomes its error row, never the batch's."""
+    name = label(item)
+    try:
+        async with cpu:
+            return name, await chunks_for(item, batch)
+    except AudioError as exc:
+        return name, exc.cause
+    except VoxmagicError as exc:
+        return name, str(exc)
+    except Exception as exc:  # noqa: BLE001 - e.g. a user object whose conversion fails
+        return name, f"could not be prepared ({type(exc).__name__}: {exc})"
+
+
+async def _finished(entry: Prepared, batch: Batch, gate: asyncio.Semaphore, segments: bool) -> list[dict]:
+    name, chunks = entry
+    if isinstance(chunks, str):
+        return [{"source": name, "error": chunks}]
+    if len(chunks) > 1 and batch.structured and not segments:
+        return [{"source": name, "duration_s": sum(c.duration_s for c in chunks), "chunks": len(chunks),
+                 "error": f"{len(chunks)} chunks: one JSON answer per file needs audio that fits one "
+                          "request; add --segments (segments=True) for one row per chunk"}]
+    parts = await asyncio.gather(*(send_chunk(c, batch, gate) for c in chunks))
+    rows = [dict(r, source=name) for part in parts for r in part]
+    return [dict(r, chunk=i) for i, r in enumerate(rows)] if segments else [stitch(name, rows)]
+
+
+async def run(items: Sequence[Any], batch: Batch, *, concurrency: int = limits.DEFAULT_CONCURRENCY,
+              max_cost: float | None = None, segments: bool = False,
+              on_result: Callable[[int, list[dict]], None] | None = None) -> list[dict]:
     """Rows in input order (see the module docstring); ``on_result(index, rows)`` as each source
     finishes, with its row (or its chunks' rows).
 
     With a budget (``max_cost`` or the session's) every source is prepared first and the whole
     batch — minus what is cached — is estimated before anything is sent; otherwise decoding and
-    sending overlap.
+    sending overlap: while ``concurrency`` requests wait on the network, the next sources are
+    prepared, at most 2 × ``concurrency`` sources held prepared or in flight.
     """
+    concurrency = limits.check("concurrency", concurrency)
+    limits.check("max_cost", max_cost)
     batch.check()
     await ensure_prices(batch.settings)
-    gate = asyncio.Semaphore(max(1, concurrency))  # requests in flight
+    gate = asyncio.Semaphore(concurrency)  # requests in flight
     cpu = asyncio.Semaphore(os.cpu_count() or 2)  # sources being decoded and encoded
 
-    async def prepared(item: Any) -> tuple[str, list[EncodedAudio] | str]:
-        name = label(item)
-        try:
-            async with cpu:
-                return name, await chunks_for(item, batch)
-        except AudioError as exc:
-            return name, exc.cause
-
-    async def finished(entry: tuple[str, list[EncodedAudio] | str]) -> list[dict]:
-        name, chunks = entry
-        if isinstance(chunks, str):
-            return [{"source": name, "error": chunks}]
-        if len(chunks) > 1 and batch.structured and not segments:
-            return [{"source": name, "duration_s": sum(c.duration_s for c in chunks), "chunks": len(chunks),
-                     "error": f"{len(chunks)} chunks: one JSON answer per file needs audio that fits one "
-                              "request; add --segments (segments=True) for one row per chunk"}]
-        parts = await asyncio.gather(*(transcribe_chunk(c, batch, gate) for c in chunks))
-        rows = [dict(r, source=name) for part in parts for r in part]
-        return [dict(r, chunk=i) for i, r in enumerate(rows)] if segments else [stitch(name, rows)]
+    async def whole(entry: Prepared) -> list[dict]:
+        return await _finished(entry, batch, gate, segments)
 
     if max_cost is None and ledger.budget_usd is None:
-        # Decoding runs ahead of sending: while `concurrency` requests wait on the network, the next
-        # sources are prepared. At most 2 × concurrency sources are held prepared or in flight.
         async def one(item: Any) -> list[dict]:
-            return await finished(await prepared(item))
+            return await whole(await _prepared(item, batch, cpu))
         results = await map_bounded(items, one, 2 * concurrency, on_result)
     else:
-        entries = await map_bounded(items, prepared, len(items) or 1)
-        check_budget(_uncached_estimate(entries, batch), max_cost, f"this batch of {len(entries)} files")
-        results = await map_bounded(entries, finished, 2 * concurrency, on_result)
+        entries = await map_bounded(items, lambda item: _prepared(item, batch, cpu), len(items) or 1)
+        estimate = await _uncached_estimate(entries, batch)
+        check_budget(estimate, max_cost, f"this batch of {len(entries)} files")
+        results = await map_bounded(entries, whole, 2 * concurrency, on_result)
     return [row for rows in results for row in rows]
 
 
@@ -234,12 +292,12 @@ def summary(rows: list[dict]) -> dict:
             "cached": all(r.get("cached") for r in rows)}
 
 
-def _uncached_estimate(entries: list, batch: Batch) -> Estimate:
+async def _uncached_estimate(entries: list[Prepared], batch: Batch) -> Estimate:
     total = Estimate(0.0, 0, 0, 0.0)
     for _, chunks in entries:
         for clip in chunks if isinstance(chunks, list) else []:
             request = batch.request(clip)
-            if batch.caching.read and store.cached(request.cache_key(batch.settings.base_url)):
+            if batch.caching.read and await in_store(store.cached, request.cache_key(batch.settings.base_url)):
                 continue
             total += planned(request).estimate
     return total
@@ -247,7 +305,7 @@ def _uncached_estimate(entries: list, batch: Batch) -> Estimate:
 
 @dataclass(frozen=True)
 class BatchPlan:
-    """What ``transcribe`` would send: the first request, and the estimate for every chunk."""
+    """What :func:`run` would send: the first request, and the estimate for every chunk."""
 
     first: Plan | None
     estimate: Estimate | None
@@ -265,18 +323,19 @@ class BatchPlan:
         return "\n\n".join(lines)
 
 
-async def plan_batch(items: Sequence[Any], batch: Batch, concurrency: int = 8) -> BatchPlan:
-    """Prepare every source as :func:`transcribe` would, and send nothing."""
+async def plan_batch(items: Sequence[Any], batch: Batch,
+                     concurrency: int = limits.DEFAULT_CONCURRENCY) -> BatchPlan:
+    """Prepare every source as :func:`run` would, and send nothing."""
     await ensure_prices(batch.settings)
+    cpu = asyncio.Semaphore(os.cpu_count() or 2)
+
     async def one(item: Any) -> list[Plan] | str:
-        try:
-            chunks = await asyncio.to_thread(prepare_chunks, _audio.as_source(item), batch.audio_format,
-                                             batch.max_chunk_s)
-        except AudioError as exc:
-            return str(exc)
+        name, chunks = await _prepared(item, replace(batch, caching=Caching(read=False, write=False)), cpu)
+        if isinstance(chunks, str):
+            return f"{name}: {chunks}"
         return [planned(batch.request(c)) for c in chunks]
 
-    results = await map_bounded(items, one, concurrency)
+    results = await map_bounded(items, one, limits.check("concurrency", concurrency))
     plans = [p for r in results if isinstance(r, list) for p in r]
     total = sum((p.estimate for p in plans[1:]), plans[0].estimate) if plans else None
     return BatchPlan(plans[0] if plans else None, total, sum(isinstance(r, list) for r in results),

@@ -13,18 +13,19 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import audio as _audio
+from . import limits
+from .chat import ChatRequest, Params
 from .errors import ConfigError
+from .files import expand_all
+from .limits import DEFAULT_TOOL_ROUNDS
 from .loop import LOOP
-from .requests import ChatRequest, Params
 from .results import Response
-from .runner import Caching, check_before_sending, plan, planned
-from .settings import Settings
-from .tools import call_tools
+from .runner import Caching, check_before_sending, plan, planned, send
+from .settings import Settings, split_options
+from .tools import call_tools, tool_from_function
 
 if TYPE_CHECKING:
-    from .client import EventHandler
-
-DEFAULT_TOOL_ROUNDS = 5
+    from .streaming import EventHandler
 
 
 def assistant_turn(response: Response) -> dict[str, Any]:
@@ -84,10 +85,7 @@ async def exchange(request: ChatRequest, settings: Settings, *, functions: dict[
     """Send ``request``; while the model calls tools and ``auto_tools`` allows it, run them (in a
     worker thread: they are the user's code), send the results back, and ask again — at most
     ``max_rounds`` times. Each round is checked against the context and the budget first."""
-    from .runner import send
-
-    if max_rounds < 1:
-        raise ConfigError(f"max_tool_rounds={max_rounds}: allow at least 1 round of tool calls")
+    limits.check("max_tool_rounds", max_rounds)
     done = Exchange(request)
     runs: list[dict[str, Any]] = []
     while True:
@@ -113,7 +111,7 @@ async def exchange(request: ChatRequest, settings: Settings, *, functions: dict[
         request = replace(request, params=_after_a_round(request.params),
                           turns=(*request.turns, assistant_turn(response), *tool_turns(response, results)))
         spent = done.cost_usd or 0.0
-        check_before_sending(planned(request), settings,
+        await check_before_sending(planned(request), settings,
                              None if max_cost is None else max(0.0, max_cost - spent), caching)
         done.request = request
     return done
@@ -129,8 +127,6 @@ def follow_up(previous: Exchange, prompt: str, params: Params | None = None) -> 
 def split_tools(tools: Sequence[Any] | None) -> tuple[list[dict[str, Any]] | None, dict[str, Callable]]:
     """Tool definitions to send, and the Python functions that answer them (plain functions are
     turned into definitions from their signatures)."""
-    from .tools import tool_from_function
-
     if not tools:
         return None, {}
     definitions, functions = [], {}
@@ -154,9 +150,7 @@ class Conversation:
 
     def __init__(self, audio: Any = None, *, system: str | None = None,
                  audio_format: str = _audio.DEFAULT_FORMAT, **options: Any):
-        from .api import as_list
-
-        self.audio = as_list(audio) if audio is not None else []
+        self.audio = expand_all(_audio.as_list(audio)) if audio is not None else []
         self.system, self.audio_format, self.options = system, audio_format, options
         self.exchanges: list[Exchange] = []
 
@@ -173,8 +167,6 @@ class Conversation:
 
     async def ask_async(self, prompt: str, *, max_cost: float | None = None, cache: bool = True,
                         refresh: bool = False, on_event: EventHandler | None = None, **options: Any) -> Response:
-        from .api import split_options
-
         opts = {**self.options, **options}
         auto_tools = opts.pop("auto_tools", False)
         max_rounds = opts.pop("max_tool_rounds", DEFAULT_TOOL_ROUNDS)
@@ -191,7 +183,7 @@ class Conversation:
                                audio_format=self.audio_format)
             else:
                 p = planned(follow_up(self.last, prompt, params))
-            check_before_sending(p, settings, max_cost, caching)
+            await check_before_sending(p, settings, max_cost, caching)
             return await exchange(p.request, settings, functions=functions, auto_tools=auto_tools,
                                   max_rounds=max_rounds, on_event=on_event, caching=caching,
                                   max_cost=max_cost)

@@ -142,6 +142,9 @@ class LedgerEntry:
     audio_seconds: float
     cost_source: str  # "reported", "estimated" or "unknown"
     generation_id: str | None = None
+    # answered, cached, failed (after the server started), abandoned (retried after the server
+    # started: it may still bill that attempt)
+    outcome: str = "answered"
 
 
 @dataclass
@@ -170,7 +173,8 @@ class CostLedger:
         u = response.usage
         return self.add(LedgerEntry(time.time(), label, response.model, response.cost_usd,
                                     u.prompt_tokens, u.completion_tokens, response.audio_seconds,
-                                    response.cost_source, response.generation_id))
+                                    response.cost_source, response.generation_id,
+                                    "cached" if response.cached else "answered"))
 
     @property
     def total_usd(self) -> float:
@@ -196,6 +200,21 @@ class CostLedger:
         df = pd.DataFrame(rows, columns=list(LedgerEntry.__dataclass_fields__))
         df["time"] = local_times(df["time"])
         return df
+
+    def summary(self) -> str:
+        """One line: the total, the calls of unknown cost, attempts abandoned after the provider
+        had started (it may bill them), and what is left of the budget."""
+        with self._lock:
+            entries = list(self.entries)
+        unknown = sum(e.cost_usd is None for e in entries)
+        abandoned = sum(e.outcome == "abandoned" for e in entries)
+        notes = [f"{unknown} calls of unknown cost" if unknown else "",
+                 f"{abandoned} abandoned attempts the provider may bill" if abandoned else "",
+                 f"{self.remaining_usd:.6f} of the ${self.budget_usd:.4f} budget left"
+                 if self.budget_usd is not None else ""]
+        note = "; ".join(n for n in notes if n)
+        total = sum(e.cost_usd or 0.0 for e in entries)
+        return f"total ${total:.6f} over {len(entries)} calls" + (f" ({note})" if note else "")
 
     def __str__(self) -> str:
         n = self.calls

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
 
-from .settings import KEY_ENV
+from .providers import KEY_ENV
 
 
 def sample_paths() -> list[Path]:

@@ -79,12 +79,17 @@ class APIError(VoxmagicError):
         self.partial_text = partial_text
         self.generation_id = generation_id
         self.attempts = 1
+        self.waited_s: float | None = None  # from the first attempt to giving up
+        self.cost_usd: float | None = None  # when the server reported usage before failing
         super().__init__(message)
 
     def __str__(self) -> str:
         head = f"HTTP {self.status}: " if self.status else ""
         tail = f" ({self.advice})" if self.advice else ""
-        tries = f" [gave up after {self.attempts} attempts]" if self.attempts > 1 else ""
+        tries = ""
+        if self.attempts > 1:
+            over = f" over {self.waited_s:.0f} s" if self.waited_s is not None else ""
+            tries = f" [gave up after {self.attempts} attempts{over}]"
         return f"{head}{self.message}{tail}{tries}"
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import cost
 from .cost import AUDIO_TOKENS_PER_SECOND, CONTEXT_TOKENS, Pricing
-from .settings import is_loopback
+from .providers import is_loopback
 
 if TYPE_CHECKING:
     import pandas as pd

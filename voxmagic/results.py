@@ -47,6 +47,10 @@ def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 @dataclass(frozen=True)
 class Usage:
     """Token counts and the server's cost; every field may be missing, so every field is optional."""
@@ -58,6 +62,9 @@ class Usage:
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
     cost: float | None = None  # USD (OpenRouter credits), as reported
+    # seconds of audio the server says it billed: Mistral's ``prompt_audio_seconds``, vLLM's
+    # ``{"type": "duration", "seconds"}``; OpenRouter's chat usage does not say
+    audio_seconds: float | None = None
 
     @classmethod
     def from_api(cls, data: dict | None) -> Usage:
@@ -65,6 +72,9 @@ class Usage:
         prompt_details = data.get("prompt_tokens_details") or {}
         completion_details = data.get("completion_tokens_details") or {}
         cost = data.get("cost")
+        seconds = data.get("prompt_audio_seconds")
+        if seconds is None and data.get("type") == "duration":
+            seconds = data.get("seconds")
         return cls(
             prompt_tokens=_int(data.get("prompt_tokens")),
             completion_tokens=_int(data.get("completion_tokens")),
@@ -72,7 +82,8 @@ class Usage:
             audio_tokens=_int(prompt_details.get("audio_tokens")),
             cached_tokens=_int(prompt_details.get("cached_tokens")),
             reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
-            cost=float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
+            cost=_float(cost),
+            audio_seconds=s if (s := _float(seconds)) and s > 0 else None,
         )
 
 

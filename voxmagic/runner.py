@@ -1,43 +1,57 @@
-"""The async work behind every call: prepare audio, check the budget, consult the cache, send,
-record the outcome (history) and the cost (ledger).
+"""The async work behind every call: prepare audio, check context and budget, consult the cache,
+send, price what the server did not, record the outcome (history) and the cost (ledger).
 
 Runs on voxmagic's background loop (:mod:`voxmagic.loop`). Audio decoding is CPU work and goes
-to worker threads so that streams keep flowing while the next file decodes. Batches of files
-are in :mod:`voxmagic.batch`.
+to worker threads, and SQLite to a thread of its own (:func:`in_store`), so streams keep flowing
+while the next file decodes or the history file waits on a lock. Batches are in
+:mod:`voxmagic.batch`, conversations in :mod:`voxmagic.conversation`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 from . import audio as _audio
 from .audio import EncodedAudio
-from .client import TextDelta
+from .chat import ChatRequest, Params
 from .cost import (CONTEXT_TOKENS, CostLedger, Estimate, LedgerEntry, audio_tokens, estimate,
                    format_usd, pricing_for, transcript_token_bound)
 from .errors import (APIError, AudioError, AuthenticationError, BudgetError, ConfigError,
                      InsufficientCreditsError)
 from .loop import LOOP
-from .requests import ChatRequest, Params
-from .results import Response, attach_json
-from .settings import Settings
 from .prices import ensure_prices
+from .providers import transcription_price
+from .results import Response, attach_json
 from .storage import Store
+from .streaming import Retrying, TextDelta
 from .transcriptions import TranscriptionRequest
 
 if TYPE_CHECKING:
-    from .client import Client, EventHandler
+    from .client import Client
+    from .settings import Settings
+    from .streaming import Event, EventHandler
 
 T = TypeVar("T")
 R = TypeVar("R")
+Request = ChatRequest | TranscriptionRequest
 
 #: Every call of this Python session, with its cost (and an optional session budget).
 ledger = CostLedger()
 #: Every request ever made, and the cache (a SQLite file; see :mod:`voxmagic.storage`).
 store = Store()
+# SQLite runs here, never on the loop: a write waiting on another process's lock stalls no stream.
+_STORE_THREAD = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voxmagic-store")
+
+
+async def in_store(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on the store's own thread (writes stay in order)."""
+    call = functools.partial(fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_STORE_THREAD, call)
 
 
 @dataclass(frozen=True)
@@ -57,13 +71,13 @@ class Caching:
 class Plan:
     """A request ready to send, and what it may cost; its text form is what ``--dry-run`` shows."""
 
-    request: ChatRequest
+    request: Request
     estimate: Estimate
 
     def __str__(self) -> str:
         return f"{self.request.preview()}\n\nestimated cost {self.estimate}"
 
-    def _repr_pretty_(self, p, cycle) -> None:
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(str(self))
 
 
@@ -71,7 +85,9 @@ async def map_bounded(items: Iterable[T], fn: Callable[[T], Awaitable[R]], concu
                       on_result: Callable[[int, R], None] | None = None) -> list[R]:
     """``fn`` over ``items`` with at most ``concurrency`` running; results in input order.
 
-    ``fn`` should return failures as values: one failing item must not cost the others.
+    ``fn`` should return failures as values: one failing item must not cost the others. If one
+    raises anyway (or the caller is cancelled), the rest are cancelled and awaited before this
+    returns, so nothing is sent after the call has ended.
     """
     gate = asyncio.Semaphore(max(1, concurrency))
 
@@ -82,7 +98,30 @@ async def map_bounded(items: Iterable[T], fn: Callable[[T], Awaitable[R]], concu
             on_result(index, result)
         return result
 
-    return list(await asyncio.gather(*(one(i, x) for i, x in enumerate(items))))
+    tasks = [asyncio.ensure_future(one(i, x)) for i, x in enumerate(items)]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def prepared_sources(items: Sequence[Any], download_timeout: float) -> list[Any]:
+    """URL sources downloaded here, on the loop (bounded, and closed at once when cancelled), so
+    worker threads only ever decode from memory or disk."""
+    out = []
+    for item in items:
+        if isinstance(item, EncodedAudio):
+            out.append(item)
+        else:
+            out.append(await _audio.fetched(_audio.as_source(item), timeout_s=download_timeout))
+    return out
+
+
+def _durations(sources: Sequence[Any]) -> list[float | None]:
+    """What the containers' headers say (None: they don't), without decoding."""
+    return [s.duration_s if isinstance(s, EncodedAudio) else s.probe_duration() for s in sources]
 
 
 def prepare(items: Sequence[Any], audio_format: str) -> tuple[EncodedAudio, ...]:
@@ -92,13 +131,16 @@ def prepare(items: Sequence[Any], audio_format: str) -> tuple[EncodedAudio, ...]
 
 async def plan(items: Sequence[Any], prompt: str, *, settings: Settings, params: Params,
                system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT) -> Plan:
-    """Decode and encode the audio and build the request; nothing is sent."""
+    """Decode and encode the audio and build the request; nothing is sent. Audio too long for one
+    request is refused from the containers' headers, before anything is decoded."""
     await ensure_prices(settings)  # today's prices for the estimate (once a day, never fails)
-    clips = await asyncio.to_thread(prepare, items, audio_format)
+    sources = await prepared_sources(items, settings.download_timeout)
+    check_length(await asyncio.to_thread(_durations, sources))
+    clips = await asyncio.to_thread(prepare, sources, audio_format)
     return planned(ChatRequest(prompt, clips, params, settings.model, system, settings.effective_dialect))
 
 
-def planned(request: ChatRequest | TranscriptionRequest) -> Plan:
+def planned(request: Request) -> Plan:
     """The estimate of a request whose audio is ready: its audio counted once, all its text."""
     if isinstance(request, TranscriptionRequest):
         return Plan(request, request.estimate())
@@ -126,23 +168,26 @@ def check_budget(est: Estimate, max_cost: float | None, what: str = "this call")
                           "voxmagic.ledger.budget_usd = ...)", estimate_usd=est.usd, remaining_usd=left)
 
 
-def check_context(request: ChatRequest) -> None:
+def check_length(durations: Sequence[float | None]) -> None:
     """Audio beyond Voxtral's 32K-token context would be refused after a long upload: say so now."""
-    if isinstance(request, TranscriptionRequest):
-        return  # a speech-to-text endpoint has no chat context to fill
-    tokens = sum(audio_tokens(c.duration_s) for c in request.audio)
-    if tokens > CONTEXT_TOKENS - 1_000:
-        minutes = request.audio_seconds / 60
+    known = [d for d in durations if d is not None]
+    if sum(audio_tokens(d) for d in known) > CONTEXT_TOKENS - 1_000:
+        minutes = sum(known) / 60
         raise ConfigError(f"{minutes:.0f} min of audio is more than Voxtral's context holds (about 40 min "
                           "in one request); transcribe it first (%voxtral_transcribe or "
                           "voxmagic.transcribe split long audio) and ask about the text")
 
 
-def check_before_sending(p: Plan, settings: Settings, max_cost: float | None, caching: Caching) -> None:
+def check_context(request: Request) -> None:
+    if isinstance(request, ChatRequest):  # a speech-to-text endpoint has no chat context to fill
+        check_length([c.duration_s for c in request.audio])
+
+
+async def check_before_sending(p: Plan, settings: Settings, max_cost: float | None, caching: Caching) -> None:
     """What must hold before a planned request goes out: it fits the context, and — unless it
     will be answered from the cache at $0 — its estimate fits the budget."""
     check_context(p.request)
-    if not (caching.read and store.cached(p.request.cache_key(settings.base_url))):
+    if not (caching.read and await in_store(store.cached, p.request.cache_key(settings.base_url))):
         check_budget(p.estimate, max_cost)
 
 
@@ -151,32 +196,93 @@ def client_for(settings: Settings) -> Client:
     return LOOP.cached(("client", settings), settings.check().client)
 
 
-async def send(request: ChatRequest, settings: Settings, on_event: EventHandler | None = None,
+async def send(request: Request, settings: Settings, on_event: EventHandler | None = None,
                caching: Caching = Caching()) -> Response:
     """Answer from the cache, or send; either way write history and the ledger before returning."""
     key = request.cache_key(settings.base_url)
     labels = ", ".join(a.label for a in request.audio)
     if caching.read:
-        hit = store.cached(key)
+        hit = await in_store(store.cached, key)
         if hit is not None:
-            return _from_cache(hit, request, settings, on_event, labels)
+            return await _from_cache(hit, request, settings, on_event, labels)
     if any(not clip.data for clip in request.audio):
         raise ConfigError("internal: audio known only by its digest is not in the cache; run again")
+    attempts = _Attempts(request, settings, labels, on_event)
     try:
         client = client_for(settings)
         if isinstance(request, TranscriptionRequest):
-            response = await client.transcribe(request, on_event)
+            response = await client.transcription(request, attempts.on_event)
         else:
-            response = await client.complete(request, on_event)
+            response = await client.complete(request, attempts.on_event)
     except (APIError, asyncio.CancelledError) as exc:
         _advise(exc, settings)
-        store.record(request, settings.base_url, error=exc)
-        if getattr(exc, "generation_id", None):  # the provider started: it may bill, amount unknown
-            ledger.add(LedgerEntry(time.time(), labels, request.model, None, None, None,
-                                   request.audio_seconds, "unknown", exc.generation_id))
+        await asyncio.shield(attempts.failed(exc))
         raise
-    store.record(request, settings.base_url, response=response, cache_key=key if caching.write else None)
-    ledger.record(response, label=labels)
+    priced(response, request)
+    await attempts.answered(response, key if caching.write else None)
+    return response
+
+
+@dataclass
+class _Attempts:
+    """What one request's attempts leave behind: a history row and a ledger entry for the answer
+    or the failure, and one for every retried attempt the server had started on (it may bill it)."""
+
+    request: Request
+    settings: Settings
+    labels: str
+    forward: EventHandler | None
+    abandoned: list[APIError] | None = None
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, Retrying) and event.error.generation_id:
+            self.abandoned = [*(self.abandoned or []), event.error]
+        if self.forward:
+            self.forward(event)
+
+    async def _abandoned(self) -> None:
+        for exc in self.abandoned or []:
+            await in_store(store.record, self.request, self.settings.base_url, error=exc, abandoned=True)
+            self._ledger(exc, "abandoned")
+
+    async def failed(self, exc: BaseException) -> None:
+        await self._abandoned()
+        await in_store(store.record, self.request, self.settings.base_url, error=exc)
+        if getattr(exc, "generation_id", None):  # the provider started: it may bill, amount unknown
+            self._ledger(exc, "failed")
+
+    async def answered(self, response: Response, cache_key: str | None) -> None:
+        await self._abandoned()
+        await in_store(store.record, self.request, self.settings.base_url, response=response,
+                       cache_key=cache_key)
+        ledger.record(response, label=self.labels)
+
+    def _ledger(self, exc: BaseException, outcome: str) -> None:
+        cost = getattr(exc, "cost_usd", None)
+        ledger.add(LedgerEntry(time.time(), self.labels, self.request.model, cost, None, None,
+                               self.request.audio_seconds, "reported" if cost is not None else "unknown",
+                               getattr(exc, "generation_id", None), outcome))
+
+
+def priced(response: Response, request: Request) -> Response:
+    """The cost the server did not report, estimated from its usage and the price table: tokens and
+    audio seconds on chat, billed seconds on a transcriptions endpoint (unknown for a model
+    without a price, such as a self-hosted one)."""
+    if response.cost_usd is not None:
+        return response
+    usage = response.usage
+    if isinstance(request, TranscriptionRequest):
+        price = transcription_price(request.model)
+        if price is not None:
+            response.cost_usd = price * (usage.audio_seconds or request.clip.duration_s)
+            response.cost_source = "estimated"
+    elif usage.prompt_tokens is not None and usage.completion_tokens is not None:
+        a_tokens = usage.audio_tokens
+        if a_tokens is None:
+            a_tokens = min(usage.prompt_tokens, sum(audio_tokens(a.duration_s) for a in request.audio))
+        response.cost_usd = pricing_for(request.model).cost(usage.prompt_tokens, usage.completion_tokens,
+                                                            request.audio_seconds, audio_tokens=a_tokens)
+        response.cost_source = "estimated"
     return response
 
 
@@ -188,14 +294,14 @@ def _advise(exc: BaseException, settings: Settings) -> None:
         exc.advice = f"add credits to your {settings.provider} account or lower max_tokens"
 
 
-def _from_cache(response: Response, request: ChatRequest, settings: Settings,
-                on_event: EventHandler | None, labels: str) -> Response:
+async def _from_cache(response: Response, request: Request, settings: Settings,
+                      on_event: EventHandler | None, labels: str) -> Response:
     response.sources = [a.label for a in request.audio]
     if request.params.wants_json and not response.tool_calls:
         attach_json(response, request.params.response_model)
     if on_event and response.text:
         on_event(TextDelta(response.text))
-    store.record(request, settings.base_url, response=response)
+    await in_store(store.record, request, settings.base_url, response=response)
     ledger.record(response, label=labels)
     return response
 

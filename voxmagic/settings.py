@@ -1,62 +1,33 @@
-"""Where a call goes and how: base URL, key, model, timeouts — from arguments, then the environment."""
+"""Where a call goes and how: provider, base URL, key, model, timeouts, retries — from arguments,
+then the environment, then the provider's defaults. Every connection default is written here once.
+
+Cheap to import (no httpx): the notebook layer reads its defaults from :class:`Settings`.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .client import DEFAULT_BASE_URL, Client, dialect_for
+from . import limits
 from .errors import ConfigError
-from .requests import DEFAULT_MODEL
+from .providers import (DEFAULT_BASE_URL, DEFAULT_MODEL, KEY_ENV, PROVIDERS, dialect_for, needs_key,
+                        provider_name_for)
 
-KEY_ENV = "OPENROUTER_API_KEY"
-
-
-@dataclass(frozen=True)
-class Provider:
-    """Where Voxtral is served, and how that service is spoken to."""
-
-    name: str
-    base_url: str
-    key_env: str
-    model: str  # for chat completions
-    dialect: str  # the request shape (see voxmagic.requests.ChatRequest)
-    transcription_model: str | None  # for POST /audio/transcriptions; None: no such endpoint
-    has_transcriptions: bool = False  # used for plain transcripts unless told otherwise
-
-
-PROVIDERS = {
-    "openrouter": Provider("openrouter", DEFAULT_BASE_URL, KEY_ENV, DEFAULT_MODEL, "openrouter", None),
-    "mistral": Provider("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", "voxtral-small-latest",
-                        "mistral", "voxtral-mini-latest", has_transcriptions=True),
-    # e.g. `vllm serve mistralai/Voxtral-Small-24B-2507 ...`; it has /audio/transcriptions too, but
-    # another OpenAI-compatible server may not, so it is used only when asked for (--api transcriptions)
-    "openai-compatible": Provider("openai-compatible", "http://localhost:8000/v1", "OPENAI_API_KEY",
-                                  "mistralai/Voxtral-Small-24B-2507", "openai", "mistralai/Voxtral-Small-24B-2507"),
-}
-_BY_DIALECT = {"openrouter": "openrouter", "mistral": "mistral", "openai": "openai-compatible"}
-
-
-def _provider(name: str | None, base_url: str | None) -> Provider:
-    if name is None:
-        name = _BY_DIALECT[dialect_for(base_url)] if base_url else "openrouter"
-    if name not in PROVIDERS:
-        raise ConfigError(f"unknown provider {name!r}; use one of {', '.join(PROVIDERS)}")
-    return PROVIDERS[name]
-
-
-def is_loopback(url: str) -> bool:
-    """A server on this machine (a self-hosted vLLM, voxmagic's local server)."""
-    from urllib.parse import urlsplit
-
-    return (urlsplit(url).hostname or "") in ("localhost", "127.0.0.1", "::1")
+if TYPE_CHECKING:
+    from .chat import Params
+    from .client import Client
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Connection settings; the key is kept out of ``repr`` so it never lands in output or logs."""
+    """Connection settings; the key is kept out of ``repr`` so it never lands in output or logs.
+
+    ``transport`` is an ``httpx.AsyncBaseTransport`` handed to the client (``httpx.MockTransport``
+    in unit tests); None means real HTTP.
+    """
 
     base_url: str = DEFAULT_BASE_URL
     api_key: str | None = field(default=None, repr=False)
@@ -71,7 +42,12 @@ class Settings:
     max_attempts: int = 4
     rate_limit_patience: float = 120.0
     backoff: float = 1.0
+    download_timeout: float = 300.0
     key_env: str = KEY_ENV
+    transport: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        limits.check_all({f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
     def resolve(cls, **overrides: Any) -> Settings:
@@ -80,14 +56,16 @@ class Settings:
         ``MISTRAL_API_KEY``, ``OPENAI_API_KEY`` — or the ``key_env`` named); then a ``.env`` file
         in the working directory; then the provider's defaults. Without a provider, the base URL
         says which one it is."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(overrides) - names
+        unknown = set(overrides) - SETTING_NAMES
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         given = {k: v for k, v in overrides.items() if v is not None}
         env = _environment()
         base_url = given.get("base_url") or env.get("VOXMAGIC_BASE_URL")
-        provider = _provider(given.get("provider") or env.get("VOXMAGIC_PROVIDER"), base_url)
+        name = given.get("provider") or env.get("VOXMAGIC_PROVIDER") or provider_name_for(base_url)
+        if name not in PROVIDERS:
+            raise ConfigError(f"unknown provider {name!r}; use one of {', '.join(PROVIDERS)}")
+        provider = PROVIDERS[name]
         given["provider"] = provider.name
         given["base_url"] = base_url or provider.base_url
         given.setdefault("model", env.get("VOXMAGIC_MODEL") or provider.model)
@@ -108,25 +86,42 @@ class Settings:
         return self.dialect or dialect_for(self.base_url)
 
     def check(self) -> Settings:
-        """Fail early, in one line, when OpenRouter would only answer 401."""
-        if not self.api_key and not (self.provider == "openai-compatible" and is_loopback(self.base_url)):
-            example = {"openrouter": "sk-or-...", "mistral": "..."}.get(self.provider, "...")
+        """Fail early, in one line, when the endpoint would only answer 401."""
+        if not self.api_key and needs_key(self.provider, self.base_url):
+            example = PROVIDERS[self.provider].key_example
             raise ConfigError(f"no API key for {self.provider}: set {self.key_env} in the environment or "
                               f"in a .env file in {Path.cwd()} (e.g. {self.key_env}={example}), or pass "
                               "api_key=...")
         return self
 
     def client(self) -> Client:
-        return Client(self.api_key, base_url=self.base_url, dialect=self.dialect, referer=self.referer,
-                      title=self.title, timeout=self.timeout, read_timeout=self.read_timeout,
-                      max_attempts=self.max_attempts, backoff=self.backoff,
-                      rate_limit_patience=self.rate_limit_patience)
+        from .client import Client
+
+        return Client(self)
+
+
+SETTING_NAMES = frozenset(f.name for f in fields(Settings))
+
+
+def split_options(options: dict[str, Any]) -> tuple[Settings, Params]:
+    """Separate connection settings from request parameters; anything else is a mistake."""
+    from .chat import PARAM_NAMES, Params
+
+    unknown = set(options) - PARAM_NAMES - SETTING_NAMES
+    if unknown:
+        valid = ", ".join(sorted((PARAM_NAMES | SETTING_NAMES) - {"transport", "response_model"}))
+        raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))}; valid: {valid}")
+    settings = {k: v for k, v in options.items() if k in SETTING_NAMES}
+    params = {k: v for k, v in options.items() if k in PARAM_NAMES}
+    return Settings.resolve(**settings), Params(**params)
 
 
 def _environment() -> dict[str, str]:
     """``os.environ`` over the ``.env`` file of the working directory (which never overrides it)."""
+    dotenv = Path(".env")
+    if not dotenv.is_file():
+        return dict(os.environ)
     from dotenv import dotenv_values
 
-    dotenv = Path(".env")
-    values = {k: v for k, v in dotenv_values(dotenv).items() if v} if dotenv.is_file() else {}
+    values = {k: v for k, v in dotenv_values(dotenv).items() if v}
     return {**values, **os.environ}

@@ -3,9 +3,9 @@
 Mistral's API and a self-hosted vLLM both offer it next to chat completions. It takes one file as
 ``multipart/form-data`` and answers the transcript with timed segments, billed per second of
 audio instead of per token. A :class:`TranscriptionRequest` offers the surface the rest of
-voxmagic reads from a :class:`~voxmagic.requests.ChatRequest` (``audio``, ``audio_seconds``,
+voxmagic reads from a :class:`~voxmagic.chat.ChatRequest` (``audio``, ``audio_seconds``,
 ``model``, ``text``, ``params``, ``body()``, ``cache_key()``, ``preview()``), so history, cache
-and the cost ledger treat both alike; :meth:`voxmagic.client.Client.transcribe` sends it.
+and the cost ledger treat both alike; :meth:`voxmagic.client.Client.transcription` sends it.
 
 The two dialects, as their sources describe them:
 
@@ -36,36 +36,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .audio import EncodedAudio
+from .chat import Params, elided
 from .cost import Estimate
 from .errors import ConfigError
-from .requests import Params, _elided
+from .providers import (MIME_TYPES, TRANSCRIPTION_DIALECTS, TRANSCRIPTIONS_ENDPOINT, sends_timestamps,
+                        transcription_price)
 
-ENDPOINT = "audio/transcriptions"
-DIALECTS = ("mistral", "openai")
 DEFAULT_MODEL = "voxtral-mini-latest"
-
-# USD per second of audio on the transcriptions endpoint. Sources:
-# - docs.mistral.ai/models/voxtral-mini-transcribe-25-07: Voxtral Mini Transcribe 25.07,
-#   "$0.002 /Min" (it launched at $0.001/min in July 2025);
-# - Mistral's "Voxtral transcribes at the speed of sound" (mistral.ai/news/voxtral-transcribe-2,
-#   Feb 2026): Voxtral Mini Transcribe V2 (voxtral-mini-2602) at $0.003/min;
-# - docs.mistral.ai/capabilities/audio_transcription/offline_transcription: "voxtral-mini-latest
-#   for transcription points to voxtral-mini-2602".
-# Self-hosted (vLLM) models have no price here: their cost is unknown to voxmagic.
-TRANSCRIPTION_PRICES: dict[str, float] = {
-    "voxtral-mini-2507": 0.002 / 60,
-    "voxtral-mini-2602": 0.003 / 60,
-    "voxtral-mini-latest": 0.003 / 60,
-}
-
-# What the file part is called and labelled; raw PCM has no container a server could sniff.
-_MIME = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg",
-         "m4a": "audio/mp4", "aac": "audio/aac", "aiff": "audio/aiff", "webm": "audio/webm"}
-
-
-def transcription_price(model: str) -> float | None:
-    """USD per audio second on the transcriptions endpoint; None when voxmagic does not know it."""
-    return TRANSCRIPTION_PRICES.get(model)
 
 
 def billed_seconds(duration_s: float) -> int:
@@ -92,14 +69,14 @@ class TranscriptionRequest:
     def __post_init__(self) -> None:
         if not isinstance(self.clip, EncodedAudio):
             raise ConfigError(f"a transcription needs one EncodedAudio clip, not {type(self.clip).__name__}")
-        if self.clip.format not in _MIME:
+        if self.clip.format not in MIME_TYPES:
             raise ConfigError(f"the transcriptions endpoint needs a container format (mp3, flac, wav, ...), "
                               f"not {self.clip.format!r}; prepare the audio with another format")
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError(f"model must be a non-empty string, not {self.model!r}")
         if self.language is not None and (not isinstance(self.language, str) or not self.language.strip()):
             raise ConfigError(f"language must be a language code such as 'en' or 'fr', not {self.language!r}")
-        if self.dialect not in DIALECTS:
+        if self.dialect not in TRANSCRIPTION_DIALECTS:
             raise ConfigError(f"dialect={self.dialect!r}: the transcriptions endpoint speaks 'mistral' (Mistral's "
                               "API) or 'openai' (vLLM and other OpenAI-style servers)")
         Params(stream=False, temperature=self.temperature)  # checks the temperature's range
@@ -120,7 +97,7 @@ class TranscriptionRequest:
     @property
     def sends_timestamps(self) -> bool:
         """Whether segment timestamps are asked for: Mistral refuses them together with a language."""
-        return self.timestamps and not (self.dialect == "mistral" and self.language)
+        return self.timestamps and sends_timestamps(self.dialect, self.language)
 
     @property
     def text(self) -> str:
@@ -154,14 +131,14 @@ class TranscriptionRequest:
 
     def upload(self) -> tuple[str, bytes, str]:
         """The file part: (file name, bytes, content type). The name never reveals a local path."""
-        return f"audio.{self.clip.format}", self.clip.data, _MIME[self.clip.format]
+        return f"audio.{self.clip.format}", self.clip.data, MIME_TYPES[self.clip.format]
 
     def body(self, *, elide_audio: bool = False, audio_data: Callable[[EncodedAudio], Any] | None = None
              ) -> dict[str, Any]:
         """The form as a dict (a repeated field becomes a list); ``file`` holds the bytes, or
         ``<N bytes of mp3, D s>`` with ``elide_audio``, or what ``audio_data`` makes of the clip."""
         if elide_audio:
-            audio_data = _elided
+            audio_data = elided
         out: dict[str, Any] = {}
         for name, value in self.form_fields():
             if name in out:
@@ -177,13 +154,13 @@ class TranscriptionRequest:
         The clip's label and position in its source do not count; the endpoint's name keeps the key
         apart from a chat request's."""
         body = self.body(audio_data=lambda clip: f"sha256:{clip.sha256}")
-        blob = json.dumps({"base_url": base_url.rstrip("/"), "endpoint": ENDPOINT, "body": body},
+        blob = json.dumps({"base_url": base_url.rstrip("/"), "endpoint": TRANSCRIPTIONS_ENDPOINT, "body": body},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def preview(self) -> str:
         """The form as JSON with the audio elided (for --dry-run and logs); never includes a key."""
-        return (f"POST .../{ENDPOINT} (multipart/form-data)\n"
+        return (f"POST .../{TRANSCRIPTIONS_ENDPOINT} (multipart/form-data)\n"
                 + json.dumps(self.body(elide_audio=True), indent=2, ensure_ascii=False))
 
     # -- cost -------------------------------------------------------------------------------

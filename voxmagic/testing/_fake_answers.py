@@ -1,4 +1,4 @@
-"""The fake model: deterministic answers, usage, cost and generation records for a validated request.
+"""The fake model: deterministic answers, usage and cost for a validated request.
 
 Every answer is derived from what the server really decoded (durations, hashes, prompt), so a
 test can check end to end that the right bytes and words reached the "model". Answers are
@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,29 +215,3 @@ def usage(req: ParsedRequest, completion_tokens: int, dialect: str) -> dict:
         out["cost_details"] = {"upstream_inference_cost": None, "upstream_inference_prompt_cost": 0,
                                "upstream_inference_completions_cost": 0}
     return out
-
-
-_NULL_GENERATION_FIELDS = (
-    "app_id", "cache_discount", "external_user", "moderation_latency", "native_tokens_completion_images",
-    "num_fetches", "num_search_results", "preset_id", "provider_responses", "router", "service_tier",
-    "upstream_id", "upstream_inference_cost", "web_search_engine", "workspace_id")
-
-
-def generation_data(gen_id: str, req: ParsedRequest, tokens: int, finish_reason: str | None, cancelled: bool,
-                    received_at: float, seconds: float, headers: dict) -> dict:
-    """The `data` of GET /generation: every field the SDK's GenerationResponseData requires."""
-    price = cost(req, tokens)
-    data: dict[str, Any] = dict.fromkeys(_NULL_GENERATION_FIELDS)
-    data.update({
-        "id": gen_id, "model": req.model, "total_cost": price, "usage": price,
-        "tokens_prompt": req.prompt_tokens, "tokens_completion": tokens,
-        "native_tokens_prompt": req.prompt_tokens, "native_tokens_completion": tokens,
-        "native_tokens_reasoning": 0, "native_tokens_cached": 0, "num_input_audio_prompt": len(req.audio),
-        "num_media_prompt": len(req.audio), "num_media_completion": 0,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(received_at)),
-        "finish_reason": finish_reason, "native_finish_reason": finish_reason, "cancelled": cancelled,
-        "streamed": req.stream, "provider_name": "Mistral", "is_byok": False, "api_type": "completions",
-        "data_region": "global", "origin": headers.get("HTTP-Referer", ""), "http_referer": headers.get("HTTP-Referer"),
-        "user_agent": headers.get("User-Agent"), "generation_time": round(seconds * 1000),
-        "latency": round(seconds * 1000)})
-    return data

@@ -3,6 +3,10 @@
 OpenRouter's streams have habits a client must survive (keep-alive comments, a usage-only last
 chunk after the finish chunk, mid-stream error chunks); they are written here once, together
 with the faults that break them, so the HTTP handler in ``server.py`` only decides *what* to say.
+
+``echo`` arguments carry the request's Authorization header when the server runs with
+``echo_key`` (else None): careless servers quote it back in errors, and voxmagic must never
+show, log or store what they quote.
 """
 from __future__ import annotations
 
@@ -30,13 +34,45 @@ def error_body(status: int, message: str, metadata: dict | None = None,
     return web.json_response({"error": error}, status=status, headers=headers)
 
 
+def key_refused(echo: str) -> web.Response:
+    """The 401 of a server that quotes the Authorization header it got (echo_key).
+
+    OpenAI's real 401 does this, e.g. "Incorrect API key provided: sk-abc12***...wxyz. You can find
+    your API key at https://platform.openai.com/account/api-keys." (OpenAI masks the middle of the
+    key; careless servers and proxies quote all of it, scheme included)."""
+    return error_body(401, f"Invalid API key provided: {echo}")
+
+
+def provider_refused(echo: str, metadata: dict | None = None, reason: str | None = None) -> web.Response:
+    """A 400 as OpenRouter relays an upstream provider's refusal: "Provider returned error" with the
+    provider's own body as a string in ``metadata.raw`` — here one that quotes the request's
+    Authorization header (echo_key). ``reason`` (the local check's message) goes into raw too."""
+    raw: dict[str, str] = {"detail": f"bad request from client with headers Authorization: {echo}"}
+    if reason:
+        raw["error"] = reason
+    return error_body(400, "Provider returned error",
+                      {**(metadata or {}), "raw": json.dumps(raw), "provider_name": "Mistral"})
+
+
+def refusal(status: int, message: str, metadata: dict | None = None, echo: str | None = None) -> web.Response:
+    """The error body of a request refused by a check; with echo a 400 is the provider's raw error."""
+    if echo and status == 400:
+        return provider_refused(echo, metadata, message)
+    return error_body(status, message, metadata)
+
+
 def seconds_header(value: float) -> str:
     """Retry-After value: whole seconds as an integer, else up to millisecond precision."""
     return str(int(value)) if float(value).is_integer() else f"{value:.3f}".rstrip("0")
 
 
-def fault_error(fault: Any, model: str, prompt: str) -> web.Response:
-    """The error response of an injected http_NNN fault, shaped like OpenRouter's."""
+def fault_error(fault: Any, model: str, prompt: str, echo: str | None = None) -> web.Response:
+    """The error response of an injected http_NNN fault, shaped like OpenRouter's (http_400 and
+    http_401 quote the Authorization header when given `echo`)."""
+    if echo and fault.name == "http_401":
+        return key_refused(echo)
+    if echo and fault.name == "http_400":
+        return provider_refused(echo, {"error_type": "invalid_request"})
     table: dict[str, tuple[int, str, dict | None]] = {
         "http_400": (400, "Provider returned error: invalid request (injected fault)",
                      {"error_type": "invalid_request", "provider_name": "Mistral"}),
@@ -65,11 +101,14 @@ def fault_error(fault: Any, model: str, prompt: str) -> web.Response:
 
 
 class ChunkMaker:
-    """Builds the JSON objects of one generation; provider fields only in the openrouter dialect."""
+    """Builds the JSON objects of one generation; provider fields only in the openrouter dialect.
+    With `echo` (echo_key) error objects quote the request's Authorization header."""
 
-    def __init__(self, gid: str, model: str, created: int, dialect: str):
+    def __init__(self, gid: str, model: str, created: int, dialect: str, echo: str | None = None):
         self.gid, self.model, self.created = gid, model, created
         self.openrouter = dialect == "openrouter"
+        self.error_message = (f"upstream rejected credentials {echo} mid-stream" if echo
+                              else "Provider disconnected unexpectedly")
 
     def _head(self, obj: str) -> dict:
         head = {"id": self.gid, "model": self.model, "object": obj, "created": self.created}
@@ -109,7 +148,7 @@ class ChunkMaker:
     def error(self) -> bytes:
         choice = self._finish({"index": 0, "delta": {"content": ""}}, "error")
         return self.sse({**self._head("chat.completion.chunk"), "choices": [choice], "error": {
-            "code": "server_error", "message": "Provider disconnected unexpectedly"}})
+            "code": "server_error", "message": self.error_message}})
 
     def reply(self, answer: Answer, n: int, usage_obj: dict, error: bool = False) -> dict:
         """Non-streaming body with the first n pieces; error=True gives OpenRouter's 200-with-error."""
@@ -122,7 +161,7 @@ class ChunkMaker:
         choice = self._finish({"index": 0, "logprobs": None}, "error" if error else answer.finish_reason)
         choice["message"] = message
         if error:
-            choice["error"] = {"code": 502, "message": "Provider disconnected unexpectedly"}
+            choice["error"] = {"code": 502, "message": self.error_message}
         return {**self._head("chat.completion"), "system_fingerprint": None, "choices": [choice],
                 "usage": usage_obj}
 
@@ -183,10 +222,19 @@ async def _inject(request: web.Request, resp: web.StreamResponse, fault: Any, ch
     return True
 
 
+ENDING_FAULTS = ("no_done", "no_usage")  # faults that change how a whole stream ends, not a token
+
+
 async def stream_answer(request: web.Request, rec: Any, req: Any, answer: Answer, fault: Any,
                         cfg: Any, chunks: ChunkMaker) -> web.StreamResponse:
-    """Stream one answer as OpenRouter does, playing `fault` after `fault.after_tokens` pieces."""
-    at = fault.after_tokens if fault is not None else None
+    """Stream one answer as OpenRouter does, playing `fault` after `fault.after_tokens` pieces.
+
+    The ending faults act after the finish chunk, whatever `after_tokens`: ``no_usage`` stops
+    there, ``no_done`` after the usage chunk; both end the chunked body cleanly, with no [DONE].
+    ``rec.completed`` (and ``rec.usage``/``rec.cost``) say whether the usage chunk — the bill —
+    went out: True for no_done, False for no_usage."""
+    ending = fault.name if fault is not None and fault.name in ENDING_FAULTS else None
+    at = fault.after_tokens if fault is not None and not ending else None
     if fault is not None and fault.name == "stall" and at == 0:
         await asyncio.sleep(fault.seconds)  # before any byte, status line included
         at = None
@@ -209,9 +257,15 @@ async def stream_answer(request: web.Request, rec: Any, req: Any, answer: Answer
         if at is not None and at >= len(answer.pieces) and await _inject(request, resp, fault, chunks):
             return resp
         await resp.write(chunks.delta({"role": "assistant", "content": ""}, answer.finish_reason))
+        if ending == "no_usage":
+            await resp.write_eof()
+            return resp
         usage_obj = usage(req, rec.tokens_sent, cfg.dialect)
         await resp.write(chunks.usage(usage_obj))
         rec.usage, rec.cost, rec.completed = usage_obj, usage_obj.get("cost"), True
+        if ending == "no_done":
+            await resp.write_eof()
+            return resp
         await resp.write(DONE)
     except ConnectionError:
         pass  # the client went away (timeout, cancel): the log keeps completed=False
@@ -220,7 +274,10 @@ async def stream_answer(request: web.Request, rec: Any, req: Any, answer: Answer
 
 async def reply_answer(request: web.Request, rec: Any, req: Any, answer: Answer, fault: Any,
                        cfg: Any, chunks: ChunkMaker) -> web.StreamResponse:
-    """Non-streaming answer; faults act before the single response is written."""
+    """Non-streaming answer; faults act before the single response is written.
+
+    ``no_usage`` leaves the ``usage`` key out of the body (rec.completed False: nothing billed to
+    the client); ``no_done`` has nothing to leave out of a single body and answers normally."""
     name = fault.name if fault else None
     if name == "reset_mid_stream":
         await reset_connection(request)
@@ -235,7 +292,10 @@ async def reply_answer(request: web.Request, rec: Any, req: Any, answer: Answer,
                             content_type="application/json", headers=headers)
     n = min(fault.after_tokens, len(answer.pieces)) if name == "error_chunk" else len(answer.pieces)
     rec.tokens_sent = n
-    rec.usage = usage(req, n, cfg.dialect)
-    rec.cost = rec.usage.get("cost")
-    rec.completed = name in (None, "stall")
-    return web.json_response(chunks.reply(answer, n, rec.usage, error=name == "error_chunk"), headers=headers)
+    body = chunks.reply(answer, n, usage(req, n, cfg.dialect), error=name == "error_chunk")
+    if name == "no_usage":
+        del body["usage"]
+    rec.usage = body.get("usage")
+    rec.cost = rec.usage.get("cost") if rec.usage else None
+    rec.completed = name in (None, "stall", "no_done")
+    return web.json_response(body, headers=headers)

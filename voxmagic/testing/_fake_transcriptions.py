@@ -1,8 +1,9 @@
 """The local server's ``POST {prefix}/audio/transcriptions``, as Mistral's API and vLLM answer it.
 
-The HTTP handler in ``server.py`` does what every endpoint does (log, auth, rate limit, faults);
-this module reads the multipart form, checks it the way each dialect does — with that dialect's
-error shape and a message naming the field — decodes the audio for real, and writes the answer.
+The HTTP handler in ``server.py`` does what every endpoint does (log, auth, rate limit, taking a
+fault); this module reads the multipart form, checks it the way each dialect does — with that
+dialect's error shape and a message naming the field — decodes the audio for real, and writes the
+answer, playing the fault.
 
 The transcript is deterministic and made from the decoded audio: fixed windows of at most
 ``SEGMENT_S`` seconds that tile [0, duration] in order, each saying which span it is and the
@@ -32,7 +33,11 @@ Sources for the shapes:
 """
 from __future__ import annotations
 
+import asyncio
+import copy
+import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +45,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ._fake_requests import MODELS, AudioInfo, BadRequest, audio_tokens, decode_audio
+from ._fake_streams import fault_error, reset_connection
 
 SEGMENT_S = 10.0
 TRANSCRIPTION_DIALECTS = ("mistral", "vllm")
@@ -62,8 +68,18 @@ class FormError(Exception):
         self.status = status
         self.payload = payload
 
-    def response(self) -> web.Response:
-        return web.json_response(self.payload, status=self.status)
+    def response(self, echo: str | None = None) -> web.Response:
+        """The refusal; with `echo` (echo_key) its message quotes the request's Authorization header,
+        as careless servers' validation errors do (the text of chat's 400 ``metadata.raw``)."""
+        if echo is None:
+            return web.json_response(self.payload, status=self.status)
+        payload, quoted = copy.deepcopy(self.payload), f" (bad request from client with headers Authorization: {echo})"
+        if "detail" in payload:  # Mistral's 422
+            for item in payload["detail"]:
+                item["msg"] += quoted
+        else:  # Mistral's {"object": "error", "message"} or vLLM's {"error": {"message"}}
+            (payload["error"] if "error" in payload else payload)["message"] += quoted
+        return web.json_response(payload, status=self.status)
 
 
 def _mistral(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
@@ -271,3 +287,36 @@ def answer(req: ParsedTranscription, dialect: str) -> tuple[Any, dict | None]:
         return {"duration": str(round(req.audio.duration_s, 3)), "language": req.language, "text": text,
                 "segments": segs, "words": None}, None
     return {"text": text, "usage": usage}, usage
+
+
+async def reply(request: web.Request, rec: Any, req: ParsedTranscription, fault: Any, dialect: str,
+                ready_at: float, echo: str | None) -> web.StreamResponse:
+    """Answer a valid form at `ready_at` (``time.monotonic()``), playing `fault` and filling in `rec`,
+    the request's log.
+
+    ``http_*`` as for chat (``error_chunk``, with no stream to break, is a 502); ``stall`` waits
+    ``seconds`` more; ``reset_mid_stream`` resets the connection; ``malformed_sse`` cuts the JSON
+    short; ``no_usage`` leaves ``usage`` out (rec.completed False: nothing billed to the client);
+    ``no_done`` (no stream to end) changes nothing."""
+    name = "http_502" if fault is not None and fault.name == "error_chunk" else fault.name if fault else None
+    if name is not None and name.startswith("http_"):
+        resp = fault_error(dataclasses.replace(fault, name=name), req.model, rec.prompt, echo)
+        rec.status = resp.status
+        return resp
+    if name == "reset_mid_stream":
+        await reset_connection(request)
+        return web.Response()  # never reaches the peer
+    await asyncio.sleep(max(0.0, ready_at - time.monotonic()) + (fault.seconds if fault else 0))
+    body, rec.usage = answer(req, dialect)
+    rec.status, rec.tokens_sent = 200, len(str(body.get("text") if isinstance(body, dict) else body).split())
+    if name == "malformed_sse":  # the whole-body analogue: JSON cut short
+        return web.Response(body=b'{"model": "' + req.model.encode() + b'", "text": "segm',
+                            content_type="application/json")
+    if name == "no_usage":
+        if isinstance(body, dict):
+            body.pop("usage", None)
+        rec.usage = None
+    rec.completed = name != "no_usage"
+    if isinstance(body, str):
+        return web.Response(text=body, content_type="text/plain")
+    return web.json_response(body)

@@ -12,12 +12,9 @@ import string
 from pathlib import Path
 from typing import Any, Mapping
 
-from .audio import AudioSource, EncodedAudio, as_source
-from .errors import AudioError, ConfigError
-
-AUDIO_SUFFIXES = frozenset({
-    ".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".m4b", ".aac", ".webm", ".mp4",
-    ".mkv", ".mka", ".mov", ".aiff", ".aif", ".wma", ".amr", ".3gp", ".caf"})
+from ..audio import AudioSource, EncodedAudio, as_source, is_array_pair
+from ..errors import AudioError, ConfigError
+from ..files import AUDIO_SUFFIXES, expand, is_url
 
 
 def audio_items(items: list[str], namespace: Mapping[str, Any], *, sample_rate: int | None = None) -> list[Any]:
@@ -32,25 +29,16 @@ def audio_items(items: list[str], namespace: Mapping[str, Any], *, sample_rate: 
 
 
 def _one(item: str, ns: Mapping[str, Any], sample_rate: int | None) -> list[Any]:
-    if item.startswith(("http://", "https://")):
-        return [item]
+    """A name typed on the line: a file, folder, glob or URL, else a variable; a typo is refused
+    here (it could be either), while a missing file inside a variable is left to its error row."""
     path = Path(item).expanduser()
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-        if not files:
-            raise ConfigError(f"the folder {item} holds no audio files (looked for "
-                              f"{', '.join(sorted(AUDIO_SUFFIXES)[:6])}, ...)")
-        return [str(p) for p in files]
-    if path.exists():
-        return [item]
+    if is_url(item) or path.exists():
+        return expand(item)
     head = item.split(".")[0].split("[")[0]
     if head.isidentifier() and head in ns:
         return _from_variable(item, lookup(item, ns), sample_rate)
     if glob.has_magic(item):
-        matches = sorted(glob.glob(os.path.expanduser(item), recursive=True))
-        if not matches:
-            raise ConfigError(f"no files match {item} (relative to {Path.cwd()})")
-        return matches
+        return expand(item)
     if item.replace(".", "").isidentifier() and path.suffix.lower() not in AUDIO_SUFFIXES:
         raise ConfigError(f"{item} is neither a file nor a variable in the notebook")
     raise ConfigError(f"no such file: {item} (relative to {Path.cwd()})")
@@ -59,27 +47,26 @@ def _one(item: str, ns: Mapping[str, Any], sample_rate: int | None) -> list[Any]
 def _from_variable(name: str, value: Any, sample_rate: int | None) -> list[Any]:
     if isinstance(value, (AudioSource, EncodedAudio)):
         return [value]
-    if isinstance(value, (str, os.PathLike)):
-        return _one(os.fspath(value), {}, sample_rate)
-    is_list = isinstance(value, (list, tuple)) and not _is_array_pair(value)
+    if isinstance(value, (str, os.PathLike)):  # as the Python API expands it: a missing file
+        return expand(value)  # becomes that source's error row instead of refusing the whole call
+    is_list = isinstance(value, (list, tuple)) and not is_array_pair(value)
     if is_list or type(value).__name__ in ("Series", "Index"):
         items = list(value.tolist() if hasattr(value, "tolist") else value)
         return [x for i, v in enumerate(items) for x in _from_variable(f"{name}[{i}]", v, sample_rate)]
     if hasattr(value, "shape") and hasattr(value, "dtype"):  # a numpy array
         if not sample_rate:
             raise ConfigError(f"{name} is an array: give its sample rate with --sr (e.g. --sr 16000)")
-        return [as_source(value, sample_rate=sample_rate, label=name)]
-    if _is_array_pair(value):
-        return [as_source(value, label=name)]
+        value = (value, sample_rate)
+    if is_array_pair(value):
+        try:
+            return [as_source(value, label=name)]
+        except AudioError:
+            return [value]  # unusable samples: that source's error row, as in the Python API
     try:
         return [as_source(value, label=name)]
     except AudioError as exc:
         raise ConfigError(f"{name} is a {type(value).__name__}, not audio: pass a path, URL, bytes, "
                           "a numpy array with --sr, or IPython.display.Audio") from exc
-
-
-def _is_array_pair(value: Any) -> bool:
-    return isinstance(value, tuple) and len(value) == 2 and hasattr(value[0], "shape")
 
 
 def lookup(name: str, ns: Mapping[str, Any], what: str = "") -> Any:

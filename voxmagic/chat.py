@@ -1,4 +1,5 @@
-"""Typed requests: options become a frozen object right away and are checked before anything is sent.
+"""Chat requests, typed: a question about audio (:class:`ChatRequest`) and every sampling and output
+option of the chat-completions endpoint (:class:`Params`), frozen and checked when made.
 
 A bad value (temperature 7, four stops too many) fails here with a message naming the option,
 instead of as a 400 from the server after the audio was uploaded.
@@ -9,22 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from .audio import EncodedAudio
+from . import limits
 from .errors import ConfigError
+from .providers import DEFAULT_MODEL
 
-DEFAULT_MODEL = "mistralai/voxtral-small-24b-2507"
-
-
-def _check_range(name: str, value: float | None, lo: float, hi: float, lo_open: bool = False) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number, not {value!r}")
-    if value > hi or value < lo or (lo_open and value == lo):
-        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
-        raise ConfigError(f"{name}={value!r} is out of range; use a value in {interval}")
+if TYPE_CHECKING:
+    from .audio import EncodedAudio
 
 
 @dataclass(frozen=True)
@@ -53,14 +46,7 @@ class Params:
             object.__setattr__(self, "stop", tuple(self.stop))
         if self.tools is not None:
             object.__setattr__(self, "tools", tuple(self.tools))
-        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
-            raise ConfigError(f"max_tokens must be a whole number ≥ 1, not {self.max_tokens!r}")
-        _check_range("temperature", self.temperature, 0, 2)
-        _check_range("top_p", self.top_p, 0, 1, lo_open=True)
-        _check_range("frequency_penalty", self.frequency_penalty, -2, 2)
-        _check_range("presence_penalty", self.presence_penalty, -2, 2)
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ConfigError(f"seed must be a whole number, not {self.seed!r}")
+        limits.check_all({f.name: getattr(self, f.name) for f in fields(self)})
         if self.stop is not None and (len(self.stop) > 4 or not all(isinstance(s, str) and s for s in self.stop)):
             raise ConfigError("stop takes at most 4 non-empty strings")
         if isinstance(self.tool_choice, str) and self.tool_choice not in ("none", "auto", "required"):
@@ -90,7 +76,10 @@ class Params:
         return out
 
 
-def _elided(clip: EncodedAudio) -> str:
+PARAM_NAMES = frozenset(f.name for f in fields(Params))
+
+
+def elided(clip: EncodedAudio) -> str:
     return f"<{len(clip.data):,} bytes of {clip.format}, {clip.duration_s:.2f} s>"
 
 
@@ -170,7 +159,7 @@ class ChatRequest:
              ) -> dict[str, Any]:
         """The JSON body; ``elide_audio`` or ``audio_data`` replace the base64 audio (previews, keys)."""
         if elide_audio:
-            audio_data = _elided
+            audio_data = elided
         parts: list[dict[str, Any]] = [{"type": "text", "text": self.text}]
         for clip in self.audio:
             data = audio_data(clip) if audio_data else clip.base64()

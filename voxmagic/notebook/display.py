@@ -6,8 +6,11 @@ replaced, through its display id, by a static HTML + text/plain result — what 
 nbclient save, and what a frontend without widgets shows. Without a kernel (terminal IPython,
 scripts) the text is printed as it streams.
 
-Threads: views are created and finished on the main thread; ``on_event``/``on_result`` and
-``close`` run on the loop thread only, so one widget is never mutated from two threads at once.
+Threads: a view is created (and its widget displayed) on the main thread, inside the cell;
+from then on only voxmagic's loop thread touches it — ``on_event``/``on_result`` as the call
+runs, then ``finish`` or ``fail``, which first ``close`` it (the throttle's last, exact update)
+and then replace it — so one widget is never mutated from two threads at once. With
+``--background`` those last calls happen after the cell has returned, still on the loop thread.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-from .client import Event, Retrying, TextDelta
-from .cost import audio_tokens, format_usd, pricing_for, text_tokens
-from .requests import ChatRequest
+from ..chat import ChatRequest
+from ..cost import audio_tokens, format_usd, pricing_for, text_tokens
+from ..streaming import Event, Retrying, TextDelta
 
 
 def widgets_available(mode: str = "auto") -> bool:
@@ -45,9 +48,10 @@ class Throttle:
         self.last = -math.inf
         self.timer: asyncio.TimerHandle | None = None
         self.flushes = 0
+        self.closed = False
 
     def poke(self) -> None:
-        if self.timer is not None:
+        if self.timer is not None or self.closed:
             return
         wait = self.last + self.interval - time.monotonic()
         if wait <= 0:
@@ -62,6 +66,10 @@ class Throttle:
         self.flush()
 
     def close(self) -> None:
+        """One last flush (only the first call does anything)."""
+        if self.closed:
+            return
+        self.closed = True
         if self.timer is not None:
             self.timer.cancel()
         self._fire()
@@ -171,11 +179,12 @@ class StreamView:
             self.status.value = _muted(self.status_line())
 
     def close(self) -> None:
-        """Last, exact update (loop thread)."""
+        """The last, exact update; later events change nothing (loop thread, idempotent)."""
         self.throttle.close()
 
     def finish(self, text: str, summary: str, tally: str, extra_html: str = "") -> None:
-        """Replace the live view with the final result (main thread)."""
+        """Close, then replace the live view with the final result (loop thread)."""
+        self.close()
         if self.widget:
             self.handle.update({"text/plain": f"{text}\n[{summary}]\n{tally}",
                                 "text/html": _muted(summary) + _pre(text) + extra_html + _muted(tally)},
@@ -191,7 +200,8 @@ class StreamView:
             print(f"\n[{summary}]\n{tally}")
 
     def fail(self, message: str) -> None:
-        """Keep whatever had streamed, with the error under it (main thread)."""
+        """Close, then keep whatever had streamed, with the error under it (loop thread)."""
+        self.close()
         partial = self.text
         if self.widget:
             self.handle.update({"text/plain": f"{partial}\n[{message}]",
@@ -228,7 +238,7 @@ class BatchView:
 
     def on_result(self, index: int, rows: list[dict[str, Any]]) -> None:
         """A source finished: its row, or its chunks' rows."""
-        from .batch import summary
+        from ..batch import summary
 
         self.done += 1
         name, total = self.labels[index], summary(rows)
@@ -251,6 +261,7 @@ class BatchView:
             self.log.value = _pre("\n".join(self.recent))
 
     def close(self) -> None:
+        """The last, exact update; later results change nothing (loop thread, idempotent)."""
         self.throttle.close()
 
     def finish(self, tally: str) -> None:
@@ -261,6 +272,8 @@ class BatchView:
         self._replace(message, "var(--jp-error-color1,#c00)", echo=False)
 
     def _replace(self, text: str, color: str = "var(--jp-ui-font-color2,#666)", echo: bool = True) -> None:
+        """Close, then put the final text in the view's place (loop thread)."""
+        self.close()
         if self.widget:
             self.handle.update({"text/plain": text, "text/html": _muted(text, color)}, raw=True)
             self.box.close()

@@ -1,0 +1,139 @@
+"""``%%voxtral``: one question about audio (or a follow-up), streamed into a live view.
+
+Resolve the names on the line and the ``{placeholders}`` of the prompt, plan the request (audio
+decoded, cost estimated), check it, then stream the answer; the answer, the partial text of a
+failure, or the tool calls end up in the notebook's variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import replace
+from typing import Any, Callable, MutableMapping
+
+from .. import runner
+from ..conversation import Exchange, exchange, follow_up, split_tools
+from ..errors import ConfigError, VoxmagicError
+from ..jobs import Job
+from ..loop import LOOP
+from ..providers import MIME_TYPES
+from ..runner import Plan
+from .display import StreamView, tool_line, widgets_available
+from .options import AskOptions
+from .resolve import audio_items, lookup, render_prompt
+from .session import Session, start, tally
+from .tables import run_each
+
+Namespace = MutableMapping[str, Any]
+
+
+def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Session) -> Job | None:
+    """Plan, check and send one question; a Job with ``--background``, else None (the view shows
+    the answer and ``-o`` holds it)."""
+    if not cell.strip():
+        raise ConfigError("the cell is empty: write your question about the audio below the "
+                          "%%voxtral line (or use %voxtral_transcribe)")
+    prompt = render_prompt(cell.strip(), namespace)
+    if options.resume and session.conversation is None:
+        raise ConfigError("nothing to continue: ask a first question with %%voxtral AUDIO, then "
+                          "follow up with %%voxtral --continue")
+    sources = [] if options.resume else audio_items(options.audio, namespace, sample_rate=options.sample_rate)
+    options, functions = _with_schema_and_tools(options, namespace)
+    if options.each or (options.schema and len(sources) > 1 and not options.together):
+        return run_each(options, sources, prompt, namespace, session)
+    plan = _plan(options, sources, prompt, session)
+    if options.dry_run:
+        print(plan)
+        return None
+    LOOP.run(runner.check_before_sending(plan, options.settings, options.max_cost, options.caching))
+    widget = widgets_available(options.view.mode)
+    if widget and not options.resume and 0 < plan.request.audio_seconds <= options.view.player_max_seconds:
+        _players(plan.request.audio)
+    view = session.last_view = StreamView(plan.request, widget=widget, rate=options.view.rate)
+    result = start(_answer(options, plan, functions, view, namespace, session),
+                   background=options.background, namespace=namespace,
+                   description=f"%%voxtral {' '.join(options.audio)}",
+                   on_interrupt=lambda: "interrupted: the request was cancelled (it may still be billed; "
+                                        "see %voxtral_history); the text so far is in _voxtral_partial")
+    return result if options.background else None
+
+
+def _with_schema_and_tools(options: AskOptions, namespace: Namespace) -> tuple[AskOptions, dict[str, Callable]]:
+    """The request parameters with the schema and tools the line names, found in the notebook."""
+    schema = lookup(options.schema, namespace, "--schema") if options.schema else None
+    tools, functions = split_tools([lookup(name, namespace, "--tools") for name in options.tools])
+    params = replace(options.params, tools=tools, tool_choice=options.tool_choice,
+                     response_format=schema if schema is not None else ("json" if options.json else None))
+    return replace(options, params=params), functions
+
+
+def _plan(options: AskOptions, sources: list, prompt: str, session: Session) -> Plan:
+    if not options.dry_run:
+        options.settings.check()
+    if options.resume:
+        assert session.conversation is not None
+        return runner.planned(follow_up(session.conversation, prompt, options.params))
+    return LOOP.run(runner.plan(sources, prompt, settings=options.settings, params=options.params,
+                                system=options.system, audio_format=options.audio_format))
+
+
+async def _answer(options: AskOptions, plan: Plan, functions: dict[str, Callable], view: StreamView,
+                  namespace: Namespace, session: Session) -> Any:
+    """Runs on voxmagic's loop: the exchange, then the view finished and the variables bound."""
+    try:
+        done = await exchange(plan.request, options.settings, functions=functions,
+                              auto_tools=options.auto_tools, max_rounds=options.max_tool_rounds,
+                              on_event=view.on_event, on_tools=view.on_tools, caching=options.caching,
+                              max_cost=options.max_cost)
+    except VoxmagicError as exc:
+        namespace["_voxtral_error"] = exc
+        view.fail(str(exc))
+        raise
+    except asyncio.CancelledError:
+        namespace["_voxtral_partial"] = view.text
+        view.fail("cancelled: the request was closed (it may still be billed; see %voxtral_history)")
+        raise
+    session.conversation = done
+    value, shown = _value(done)
+    namespace["_voxtral"] = done.response
+    if options.out:
+        namespace[options.out] = value
+    rounds = len(done.responses)
+    summary = done.response.summary + (f" · {rounds} requests" if rounds > 1 else "")
+    view.finish(shown, summary, tally(done.cost_usd, rounds))
+    return value
+
+
+def _players(clips: tuple) -> None:
+    from IPython.display import Audio, display
+
+    for clip in clips:
+        player = Audio(data=clip.data)
+        player.mimetype = MIME_TYPES.get(clip.format, "audio/wav")
+        display(player)
+
+
+def _value(done: Exchange) -> tuple[Any, str]:
+    """What ``-o`` receives, and the text shown for it: the answer, with every tool call (run or
+    not) in order between the answers."""
+    response = done.response
+    lines: list[str] = []
+    for i, r in enumerate(done.responses, start=1):
+        if r.text:
+            lines.append(r.text)
+        lines += [tool_line(run) for run in response.tool_runs if run["round"] == i]
+    if done.stopped:
+        calls = [{"id": c.id, "name": c.name, "arguments": _arguments(c)} for c in response.tool_calls]
+        lines += [tool_line(c) for c in calls] + [f"({done.stopped})"]
+        return calls, "\n".join(lines)
+    if response.parse_error:
+        print(f"voxmagic: {response.parse_error}", file=sys.stderr)
+    return response.value, "\n".join(lines)
+
+
+def _arguments(call: Any) -> Any:
+    try:
+        return call.args
+    except ValueError:
+        return call.arguments  # not JSON: show what the model wrote

@@ -1,0 +1,152 @@
+"""Typed, frozen options: a magic's parsed line plus the session defaults (``%config``), resolved
+once, checked once, and then only read.
+
+The line wins over ``%config``, which wins over the environment and the defaults that
+:class:`~voxmagic.settings.Settings`, :class:`~voxmagic.chat.Params` and :mod:`voxmagic.limits`
+own. Every bound is checked here with the option's own spelling (``--concurrency 0``), so a bad
+value never reaches a request.
+"""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .. import limits
+from ..chat import Params
+from ..errors import ConfigError
+from ..runner import Caching
+from ..settings import Settings
+
+# an option whose bound goes by another name in voxmagic.limits
+_BOUND_OF = {"sr": "sample_rate"}
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """How a running call is shown: ``mode`` auto/widget/text, updates per second, and the longest
+    audio that gets a player embedded (it is saved in the notebook)."""
+
+    mode: str = "auto"
+    rate: float = limits.DEFAULT_UPDATES_PER_SECOND
+    player_max_seconds: float = limits.DEFAULT_PLAYER_MAX_SECONDS
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallOptions:
+    """What both ``%%voxtral`` and ``%voxtral_transcribe`` take."""
+
+    audio: tuple[str, ...] = ()
+    out: str | None = None
+    settings: Settings = field(default_factory=Settings)
+    params: Params = field(default_factory=Params)
+    audio_format: str = "mp3"
+    sample_rate: int | None = None
+    concurrency: int = limits.DEFAULT_CONCURRENCY
+    max_cost: float | None = None
+    caching: Caching = Caching()
+    dry_run: bool = False
+    background: bool = False
+    view: ViewOptions = ViewOptions()
+
+    @property
+    def stream(self) -> bool | None:
+        """For a batch: long chunks stream unless streaming is off (``--no-stream``, ``%config``)."""
+        return None if self.params.stream else False
+
+
+@dataclass(frozen=True, kw_only=True)
+class AskOptions(CallOptions):
+    """``%%voxtral``: one question (or, with ``--each``, one per source)."""
+
+    system: str | None = None
+    json: bool = False
+    schema: str | None = None  # a name in the notebook, resolved when the command runs
+    tools: tuple[str, ...] = ()
+    tool_choice: str | None = None
+    auto_tools: bool = False
+    max_tool_rounds: int = limits.DEFAULT_TOOL_ROUNDS
+    resume: bool = False
+    each: bool = False
+    together: bool = False
+
+    def __post_init__(self) -> None:
+        if self.each and self.together:
+            raise ConfigError("--each asks about every source separately and --together about all at "
+                              "once: choose one")
+        if self.resume and (self.each or self.together):
+            raise ConfigError("--continue follows up one conversation; it does not combine with --each "
+                              "or --together")
+        if self.resume and self.audio:
+            raise ConfigError("--continue asks about the audio already in the conversation: leave out "
+                              f"{' '.join(self.audio)} (or ask without --continue to start a new one)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TranscribeOptions(CallOptions):
+    """``%voxtral_transcribe``: many sources into a table."""
+
+    language: str | None = None
+    translate_to: str | None = None
+    hint: str | None = None
+    segments: bool = False
+    max_chunk_s: float | None = limits.DEFAULT_CHUNK_MINUTES * 60
+    schema: str | None = None
+    subtitles: Mapping[str, str] = field(default_factory=dict)  # format -> folder
+    api: str | None = None
+
+
+def _pick(given: Any, default: Any) -> Any:
+    return given if given is not None else default
+
+
+def _checked(args: Namespace) -> None:
+    values = {_BOUND_OF.get(k, k): v for k, v in vars(args).items()}
+    names = {_BOUND_OF.get(k, k): k for k in vars(args)}
+    limits.check_all(values, label=lambda name: "--" + names[name].replace("_", "-"))
+
+
+def _common(args: Namespace, config: Mapping[str, Any], *, temperature: float | None,
+            max_tokens: int | None) -> dict[str, Any]:
+    """The shared part, from the line (``args``) over the traits (``config``)."""
+    _checked(args)
+    settings = Settings.resolve(
+        model=_pick(args.model, config["model"]), base_url=_pick(args.base_url, config["base_url"]),
+        provider=_pick(args.provider, config["provider"]), key_env=config["api_key_env"],
+        referer=config["referer"], title=config["title"], max_attempts=config["max_attempts"],
+        backoff=config["backoff"], read_timeout=config["read_timeout"],
+        rate_limit_patience=config["rate_limit_patience"], download_timeout=config["download_timeout"])
+    params = Params(max_tokens=_pick(args.max_tokens, max_tokens),
+                    temperature=_pick(args.temperature, temperature), top_p=args.top_p, stop=args.stop,
+                    frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty,
+                    seed=args.seed, stream=False if args.no_stream else config["stream"])
+    return dict(
+        audio=tuple(args.audio), out=args.out, settings=settings, params=params,
+        audio_format=args.format or config["audio_format"], sample_rate=args.sr,
+        concurrency=_pick(getattr(args, "concurrency", None), config["concurrency"]),
+        max_cost=_pick(args.max_cost, config["max_cost"]),
+        caching=Caching.of(config["cache"] and not args.no_cache, args.refresh),
+        dry_run=args.dry_run, background=args.background,
+        view=ViewOptions(config["display_mode"], config["updates_per_second"], config["player_max_seconds"]))
+
+
+def ask_options(args: Namespace, config: Mapping[str, Any]) -> AskOptions:
+    """``%%voxtral``'s line: ``%config`` gives the default temperature and max_tokens."""
+    common = _common(args, config, temperature=config["temperature"], max_tokens=config["max_tokens"])
+    tools = tuple(dict.fromkeys(filter(None, (n.strip() for n in (args.tools or "").split(",")))))
+    return AskOptions(**common, system=args.system, json=args.json, schema=args.schema, tools=tools,
+                      tool_choice=args.tool_choice, auto_tools=args.auto_tools,
+                      max_tool_rounds=_pick(args.max_tool_rounds, config["max_tool_rounds"]),
+                      resume=args.resume, each=args.each, together=args.together)
+
+
+def transcribe_options(args: Namespace, config: Mapping[str, Any]) -> TranscribeOptions:
+    """``%voxtral_transcribe``'s line: transcripts default to temperature 0 (Mistral's advice)."""
+    common = _common(args, config, temperature=0.0, max_tokens=None)
+    minutes = _pick(args.chunk_minutes, config["chunk_minutes"])
+    subtitles = {fmt: folder for fmt, folder in (("srt", args.srt), ("vtt", args.vtt)) if folder}
+    return TranscribeOptions(**common, language=args.language, translate_to=args.translate_to,
+                             hint=args.prompt, segments=args.segments,
+                             max_chunk_s=minutes * 60 if minutes else None, schema=args.schema,
+                             subtitles=subtitles, api=args.api)

@@ -1,0 +1,47 @@
+"""What a notebook keeps between cells, and how one call runs in it: blocking (Ctrl-C cancels what
+is in flight and keeps what finished) or in the background as a :class:`~voxmagic.jobs.Job`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, MutableMapping
+
+from ..cost import format_usd
+from ..errors import Interrupted
+from ..jobs import Job
+from ..loop import LOOP
+from ..runner import ledger
+
+if TYPE_CHECKING:
+    from ..conversation import Exchange
+
+
+@dataclass
+class Session:
+    """State that outlives a cell: the conversation ``--continue`` follows up, and the most
+    recent live view (for tests and debugging)."""
+
+    conversation: Exchange | None = None
+    last_view: Any = None
+
+
+def tally(usd: float | None, calls: int = 1) -> str:
+    """The cost line under every result: this call's cost and the session's running total."""
+    if calls == 0:
+        return f"nothing sent · {ledger}"
+    what = "this call" if calls == 1 else f"these {calls} calls"
+    return f"{what} {format_usd(usd)} · {ledger}"
+
+
+def start(work: Coroutine[Any, Any, Any], *, background: bool, namespace: MutableMapping[str, Any],
+          description: str, on_interrupt: Callable[[], str]) -> Any:
+    """Run ``work`` (which closes and finishes its view and binds variables itself) until it
+    ends, or hand back a Job at once; an interrupt becomes one line saying what was kept."""
+    if background:
+        job = Job(LOOP.submit(work), description)
+        namespace["_voxtral_job"] = job
+        return job
+    try:
+        return LOOP.run(work)
+    except KeyboardInterrupt:
+        raise Interrupted(on_interrupt()) from None

@@ -1,0 +1,176 @@
+"""The magics that end in a table: ``%voxtral_transcribe``, ``%%voxtral --each`` (one row per
+source, with a live progress view), and ``%voxtral_history`` / ``%voxtral_models`` /
+``%voxtral_cost``."""
+
+from __future__ import annotations
+
+import asyncio
+from argparse import Namespace as Args
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, MutableMapping
+
+from .. import batch, runner
+from ..api import history
+from ..batch import Batch
+from ..errors import VoxmagicError
+from ..loop import LOOP
+from ..results import table
+from ..settings import Settings
+from ..subtitles import transcripts
+from .display import BatchView, widgets_available
+from .options import AskOptions, CallOptions, TranscribeOptions
+from .resolve import audio_items, lookup
+from .session import Session, start, tally
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Namespace = MutableMapping[str, Any]
+After = Callable[[list[dict]], tuple[list[dict], str]]
+
+
+def run_each(options: AskOptions, sources: list, prompt: str, namespace: Namespace, session: Session) -> Any:
+    """``%%voxtral --each`` (or ``--schema`` over several files): one request and one row per source."""
+    job = batch.question_batch(options.settings, options.params, prompt, stream=options.stream,
+                               system=options.system, audio_format=options.audio_format,
+                               caching=options.caching)
+    return run_batch(options, Run(sources, job, "%%voxtral --each"), namespace, session)
+
+
+def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Session) -> Any:
+    sources = audio_items(options.audio, namespace, sample_rate=options.sample_rate)
+    schema = lookup(options.schema, namespace, "--schema") if options.schema else None
+    params = options.params if schema is None else replace(options.params, response_format=schema)
+    job = batch.transcription_batch(
+        options.settings, params, stream=options.stream, language=options.language, hint=options.hint,
+        translate_to=options.translate_to, audio_format=options.audio_format,
+        max_chunk_s=options.max_chunk_s, caching=options.caching, api=options.api,
+        subtitles=bool(options.subtitles))
+    what = "%voxtral_transcribe"
+    if not options.subtitles:
+        return run_batch(options, Run(sources, job, what, options.segments), namespace, session)
+
+    def write(rows: list[dict]) -> tuple[list[dict], str]:
+        found = transcripts(rows)
+        written = [path for t in found if t.cues for fmt, folder in options.subtitles.items()
+                   for path in t.save(folder, fmt)]
+        note = (f"wrote {len(written)} subtitle file{'s' if len(written) != 1 else ''} to "
+                f"{', '.join(sorted(set(options.subtitles.values())))}")
+        return (rows if options.segments else batch.per_source(rows)), note
+
+    return run_batch(options, Run(sources, job, what, options.segments, True, write), namespace, session)
+
+
+@dataclass
+class Run:
+    """One batch as a magic runs it: ``segments`` rows are sent (``shown_segments`` are shown);
+    ``after`` turns the rows into the rows to show, and a note (subtitle files written)."""
+
+    sources: list
+    job: Batch
+    what: str
+    shown_segments: bool = False
+    segments: bool | None = None
+    after: After | None = None
+    finished: dict[int, list[dict]] = field(default_factory=dict)
+
+    @property
+    def sent_segments(self) -> bool:
+        return self.shown_segments if self.segments is None else self.segments
+
+
+def run_batch(options: CallOptions, run: Run, namespace: Namespace, session: Session) -> Any:
+    """A batch with a progress view; binds the table (also what finished, when interrupted)."""
+    if options.dry_run:
+        print(LOOP.run(batch.plan_batch(run.sources, run.job, options.concurrency)))
+        return None
+    run.job.check()
+    view = session.last_view = BatchView([runner.label(s) for s in run.sources],
+                                         widget=widgets_available(options.view.mode), rate=options.view.rate)
+
+    def interrupted() -> str:
+        return (f"interrupted: {len(run.finished)} of {len(run.sources)} files finished and are in "
+                f"{options.out or '_voxtral_df'} (the rest were cancelled); run the same line again to "
+                "send only what is missing")
+
+    return start(_rows(options, run, view, namespace), background=options.background, namespace=namespace,
+                 description=f"{run.what}: {len(run.sources)} files", on_interrupt=interrupted)
+
+
+async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Namespace) -> pd.DataFrame:
+    """Runs on voxmagic's loop: the batch, then the view finished and the table bound."""
+    def on_result(index: int, rows: list[dict]) -> None:
+        run.finished[index] = rows
+        view.on_result(index, rows)
+
+    try:
+        rows = await batch.run(run.sources, run.job, concurrency=options.concurrency,
+                               max_cost=options.max_cost, segments=run.sent_segments, on_result=on_result)
+    except VoxmagicError as exc:
+        view.fail(str(exc))
+        raise
+    except asyncio.CancelledError:
+        df = _bind(_partial(run), options, run, namespace)
+        if not options.out:
+            namespace["_voxtral_df"] = df
+        view.fail(f"cancelled after {len(run.finished)} of {len(run.sources)} files; they are kept")
+        raise
+    note = ""
+    if run.after is not None:
+        rows, note = run.after(rows)
+    df = _bind(rows, options, run, namespace)
+    sent = sum(r.get("chunks") or 1 for r in rows if r.get("cost_usd") is not None and not r.get("cached"))
+    view.finish(tally(float(df["cost_usd"].fillna(0).sum()), sent) + (f"\n{note}" if note else ""))
+    return df
+
+
+def _bind(rows: list[dict], options: CallOptions, run: Run, namespace: Namespace) -> pd.DataFrame:
+    df = table(rows, segments=run.shown_segments, structured=run.job.structured)
+    if options.out:
+        namespace[options.out] = df
+    if len(df) == 1 and isinstance(df["text"].iloc[0], str):
+        namespace["_voxtral_text"] = df["text"].iloc[0]
+        if options.out:
+            namespace[f"{options.out}_text"] = namespace["_voxtral_text"]
+    return df
+
+
+def _partial(run: Run) -> list[dict]:
+    """The rows of what finished, with the unfinished sources marked as interrupted."""
+    rows = []
+    for i, source in enumerate(run.sources):
+        rows += run.finished.get(i) or [{"source": runner.label(source), "error": "interrupted before it finished"}]
+    return rows
+
+
+# -- the tables of what happened ----------------------------------------------------------------
+
+def run_history(args: Args, namespace: Namespace) -> pd.DataFrame:
+    df = history(last=args.last, since=args.since)
+    if args.out:
+        namespace[args.out] = df
+    return df
+
+
+def run_models(args: Args, namespace: Namespace, settings: Settings) -> pd.DataFrame:
+    from ..prices import models_table
+
+    df = models_table(settings, refresh=args.refresh)
+    print(f"{len(df)} models that take audio at {settings.base_url} (prices: {df.attrs.get('source')})")
+    if args.out:
+        namespace[args.out] = df
+    return df
+
+
+def run_cost(args: Args, namespace: Namespace) -> pd.DataFrame | None:
+    """The session's calls (abandoned attempts too: the provider may bill them) and the total."""
+    df = runner.ledger.to_dataframe()
+    df.attrs["total_usd"] = float(df["cost_usd"].fillna(0).sum())
+    if args.out:
+        namespace[args.out] = df
+    print(runner.ledger.summary())
+    if args.reset:
+        runner.ledger.reset()
+        print("cost tally reset to $0")
+        return None
+    return df
