@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # voxmagic's two set-up commands on a fresh machine:
 #   ./run.sh demo    create .venv, install voxmagic, execute notebooks/quickstart.ipynb and print it
-#   ./run.sh test    the same, plus test dependencies and Debian packages, then the test suite
+#   ./run.sh test    the same, plus test dependencies and Debian packages, then ruff and mypy on
+#                    voxmagic/, then the test suite
 # Extra arguments after "test" go to pytest. PYTHON picks the interpreter (default python3).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -40,6 +41,10 @@ case "${1:-}" in
     shift
     venv test
     apt_install chromium
+    echo "ruff (lint, format) and mypy on voxmagic/ ..." >&2
+    .venv/bin/python -m ruff check --quiet voxmagic
+    .venv/bin/python -m ruff format --check --quiet voxmagic
+    .venv/bin/python -m mypy --no-error-summary
     exec .venv/bin/python -m pytest "$@" ;;
   *)
     echo "usage: ./run.sh demo | ./run.sh test [pytest args]" >&2; exit 2 ;;

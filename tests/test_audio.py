@@ -3,15 +3,12 @@ bounded and interruptible downloads from a real local HTTP server."""
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import signal
 import struct
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -174,68 +171,6 @@ def test_bytes_and_ipython_audio(tmp_path):
     from_array = audio.as_source(Audio(mono, rate=22_050)).decode()
     for pcm in (from_bytes, from_file, from_array):
         assert abs(pcm.duration_s - 1.5) < 0.02
-
-
-@dataclass
-class FileServer:
-    """A real HTTP server on 127.0.0.1 serving ``root``; ``/drip`` sends 1 KB every 0.1 s (100 MB
-    announced) and counts its open connections, which drop as soon as the client's socket closes."""
-
-    root: object
-    url: str
-    open_drips: int = 0
-    drips_started: int = 0
-    changed: threading.Condition = field(default_factory=threading.Condition)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def __iter__(self):  # root, url = file_server
-        return iter((self.root, self.url))
-
-    def wait_for(self, predicate, timeout: float) -> bool:
-        with self.changed:
-            return self.changed.wait_for(lambda: predicate(self), timeout)
-
-    def drip(self, handler: http.server.BaseHTTPRequestHandler) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "audio/mpeg")
-        handler.send_header("Content-Length", str(100_000_000))
-        handler.end_headers()
-        with self.changed:
-            self.open_drips += 1
-            self.drips_started += 1
-            self.changed.notify_all()
-        try:
-            while not self.stop.wait(0.1):
-                handler.wfile.write(b"\xff" * 1024)  # fails once the client has closed its socket
-        except OSError:
-            pass
-        finally:
-            with self.changed:
-                self.open_drips -= 1
-                self.changed.notify_all()
-
-
-@pytest.fixture
-def file_server(tmp_path):
-    server = FileServer(tmp_path, "")
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(tmp_path), **kwargs)
-
-        def do_GET(self):
-            return server.drip(self) if self.path.startswith("/drip") else super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield server
-    server.stop.set()
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def test_url_is_downloaded(file_server):

@@ -201,7 +201,7 @@ def test_budget_counts_only_what_is_not_cached(server, opts, clips):
 
 
 def test_per_source_restitches_chunk_rows_and_keeps_a_repeated_file_apart():
-    from voxmagic.batch import per_source
+    from voxmagic.stitch import per_source
 
     def chunk(i, start, end, text):
         return {"source": "a.wav", "chunk": i, "start_s": start, "end_s": end, "duration_s": end - start,

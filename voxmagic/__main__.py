@@ -9,8 +9,9 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m voxmagic", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="run a notebook, or transcribe the bundled samples "
-                                    "(local server when no key is set)")
+    d = sub.add_parser(
+        "demo", help="run a notebook, or transcribe the bundled samples (local server when no key is set)"
+    )
     d.add_argument("notebook", nargs="?", help="a notebook to execute and print, e.g. notebooks/quickstart.ipynb")
     t = sub.add_parser("transcribe", help="transcribe audio files and print a table")
     t.add_argument("files", nargs="+", help="audio or video files, or http(s) URLs")
@@ -30,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
             return demo(args.notebook)
         from . import api
 
-        df = api.transcribe(args.files, args.language, concurrency=args.concurrency,
-                            base_url=args.base_url, model=args.model)
+        df = api.transcribe(
+            args.files, args.language, concurrency=args.concurrency, base_url=args.base_url, model=args.model
+        )
         print(df[["source", "duration_s", "text", "cost_usd", "error"]].to_string())
         print(f"\n{api.ledger}")
         if args.csv:

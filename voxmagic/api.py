@@ -9,16 +9,17 @@ This module is the public face only: the work is in :mod:`voxmagic.runner`,
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from . import audio as _audio
-from . import batch, runner
+from . import batch, runner, stitch
 from .audio import as_list
-from .files import expand_all
 from .batch import DEFAULT_CHUNK_S, question_batch, transcription_batch
 from .conversation import Conversation
 from .errors import ConfigError
+from .files import expand_all
 from .limits import DEFAULT_CONCURRENCY
 from .loop import LOOP
 from .prompts import extraction_prompt, transcription_prompt
@@ -35,24 +36,52 @@ if TYPE_CHECKING:
     from .settings import Settings
     from .streaming import EventHandler
 
-__all__ = ["ask", "ask_async", "ask_each", "ask_each_async", "Conversation", "extraction_prompt",
-           "transcripts", "transcribe", "transcribe_async", "plan", "history", "ledger",
-           "transcription_prompt"]
+__all__ = [
+    "ask",
+    "ask_async",
+    "ask_each",
+    "ask_each_async",
+    "Conversation",
+    "extraction_prompt",
+    "transcripts",
+    "transcribe",
+    "transcribe_async",
+    "plan",
+    "history",
+    "ledger",
+    "transcription_prompt",
+]
 
 
-async def ask_async(audio: Any, prompt: str, *, system: str | None = None,
-                    audio_format: str = _audio.DEFAULT_FORMAT, max_cost: float | None = None,
-                    cache: bool = True, refresh: bool = False, on_event: EventHandler | None = None,
-                    **options: Any) -> Response:
+async def ask_async(
+    audio: Any,
+    prompt: str,
+    *,
+    system: str | None = None,
+    audio_format: str = _audio.DEFAULT_FORMAT,
+    max_cost: float | None = None,
+    cache: bool = True,
+    refresh: bool = False,
+    on_event: EventHandler | None = None,
+    **options: Any,
+) -> Response:
     """Ask ``prompt`` about one or more audio sources; see :func:`ask`."""
     conversation = Conversation(audio, system=system, audio_format=audio_format, **options)
-    return await conversation.ask_async(prompt, max_cost=max_cost, cache=cache, refresh=refresh,
-                                        on_event=on_event)
+    return await conversation.ask_async(prompt, max_cost=max_cost, cache=cache, refresh=refresh, on_event=on_event)
 
 
-def ask(audio: Any, prompt: str, *, system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT,
-        max_cost: float | None = None, cache: bool = True, refresh: bool = False,
-        on_event: EventHandler | None = None, **options: Any) -> Response:
+def ask(
+    audio: Any,
+    prompt: str,
+    *,
+    system: str | None = None,
+    audio_format: str = _audio.DEFAULT_FORMAT,
+    max_cost: float | None = None,
+    cache: bool = True,
+    refresh: bool = False,
+    on_event: EventHandler | None = None,
+    **options: Any,
+) -> Response:
     """Ask ``prompt`` about ``audio`` (a path, URL, bytes, ``(array, rate)``, IPython Audio, or a list).
 
     ``options`` are request parameters (``max_tokens``, ``temperature``, ``top_p``, ``stop``,
@@ -66,38 +95,87 @@ def ask(audio: Any, prompt: str, *, system: str | None = None, audio_format: str
     (``cached=True``, $0) unless ``cache=False``; ``refresh=True`` sends anyway and keeps the new
     answer. For follow-up questions use :class:`Conversation`.
     """
-    return LOOP.run(ask_async(audio, prompt, system=system, audio_format=audio_format,
-                              max_cost=max_cost, cache=cache, refresh=refresh, on_event=on_event,
-                              **options))
+    return LOOP.run(
+        ask_async(
+            audio,
+            prompt,
+            system=system,
+            audio_format=audio_format,
+            max_cost=max_cost,
+            cache=cache,
+            refresh=refresh,
+            on_event=on_event,
+            **options,
+        )
+    )
 
 
-def plan(audio: Any, prompt: str, *, system: str | None = None,
-         audio_format: str = _audio.DEFAULT_FORMAT, **options: Any) -> Plan:
+def plan(
+    audio: Any, prompt: str, *, system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT, **options: Any
+) -> Plan:
     """The request :func:`ask` would send (audio elided in its text form) and its cost estimate."""
     settings, params = split_options(options)
-    return LOOP.run(runner.plan(expand_all(as_list(audio)), prompt, settings=settings, params=params,
-                                system=system, audio_format=audio_format))
+    return LOOP.run(
+        runner.plan(
+            expand_all(as_list(audio)),
+            prompt,
+            settings=settings,
+            params=params,
+            system=system,
+            audio_format=audio_format,
+        )
+    )
 
 
-async def transcribe_async(sources: Any, language: str | None = None, *, hint: str | None = None,
-                           prompt: str | None = None, translate_to: str | None = None,
-                           concurrency: int = DEFAULT_CONCURRENCY, audio_format: str = _audio.DEFAULT_FORMAT,
-                           max_cost: float | None = None, cache: bool = True, refresh: bool = False,
-                           segments: bool = False, max_chunk_s: float | None = DEFAULT_CHUNK_S,
-                           api: str | None = None, on_result: Callable[[int, dict], None] | None = None,
-                           **options: Any) -> pd.DataFrame:
+async def transcribe_async(
+    sources: Any,
+    language: str | None = None,
+    *,
+    hint: str | None = None,
+    prompt: str | None = None,
+    translate_to: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    audio_format: str = _audio.DEFAULT_FORMAT,
+    max_cost: float | None = None,
+    cache: bool = True,
+    refresh: bool = False,
+    segments: bool = False,
+    max_chunk_s: float | None = DEFAULT_CHUNK_S,
+    api: str | None = None,
+    on_result: Callable[[int, dict], None] | None = None,
+    **options: Any,
+) -> pd.DataFrame:
     """Transcribe every source concurrently; see :func:`transcribe`."""
     stream, settings, params = _split(options, temperature=0.0)
-    job = transcription_batch(settings, params, stream=stream, language=language, hint=hint, prompt=prompt,
-                              translate_to=translate_to, audio_format=audio_format, max_chunk_s=max_chunk_s,
-                              caching=Caching.of(cache, refresh), api=api)
+    job = transcription_batch(
+        settings,
+        params,
+        stream=stream,
+        language=language,
+        hint=hint,
+        prompt=prompt,
+        translate_to=translate_to,
+        audio_format=audio_format,
+        max_chunk_s=max_chunk_s,
+        caching=Caching.of(cache, refresh),
+        api=api,
+    )
     return await _table(sources, job, concurrency, max_cost, segments, on_result)
 
 
-def transcripts(sources: Any, language: str | None = None, *, hint: str | None = None,
-                concurrency: int = DEFAULT_CONCURRENCY, audio_format: str = _audio.DEFAULT_FORMAT,
-                max_cost: float | None = None, cache: bool = True, refresh: bool = False,
-                api: str | None = None, **options: Any) -> list[Transcript]:
+def transcripts(
+    sources: Any,
+    language: str | None = None,
+    *,
+    hint: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    audio_format: str = _audio.DEFAULT_FORMAT,
+    max_cost: float | None = None,
+    cache: bool = True,
+    refresh: bool = False,
+    api: str | None = None,
+    **options: Any,
+) -> list[Transcript]:
     """Timed transcripts, one :class:`~voxmagic.subtitles.Transcript` per source, for subtitles:
     ``[t.save("subs", ("srt", "vtt")) for t in voxmagic.transcripts("talks/*.mp3")]``.
 
@@ -105,11 +183,20 @@ def transcripts(sources: Any, language: str | None = None, *, hint: str | None =
     chunks of at most 30 s cut at pauses, one request each; long chunk texts are split into
     cues in proportion to their length. Options are :func:`transcribe`'s."""
     stream, settings, params = _split(options, temperature=0.0)
-    job = transcription_batch(settings, params, stream=stream, language=language, hint=hint,
-                              audio_format=audio_format, caching=Caching.of(cache, refresh), api=api,
-                              subtitles=True)
-    rows = LOOP.run(batch.run(expand_all(as_list(sources)), job, concurrency=concurrency, max_cost=max_cost,
-                              segments=True))
+    job = transcription_batch(
+        settings,
+        params,
+        stream=stream,
+        language=language,
+        hint=hint,
+        audio_format=audio_format,
+        caching=Caching.of(cache, refresh),
+        api=api,
+        subtitles=True,
+    )
+    rows = LOOP.run(
+        batch.run(expand_all(as_list(sources)), job, concurrency=concurrency, max_cost=max_cost, segments=True)
+    )
     return subtitle_transcripts(rows)
 
 
@@ -121,32 +208,71 @@ def _split(options: dict[str, Any], **defaults: Any) -> tuple[bool | None, Setti
     return stream, settings, params
 
 
-async def _table(sources: Any, job: batch.Batch, concurrency: int, max_cost: float | None, segments: bool,
-                 on_result: Callable[[int, dict], None] | None) -> pd.DataFrame:
+async def _table(
+    sources: Any,
+    job: batch.Batch,
+    concurrency: int,
+    max_cost: float | None,
+    segments: bool,
+    on_result: Callable[[int, dict], None] | None,
+) -> pd.DataFrame:
     def report(index: int, rows: list[dict]) -> None:
         if on_result:
-            on_result(index, rows[0] if len(rows) == 1 else batch.summary(rows))
+            on_result(index, rows[0] if len(rows) == 1 else stitch.summary(rows))
 
-    rows = await LOOP.run_async(batch.run(expand_all(as_list(sources)), job, concurrency=concurrency,
-                                          max_cost=max_cost, segments=segments, on_result=report))
+    rows = await LOOP.run_async(
+        batch.run(
+            expand_all(as_list(sources)),
+            job,
+            concurrency=concurrency,
+            max_cost=max_cost,
+            segments=segments,
+            on_result=report,
+        )
+    )
     return table(rows, segments=segments, structured=job.structured)
 
 
-async def ask_each_async(sources: Any, prompt: str, *, system: str | None = None, concurrency: int = DEFAULT_CONCURRENCY,
-                         audio_format: str = _audio.DEFAULT_FORMAT, max_cost: float | None = None,
-                         cache: bool = True, refresh: bool = False,
-                         on_result: Callable[[int, dict], None] | None = None, **options: Any) -> pd.DataFrame:
+async def ask_each_async(
+    sources: Any,
+    prompt: str,
+    *,
+    system: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    audio_format: str = _audio.DEFAULT_FORMAT,
+    max_cost: float | None = None,
+    cache: bool = True,
+    refresh: bool = False,
+    on_result: Callable[[int, dict], None] | None = None,
+    **options: Any,
+) -> pd.DataFrame:
     """Ask ``prompt`` about each source separately; see :func:`ask_each`."""
     stream, settings, params = _split(options)
-    job = question_batch(settings, params, prompt, stream=stream, system=system, audio_format=audio_format,
-                         caching=Caching.of(cache, refresh))
+    job = question_batch(
+        settings,
+        params,
+        prompt,
+        stream=stream,
+        system=system,
+        audio_format=audio_format,
+        caching=Caching.of(cache, refresh),
+    )
     return await _table(sources, job, concurrency, max_cost, False, on_result)
 
 
-def ask_each(sources: Any, prompt: str, *, system: str | None = None, concurrency: int = DEFAULT_CONCURRENCY,
-             audio_format: str = _audio.DEFAULT_FORMAT, max_cost: float | None = None, cache: bool = True,
-             refresh: bool = False, on_result: Callable[[int, dict], None] | None = None,
-             **options: Any) -> pd.DataFrame:
+def ask_each(
+    sources: Any,
+    prompt: str,
+    *,
+    system: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    audio_format: str = _audio.DEFAULT_FORMAT,
+    max_cost: float | None = None,
+    cache: bool = True,
+    refresh: bool = False,
+    on_result: Callable[[int, dict], None] | None = None,
+    **options: Any,
+) -> pd.DataFrame:
     """The same question about every source, one request each, concurrently: a DataFrame with one
     row per source (the columns of :func:`transcribe`, ``text`` being the answer).
 
@@ -155,17 +281,40 @@ def ask_each(sources: Any, prompt: str, *, system: str | None = None, concurrenc
     does not fit the schema, fills that row's ``error`` and the others are unaffected. A source
     longer than one request holds (~40 min) gets an error row; transcribe it instead.
     """
-    return LOOP.run(ask_each_async(sources, prompt, system=system, concurrency=concurrency,
-                                   audio_format=audio_format, max_cost=max_cost, cache=cache,
-                                   refresh=refresh, on_result=on_result, **options))
+    return LOOP.run(
+        ask_each_async(
+            sources,
+            prompt,
+            system=system,
+            concurrency=concurrency,
+            audio_format=audio_format,
+            max_cost=max_cost,
+            cache=cache,
+            refresh=refresh,
+            on_result=on_result,
+            **options,
+        )
+    )
 
 
-def transcribe(sources: Any, language: str | None = None, *, hint: str | None = None,
-               prompt: str | None = None, translate_to: str | None = None, concurrency: int = DEFAULT_CONCURRENCY,
-               audio_format: str = _audio.DEFAULT_FORMAT, max_cost: float | None = None,
-               cache: bool = True, refresh: bool = False, segments: bool = False,
-               max_chunk_s: float | None = DEFAULT_CHUNK_S, api: str | None = None,
-               on_result: Callable[[int, dict], None] | None = None, **options: Any) -> pd.DataFrame:
+def transcribe(
+    sources: Any,
+    language: str | None = None,
+    *,
+    hint: str | None = None,
+    prompt: str | None = None,
+    translate_to: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    audio_format: str = _audio.DEFAULT_FORMAT,
+    max_cost: float | None = None,
+    cache: bool = True,
+    refresh: bool = False,
+    segments: bool = False,
+    max_chunk_s: float | None = DEFAULT_CHUNK_S,
+    api: str | None = None,
+    on_result: Callable[[int, dict], None] | None = None,
+    **options: Any,
+) -> pd.DataFrame:
     """One row per source: ``source, duration_s, text, prompt_tokens, completion_tokens, cost_usd,
     latency_s, error`` (+ ``attempts, finish_reason, audio_format, audio_sha256, generation_id,
     cached, chunks``).
@@ -188,11 +337,25 @@ def transcribe(sources: Any, language: str | None = None, *, hint: str | None = 
     answer instead of a transcript, parsed into columns as in :func:`ask_each`; a source cut into
     several chunks then needs ``segments=True`` (one answer per chunk).
     """
-    return LOOP.run(transcribe_async(sources, language, hint=hint, prompt=prompt,
-                                     translate_to=translate_to, concurrency=concurrency,
-                                     audio_format=audio_format, max_cost=max_cost, cache=cache,
-                                     refresh=refresh, segments=segments, max_chunk_s=max_chunk_s,
-                                     api=api, on_result=on_result, **options))
+    return LOOP.run(
+        transcribe_async(
+            sources,
+            language,
+            hint=hint,
+            prompt=prompt,
+            translate_to=translate_to,
+            concurrency=concurrency,
+            audio_format=audio_format,
+            max_cost=max_cost,
+            cache=cache,
+            refresh=refresh,
+            segments=segments,
+            max_chunk_s=max_chunk_s,
+            api=api,
+            on_result=on_result,
+            **options,
+        )
+    )
 
 
 def history(last: int | None = None, since: Any = None) -> pd.DataFrame:
@@ -216,8 +379,9 @@ def _timestamp(value: Any) -> float | None:
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"since={value!r} is neither a time ('2026-11-25 10:00') nor a duration "
-                          "back from now ('2h')") from exc
+        raise ConfigError(
+            f"since={value!r} is neither a time ('2026-11-25 10:00') nor a duration back from now ('2h')"
+        ) from exc
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize(datetime.now().astimezone().tzinfo)
     return stamp.timestamp()

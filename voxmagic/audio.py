@@ -12,27 +12,42 @@ import hashlib
 import io
 import numbers
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from . import limits
-from .codec import (PCM, SAMPLE_RATE, EncodedAudio, array_blocks, container_blocks, encode,
-                    probe_duration)
+from .codec import PCM, SAMPLE_RATE, EncodedAudio, array_blocks, container_blocks, encode, probe_duration
 from .download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, download, fetched
 from .errors import AudioError
 from .formats import DEFAULT_FORMAT, UPLOAD_FORMATS
 
-__all__ = ["AudioSource", "as_source", "as_list", "is_array_pair", "prepare", "encode", "PCM",
-           "EncodedAudio", "SAMPLE_RATE", "DEFAULT_FORMAT", "UPLOAD_FORMATS", "download", "fetched",
-           "DOWNLOAD_TIMEOUT_S", "MAX_DOWNLOAD_BYTES"]
+__all__ = [
+    "AudioSource",
+    "as_source",
+    "as_list",
+    "is_array_pair",
+    "prepare",
+    "encode",
+    "PCM",
+    "EncodedAudio",
+    "SAMPLE_RATE",
+    "DEFAULT_FORMAT",
+    "UPLOAD_FORMATS",
+    "download",
+    "fetched",
+    "DOWNLOAD_TIMEOUT_S",
+    "MAX_DOWNLOAD_BYTES",
+]
 
 MAX_AS_IS_BIT_RATE = 64_000  # an MP3 at or under this is uploaded as it is
 # Hz an array may claim (voxmagic.limits): 16, kHz meant as Hz, would make the audio 1000× too long
 ARRAY_RATES = (int(limits.BOUNDS["sample_rate"].lo or 0), int(limits.BOUNDS["sample_rate"].hi or 0))
 MAX_CHANNELS = 8
+
 
 @dataclass(frozen=True, eq=False)
 class AudioSource:
@@ -70,7 +85,7 @@ class AudioSource:
             yield from self._fetched_now().blocks()
             return
         if self.array is not None:
-            blocks = array_blocks(self.array, self.sample_rate)
+            blocks = array_blocks(self.array, int(self.sample_rate or 0))
         elif self.data is not None:
             blocks = container_blocks(io.BytesIO(self.data), self.label)
         else:
@@ -98,8 +113,10 @@ class AudioSource:
         from .loop import LOOP
 
         if LOOP.on_loop_thread():
-            raise RuntimeError(f"{self.label}: cannot download with a blocking call on voxmagic's event "
-                               "loop; `source = await voxmagic.audio.fetched(source)` first")
+            raise RuntimeError(
+                f"{self.label}: cannot download with a blocking call on voxmagic's event "
+                "loop; `source = await voxmagic.audio.fetched(source)` first"
+            )
         return LOOP.run(fetched(self, timeout_s=DOWNLOAD_TIMEOUT_S, limit=MAX_DOWNLOAD_BYTES))
 
     def probe_duration(self) -> float | None:
@@ -172,7 +189,7 @@ class AudioSource:
         seconds = samples / rate if rate else 0.0
         if not seconds or (max_s and seconds > max_s):
             return None
-        data = self.data if self.data is not None else self.path.read_bytes()
+        data = self.data if self.data is not None else Path(str(file)).read_bytes()
         return EncodedAudio(data, "mp3", seconds, self.label)
 
 
@@ -202,8 +219,11 @@ def as_source(obj: Any, *, sample_rate: int | None = None, label: str | None = N
         if text.startswith(("http://", "https://")):
             return AudioSource(label or text, url=text)
         return AudioSource(label or text, path=Path(text).expanduser())
-    raise AudioError(label or repr(obj)[:60], f"cannot use a {type(obj).__name__} as audio "
-                     "(pass a path, URL, bytes, (array, sample_rate) or IPython.display.Audio)")
+    raise AudioError(
+        label or repr(obj)[:60],
+        f"cannot use a {type(obj).__name__} as audio "
+        "(pass a path, URL, bytes, (array, sample_rate) or IPython.display.Audio)",
+    )
 
 
 def is_array_pair(value: Any) -> bool:
@@ -236,15 +256,18 @@ def _sample_rate(rate: Any, name: str) -> int:
     if rate is None:
         raise AudioError(name, "a numpy array needs its sample rate: pass (array, rate), e.g. (samples, 16000)")
     if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real):
-        raise AudioError(name, f"sample rate {rate!r} is a {type(rate).__name__}, not a number of Hz; "
-                         "pass an int such as 16000")
+        raise AudioError(
+            name, f"sample rate {rate!r} is a {type(rate).__name__}, not a number of Hz; pass an int such as 16000"
+        )
     if not isinstance(rate, numbers.Integral) and not _is_whole(rate):
         raise AudioError(name, f"sample rate {rate} is not a whole number of Hz; pass an int such as 16000")
+    hz = int(float(rate))
     low, high = ARRAY_RATES
-    if not low <= rate <= high:
-        raise AudioError(name, f"sample rate {int(rate):,} Hz is outside {low:,}–{high:,} Hz; "
-                         "pass samples per second (16 kHz is 16000)")
-    return int(rate)
+    if not low <= hz <= high:
+        raise AudioError(
+            name, f"sample rate {hz:,} Hz is outside {low:,}–{high:,} Hz; pass samples per second (16 kHz is 16000)"
+        )
+    return hz
 
 
 def _is_whole(x: numbers.Real) -> bool:
@@ -260,24 +283,31 @@ def _samples(obj: Any, name: str) -> np.ndarray:
     try:
         a = np.asarray(obj)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise AudioError(name, f"cannot read a {type(obj).__name__} as a NumPy array ({exc}); "
-                         "pass a NumPy array (e.g. tensor.cpu().numpy())") from exc
+        raise AudioError(
+            name,
+            f"cannot read a {type(obj).__name__} as a NumPy array ({exc}); "
+            "pass a NumPy array (e.g. tensor.cpu().numpy())",
+        ) from exc
     if a.dtype.kind == "b":
         raise AudioError(name, "array is boolean (a mask?), not samples; pass int or float samples")
     if a.dtype.kind == "c":
         raise AudioError(name, "array holds complex numbers; pass real samples (e.g. array.real)")
     if a.dtype.kind not in "iuf":
-        raise AudioError(name, f"array of dtype {a.dtype.name} is not audio samples; pass int or float samples "
-                         "(e.g. array.astype(np.float32))")
+        raise AudioError(
+            name,
+            f"array of dtype {a.dtype.name} is not audio samples; pass int or float samples "
+            "(e.g. array.astype(np.float32))",
+        )
     if a.ndim == 2 and a.shape[0] > MAX_CHANNELS >= a.shape[1]:
         a = a.T
     if a.ndim not in (1, 2) or a.ndim == 2 and a.shape[0] > MAX_CHANNELS:
-        raise AudioError(name, f"array shape {a.shape} is not (samples,) or (channels, samples) "
-                         f"with at most {MAX_CHANNELS} channels")
+        raise AudioError(
+            name, f"array shape {a.shape} is not (samples,) or (channels, samples) with at most {MAX_CHANNELS} channels"
+        )
     if a.size == 0:
         raise AudioError(name, f"array is empty (shape {a.shape}); pass at least one sample")
     step = 1 << 20  # checked in slices: no whole-array temporary
-    if a.dtype.kind == "f" and not all(np.isfinite(a[..., i:i + step]).all() for i in range(0, a.shape[-1], step)):
+    if a.dtype.kind == "f" and not all(np.isfinite(a[..., i : i + step]).all() for i in range(0, a.shape[-1], step)):
         raise AudioError(name, "array contains NaN or infinite values; replace them (e.g. np.nan_to_num(array))")
     return a
 

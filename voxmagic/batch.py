@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import audio as _audio
 from . import limits
@@ -29,10 +30,23 @@ from .errors import AudioError, ConfigError, VoxmagicError
 from .prices import ensure_prices
 from .prompts import extraction_prompt, transcription_prompt
 from .providers import sends_timestamps
-from .runner import (Caching, Plan, bounded, check_budget, check_context, in_store, label, ledger,
-                     map_bounded, planned, send, store)
+from .runner import (
+    Caching,
+    Plan,
+    bounded,
+    check_budget,
+    check_context,
+    in_store,
+    label,
+    ledger,
+    map_bounded,
+    planned,
+    send,
+    store,
+)
 from .segment import find_cut, prepare_chunks
 from .settings import Settings
+from .stitch import stitch
 from .subtitles import CUE_CHUNK_S
 from .transcriptions import TranscriptionRequest
 
@@ -75,19 +89,31 @@ class Batch:
         streamed (half the work per request); long ones are, so keep-alives hold the connection."""
         if self.endpoint == "transcriptions":
             return TranscriptionRequest(
-                clip, self.settings.transcription_model or "", self.language, self.params.temperature,
-                dialect="mistral" if self.settings.effective_dialect == "mistral" else "openai")
+                clip,
+                self.settings.transcription_model or "",
+                self.language,
+                self.params.temperature,
+                dialect="mistral" if self.settings.effective_dialect == "mistral" else "openai",
+            )
         stream = self.stream if self.stream is not None else clip.duration_s > STREAM_ABOVE_S
         params = bounded(self.params, clip.duration_s) if self.transcript and not self.structured else self.params
-        return ChatRequest(self.prompt, (clip,), replace(params, stream=stream), self.settings.model,
-                           self.system, self.settings.effective_dialect)
+        return ChatRequest(
+            self.prompt,
+            (clip,),
+            replace(params, stream=stream),
+            self.settings.model,
+            self.system,
+            self.settings.effective_dialect,
+        )
 
     def check(self) -> Batch:
         """What would fail every request, before any is made: no key, no such endpoint."""
         self.settings.check()
         if self.endpoint == "transcriptions" and not self.settings.transcription_model:
-            raise ConfigError(f"{self.settings.provider} has no transcriptions endpoint for Voxtral; use "
-                              "the chat endpoint (--api chat, api='chat')")
+            raise ConfigError(
+                f"{self.settings.provider} has no transcriptions endpoint for Voxtral; use "
+                "the chat endpoint (--api chat, api='chat')"
+            )
         return self
 
     def fingerprint(self, source: AudioSource) -> str | None:
@@ -98,35 +124,55 @@ class Batch:
         return hashlib.sha256(key.encode()).hexdigest()
 
 
-def transcription_batch(settings: Settings, params: Params, *, stream: bool | None = None,
-                        language: str | None = None, hint: str | None = None, prompt: str | None = None,
-                        translate_to: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT,
-                        max_chunk_s: float | None = DEFAULT_CHUNK_S, caching: Caching = Caching(),
-                        api: str | None = None, subtitles: bool = False) -> Batch:
+def transcription_batch(
+    settings: Settings,
+    params: Params,
+    *,
+    stream: bool | None = None,
+    language: str | None = None,
+    hint: str | None = None,
+    prompt: str | None = None,
+    translate_to: str | None = None,
+    audio_format: str = _audio.DEFAULT_FORMAT,
+    max_chunk_s: float | None = DEFAULT_CHUNK_S,
+    caching: Caching = Caching(),
+    api: str | None = None,
+    subtitles: bool = False,
+) -> Batch:
     """The batch that transcribes (or, with a JSON ``response_format``, extracts from) each source:
     its instruction, its endpoint — a provider's speech-to-text endpoint for plain transcripts
     where it has one (cheaper, and timed segments come with it) — and, for subtitles without timed
     segments, 30 s chunks."""
     plain = prompt is None and not hint and not translate_to and not params.wants_json
     if prompt is None:
-        prompt = (extraction_prompt(language, hint) if params.wants_json
-                  else transcription_prompt(language, hint, translate_to))
+        prompt = (
+            extraction_prompt(language, hint)
+            if params.wants_json
+            else transcription_prompt(language, hint, translate_to)
+        )
     if api not in (None, "chat", "transcriptions"):
         raise ConfigError(f"api={api!r}: use 'chat' or 'transcriptions'")
     endpoint = api or ("transcriptions" if plain and settings.has_transcriptions else "chat")
     timed = endpoint == "transcriptions" and sends_timestamps(settings.effective_dialect, language)
     if subtitles and not timed:
         max_chunk_s = min(max_chunk_s or CUE_CHUNK_S, CUE_CHUNK_S)  # a cue per short chunk
-    return Batch(prompt, settings, params, audio_format, max_chunk_s, caching, stream, endpoint=endpoint,
-                 language=language)
+    return Batch(
+        prompt, settings, params, audio_format, max_chunk_s, caching, stream, endpoint=endpoint, language=language
+    )
 
 
-def question_batch(settings: Settings, params: Params, prompt: str, *, stream: bool | None = None,
-                   system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT,
-                   caching: Caching = Caching()) -> Batch:
+def question_batch(
+    settings: Settings,
+    params: Params,
+    prompt: str,
+    *,
+    stream: bool | None = None,
+    system: str | None = None,
+    audio_format: str = _audio.DEFAULT_FORMAT,
+    caching: Caching = Caching(),
+) -> Batch:
     """The batch that asks ``prompt`` about each source: whole sources, no transcript bound."""
-    return Batch(prompt, settings, params, audio_format, None, caching, stream, system=system,
-                 transcript=False)
+    return Batch(prompt, settings, params, audio_format, None, caching, stream, system=system, transcript=False)
 
 
 async def chunks_for(item: Any, batch: Batch) -> list[EncodedAudio]:
@@ -138,23 +184,35 @@ async def chunks_for(item: Any, batch: Batch) -> list[EncodedAudio]:
     if fingerprint and batch.caching.read:
         known = await in_store(store.source, fingerprint)
         if known:
-            refs = [EncodedAudio(b"", c["format"], c["duration_s"], source.label, c["start_s"], c["sha256"])
-                    for c in known]
+            refs = [
+                EncodedAudio(b"", c["format"], c["duration_s"], source.label, c["start_s"], c["sha256"]) for c in known
+            ]
             keys = [batch.request(r).cache_key(batch.settings.base_url) for r in refs]
             if all([await in_store(store.cached, k) is not None for k in keys]):
                 return refs
     chunks = await asyncio.to_thread(prepare_chunks, source, batch.audio_format, batch.max_chunk_s or None)
     if fingerprint and batch.caching.write:
-        await in_store(store.remember_source, fingerprint, [
-            {"sha256": c.sha256, "format": c.format, "start_s": c.start_s, "duration_s": c.duration_s}
-            for c in chunks])
+        await in_store(
+            store.remember_source,
+            fingerprint,
+            [
+                {"sha256": c.sha256, "format": c.format, "start_s": c.start_s, "duration_s": c.duration_s}
+                for c in chunks
+            ],
+        )
     return chunks
 
 
 async def send_chunk(clip: EncodedAudio, batch: Batch, gate: asyncio.Semaphore, depth: int = 0) -> list[dict]:
     """Rows for one chunk — or for its halves when its transcript was cut at the output limit."""
-    row: dict[str, Any] = {"source": clip.label, "duration_s": clip.duration_s, "start_s": clip.start_s,
-                           "end_s": clip.end_s, "audio_format": clip.format, "audio_sha256": clip.sha256}
+    row: dict[str, Any] = {
+        "source": clip.label,
+        "duration_s": clip.duration_s,
+        "start_s": clip.start_s,
+        "end_s": clip.end_s,
+        "audio_format": clip.format,
+        "audio_sha256": clip.sha256,
+    }
     try:
         request = batch.request(clip)
         check_context(request)
@@ -166,8 +224,13 @@ async def send_chunk(clip: EncodedAudio, batch: Batch, gate: asyncio.Semaphore, 
         row.update(parsed=response.parsed, parse_error=response.parse_error)
     if response.segments:
         row["segments"] = response.segments
-    if (response.finish_reason == "length" and not batch.params.max_tokens and clip.data
-            and depth < MAX_RESPLITS and clip.duration_s > 60):
+    if (
+        response.finish_reason == "length"
+        and not batch.params.max_tokens
+        and clip.data
+        and depth < MAX_RESPLITS
+        and clip.duration_s > 60
+    ):
         halves = await asyncio.to_thread(_halve, clip)
         parts = await asyncio.gather(*(send_chunk(h, batch, gate, depth + 1) for h in halves))
         return [r for part in parts for r in part]
@@ -179,45 +242,10 @@ def _halve(clip: EncodedAudio) -> list[EncodedAudio]:
     samples = _audio.as_source(clip.data, label=clip.label).decode().samples
     n = samples.size
     cut = find_cut(samples, int(n * 0.4), int(n * 0.6), SAMPLE_RATE)
-    return [_audio.encode(PCM(samples[a:b]), clip.format, label=clip.label,
-                          start_s=clip.start_s + a / SAMPLE_RATE) for a, b in ((0, cut), (cut, n))]
-
-
-def stitch(source: str, rows: list[dict]) -> dict:
-    """One row for a source from its chunks' rows, in order; a failed chunk keeps the others' text."""
-    ok = [r for r in rows if not r.get("error")]
-    errors = [f"chunk {i + 1}/{len(rows)} ({r['start_s']:.0f}-{r['end_s']:.0f} s): {r['error']}"
-              for i, r in enumerate(rows) if r.get("error")]
-
-    def total(key: str, combine: Callable = sum) -> Any:
-        values = [r.get(key) for r in ok if r.get(key) is not None]
-        return combine(values) if values else None
-
-    return {
-        "source": source, "duration_s": sum(r["duration_s"] for r in rows),
-        "text": " ".join(r["text"].strip() for r in ok if r.get("text")) if ok else None,
-        "prompt_tokens": total("prompt_tokens"), "completion_tokens": total("completion_tokens"),
-        "cost_usd": total("cost_usd"), "latency_s": total("latency_s", max),  # chunks run together
-        "error": "; ".join(errors) or None, "attempts": total("attempts"),
-        "finish_reason": ok[-1].get("finish_reason") if ok else None,
-        "audio_format": rows[0].get("audio_format"),
-        "audio_sha256": ",".join(r["audio_sha256"] for r in rows if r.get("audio_sha256")),
-        "generation_id": ",".join(r["generation_id"] for r in ok if r.get("generation_id")) or None,
-        "cached": bool(ok) and all(r.get("cached") for r in ok), "chunks": len(rows),
-        **({k: rows[0].get(k) for k in ("parsed", "parse_error")} if len(rows) == 1 else {}),
-    }
-
-
-def per_source(rows: list[dict]) -> list[dict]:
-    """The rows of ``segments=True`` back to one row per source, in order. A source's rows start
-    at chunk 0 (a source that failed before it was cut has one row and no chunk), so the same
-    file given twice stays two rows."""
-    groups: list[list[dict]] = []
-    for row in rows:
-        if row.get("chunk", 0) == 0:
-            groups.append([])
-        groups[-1].append(row)
-    return [stitch(group[0]["source"], group) if "start_s" in group[0] else group[0] for group in groups]
+    return [
+        _audio.encode(PCM(samples[a:b]), clip.format, label=clip.label, start_s=clip.start_s + a / SAMPLE_RATE)
+        for a, b in ((0, cut), (cut, n))
+    ]
 
 
 Prepared = tuple[str, "list[EncodedAudio] | str"]
@@ -243,17 +271,29 @@ async def _finished(entry: Prepared, batch: Batch, gate: asyncio.Semaphore, segm
     if isinstance(chunks, str):
         return [{"source": name, "error": chunks}]
     if len(chunks) > 1 and batch.structured and not segments:
-        return [{"source": name, "duration_s": sum(c.duration_s for c in chunks), "chunks": len(chunks),
-                 "error": f"{len(chunks)} chunks: one JSON answer per file needs audio that fits one "
-                          "request; add --segments (segments=True) for one row per chunk"}]
+        return [
+            {
+                "source": name,
+                "duration_s": sum(c.duration_s for c in chunks),
+                "chunks": len(chunks),
+                "error": f"{len(chunks)} chunks: one JSON answer per file needs audio that fits one "
+                "request; add --segments (segments=True) for one row per chunk",
+            }
+        ]
     parts = await asyncio.gather(*(send_chunk(c, batch, gate) for c in chunks))
     rows = [dict(r, source=name) for part in parts for r in part]
     return [dict(r, chunk=i) for i, r in enumerate(rows)] if segments else [stitch(name, rows)]
 
 
-async def run(items: Sequence[Any], batch: Batch, *, concurrency: int = limits.DEFAULT_CONCURRENCY,
-              max_cost: float | None = None, segments: bool = False,
-              on_result: Callable[[int, list[dict]], None] | None = None) -> list[dict]:
+async def run(
+    items: Sequence[Any],
+    batch: Batch,
+    *,
+    concurrency: int = limits.DEFAULT_CONCURRENCY,
+    max_cost: float | None = None,
+    segments: bool = False,
+    on_result: Callable[[int, list[dict]], None] | None = None,
+) -> list[dict]:
     """Rows in input order (see the module docstring); ``on_result(index, rows)`` as each source
     finishes, with its row (or its chunks' rows).
 
@@ -273,8 +313,10 @@ async def run(items: Sequence[Any], batch: Batch, *, concurrency: int = limits.D
         return await _finished(entry, batch, gate, segments)
 
     if max_cost is None and ledger.budget_usd is None:
+
         async def one(item: Any) -> list[dict]:
             return await whole(await _prepared(item, batch, cpu))
+
         results = await map_bounded(items, one, 2 * concurrency, on_result)
     else:
         entries = await map_bounded(items, lambda item: _prepared(item, batch, cpu), len(items) or 1)
@@ -284,20 +326,13 @@ async def run(items: Sequence[Any], batch: Batch, *, concurrency: int = limits.D
     return [row for rows in results for row in rows]
 
 
-def summary(rows: list[dict]) -> dict:
-    """One source's rows (chunks, when ``segments``) summed up for progress reports."""
-    errors = [r["error"] for r in rows if r.get("error")]
-    return {"source": rows[0]["source"], "duration_s": sum(r.get("duration_s") or 0 for r in rows),
-            "cost_usd": sum(r.get("cost_usd") or 0 for r in rows), "error": "; ".join(errors) or None,
-            "cached": all(r.get("cached") for r in rows)}
-
-
 async def _uncached_estimate(entries: list[Prepared], batch: Batch) -> Estimate:
     total = Estimate(0.0, 0, 0, 0.0)
     for _, chunks in entries:
         for clip in chunks if isinstance(chunks, list) else []:
             request = batch.request(clip)
-            if batch.caching.read and await in_store(store.cached, request.cache_key(batch.settings.base_url)):
+            key = request.cache_key(batch.settings.base_url)
+            if batch.caching.read and await in_store(store.cached, key) is not None:
                 continue
             total += planned(request).estimate
     return total
@@ -323,8 +358,7 @@ class BatchPlan:
         return "\n\n".join(lines)
 
 
-async def plan_batch(items: Sequence[Any], batch: Batch,
-                     concurrency: int = limits.DEFAULT_CONCURRENCY) -> BatchPlan:
+async def plan_batch(items: Sequence[Any], batch: Batch, concurrency: int = limits.DEFAULT_CONCURRENCY) -> BatchPlan:
     """Prepare every source as :func:`run` would, and send nothing."""
     await ensure_prices(batch.settings)
     cpu = asyncio.Semaphore(os.cpu_count() or 2)
@@ -338,5 +372,10 @@ async def plan_batch(items: Sequence[Any], batch: Batch,
     results = await map_bounded(items, one, limits.check("concurrency", concurrency))
     plans = [p for r in results if isinstance(r, list) for p in r]
     total = sum((p.estimate for p in plans[1:]), plans[0].estimate) if plans else None
-    return BatchPlan(plans[0] if plans else None, total, sum(isinstance(r, list) for r in results),
-                     len(plans), [r for r in results if isinstance(r, str)])
+    return BatchPlan(
+        plans[0] if plans else None,
+        total,
+        sum(isinstance(r, list) for r in results),
+        len(plans),
+        [r for r in results if isinstance(r, str)],
+    )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import limits
 from .errors import ConfigError
@@ -31,8 +32,9 @@ class Params:
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     seed: int | None = None
-    response_format: Mapping[str, Any] | None = None
-    tools: tuple[Mapping[str, Any], ...] | None = None
+    # given as "json", a response_format dict, a JSON schema or a pydantic model; kept as the dict
+    response_format: Any = None
+    tools: Sequence[Mapping[str, Any]] | None = None  # kept as a tuple
     tool_choice: str | Mapping[str, Any] | None = None
     stream: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. provider routing, user
@@ -51,10 +53,10 @@ class Params:
             raise ConfigError("stop takes at most 4 non-empty strings")
         if isinstance(self.tool_choice, str) and self.tool_choice not in ("none", "auto", "required"):
             if not self.tools or self.tool_choice not in _tool_names(self.tools):
-                raise ConfigError(f"tool_choice={self.tool_choice!r}: use none, auto, required or the name "
-                                  "of one of the tools")
-            object.__setattr__(self, "tool_choice",
-                               {"type": "function", "function": {"name": self.tool_choice}})
+                raise ConfigError(
+                    f"tool_choice={self.tool_choice!r}: use none, auto, required or the name of one of the tools"
+                )
+            object.__setattr__(self, "tool_choice", {"type": "function", "function": {"name": self.tool_choice}})
         if self.response_format is not None:
             if hasattr(self.response_format, "model_validate"):
                 object.__setattr__(self, "response_model", self.response_format)
@@ -62,7 +64,7 @@ class Params:
 
     @property
     def wants_json(self) -> bool:
-        return bool(self.response_format) and self.response_format.get("type") in ("json_object", "json_schema")
+        return self.response_format is not None and self.response_format.get("type") in ("json_object", "json_schema")
 
     def body(self) -> dict[str, Any]:
         """Only the options that are set, as the endpoint names them."""
@@ -155,8 +157,9 @@ class ChatRequest:
         asked = [t["content"] for t in self.turns if t.get("role") == "user"]
         return asked[-1] if asked else self.text
 
-    def body(self, *, elide_audio: bool = False, audio_data: Callable[[EncodedAudio], str] | None = None
-             ) -> dict[str, Any]:
+    def body(
+        self, *, elide_audio: bool = False, audio_data: Callable[[EncodedAudio], str] | None = None
+    ) -> dict[str, Any]:
         """The JSON body; ``elide_audio`` or ``audio_data`` replace the base64 audio (previews, keys)."""
         if elide_audio:
             audio_data = elided

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import httpx_sse
@@ -50,8 +51,9 @@ class Client:
         self.dialect = settings.effective_dialect
         self.redactor = Redactor.for_key(settings.api_key)
         # exponential backoff with jitter of the same scale: 1×, 2×, 4× ... backoff, + up to 1×
-        self._backoff = (wait_exponential(multiplier=settings.backoff, max=MAX_BACKOFF_S)
-                         + wait_random(0, settings.backoff))
+        self._backoff = wait_exponential(multiplier=settings.backoff, max=MAX_BACKOFF_S) + wait_random(
+            0, settings.backoff
+        )
         headers = {"User-Agent": "voxmagic"}
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
@@ -60,9 +62,11 @@ class Client:
         if settings.title:
             headers["X-Title"] = settings.title
         self._http = httpx.AsyncClient(
-            headers=headers, transport=settings.transport,
+            headers=headers,
+            transport=settings.transport,
             timeout=httpx.Timeout(settings.timeout, read=settings.read_timeout, pool=None),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
 
     def __repr__(self) -> str:  # never shows the key
         return f"Client(base_url={self.base_url!r}, dialect={self.dialect!r})"
@@ -81,8 +85,7 @@ class Client:
         started = time.monotonic()
         return await self._retrying(lambda: self._send_once(request, on_event, started), on_event)
 
-    async def transcription(self, request: TranscriptionRequest, on_event: EventHandler | None = None
-                            ) -> Response:
+    async def transcription(self, request: TranscriptionRequest, on_event: EventHandler | None = None) -> Response:
         """Send one clip to ``{base_url}/audio/transcriptions`` (multipart), with the same retries,
         Retry-After and typed errors as :meth:`complete`. Nothing streams: ``on_event`` gets one
         :class:`TextDelta` with the whole text at the end (and :class:`Retrying` between attempts)."""
@@ -92,8 +95,7 @@ class Client:
             on_event(TextDelta(response.text))
         return response
 
-    async def _retrying(self, attempt: Callable[[], Awaitable[Response]],
-                        on_event: EventHandler | None) -> Response:
+    async def _retrying(self, attempt: Callable[[], Awaitable[Response]], on_event: EventHandler | None) -> Response:
         """Run ``attempt`` until it succeeds, a failure is not retryable, or the retries run out;
         the response (or the error) tells how many attempts it took and how long it waited."""
         retries: list[tuple[str, float]] = []
@@ -118,8 +120,12 @@ class Client:
             return failures >= self.settings.max_attempts
 
         retrying = AsyncRetrying(
-            stop=stop, wait=self._wait, reraise=True, before_sleep=before_sleep,
-            retry=retry_if_exception(lambda e: isinstance(e, APIError) and e.retryable))
+            stop=stop,
+            wait=self._wait,
+            reraise=True,
+            before_sleep=before_sleep,
+            retry=retry_if_exception(lambda e: isinstance(e, APIError) and e.retryable),
+        )
         try:
             async for attempt_state in retrying:
                 with attempt_state:
@@ -144,8 +150,7 @@ class Client:
             return float(min(retry_after * (1 + random.random() / 2), MAX_RETRY_AFTER_S))
         return float(self._backoff(state))
 
-    async def _send_once(self, request: ChatRequest, on_event: EventHandler | None,
-                         started: float) -> Response:
+    async def _send_once(self, request: ChatRequest, on_event: EventHandler | None, started: float) -> Response:
         body = request.body()
         body["stream"] = request.params.stream
         url = f"{self.base_url}/chat/completions"
@@ -183,12 +188,20 @@ class Client:
     def _chat_response(request: ChatRequest, acc: Accumulator, started: float) -> Response:
         usage = Usage.from_api(acc.usage)
         response = Response(
-            text=acc.text, model=acc.model or request.model, finish_reason=acc.finish_reason,
-            usage=usage, cost_usd=usage.cost, cost_source="reported" if usage.cost is not None else "unknown",
-            audio_seconds=request.audio_seconds, latency_s=time.monotonic() - started,
+            text=acc.text,
+            model=acc.model or request.model,
+            finish_reason=acc.finish_reason,
+            usage=usage,
+            cost_usd=usage.cost,
+            cost_source="reported" if usage.cost is not None else "unknown",
+            audio_seconds=request.audio_seconds,
+            latency_s=time.monotonic() - started,
             ttft_s=None if acc.first_token_at is None else acc.first_token_at - started,
-            generation_id=acc.id, provider=acc.provider, tool_calls=acc.tool_calls(),
-            sources=[a.label for a in request.audio])
+            generation_id=acc.id,
+            provider=acc.provider,
+            tool_calls=acc.tool_calls(),
+            sources=[a.label for a in request.audio],
+        )
         if request.params.wants_json and not response.tool_calls:
             attach_json(response, request.params.response_model)
         return response
@@ -205,20 +218,31 @@ class Client:
             if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
                 raise ValueError(f"no transcript text in the answer: {str(payload)[:120]}")
             try:
-                segments = [{"start_s": float(s["start"]), "end_s": float(s["end"]), "text": str(s["text"]).strip()}
-                            for s in payload.get("segments") or []]
+                segments = [
+                    {"start_s": float(s["start"]), "end_s": float(s["end"]), "text": str(s["text"]).strip()}
+                    for s in payload.get("segments") or []
+                ]
             except (KeyError, TypeError) as exc:
                 raise ValueError(f"a segment lacks start, end or text ({exc!r})") from exc
         return _transcription_response(request, payload, segments, started)
 
 
-def _transcription_response(request: TranscriptionRequest, payload: dict, segments: list[dict],
-                            started: float) -> Response:
+def _transcription_response(
+    request: TranscriptionRequest, payload: dict, segments: list[dict], started: float
+) -> Response:
     """Mistral's usage has ``prompt_audio_seconds`` (and tokens); vLLM's json answer has
     ``usage: {type: "duration", seconds}``; vLLM's verbose_json has none (see Usage.from_api)."""
     usage = Usage.from_api(payload.get("usage") if isinstance(payload.get("usage"), dict) else {})
     return Response(
-        text=payload["text"].strip(), model=payload.get("model") or request.model, finish_reason="stop",
-        usage=usage, cost_usd=usage.cost, cost_source="reported" if usage.cost is not None else "unknown",
-        audio_seconds=request.clip.duration_s, latency_s=time.monotonic() - started,
-        generation_id=payload.get("id"), sources=[request.clip.label], segments=segments)
+        text=payload["text"].strip(),
+        model=payload.get("model") or request.model,
+        finish_reason="stop",
+        usage=usage,
+        cost_usd=usage.cost,
+        cost_source="reported" if usage.cost is not None else "unknown",
+        audio_seconds=request.clip.duration_s,
+        latency_s=time.monotonic() - started,
+        generation_id=payload.get("id"),
+        sources=[request.clip.label],
+        segments=segments,
+    )

@@ -12,10 +12,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -67,8 +68,10 @@ class EncodedAudio:
         return base64.b64encode(self.data).decode("ascii")
 
     def __repr__(self) -> str:
-        return (f"EncodedAudio({self.label!r}, {self.format}, {self.duration_s:.3f} s, "
-                f"{len(self.data):,} bytes, sha256={self.sha256[:12]})")
+        return (
+            f"EncodedAudio({self.label!r}, {self.format}, {self.duration_s:.3f} s, "
+            f"{len(self.data):,} bytes, sha256={self.sha256[:12]})"
+        )
 
 
 def encode(pcm: PCM, format: str = DEFAULT_FORMAT, *, label: str = "", start_s: float = 0.0) -> EncodedAudio:
@@ -76,8 +79,9 @@ def encode(pcm: PCM, format: str = DEFAULT_FORMAT, *, label: str = "", start_s: 
     if format == "pcm16":
         return EncodedAudio(pcm.samples.astype("<i2").tobytes(), format, pcm.duration_s, label, start_s)
     if format not in ENCODERS:
-        raise AudioError(label or "<audio>", f"unknown upload format {format!r}; "
-                         f"choose one of {', '.join(UPLOAD_FORMATS)}")
+        raise AudioError(
+            label or "<audio>", f"unknown upload format {format!r}; choose one of {', '.join(UPLOAD_FORMATS)}"
+        )
     import av
 
     spec = ENCODERS[format]
@@ -89,7 +93,8 @@ def encode(pcm: PCM, format: str = DEFAULT_FORMAT, *, label: str = "", start_s: 
         block = pcm.sample_rate * 10
         for start in range(0, pcm.samples.size, block):
             frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(pcm.samples[None, start:start + block]), format="s16", layout="mono")
+                np.ascontiguousarray(pcm.samples[None, start : start + block]), format="s16", layout="mono"
+            )
             frame.sample_rate = pcm.sample_rate
             frame.pts, frame.time_base = start, Fraction(1, pcm.sample_rate)
             out.mux(stream.encode(frame))
@@ -103,8 +108,7 @@ def probe_duration(file: str | io.BytesIO) -> float | None:
     import av
 
     try:
-        with av.open(file, metadata_errors="ignore",
-                     container_options={"probesize": str(PROBE_BYTES)}) as container:
+        with av.open(file, metadata_errors="ignore", container_options={"probesize": str(PROBE_BYTES)}) as container:
             streams = container.streams.audio
             if not streams:
                 return None
@@ -119,13 +123,13 @@ def container_blocks(file: str | io.BytesIO, label: str) -> Iterator[np.ndarray]
     import av
 
     try:
-        container = av.open(file, metadata_errors="ignore")
+        container = av.open(file, mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
         raise AudioError(label, f"not a readable audio or video file ({_ffmpeg_reason(exc)})") from exc
     with container:
         streams = container.streams.audio
         if not streams:
-            kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+            kinds = sorted({str(s.type) for s in container.streams}) or ["nothing"]
             raise AudioError(label, f"has no audio track (found: {', '.join(kinds)})")
         produced = False
         try:
@@ -142,7 +146,7 @@ def array_blocks(a: np.ndarray, rate: int) -> Iterator[np.ndarray]:
     converted on its own, so no float copy of the whole array is made."""
     a = a[None, :] if a.ndim == 1 else a
     block = rate * 10
-    yield from _resampled((a[:, i:i + block], rate) for i in range(0, a.shape[1], block))
+    yield from _resampled((a[:, i : i + block], rate) for i in range(0, a.shape[1], block))
 
 
 def _frame_arrays(frames: Iterator[Any]) -> Iterator[tuple[np.ndarray, int]]:
@@ -172,11 +176,13 @@ def _resampled(pieces: Iterable[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]
     """
     import av
 
-    resampler, rate, pending, held, out = None, 0, [], 0, bytearray()
+    resampler: av.AudioResampler | None = None
+    rate, held, out = 0, 0, bytearray()
+    pending: list[np.ndarray] = []
 
     def push(final: bool) -> None:
         nonlocal pending, held
-        if pending:
+        if pending and resampler is not None:
             mono = _mono(np.concatenate(pending, axis=1) if len(pending) > 1 else pending[0])
             frame = av.AudioFrame.from_ndarray(mono[None, :], format="flt", layout="mono")
             frame.sample_rate = rate

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import audio as _audio
 from . import limits
@@ -32,9 +33,10 @@ def assistant_turn(response: Response) -> dict[str, Any]:
     """The model's answer as the next request must repeat it (tool calls included)."""
     turn: dict[str, Any] = {"role": "assistant", "content": response.text or None}
     if response.tool_calls:
-        turn["tool_calls"] = [{"id": c.id, "type": "function",
-                               "function": {"name": c.name, "arguments": c.arguments or "{}"}}
-                              for c in response.tool_calls]
+        turn["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments or "{}"}}
+            for c in response.tool_calls
+        ]
     elif turn["content"] is None:
         turn["content"] = ""
     return turn
@@ -49,8 +51,10 @@ def _tool_content(run: dict[str, Any]) -> str:
 
 def tool_turns(response: Response, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One ``tool`` message per call, answering it by id."""
-    return [{"role": "tool", "tool_call_id": call.id, "name": call.name, "content": _tool_content(run)}
-            for call, run in zip(response.tool_calls, runs)]
+    return [
+        {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": _tool_content(run)}
+        for call, run in zip(response.tool_calls, runs, strict=True)
+    ]
 
 
 def _after_a_round(params: Params) -> Params:
@@ -74,14 +78,21 @@ class Exchange:
     @property
     def cost_usd(self) -> float | None:
         costs = [r.cost_usd for r in self.responses]
-        return None if any(c is None for c in costs) else sum(costs)
+        return sum(c for c in costs if c is not None) if all(c is not None for c in costs) else None
 
 
-async def exchange(request: ChatRequest, settings: Settings, *, functions: dict[str, Callable] | None = None,
-                   auto_tools: bool = False, max_rounds: int = DEFAULT_TOOL_ROUNDS,
-                   on_event: EventHandler | None = None,
-                   on_tools: Callable[[list[dict[str, Any]]], None] | None = None,
-                   caching: Caching = Caching(), max_cost: float | None = None) -> Exchange:
+async def exchange(
+    request: ChatRequest,
+    settings: Settings,
+    *,
+    functions: dict[str, Callable] | None = None,
+    auto_tools: bool = False,
+    max_rounds: int = DEFAULT_TOOL_ROUNDS,
+    on_event: EventHandler | None = None,
+    on_tools: Callable[[list[dict[str, Any]]], None] | None = None,
+    caching: Caching = Caching(),
+    max_cost: float | None = None,
+) -> Exchange:
     """Send ``request``; while the model calls tools and ``auto_tools`` allows it, run them (in a
     worker thread: they are the user's code), send the results back, and ask again — at most
     ``max_rounds`` times. Each round is checked against the context and the budget first."""
@@ -99,8 +110,10 @@ async def exchange(request: ChatRequest, settings: Settings, *, functions: dict[
             break
         rounds = len(done.responses)
         if rounds > max_rounds:
-            done.stopped = (f"stopped after {max_rounds} rounds of tool calls; raise --max-tool-rounds "
-                            "(max_tool_rounds=) to allow more")
+            done.stopped = (
+                f"stopped after {max_rounds} rounds of tool calls; raise --max-tool-rounds "
+                "(max_tool_rounds=) to allow more"
+            )
             break
         results = await asyncio.to_thread(call_tools, response.tool_calls, functions)
         for run in results:
@@ -108,11 +121,15 @@ async def exchange(request: ChatRequest, settings: Settings, *, functions: dict[
         runs.extend(results)
         if on_tools:
             on_tools(results)
-        request = replace(request, params=_after_a_round(request.params),
-                          turns=(*request.turns, assistant_turn(response), *tool_turns(response, results)))
+        request = replace(
+            request,
+            params=_after_a_round(request.params),
+            turns=(*request.turns, assistant_turn(response), *tool_turns(response, results)),
+        )
         spent = done.cost_usd or 0.0
-        await check_before_sending(planned(request), settings,
-                             None if max_cost is None else max(0.0, max_cost - spent), caching)
+        await check_before_sending(
+            planned(request), settings, None if max_cost is None else max(0.0, max_cost - spent), caching
+        )
         done.request = request
     return done
 
@@ -148,8 +165,9 @@ class Conversation:
     apply to every question unless a question overrides them; ``tools`` may be functions, run
     automatically when ``auto_tools=True``."""
 
-    def __init__(self, audio: Any = None, *, system: str | None = None,
-                 audio_format: str = _audio.DEFAULT_FORMAT, **options: Any):
+    def __init__(
+        self, audio: Any = None, *, system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT, **options: Any
+    ):
         self.audio = expand_all(_audio.as_list(audio)) if audio is not None else []
         self.system, self.audio_format, self.options = system, audio_format, options
         self.exchanges: list[Exchange] = []
@@ -165,8 +183,16 @@ class Conversation:
     def ask(self, prompt: str, **options: Any) -> Response:
         return LOOP.run(self.ask_async(prompt, **options))
 
-    async def ask_async(self, prompt: str, *, max_cost: float | None = None, cache: bool = True,
-                        refresh: bool = False, on_event: EventHandler | None = None, **options: Any) -> Response:
+    async def ask_async(
+        self,
+        prompt: str,
+        *,
+        max_cost: float | None = None,
+        cache: bool = True,
+        refresh: bool = False,
+        on_event: EventHandler | None = None,
+        **options: Any,
+    ) -> Response:
         opts = {**self.options, **options}
         auto_tools = opts.pop("auto_tools", False)
         max_rounds = opts.pop("max_tool_rounds", DEFAULT_TOOL_ROUNDS)
@@ -179,14 +205,27 @@ class Conversation:
             if self.last is None:
                 if not self.audio:
                     raise ConfigError("a conversation needs audio: Conversation(audio, ...)")
-                p = await plan(self.audio, prompt, settings=settings, params=params, system=self.system,
-                               audio_format=self.audio_format)
+                p = await plan(
+                    self.audio,
+                    prompt,
+                    settings=settings,
+                    params=params,
+                    system=self.system,
+                    audio_format=self.audio_format,
+                )
             else:
                 p = planned(follow_up(self.last, prompt, params))
             await check_before_sending(p, settings, max_cost, caching)
-            return await exchange(p.request, settings, functions=functions, auto_tools=auto_tools,
-                                  max_rounds=max_rounds, on_event=on_event, caching=caching,
-                                  max_cost=max_cost)
+            return await exchange(
+                p.request,
+                settings,
+                functions=functions,
+                auto_tools=auto_tools,
+                max_rounds=max_rounds,
+                on_event=on_event,
+                caching=caching,
+                max_cost=max_cost,
+            )
 
         done = await LOOP.run_async(run())
         self.exchanges.append(done)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,11 +63,13 @@ class Pricing:
     completion: float
     audio_second: float
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, audio_seconds: float,
-             audio_tokens: int = 0) -> float:
+    def cost(self, prompt_tokens: int, completion_tokens: int, audio_seconds: float, audio_tokens: int = 0) -> float:
         """Cost where audio is billed per second, not as prompt tokens."""
-        return ((prompt_tokens - audio_tokens) * self.prompt + completion_tokens * self.completion
-                + audio_seconds * self.audio_second)
+        return (
+            (prompt_tokens - audio_tokens) * self.prompt
+            + completion_tokens * self.completion
+            + audio_seconds * self.audio_second
+        )
 
 
 VOXTRAL_SMALL = Pricing(prompt=0.10e-6, completion=0.30e-6, audio_second=100e-6)
@@ -75,9 +78,7 @@ VOXTRAL_SMALL = Pricing(prompt=0.10e-6, completion=0.30e-6, audio_second=100e-6)
 # (voxtral-small-latest, voxtral-mini-latest) are left out: published sources disagree on their
 # output price ($0.30 vs $0.40 per 1M) and bill audio per minute at another rate, so an unknown
 # model keeps falling back to Voxtral Small's OpenRouter price below.
-PRICES: dict[str, Pricing] = {
-    "mistralai/voxtral-small-24b-2507": VOXTRAL_SMALL,
-}
+PRICES: dict[str, Pricing] = {"mistralai/voxtral-small-24b-2507": VOXTRAL_SMALL}
 # Live prices registered by voxmagic.prices; they win over the seeds. Replacing one entry of a
 # dict is atomic, so estimates on other threads see either the old price or the new one.
 _REGISTERED: dict[str, Pricing] = {}
@@ -109,17 +110,23 @@ class Estimate:
     audio_seconds: float
 
     def __add__(self, other: Estimate) -> Estimate:
-        return Estimate(self.usd + other.usd, self.prompt_tokens + other.prompt_tokens,
-                        self.completion_tokens + other.completion_tokens,
-                        self.audio_seconds + other.audio_seconds)
+        return Estimate(
+            self.usd + other.usd,
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.audio_seconds + other.audio_seconds,
+        )
 
     def __str__(self) -> str:
-        return (f"≤ ${self.usd:.4f} ({self.audio_seconds:.1f} s audio, ≤{self.prompt_tokens:,} prompt + "
-                f"≤{self.completion_tokens:,} completion tokens)")
+        return (
+            f"≤ ${self.usd:.4f} ({self.audio_seconds:.1f} s audio, ≤{self.prompt_tokens:,} prompt + "
+            f"≤{self.completion_tokens:,} completion tokens)"
+        )
 
 
-def estimate(durations: Iterable[float], prompt: str, max_tokens: int | None,
-             pricing: Pricing = VOXTRAL_SMALL) -> Estimate:
+def estimate(
+    durations: Iterable[float], prompt: str, max_tokens: int | None, pricing: Pricing = VOXTRAL_SMALL
+) -> Estimate:
     """Upper bound: every clip's padded audio tokens, the prompt, and ``max_tokens`` of output
     (the model's output limit when unset)."""
     durations = list(durations)
@@ -171,10 +178,20 @@ class CostLedger:
     def record(self, response, label: str = "") -> LedgerEntry:
         """Add a :class:`~voxmagic.results.Response`."""
         u = response.usage
-        return self.add(LedgerEntry(time.time(), label, response.model, response.cost_usd,
-                                    u.prompt_tokens, u.completion_tokens, response.audio_seconds,
-                                    response.cost_source, response.generation_id,
-                                    "cached" if response.cached else "answered"))
+        return self.add(
+            LedgerEntry(
+                time.time(),
+                label,
+                response.model,
+                response.cost_usd,
+                u.prompt_tokens,
+                u.completion_tokens,
+                response.audio_seconds,
+                response.cost_source,
+                response.generation_id,
+                "cached" if response.cached else "answered",
+            )
+        )
 
     @property
     def total_usd(self) -> float:
@@ -208,10 +225,13 @@ class CostLedger:
             entries = list(self.entries)
         unknown = sum(e.cost_usd is None for e in entries)
         abandoned = sum(e.outcome == "abandoned" for e in entries)
-        notes = [f"{unknown} calls of unknown cost" if unknown else "",
-                 f"{abandoned} abandoned attempts the provider may bill" if abandoned else "",
-                 f"{self.remaining_usd:.6f} of the ${self.budget_usd:.4f} budget left"
-                 if self.budget_usd is not None else ""]
+        notes = [
+            f"{unknown} calls of unknown cost" if unknown else "",
+            f"{abandoned} abandoned attempts the provider may bill" if abandoned else "",
+            f"{self.remaining_usd:.6f} of the ${self.budget_usd:.4f} budget left"
+            if self.budget_usd is not None
+            else "",
+        ]
         note = "; ".join(n for n in notes if n)
         total = sum(e.cost_usd or 0.0 for e in entries)
         return f"total ${total:.6f} over {len(entries)} calls" + (f" ({note})" if note else "")

@@ -28,8 +28,7 @@ def run_notebook(path: str | Path, out_dir: str | Path = "build") -> int:
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     status = 0
     try:
         client.execute()
@@ -69,11 +68,14 @@ def main(notebook: str | None = None) -> int:
 
             server = stack.enter_context(LocalServer(latency=0.3, token_rate=200))
             options = {"base_url": server.base_url, "api_key": "local-demo-key"}
-            print(f"{KEY_ENV} is not set: using voxmagic's local server at {server.base_url}.\n"
-                  "Its answers describe the audio it received (duration, digest) instead of the words.")
+            print(
+                f"{KEY_ENV} is not set: using voxmagic's local server at {server.base_url}.\n"
+                "Its answers describe the audio it received (duration, digest) instead of the words."
+            )
         df = api.transcribe(sample_paths(), **options)
-    table = df[["source", "duration_s", "text", "prompt_tokens", "completion_tokens", "cost_usd",
-                "latency_s", "error"]].assign(source=df["source"].map(lambda s: Path(s).name))
+    table = df[
+        ["source", "duration_s", "text", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "error"]
+    ].assign(source=df["source"].map(lambda s: Path(s).name))
     with pd.option_context("display.max_colwidth", 60, "display.width", 200, "display.max_columns", None):
         print(table.to_string(max_colwidth=60))
     print(f"\nthis run ${df['cost_usd'].sum():.6f} · {api.ledger}")

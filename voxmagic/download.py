@@ -23,8 +23,7 @@ DOWNLOAD_TIMEOUT_S = 300.0  # the whole download, not one read
 READ_TIMEOUT_S = 30.0  # connect / one read; never more than the total
 
 
-async def download(url: str, *, limit: int = MAX_DOWNLOAD_BYTES,
-                   timeout_s: float = DOWNLOAD_TIMEOUT_S) -> bytes:
+async def download(url: str, *, limit: int = MAX_DOWNLOAD_BYTES, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> bytes:
     """The body at ``url``, at most ``limit`` bytes, within ``timeout_s`` seconds in all.
 
     Every failure is an :class:`AudioError` naming the URL: HTTP status, connection error, over
@@ -36,15 +35,19 @@ async def download(url: str, *, limit: int = MAX_DOWNLOAD_BYTES,
     try:
         await asyncio.wait_for(_stream_into(body, url, limit, timeout_s), timeout_s)
     except asyncio.TimeoutError:
-        raise AudioError(url, f"download took longer than {timeout_s:g} s ({len(body):,} bytes so far); "
-                         "download the file yourself and pass its path, or raise download_timeout") from None
+        raise AudioError(
+            url,
+            f"download took longer than {timeout_s:g} s ({len(body):,} bytes so far); "
+            "download the file yourself and pass its path, or raise download_timeout",
+        ) from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise AudioError(url, f"could not download: {exc or type(exc).__name__}") from exc
     return bytes(body)
 
 
-async def fetched(source: AudioSource, *, timeout_s: float = DOWNLOAD_TIMEOUT_S,
-                  limit: int = MAX_DOWNLOAD_BYTES) -> AudioSource:
+async def fetched(
+    source: AudioSource, *, timeout_s: float = DOWNLOAD_TIMEOUT_S, limit: int = MAX_DOWNLOAD_BYTES
+) -> AudioSource:
     """A URL source as a bytes-backed one with the same label (others unchanged), so that the
     worker threads that decode it never touch the network."""
     if source.url is None:
@@ -64,13 +67,17 @@ async def _stream_into(body: bytearray, url: str, limit: int, timeout_s: float) 
                 raise AudioError(url, f"could not download: HTTP {resp.status_code} {resp.reason_phrase}")
             size = _content_length(resp.headers.get("content-length"))
             if size > limit:
-                raise AudioError(url, f"download is {size:,} bytes, over the {limit:,}-byte cap; "
-                                 "download the file first and pass its path")
+                raise AudioError(
+                    url,
+                    f"download is {size:,} bytes, over the {limit:,}-byte cap; "
+                    "download the file first and pass its path",
+                )
             async for chunk in resp.aiter_bytes():
                 body += chunk
                 if len(body) > limit:
-                    raise AudioError(url, f"download exceeds the {limit:,}-byte cap; "
-                                     "download the file first and pass its path")
+                    raise AudioError(
+                        url, f"download exceeds the {limit:,}-byte cap; download the file first and pass its path"
+                    )
 
 
 def _content_length(value: str | None) -> int:

@@ -15,9 +15,30 @@ from typing import Any
 
 from .errors import ConfigError
 
-AUDIO_SUFFIXES = frozenset({
-    ".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".m4b", ".aac", ".webm", ".mp4",
-    ".mkv", ".mka", ".mov", ".aiff", ".aif", ".wma", ".amr", ".3gp", ".caf"})
+AUDIO_SUFFIXES = frozenset(
+    {
+        ".wav",
+        ".mp3",
+        ".flac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".m4a",
+        ".m4b",
+        ".aac",
+        ".webm",
+        ".mp4",
+        ".mkv",
+        ".mka",
+        ".mov",
+        ".aiff",
+        ".aif",
+        ".wma",
+        ".amr",
+        ".3gp",
+        ".caf",
+    }
+)
 
 
 def is_url(item: str) -> bool:
@@ -34,8 +55,9 @@ def expand(item: str | os.PathLike) -> list[str]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
         if not files:
-            raise ConfigError(f"the folder {text} holds no audio files (looked for "
-                              f"{', '.join(sorted(AUDIO_SUFFIXES)[:6])}, ...)")
+            raise ConfigError(
+                f"the folder {text} holds no audio files (looked for {', '.join(sorted(AUDIO_SUFFIXES)[:6])}, ...)"
+            )
         return [str(p) for p in files]
     if not path.exists() and glob.has_magic(text):
         matches = sorted(glob.glob(os.path.expanduser(text), recursive=True))

@@ -12,14 +12,14 @@ from __future__ import annotations
 import email.utils
 import json
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import httpx
 import httpx_sse
 
-from .errors import (APIConnectionError, APIError, APITimeoutError, RateLimitError, ServerError,
-                     error_for_status)
+from .errors import APIConnectionError, APIError, APITimeoutError, RateLimitError, ServerError, error_for_status
 from .redact import Redactor
 
 
@@ -28,6 +28,7 @@ class Partial(Protocol):
 
     @property
     def text(self) -> str: ...
+
     id: str | None
     usage: dict | None
 
@@ -41,13 +42,13 @@ def translated(acc: Partial, url: str) -> Iterator[None]:
         _keep(exc, acc)
         raise
     except httpx.TimeoutException as exc:
-        raise _keep(APITimeoutError(f"no answer from {url} within the timeout ({type(exc).__name__})"),
-                    acc) from exc
+        raise _keep(APITimeoutError(f"no answer from {url} within the timeout ({type(exc).__name__})"), acc) from exc
     except httpx.ConnectError as exc:
         raise APIConnectionError(f"could not connect to {url} ({exc})") from exc
     except httpx.TransportError as exc:
-        raise _keep(APIConnectionError(f"the connection to {url} dropped mid-answer "
-                                       f"({exc or type(exc).__name__})"), acc) from exc
+        raise _keep(
+            APIConnectionError(f"the connection to {url} dropped mid-answer ({exc or type(exc).__name__})"), acc
+        ) from exc
     except (ValueError, httpx_sse.SSEError) as exc:  # json.JSONDecodeError is a ValueError
         raise _keep(APIConnectionError(f"malformed response from {url} ({exc})"), acc) from exc
 
@@ -72,13 +73,16 @@ async def raise_for_status(resp: httpx.Response, redactor: Redactor) -> None:
         payload = {}
     if not isinstance(payload, dict):
         payload = {}
-    error = payload.get("error") if isinstance(payload.get("error"), dict) else payload
+    error = payload["error"] if isinstance(payload.get("error"), dict) else payload
     message = error.get("message") or _detail(error.get("detail")) or raw[:200].strip()
     if isinstance(message, str):  # some servers (vLLM's validation errors) answer several lines
         message = " ".join(message.split())
-    raise payload_error({**error, "message": message or resp.reason_phrase}, status=resp.status_code,
-                        retry_after=retry_after(resp.headers.get("retry-after")),
-                        generation_id=resp.headers.get("x-generation-id"))
+    raise payload_error(
+        {**error, "message": message or resp.reason_phrase},
+        status=resp.status_code,
+        retry_after=retry_after(resp.headers.get("retry-after")),
+        generation_id=resp.headers.get("x-generation-id"),
+    )
 
 
 def _detail(detail: Any) -> Any:
@@ -96,23 +100,36 @@ def _detail(detail: Any) -> Any:
     return "; ".join(parts)
 
 
-_CODE_NAMES = {"rate_limit_exceeded": 429, "server_error": 502, "provider_overloaded": 503,
-               "context_length_exceeded": 400, "payment_required": 402, "timeout": 408}
+_CODE_NAMES = {
+    "rate_limit_exceeded": 429,
+    "server_error": 502,
+    "provider_overloaded": 503,
+    "context_length_exceeded": 400,
+    "payment_required": 402,
+    "timeout": 408,
+}
 
 
-def payload_error(error: dict, *, status: int | None = None, retry_after: float | None = None,
-                  partial_text: str = "", generation_id: str | None = None) -> APIError:
+def payload_error(
+    error: dict,
+    *,
+    status: int | None = None,
+    retry_after: float | None = None,
+    partial_text: str = "",
+    generation_id: str | None = None,
+) -> APIError:
     """The typed error for an OpenRouter/OpenAI error object (``code`` may be int or string)."""
     code = error.get("code")
-    metadata = error.get("metadata") if isinstance(error.get("metadata"), dict) else {}
+    metadata = error["metadata"] if isinstance(error.get("metadata"), dict) else {}
     effective = status or (code if isinstance(code, int) else None)
     if effective is None:
         effective = _CODE_NAMES.get(str(code or metadata.get("error_type") or ""), 502)
     cls = error_for_status(effective)
     if cls is APIError and status is None:
         cls = ServerError
-    kw: dict[str, Any] = dict(status=status, code=code, metadata=metadata, partial_text=partial_text,
-                              generation_id=generation_id)
+    kw: dict[str, Any] = dict(
+        status=status, code=code, metadata=metadata, partial_text=partial_text, generation_id=generation_id
+    )
     message = str(error.get("message") or "unknown error")
     if raw := metadata.get("raw"):
         message += f": {str(raw)[:200]}"

@@ -1,4 +1,5 @@
-"""One event loop on one daemon thread, owned by voxmagic, where every request runs.
+"""One event loop on one daemon thread, owned by voxmagic, where every request runs; and a throttle
+that bounds how often work on that loop (a live view's update) runs.
 
 Inside ipykernel the kernel's own loop is already running, so ``asyncio.run`` fails there, and
 patching asyncio (nest-asyncio) breaks later cells. Instead sync calls hand coroutines to this
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import threading
 import time
-from typing import Any, Callable, Coroutine, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -33,8 +36,7 @@ class BackgroundLoop:
             if self._loop is None or not self._thread or not self._thread.is_alive():
                 self._loop = asyncio.new_event_loop()
                 self._cache = {}
-                self._thread = threading.Thread(target=self._loop.run_forever, name="voxmagic-loop",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._loop.run_forever, name="voxmagic-loop", daemon=True)
                 self._thread.start()
             return self._loop
 
@@ -48,8 +50,9 @@ class BackgroundLoop:
         """Block until ``coro`` finishes on the loop; Ctrl-C / kernel interrupt cancels it cleanly."""
         if self.on_loop_thread():
             coro.close()
-            raise RuntimeError("voxmagic's blocking calls cannot run inside its own event loop; "
-                               "use the *_async functions there")
+            raise RuntimeError(
+                "voxmagic's blocking calls cannot run inside its own event loop; use the *_async functions there"
+            )
         finished = threading.Event()
 
         async def tracked() -> T:
@@ -90,5 +93,40 @@ class BackgroundLoop:
         return self._cache[key]
 
 
-LOOP = BackgroundLoop()
+class Throttle:
+    """Call ``flush`` at most ``rate`` times per second on the running loop; ``close`` flushes last."""
 
+    def __init__(self, rate: float, flush: Callable[[], None]):
+        self.interval = 1.0 / rate
+        self.flush = flush
+        self.last = -math.inf
+        self.timer: asyncio.TimerHandle | None = None
+        self.flushes = 0
+        self.closed = False
+
+    def poke(self) -> None:
+        if self.timer is not None or self.closed:
+            return
+        wait = self.last + self.interval - time.monotonic()
+        if wait <= 0:
+            self._fire()
+        else:
+            self.timer = asyncio.get_running_loop().call_later(wait, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        self.last = time.monotonic()
+        self.flushes += 1
+        self.flush()
+
+    def close(self) -> None:
+        """One last flush (only the first call does anything)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self._fire()
+
+
+LOOP = BackgroundLoop()

@@ -44,22 +44,49 @@ if TYPE_CHECKING:
 
     from .settings import Settings
 
-__all__ = ["cache_path", "fetch_models", "pricing_from_model", "audio_price", "ensure_prices",
-           "models_table", "seed_models", "reset", "MAX_AGE_S", "COLUMNS"]
+__all__ = [
+    "cache_path",
+    "fetch_models",
+    "pricing_from_model",
+    "audio_price",
+    "ensure_prices",
+    "models_table",
+    "seed_models",
+    "reset",
+    "MAX_AGE_S",
+    "COLUMNS",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_AGE_S = 86_400.0  # a day
 RETRY_S = 600.0  # after a failed live fetch, ensure_prices tries again this much later
 TIMEOUT = 10.0
-COLUMNS = ["id", "name", "context_length", "prompt_usd_per_m", "completion_usd_per_m",
-           "audio_usd_per_minute", "audio_usd_per_m_tokens", "source"]
+COLUMNS = [
+    "id",
+    "name",
+    "context_length",
+    "prompt_usd_per_m",
+    "completion_usd_per_m",
+    "audio_usd_per_minute",
+    "audio_usd_per_m_tokens",
+    "source",
+]
 # What the cache keeps of each listed model (OpenRouter's entries also carry long descriptions,
 # per-request limits, links...; Mistral's carry `capabilities`, vLLM's `max_model_len`).
-_KEEP = ("id", "name", "description", "context_length", "architecture", "pricing", "capabilities",
-         "max_context_length", "max_model_len", "owned_by")
-_SECONDS = re.compile(r"\bper (?:million |1m |thousand |1k )?seconds?\b|\baudio seconds?\b",
-                      re.IGNORECASE)
+_KEEP = (
+    "id",
+    "name",
+    "description",
+    "context_length",
+    "architecture",
+    "pricing",
+    "capabilities",
+    "max_context_length",
+    "max_model_len",
+    "owned_by",
+)
+_SECONDS = re.compile(r"\bper (?:million |1m |thousand |1k )?seconds?\b|\baudio seconds?\b", re.IGNORECASE)
 
 # ensure_prices' memory: base URL -> (monotonic time of the last load, whether it was fresh)
 _loaded: dict[str, tuple[float, bool]] = {}
@@ -110,8 +137,7 @@ def _write_cache(path: Path, base_url: str, data: list[dict]) -> None:
 def _trimmed(entries: Any) -> list[dict]:
     if not isinstance(entries, list):
         raise ValueError("/models answered without a `data` list")
-    return [{k: e[k] for k in _KEEP if k in e} for e in entries
-            if isinstance(e, dict) and isinstance(e.get("id"), str)]
+    return [{k: e[k] for k in _KEEP if k in e} for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
 
 
 async def _get(settings: Settings) -> list[dict]:
@@ -137,11 +163,20 @@ def _price_str(usd: float) -> str:
 
 def seed_models() -> list[dict]:
     """cost.PRICES in the shape of OpenRouter's model list (the offline fallback)."""
-    return [{"id": model, "name": model, "context_length": CONTEXT_TOKENS,
-             "architecture": {"input_modalities": ["text", "audio"], "output_modalities": ["text"]},
-             "pricing": {"prompt": _price_str(p.prompt), "completion": _price_str(p.completion),
-                         "audio": _price_str(p.audio_second)}}
-            for model, p in cost.PRICES.items()]
+    return [
+        {
+            "id": model,
+            "name": model,
+            "context_length": CONTEXT_TOKENS,
+            "architecture": {"input_modalities": ["text", "audio"], "output_modalities": ["text"]},
+            "pricing": {
+                "prompt": _price_str(p.prompt),
+                "completion": _price_str(p.completion),
+                "audio": _price_str(p.audio_second),
+            },
+        }
+        for model, p in cost.PRICES.items()
+    ]
 
 
 async def _fetch(settings: Settings, max_age_s: float, refresh: bool) -> tuple[list[dict], str, bool]:
@@ -163,8 +198,9 @@ async def _fetch(settings: Settings, max_age_s: float, refresh: bool) -> tuple[l
     return data, "live", True
 
 
-async def fetch_models(settings: Settings, *, max_age_s: float = MAX_AGE_S,
-                       refresh: bool = False) -> tuple[list[dict], str]:
+async def fetch_models(
+    settings: Settings, *, max_age_s: float = MAX_AGE_S, refresh: bool = False
+) -> tuple[list[dict], str]:
     """The model list of ``settings.base_url`` and where it came from: ``"live"`` (just fetched),
     ``"cached"`` (the cache file: younger than ``max_age_s``, or older when the fetch failed) or
     ``"seed"`` (cost.PRICES, when offline with no cache). ``refresh`` skips a fresh cache."""
@@ -196,12 +232,12 @@ def audio_price(entry: dict) -> tuple[str, float] | None:
     Voxtral's ``audio`` price is per second."""
     if not _has_audio_input(entry):
         return None
-    pricing = entry.get("pricing") if isinstance(entry.get("pricing"), dict) else {}
+    pricing = entry["pricing"] if isinstance(entry.get("pricing"), dict) else {}
     audio = _price(pricing.get("audio"))
     if audio is None:  # audio input without an audio price: billed as prompt tokens
         prompt = _price(pricing.get("prompt"))
         return None if prompt is None else ("token", prompt)
-    description = entry.get("description") if isinstance(entry.get("description"), str) else ""
+    description = entry["description"] if isinstance(entry.get("description"), str) else ""
     per_second = "voxtral" in entry["id"].lower() or bool(_SECONDS.search(description))
     return ("second" if per_second else "token"), audio
 
@@ -213,7 +249,7 @@ def pricing_from_model(entry: dict) -> Pricing | None:
     Token-billed audio is turned into a per-second price at Voxtral's 12.5 audio tokens per second,
     the only audio tokenisation cost.py knows; for other models' estimates it is approximate."""
     audio = audio_price(entry)
-    pricing = entry.get("pricing") if isinstance(entry.get("pricing"), dict) else {}
+    pricing = entry["pricing"] if isinstance(entry.get("pricing"), dict) else {}
     prompt, completion = _price(pricing.get("prompt")), _price(pricing.get("completion"))
     if audio is None or prompt is None or completion is None:
         return None
@@ -281,14 +317,20 @@ def _context_length(entry: dict) -> int | None:
 
 def _row(entry: dict, source: str) -> dict | None:
     nan = float("nan")
-    row = {"id": entry["id"], "name": entry.get("name") or entry["id"],
-           "context_length": _context_length(entry), "prompt_usd_per_m": nan,
-           "completion_usd_per_m": nan, "audio_usd_per_minute": nan, "audio_usd_per_m_tokens": nan,
-           "source": source}
+    row = {
+        "id": entry["id"],
+        "name": entry.get("name") or entry["id"],
+        "context_length": _context_length(entry),
+        "prompt_usd_per_m": nan,
+        "completion_usd_per_m": nan,
+        "audio_usd_per_minute": nan,
+        "audio_usd_per_m_tokens": nan,
+        "source": source,
+    }
     if "architecture" in entry:  # OpenRouter's shape: audio models only, priced from the list
         if not _has_audio_input(entry):
             return None
-        pricing = entry.get("pricing") if isinstance(entry.get("pricing"), dict) else {}
+        pricing = entry["pricing"] if isinstance(entry.get("pricing"), dict) else {}
         prompt, completion = _price(pricing.get("prompt")), _price(pricing.get("completion"))
         row["prompt_usd_per_m"] = nan if prompt is None else prompt * 1e6
         row["completion_usd_per_m"] = nan if completion is None else completion * 1e6
@@ -296,7 +338,8 @@ def _row(entry: dict, source: str) -> dict | None:
         if audio is not None:
             unit, usd = audio
             row["audio_usd_per_minute" if unit == "second" else "audio_usd_per_m_tokens"] = (
-                usd * 60 if unit == "second" else usd * 1e6)
+                usd * 60 if unit == "second" else usd * 1e6
+            )
         return row
     # Mistral's or vLLM's list: no prices; skip models that say they take no audio
     capabilities = entry.get("capabilities")
@@ -304,8 +347,11 @@ def _row(entry: dict, source: str) -> dict | None:
         return None
     seed = cost.PRICES.get(entry["id"])
     if seed is not None:
-        row.update(prompt_usd_per_m=seed.prompt * 1e6, completion_usd_per_m=seed.completion * 1e6,
-                   audio_usd_per_minute=seed.audio_second * 60)
+        row.update(
+            prompt_usd_per_m=seed.prompt * 1e6,
+            completion_usd_per_m=seed.completion * 1e6,
+            audio_usd_per_minute=seed.audio_second * 60,
+        )
     return row
 
 

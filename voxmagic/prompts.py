@@ -9,17 +9,19 @@ def _context(language: str | None, hint: str | None) -> str:
     return text + (f" Context and vocabulary: {hint}" if hint else "")
 
 
-def transcription_prompt(language: str | None = None, hint: str | None = None,
-                         translate_to: str | None = None) -> str:
+def transcription_prompt(language: str | None = None, hint: str | None = None, translate_to: str | None = None) -> str:
     if translate_to:
-        prompt = (f"Translate the speech in this audio into {translate_to}. Reply with the "
-                  "translation only, without commentary.")
+        prompt = (
+            f"Translate the speech in this audio into {translate_to}. Reply with the "
+            "translation only, without commentary."
+        )
     else:
         prompt = "Transcribe this audio verbatim. Reply with the transcript only, without commentary."
     return prompt + _context(language, hint)
 
 
 def extraction_prompt(language: str | None = None, hint: str | None = None) -> str:
-    return ("Listen to this audio and reply with one JSON object that fills in the fields of the "
-            "requested schema from what is said. Use null for what the audio does not tell."
-            + _context(language, hint))
+    return (
+        "Listen to this audio and reply with one JSON object that fills in the fields of the "
+        "requested schema from what is said. Use null for what the audio does not tell." + _context(language, hint)
+    )

@@ -37,15 +37,28 @@ class Provider:
 
 
 PROVIDERS: dict[str, Provider] = {
-    "openrouter": Provider("openrouter", DEFAULT_BASE_URL, KEY_ENV, DEFAULT_MODEL, "openrouter", None,
-                           key_example="sk-or-..."),
-    "mistral": Provider("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", "voxtral-small-latest",
-                        "mistral", "voxtral-mini-latest", has_transcriptions=True),
+    "openrouter": Provider(
+        "openrouter", DEFAULT_BASE_URL, KEY_ENV, DEFAULT_MODEL, "openrouter", None, key_example="sk-or-..."
+    ),
+    "mistral": Provider(
+        "mistral",
+        "https://api.mistral.ai/v1",
+        "MISTRAL_API_KEY",
+        "voxtral-small-latest",
+        "mistral",
+        "voxtral-mini-latest",
+        has_transcriptions=True,
+    ),
     # e.g. `vllm serve mistralai/Voxtral-Small-24B-2507 ...`; it has /audio/transcriptions too, but
     # another OpenAI-compatible server may not, so it is used only when asked for (--api transcriptions)
-    "openai-compatible": Provider("openai-compatible", "http://localhost:8000/v1", "OPENAI_API_KEY",
-                                  "mistralai/Voxtral-Small-24B-2507", "openai",
-                                  "mistralai/Voxtral-Small-24B-2507"),
+    "openai-compatible": Provider(
+        "openai-compatible",
+        "http://localhost:8000/v1",
+        "OPENAI_API_KEY",
+        "mistralai/Voxtral-Small-24B-2507",
+        "openai",
+        "mistralai/Voxtral-Small-24B-2507",
+    ),
 }
 PROVIDER_NAMES = tuple(PROVIDERS)
 _BY_DIALECT = {"openrouter": "openrouter", "mistral": "mistral", "openai": "openai-compatible"}
@@ -86,8 +99,16 @@ def sends_timestamps(dialect: str, language: str | None) -> bool:
 
 # What an upload's file part is labelled (multipart) and what a player is told; raw PCM has no
 # container a server could sniff, so it has no entry.
-MIME_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg",
-              "m4a": "audio/mp4", "aac": "audio/aac", "aiff": "audio/aiff", "webm": "audio/webm"}
+MIME_TYPES = {
+    "mp3": "audio/mpeg",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "m4a": "audio/mp4",
+    "aac": "audio/aac",
+    "aiff": "audio/aiff",
+    "webm": "audio/webm",
+}
 
 # USD per second of audio on the transcriptions endpoint. Sources:
 # - docs.mistral.ai/models/voxtral-mini-transcribe-25-07: Voxtral Mini Transcribe 25.07,

@@ -10,7 +10,8 @@ client redacts each parsed payload and each raw body as it arrives, and streamed
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .providers import KEY_ENVS
 
@@ -70,8 +71,8 @@ class StreamRedactor:
             return piece
         text = self.redactor.text(self.held + piece)
         keep = self._risky_tail(text)
-        self.held = text[len(text) - keep:] if keep else ""
-        return text[:len(text) - keep]
+        self.held = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep]
 
     def flush(self) -> str:
         """The rest, at the end of the stream."""

@@ -7,9 +7,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # One row per source in a transcription table, in this order.
-TRANSCRIPT_COLUMNS = ["source", "duration_s", "text", "prompt_tokens", "completion_tokens",
-                      "cost_usd", "latency_s", "error", "attempts", "finish_reason",
-                      "audio_format", "audio_sha256", "generation_id", "cached", "chunks"]
+TRANSCRIPT_COLUMNS = [
+    "source",
+    "duration_s",
+    "text",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_s",
+    "error",
+    "attempts",
+    "finish_reason",
+    "audio_format",
+    "audio_sha256",
+    "generation_id",
+    "cached",
+    "chunks",
+]
 # With segments=True: one row per chunk of long audio, with where it lies in its source.
 SEGMENT_COLUMNS = [*TRANSCRIPT_COLUMNS[:2], "chunk", "start_s", "end_s", *TRANSCRIPT_COLUMNS[2:-1]]
 
@@ -18,15 +32,15 @@ def table(rows: list[dict], *, segments: bool = False, structured: bool = False)
     """Rows as a DataFrame in the documented column order. With ``structured``, each parsed JSON
     answer becomes columns after ``source`` (nested fields flattened with dots: ``speaker.name``;
     a field named like a standard column gets ``answer.`` in front), and the object itself (a
-    pydantic instance when a model was given) is in the last column, ``parsed``; a row whose answer did not parse has NaN there and
-    says why in ``error``."""
+    pydantic instance when a model was given) is in the last column, ``parsed``; a row whose
+    answer did not parse has NaN there and says why in ``error``."""
     import pandas as pd
 
     df = pd.DataFrame(rows, columns=SEGMENT_COLUMNS if segments else TRANSCRIPT_COLUMNS)
     if not structured:
         return df
     parsed = [r.get("parsed") for r in rows]
-    plain = [p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parsed]
+    plain = [p.model_dump(mode="json") if p is not None and hasattr(p, "model_dump") else p for p in parsed]
     fields = pd.json_normalize([p if isinstance(p, dict) else {} for p in plain])
     fields.index = df.index
     fields.columns = [f"answer.{c}" if c in df.columns or c == "parsed" else c for c in fields.columns]
@@ -37,8 +51,9 @@ def table(rows: list[dict], *, segments: bool = False, structured: bool = False)
 
 def local_times(seconds: Any) -> Any:
     """Unix times (a pandas Series) as timezone-aware datetimes in the machine's local zone."""
-    import pandas as pd
     from datetime import datetime
+
+    import pandas as pd
 
     return pd.to_datetime(seconds, unit="s", utc=True).dt.tz_convert(datetime.now().astimezone().tzinfo)
 
@@ -137,9 +152,14 @@ class Response:
     def summary(self) -> str:
         cost = f"${self.cost_usd:.6f}" if self.cost_usd is not None else "cost unknown"
         toks = self.usage.completion_tokens
-        bits = [self.model, f"{self.audio_seconds:.1f} s audio", f"{toks} tokens" if toks is not None
-                else None, "cached, $0" if self.cached else cost, f"{self.latency_s:.2f} s",
-                f"{self.attempts} attempts" if self.attempts > 1 else None]
+        bits = [
+            self.model,
+            f"{self.audio_seconds:.1f} s audio",
+            f"{toks} tokens" if toks is not None else None,
+            "cached, $0" if self.cached else cost,
+            f"{self.latency_s:.2f} s",
+            f"{self.attempts} attempts" if self.attempts > 1 else None,
+        ]
         return " · ".join(b for b in bits if b)
 
     def __str__(self) -> str:
@@ -150,11 +170,17 @@ class Response:
 
     def to_row(self) -> dict:
         u = self.usage
-        return {"text": self.text, "prompt_tokens": u.prompt_tokens,
-                "completion_tokens": u.completion_tokens, "cost_usd": self.cost_usd,
-                "latency_s": self.latency_s, "attempts": self.attempts,
-                "finish_reason": self.finish_reason, "generation_id": self.generation_id,
-                "cached": self.cached}
+        return {
+            "text": self.text,
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
+            "cost_usd": self.cost_usd,
+            "latency_s": self.latency_s,
+            "attempts": self.attempts,
+            "finish_reason": self.finish_reason,
+            "generation_id": self.generation_id,
+            "cached": self.cached,
+        }
 
 
 def attach_json(response: Response, model: Any = None) -> Response:
@@ -174,6 +200,7 @@ def attach_json(response: Response, model: Any = None) -> Response:
         try:
             response.parsed = model.model_validate(response.parsed)
         except Exception as exc:  # pydantic's ValidationError, without importing pydantic here
-            response.parse_error = (f"the answer does not fit {model.__name__}: "
-                                    f"{str(exc).splitlines()[0]}; .parsed is the plain JSON")
+            response.parse_error = (
+                f"the answer does not fit {model.__name__}: {str(exc).splitlines()[0]}; .parsed is the plain JSON"
+            )
     return response

@@ -13,16 +13,26 @@ import asyncio
 import concurrent.futures
 import functools
 import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import audio as _audio
 from .audio import EncodedAudio
 from .chat import ChatRequest, Params
-from .cost import (CONTEXT_TOKENS, CostLedger, Estimate, LedgerEntry, audio_tokens, estimate,
-                   format_usd, pricing_for, transcript_token_bound)
-from .errors import (APIError, AudioError, AuthenticationError, BudgetError, ConfigError,
-                     InsufficientCreditsError)
+from .cost import (
+    CONTEXT_TOKENS,
+    CostLedger,
+    Estimate,
+    LedgerEntry,
+    audio_tokens,
+    estimate,
+    format_usd,
+    pricing_for,
+    text_tokens,
+    transcript_token_bound,
+)
+from .errors import APIError, AudioError, AuthenticationError, BudgetError, ConfigError, InsufficientCreditsError
 from .loop import LOOP
 from .prices import ensure_prices
 from .providers import transcription_price
@@ -67,11 +77,14 @@ class Caching:
         return cls(read=cache and not refresh, write=cache or refresh)
 
 
+Q = TypeVar("Q", bound="ChatRequest | TranscriptionRequest")
+
+
 @dataclass(frozen=True)
-class Plan:
+class Plan(Generic[Q]):
     """A request ready to send, and what it may cost; its text form is what ``--dry-run`` shows."""
 
-    request: Request
+    request: Q
     estimate: Estimate
 
     def __str__(self) -> str:
@@ -81,8 +94,12 @@ class Plan:
         p.text(str(self))
 
 
-async def map_bounded(items: Iterable[T], fn: Callable[[T], Awaitable[R]], concurrency: int,
-                      on_result: Callable[[int, R], None] | None = None) -> list[R]:
+async def map_bounded(
+    items: Iterable[T],
+    fn: Callable[[T], Awaitable[R]],
+    concurrency: int,
+    on_result: Callable[[int, R], None] | None = None,
+) -> list[R]:
     """``fn`` over ``items`` with at most ``concurrency`` running; results in input order.
 
     ``fn`` should return failures as values: one failing item must not cost the others. If one
@@ -110,7 +127,7 @@ async def map_bounded(items: Iterable[T], fn: Callable[[T], Awaitable[R]], concu
 async def prepared_sources(items: Sequence[Any], download_timeout: float) -> list[Any]:
     """URL sources downloaded here, on the loop (bounded, and closed at once when cancelled), so
     worker threads only ever decode from memory or disk."""
-    out = []
+    out: list[Any] = []
     for item in items:
         if isinstance(item, EncodedAudio):
             out.append(item)
@@ -125,12 +142,18 @@ def _durations(sources: Sequence[Any]) -> list[float | None]:
 
 
 def prepare(items: Sequence[Any], audio_format: str) -> tuple[EncodedAudio, ...]:
-    return tuple(a if isinstance(a, EncodedAudio) else _audio.as_source(a).prepare(audio_format)
-                 for a in items)
+    return tuple(a if isinstance(a, EncodedAudio) else _audio.as_source(a).prepare(audio_format) for a in items)
 
 
-async def plan(items: Sequence[Any], prompt: str, *, settings: Settings, params: Params,
-               system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT) -> Plan:
+async def plan(
+    items: Sequence[Any],
+    prompt: str,
+    *,
+    settings: Settings,
+    params: Params,
+    system: str | None = None,
+    audio_format: str = _audio.DEFAULT_FORMAT,
+) -> Plan[ChatRequest]:
     """Decode and encode the audio and build the request; nothing is sent. Audio too long for one
     request is refused from the containers' headers, before anything is decoded."""
     await ensure_prices(settings)  # today's prices for the estimate (once a day, never fails)
@@ -140,12 +163,13 @@ async def plan(items: Sequence[Any], prompt: str, *, settings: Settings, params:
     return planned(ChatRequest(prompt, clips, params, settings.model, system, settings.effective_dialect))
 
 
-def planned(request: Request) -> Plan:
+def planned(request: Q) -> Plan[Q]:
     """The estimate of a request whose audio is ready: its audio counted once, all its text."""
     if isinstance(request, TranscriptionRequest):
         return Plan(request, request.estimate())
-    est = estimate([c.duration_s for c in request.audio], request.all_text, request.params.max_tokens,
-                   pricing_for(request.model))
+    est = estimate(
+        [c.duration_s for c in request.audio], request.all_text, request.params.max_tokens, pricing_for(request.model)
+    )
     return Plan(request, est)
 
 
@@ -157,15 +181,23 @@ def bounded(params: Params, seconds: float) -> Params:
 def check_budget(est: Estimate, max_cost: float | None, what: str = "this call") -> None:
     """Refuse before sending when the estimate exceeds ``max_cost`` or the session budget left."""
     if max_cost is not None and est.usd > max_cost:
-        raise BudgetError(f"{what} could cost up to {format_usd(est.usd)}, over the "
-                          f"{format_usd(max_cost)} limit; nothing was sent (raise max_cost, lower "
-                          "max_tokens or shorten the audio)", estimate_usd=est.usd, remaining_usd=max_cost)
+        raise BudgetError(
+            f"{what} could cost up to {format_usd(est.usd)}, over the "
+            f"{format_usd(max_cost)} limit; nothing was sent (raise max_cost, lower "
+            "max_tokens or shorten the audio)",
+            estimate_usd=est.usd,
+            remaining_usd=max_cost,
+        )
     left = ledger.remaining_usd
     if left is not None and est.usd > left:
-        raise BudgetError(f"{what} could cost up to {format_usd(est.usd)}, but only {format_usd(left)} "
-                          f"of the session budget of {format_usd(ledger.budget_usd)} is left; nothing was "
-                          "sent (raise the budget: %config VoxtralMagics.budget = ..., or "
-                          "voxmagic.ledger.budget_usd = ...)", estimate_usd=est.usd, remaining_usd=left)
+        raise BudgetError(
+            f"{what} could cost up to {format_usd(est.usd)}, but only {format_usd(left)} "
+            f"of the session budget of {format_usd(ledger.budget_usd)} is left; nothing was "
+            "sent (raise the budget: %config VoxtralMagics.budget = ..., or "
+            "voxmagic.ledger.budget_usd = ...)",
+            estimate_usd=est.usd,
+            remaining_usd=left,
+        )
 
 
 def check_length(durations: Sequence[float | None]) -> None:
@@ -173,9 +205,11 @@ def check_length(durations: Sequence[float | None]) -> None:
     known = [d for d in durations if d is not None]
     if sum(audio_tokens(d) for d in known) > CONTEXT_TOKENS - 1_000:
         minutes = sum(known) / 60
-        raise ConfigError(f"{minutes:.0f} min of audio is more than Voxtral's context holds (about 40 min "
-                          "in one request); transcribe it first (%voxtral_transcribe or "
-                          "voxmagic.transcribe split long audio) and ask about the text")
+        raise ConfigError(
+            f"{minutes:.0f} min of audio is more than Voxtral's context holds (about 40 min "
+            "in one request); transcribe it first (%voxtral_transcribe or "
+            "voxmagic.transcribe split long audio) and ask about the text"
+        )
 
 
 def check_context(request: Request) -> None:
@@ -183,11 +217,12 @@ def check_context(request: Request) -> None:
         check_length([c.duration_s for c in request.audio])
 
 
-async def check_before_sending(p: Plan, settings: Settings, max_cost: float | None, caching: Caching) -> None:
+async def check_before_sending(p: Plan[Any], settings: Settings, max_cost: float | None, caching: Caching) -> None:
     """What must hold before a planned request goes out: it fits the context, and — unless it
     will be answered from the cache at $0 — its estimate fits the budget."""
     check_context(p.request)
-    if not (caching.read and await in_store(store.cached, p.request.cache_key(settings.base_url))):
+    hit = caching.read and await in_store(store.cached, p.request.cache_key(settings.base_url)) is not None
+    if not hit:
         check_budget(p.estimate, max_cost)
 
 
@@ -196,8 +231,9 @@ def client_for(settings: Settings) -> Client:
     return LOOP.cached(("client", settings), settings.check().client)
 
 
-async def send(request: Request, settings: Settings, on_event: EventHandler | None = None,
-               caching: Caching = Caching()) -> Response:
+async def send(
+    request: Request, settings: Settings, on_event: EventHandler | None = None, caching: Caching = Caching()
+) -> Response:
     """Answer from the cache, or send; either way write history and the ledger before returning."""
     key = request.cache_key(settings.base_url)
     labels = ", ".join(a.label for a in request.audio)
@@ -253,21 +289,32 @@ class _Attempts:
 
     async def answered(self, response: Response, cache_key: str | None) -> None:
         await self._abandoned()
-        await in_store(store.record, self.request, self.settings.base_url, response=response,
-                       cache_key=cache_key)
+        await in_store(store.record, self.request, self.settings.base_url, response=response, cache_key=cache_key)
         ledger.record(response, label=self.labels)
 
     def _ledger(self, exc: BaseException, outcome: str) -> None:
         cost = getattr(exc, "cost_usd", None)
-        ledger.add(LedgerEntry(time.time(), self.labels, self.request.model, cost, None, None,
-                               self.request.audio_seconds, "reported" if cost is not None else "unknown",
-                               getattr(exc, "generation_id", None), outcome))
+        ledger.add(
+            LedgerEntry(
+                time.time(),
+                self.labels,
+                self.request.model,
+                cost,
+                None,
+                None,
+                self.request.audio_seconds,
+                "reported" if cost is not None else "unknown",
+                getattr(exc, "generation_id", None),
+                outcome,
+            )
+        )
 
 
 def priced(response: Response, request: Request) -> Response:
-    """The cost the server did not report, estimated from its usage and the price table: tokens and
-    audio seconds on chat, billed seconds on a transcriptions endpoint (unknown for a model
-    without a price, such as a self-hosted one)."""
+    """The cost the server did not report, estimated from the price table: billed seconds on a
+    transcriptions endpoint (unknown for a model without a price, such as a self-hosted one);
+    on chat, tokens and audio seconds — counted from the request and the answer when the server
+    sent no usage at all (a stream that ended before its usage chunk)."""
     if response.cost_usd is not None:
         return response
     usage = response.usage
@@ -276,13 +323,17 @@ def priced(response: Response, request: Request) -> Response:
         if price is not None:
             response.cost_usd = price * (usage.audio_seconds or request.clip.duration_s)
             response.cost_source = "estimated"
-    elif usage.prompt_tokens is not None and usage.completion_tokens is not None:
-        a_tokens = usage.audio_tokens
-        if a_tokens is None:
-            a_tokens = min(usage.prompt_tokens, sum(audio_tokens(a.duration_s) for a in request.audio))
-        response.cost_usd = pricing_for(request.model).cost(usage.prompt_tokens, usage.completion_tokens,
-                                                            request.audio_seconds, audio_tokens=a_tokens)
-        response.cost_source = "estimated"
+        return response
+    counted = sum(audio_tokens(a.duration_s) for a in request.audio)
+    prompt = usage.prompt_tokens if usage.prompt_tokens is not None else counted + text_tokens(request.all_text)
+    completion = usage.completion_tokens
+    if completion is None:
+        completion = text_tokens(response.text) + sum(text_tokens(c.arguments) for c in response.tool_calls)
+    a_tokens = usage.audio_tokens if usage.audio_tokens is not None else min(prompt, counted)
+    response.cost_usd = pricing_for(request.model).cost(
+        prompt, completion, request.audio_seconds, audio_tokens=a_tokens
+    )
+    response.cost_source = "estimated"
     return response
 
 
@@ -294,8 +345,9 @@ def _advise(exc: BaseException, settings: Settings) -> None:
         exc.advice = f"add credits to your {settings.provider} account or lower max_tokens"
 
 
-async def _from_cache(response: Response, request: Request, settings: Settings,
-                      on_event: EventHandler | None, labels: str) -> Response:
+async def _from_cache(
+    response: Response, request: Request, settings: Settings, on_event: EventHandler | None, labels: str
+) -> Response:
     response.sources = [a.label for a in request.audio]
     if request.params.wants_json and not response.tool_calls:
         attach_json(response, request.params.response_model)

@@ -9,7 +9,7 @@ only about one chunk of 16 kHz samples is held at a time, so a 2-hour file strea
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -25,7 +25,7 @@ def frame_rms(samples: np.ndarray, frame: int, block_frames: int = 3000) -> np.n
     out = np.empty(n, np.float32)
     for first in range(0, n, block_frames):
         last = min(n, first + block_frames)
-        x = samples[first * frame:last * frame].astype(np.float32).reshape(last - first, frame)
+        x = samples[first * frame : last * frame].astype(np.float32).reshape(last - first, frame)
         out[first:last] = np.sqrt((x * x).mean(axis=1))
     return out
 
@@ -64,8 +64,9 @@ def find_cut(samples: np.ndarray, lo: int, hi: int, rate: int, min_pause_s: floa
     return quietest * frame
 
 
-def split_blocks(blocks: Iterable[np.ndarray], rate: int, max_s: float, *, search_s: float = 120.0,
-                 min_pause_s: float = 0.3) -> Iterator[tuple[int, np.ndarray]]:
+def split_blocks(
+    blocks: Iterable[np.ndarray], rate: int, max_s: float, *, search_s: float = 120.0, min_pause_s: float = 0.3
+) -> Iterator[tuple[int, np.ndarray]]:
     """(start sample, samples) for consecutive chunks of at most ``max_s`` seconds."""
     limit = max(1, round(max_s * rate))
     search = min(limit // 2, round(search_s * rate))  # short chunks are cut in their second half
@@ -94,5 +95,7 @@ def prepare_chunks(source: AudioSource, format: str, max_s: float | None) -> lis
         return [as_is]
     if not max_s:
         return [encode(source.decode(), format, label=source.label)]
-    return [encode(PCM(samples), format, label=source.label, start_s=start / SAMPLE_RATE)
-            for start, samples in split_blocks(source.blocks(), SAMPLE_RATE, max_s)]
+    return [
+        encode(PCM(samples), format, label=source.label, start_s=start / SAMPLE_RATE)
+        for start, samples in split_blocks(source.blocks(), SAMPLE_RATE, max_s)
+    ]

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import limits
 from .errors import ConfigError
-from .providers import (DEFAULT_BASE_URL, DEFAULT_MODEL, KEY_ENV, PROVIDERS, dialect_for, needs_key,
-                        provider_name_for)
+from .providers import DEFAULT_BASE_URL, DEFAULT_MODEL, KEY_ENV, PROVIDERS, dialect_for, needs_key, provider_name_for
 
 if TYPE_CHECKING:
     from .chat import Params
@@ -69,8 +68,11 @@ class Settings:
         given["provider"] = provider.name
         given["base_url"] = base_url or provider.base_url
         given.setdefault("model", env.get("VOXMAGIC_MODEL") or provider.model)
-        given.setdefault("transcription_model", provider.transcription_model and (
-            given["model"] if provider.name == "openai-compatible" else provider.transcription_model))
+        given.setdefault(
+            "transcription_model",
+            provider.transcription_model
+            and (given["model"] if provider.name == "openai-compatible" else provider.transcription_model),
+        )
         given.setdefault("dialect", provider.dialect)
         given.setdefault("key_env", provider.key_env)
         given.setdefault("api_key", env.get(given["key_env"]) or None)
@@ -89,9 +91,11 @@ class Settings:
         """Fail early, in one line, when the endpoint would only answer 401."""
         if not self.api_key and needs_key(self.provider, self.base_url):
             example = PROVIDERS[self.provider].key_example
-            raise ConfigError(f"no API key for {self.provider}: set {self.key_env} in the environment or "
-                              f"in a .env file in {Path.cwd()} (e.g. {self.key_env}={example}), or pass "
-                              "api_key=...")
+            raise ConfigError(
+                f"no API key for {self.provider}: set {self.key_env} in the environment or "
+                f"in a .env file in {Path.cwd()} (e.g. {self.key_env}={example}), or pass "
+                "api_key=..."
+            )
         return self
 
     def client(self) -> Client:

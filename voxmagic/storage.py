@@ -17,16 +17,17 @@ one line through :func:`warn`.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+from .migrations import MIGRATIONS, columns
 from .results import local_times
 
 if TYPE_CHECKING:
@@ -56,75 +57,12 @@ def warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
-
-
-def migration(fn: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Connection], None]:
-    MIGRATIONS.append(fn)
-    return fn
-
-
-@migration
-def m001_requests(db: sqlite3.Connection) -> None:
-    db.execute("""
-        CREATE TABLE requests (
-            id INTEGER PRIMARY KEY,
-            time REAL NOT NULL,
-            model TEXT, base_url TEXT, params TEXT, prompt TEXT, sources TEXT,
-            audio_sha256 TEXT, audio_format TEXT, audio_seconds REAL,
-            cache_key TEXT, cached INTEGER NOT NULL DEFAULT 0,
-            text TEXT, tool_calls TEXT, finish_reason TEXT, provider TEXT,
-            prompt_tokens INTEGER, completion_tokens INTEGER, audio_tokens INTEGER,
-            cost_usd REAL, cost_source TEXT, latency_s REAL, ttft_s REAL, attempts INTEGER,
-            generation_id TEXT, error TEXT, error_type TEXT
-        )""")
-    db.execute("CREATE INDEX requests_cache_key ON requests (cache_key)")
-    db.execute("CREATE INDEX requests_time ON requests (time)")
-
-
-@migration
-def m002_sources(db: sqlite3.Connection) -> None:
-    """What a source became when prepared, so a rerun can find its cached answers without decoding."""
-    db.execute("""
-        CREATE TABLE sources (
-            fingerprint TEXT PRIMARY KEY,
-            chunks TEXT NOT NULL,
-            time REAL NOT NULL
-        )""")
-
-
-@migration
-def m003_segments(db: sqlite3.Connection) -> None:
-    """Timed pieces of a transcript (from a transcriptions endpoint), so a cached answer keeps them."""
-    db.execute("ALTER TABLE requests ADD COLUMN segments TEXT")
-
-
-@migration
-def m004_outcome(db: sqlite3.Connection) -> None:
-    """What became of each request: answered, cached, failed, cancelled — or abandoned: a retried
-    attempt the server had started on, which the provider may bill although nobody got its answer."""
-    db.execute("ALTER TABLE requests ADD COLUMN outcome TEXT")
-
-
 def default_path() -> Path:
     if os.environ.get("VOXMAGIC_HISTORY"):
         return Path(os.environ["VOXMAGIC_HISTORY"]).expanduser()
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("voxmagic")) / "history.db"
-
-
-@functools.cache
-def columns() -> tuple[str, ...]:
-    """The columns of ``requests`` after every migration, so a history that cannot be read is still
-    an empty table of the usual shape (worked out once, on a database in memory)."""
-    db = sqlite3.connect(":memory:")
-    try:
-        for fn in MIGRATIONS:
-            fn(db)
-        return tuple(row[1] for row in db.execute("PRAGMA table_info(requests)"))
-    finally:
-        db.close()
 
 
 def diagnose(path: Path, exc: BaseException) -> tuple[bool, str]:
@@ -292,42 +230,25 @@ class Store:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def record(self, request: ChatRequest | TranscriptionRequest, base_url: str, *, response: Response | None = None,
-               error: BaseException | None = None, cache_key: str | None = None,
-               abandoned: bool = False) -> None:
+    def record(
+        self,
+        request: ChatRequest | TranscriptionRequest,
+        base_url: str,
+        *,
+        response: Response | None = None,
+        error: BaseException | None = None,
+        cache_key: str | None = None,
+        abandoned: bool = False,
+    ) -> None:
         """One row for a finished request (answered, cached, failed, cancelled) or an attempt
         abandoned for a retry after the server had started; committed at once."""
         if self.problem is not None:
             return
-        body = request.body(elide_audio=True)
-        params = {k: v for k, v in body.items() if k not in ("messages", "model")}
-        row: dict[str, Any] = dict(
-            time=time.time(), model=request.model, base_url=base_url, params=json.dumps(params),
-            prompt=request.question, sources=json.dumps([a.label for a in request.audio]),
-            audio_sha256=",".join(a.sha256 for a in request.audio),
-            audio_format=",".join(sorted({a.format for a in request.audio})),
-            audio_seconds=request.audio_seconds, cache_key=cache_key)
+        row = _request_columns(request, base_url, cache_key)
         if response is not None:
-            u = response.usage
-            row.update(
-                cached=int(response.cached), text=response.text, finish_reason=response.finish_reason,
-                tool_calls=json.dumps([vars(c) for c in response.tool_calls]) if response.tool_calls else None,
-                provider=response.provider, prompt_tokens=u.prompt_tokens,
-                completion_tokens=u.completion_tokens, audio_tokens=u.audio_tokens,
-                cost_usd=response.cost_usd, cost_source=response.cost_source,
-                latency_s=response.latency_s, ttft_s=response.ttft_s, attempts=response.attempts,
-                generation_id=response.generation_id,
-                segments=json.dumps(response.segments) if response.segments else None,
-                outcome="cached" if response.cached else "answered")
+            row.update(_response_columns(response))
         if error is not None:
-            cost = getattr(error, "cost_usd", None)
-            row.update(error=str(error) or type(error).__name__, error_type=type(error).__name__,
-                       attempts=getattr(error, "attempts", None),
-                       generation_id=getattr(error, "generation_id", None), cost_usd=cost,
-                       cost_source="reported" if cost is not None else
-                       "unknown" if getattr(error, "generation_id", None) else None,
-                       outcome="abandoned" if abandoned else
-                       "cancelled" if type(error).__name__ == "CancelledError" else "failed")
+            row.update(_error_columns(error, abandoned))
         sql = f"INSERT INTO requests ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
         self._run(lambda db: db.execute(sql, tuple(row.values())), None)
 
@@ -336,20 +257,39 @@ class Store:
         as a Response marked ``cached`` that costs $0."""
         from .results import Response, ToolCall, Usage
 
-        row = self._run(lambda db: db.execute(
-            "SELECT * FROM requests WHERE cache_key = ? AND error IS NULL AND cached = 0 "
-            "AND (finish_reason IS NULL OR finish_reason NOT IN ('error', 'length')) "
-            "ORDER BY id DESC LIMIT 1", (cache_key,)).fetchone(), None)
+        row = self._run(
+            lambda db: db.execute(
+                "SELECT * FROM requests WHERE cache_key = ? AND error IS NULL AND cached = 0 "
+                "AND (finish_reason IS NULL OR finish_reason NOT IN ('error', 'length')) "
+                "ORDER BY id DESC LIMIT 1",
+                (cache_key,),
+            ).fetchone(),
+            None,
+        )
         if row is None:
             return None
         calls = [ToolCall(**c) for c in json.loads(row["tool_calls"])] if row["tool_calls"] else []
-        usage = Usage(prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
-                      audio_tokens=row["audio_tokens"], cost=0.0)
-        return Response(text=row["text"] or "", model=row["model"], finish_reason=row["finish_reason"],
-                        usage=usage, cost_usd=0.0, cost_source="cached",
-                        audio_seconds=row["audio_seconds"] or 0.0, latency_s=0.0,
-                        generation_id=row["generation_id"], provider=row["provider"], tool_calls=calls,
-                        cached=True, segments=json.loads(row["segments"]) if row["segments"] else [])
+        usage = Usage(
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+            audio_tokens=row["audio_tokens"],
+            cost=0.0,
+        )
+        return Response(
+            text=row["text"] or "",
+            model=row["model"],
+            finish_reason=row["finish_reason"],
+            usage=usage,
+            cost_usd=0.0,
+            cost_source="cached",
+            audio_seconds=row["audio_seconds"] or 0.0,
+            latency_s=0.0,
+            generation_id=row["generation_id"],
+            provider=row["provider"],
+            tool_calls=calls,
+            cached=True,
+            segments=json.loads(row["segments"]) if row["segments"] else [],
+        )
 
     # -- sources -----------------------------------------------------------------------------
 
@@ -358,8 +298,9 @@ class Store:
         self._run(lambda db: db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?)", values), None)
 
     def source(self, fingerprint: str) -> list[dict] | None:
-        row = self._run(lambda db: db.execute("SELECT chunks FROM sources WHERE fingerprint = ?",
-                                              (fingerprint,)).fetchone(), None)
+        row = self._run(
+            lambda db: db.execute("SELECT chunks FROM sources WHERE fingerprint = ?", (fingerprint,)).fetchone(), None
+        )
         return json.loads(row[0]) if row else None
 
     # -- reading -----------------------------------------------------------------------------
@@ -376,7 +317,8 @@ class Store:
         if last is not None:
             sql += " LIMIT ?"
             args.append(int(last))
-        names, rows = self._run(lambda db: _fetch(db, sql, args), (list(columns()), []))
+        empty: tuple[list[str], list[tuple]] = (list(columns()), [])
+        names, rows = self._run(lambda db: _fetch(db, sql, args), empty)
         df = pd.DataFrame.from_records(rows, columns=names, coerce_float=True)
         df = df.iloc[::-1].reset_index(drop=True)
         df["time"] = local_times(df["time"])
@@ -388,3 +330,43 @@ def _fetch(db: sqlite3.Connection, sql: str, args: list) -> tuple[list[str], lis
     """Column names and rows, read in full while the connection is known to work."""
     cursor = db.execute(sql, args)
     return [d[0] for d in cursor.description], [tuple(r) for r in cursor.fetchall()]
+
+
+def _request_columns(request: ChatRequest | TranscriptionRequest, base_url: str, cache_key: str | None) -> dict:
+    """What was asked: never the audio (only its digest) and never the key."""
+    body = request.body(elide_audio=True)
+    params = {k: v for k, v in body.items() if k not in ("messages", "model")}
+    return dict(
+        time=time.time(), model=request.model, base_url=base_url, params=json.dumps(params),
+        prompt=request.question, sources=json.dumps([a.label for a in request.audio]),
+        audio_sha256=",".join(a.sha256 for a in request.audio),
+        audio_format=",".join(sorted({a.format for a in request.audio})),
+        audio_seconds=request.audio_seconds, cache_key=cache_key,
+    )  # fmt: skip
+
+
+def _response_columns(response: Response) -> dict:
+    u = response.usage
+    calls = json.dumps([vars(c) for c in response.tool_calls]) if response.tool_calls else None
+    return dict(
+        cached=int(response.cached), text=response.text, finish_reason=response.finish_reason,
+        tool_calls=calls, provider=response.provider, prompt_tokens=u.prompt_tokens,
+        completion_tokens=u.completion_tokens, audio_tokens=u.audio_tokens, cost_usd=response.cost_usd,
+        cost_source=response.cost_source, latency_s=response.latency_s, ttft_s=response.ttft_s,
+        attempts=response.attempts, generation_id=response.generation_id,
+        segments=json.dumps(response.segments) if response.segments else None,
+        outcome="cached" if response.cached else "answered",
+    )  # fmt: skip
+
+
+def _error_columns(error: BaseException, abandoned: bool) -> dict:
+    """A failure; once the server had started (a generation id) it may bill, amount unknown unless
+    it said."""
+    cost, generation = getattr(error, "cost_usd", None), getattr(error, "generation_id", None)
+    source = "reported" if cost is not None else "unknown" if generation else None
+    kind = type(error).__name__
+    outcome = "abandoned" if abandoned else "cancelled" if kind == "CancelledError" else "failed"
+    return dict(
+        error=str(error) or kind, error_type=kind, attempts=getattr(error, "attempts", None),
+        generation_id=generation, cost_usd=cost, cost_source=source, outcome=outcome,
+    )  # fmt: skip

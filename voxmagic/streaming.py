@@ -8,8 +8,9 @@ the final text, tool-call arguments and the partial text a failure keeps.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import APIError
 from .http_errors import payload_error
@@ -88,8 +89,11 @@ class Accumulator:
                 slot["name"] = fn.get("name") or slot["name"]
                 slot["arguments"] += fn.get("arguments") or ""
             if choice.get("finish_reason") == "error":
-                raise payload_error(choice.get("error") or {"message": "the provider reported an error"},
-                                    partial_text=self.text, generation_id=self.id)
+                raise payload_error(
+                    choice.get("error") or {"message": "the provider reported an error"},
+                    partial_text=self.text,
+                    generation_id=self.id,
+                )
             self.finish_reason = choice.get("finish_reason") or self.finish_reason
 
     def add_message(self, payload: dict) -> None:
@@ -103,12 +107,18 @@ class Accumulator:
             self._text(message["content"])
         for i, call in enumerate(message.get("tool_calls") or []):
             fn = call.get("function") or {}
-            self.calls[i] = {"id": call.get("id", ""), "name": fn.get("name", ""),
-                             "arguments": fn.get("arguments") or ""}
+            self.calls[i] = {
+                "id": call.get("id", ""),
+                "name": fn.get("name", ""),
+                "arguments": fn.get("arguments") or "",
+            }
         self.finish_reason = choices[0].get("finish_reason")
         if self.finish_reason == "error":
-            raise payload_error(choices[0].get("error") or {"message": "the provider reported an error"},
-                                partial_text=self.text, generation_id=self.id)
+            raise payload_error(
+                choices[0].get("error") or {"message": "the provider reported an error"},
+                partial_text=self.text,
+                generation_id=self.id,
+            )
         self.done = True
 
     def _text(self, text: str) -> None:
@@ -130,5 +140,7 @@ class Accumulator:
                 self.on_event(TextDelta(rest))
 
     def tool_calls(self) -> list[ToolCall]:
-        return [ToolCall(c["id"], self.redactor.text(c["name"]), self.redactor.text(c["arguments"]))
-                for _, c in sorted(self.calls.items())]
+        return [
+            ToolCall(c["id"], self.redactor.text(c["name"]), self.redactor.text(c["arguments"]))
+            for _, c in sorted(self.calls.items())
+        ]

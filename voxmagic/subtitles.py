@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import re
 import textwrap
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 # Without timed segments from the provider, subtitles come from chunks this long (cut at pauses):
@@ -26,9 +27,11 @@ MIN_CUE_S = 0.5  # shorter than this and nobody can read the cue
 
 # Where a long text may be cut, best first: after a sentence end (also before a closing quote or
 # bracket), after a clause mark, at any space. Splitting consumes the whitespace only.
-_BREAKS = (re.compile(r"(?:(?<=[.!?…।])|(?<=[.!?…।][\"'”’»)\]]))\s+"),
-           re.compile(r"(?<=[,;:—–])\s+"),
-           re.compile(r"\s+"))
+_BREAKS = (
+    re.compile(r"(?:(?<=[.!?…।])|(?<=[.!?…।][\"'”’»)\]]))\s+"),
+    re.compile(r"(?<=[,;:—–])\s+"),
+    re.compile(r"\s+"),
+)
 _INDEX = ".voxmagic-subtitles.json"  # which source each file in a save() directory came from
 _FORMATS = ("srt", "vtt")
 
@@ -49,10 +52,10 @@ def split_text(text: str, max_chars: int = MAX_CHARS, line_chars: int = LINE_CHA
     sentence ends first, then clause marks, then spaces; neighbouring pieces are packed into as
     few cues as possible, of even length. A single word too long for a cue stays whole.
     """
+
     def fits(piece: str) -> bool:  # short enough, and a space where two lines can part
         n = len(piece)
-        return n <= max_chars and (n <= line_chars or
-                                   piece.find(" ", n - line_chars - 1, line_chars + 1) >= 0)
+        return n <= max_chars and (n <= line_chars or piece.find(" ", n - line_chars - 1, line_chars + 1) >= 0)
 
     def split(piece: str, level: int) -> list[str]:
         if fits(piece) or level == len(_BREAKS):
@@ -83,6 +86,7 @@ def _pack(parts: list[str], fits: Any, max_chars: int) -> list[str]:
                 candidate = (best[j][0] + 1, best[j][1] + len(group) ** 2, j)
                 if choice is None or candidate[:2] < choice[:2]:
                     choice = candidate
+        assert choice is not None  # j = i - 1 is always a candidate
         best.append(choice)
     groups, i = [], len(parts)
     while i:
@@ -102,7 +106,7 @@ def _lines(text: str, width: int = LINE_CHARS) -> list[str]:
     parts = [i for i, ch in enumerate(text) if ch == " " and n - width - 1 <= i <= width]
     if parts:
         cut = min(parts, key=lambda i: max(i, n - i - 1))
-        return [text[:cut], text[cut + 1:]]
+        return [text[:cut], text[cut + 1 :]]
     return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
 
 
@@ -130,15 +134,14 @@ def _timed(text: Any, start_s: float, end_s: float, max_chars: int, line_chars: 
         return []
     span = max(0.0, end_s - start_s)
     cues, at = [], start_s
-    for i, (piece, d) in enumerate(zip(pieces, _durations([len(p) for p in pieces], span))):
+    for i, (piece, d) in enumerate(zip(pieces, _durations([len(p) for p in pieces], span), strict=True)):
         end = end_s if i == len(pieces) - 1 else at + d
         cues.append(Cue(at, end, piece))
         at = end
     return cues
 
 
-def _segment_cues(segments: Iterable[dict], offset_s: float, max_chars: int,
-                  line_chars: int) -> list[Cue]:
+def _segment_cues(segments: Iterable[dict], offset_s: float, max_chars: int, line_chars: int) -> list[Cue]:
     """Cues for timed pieces given in seconds from ``offset_s``."""
     cues: list[Cue] = []
     for i, seg in enumerate(segments):
@@ -146,8 +149,7 @@ def _segment_cues(segments: Iterable[dict], offset_s: float, max_chars: int,
         if start is None or end is None:
             raise ValueError(f"segment {i} has no start or end time: {seg!r}")
         text = seg.get("text")
-        cues += _timed("" if _missing(text) else text, offset_s + start, offset_s + end,
-                       max_chars, line_chars)
+        cues += _timed("" if _missing(text) else text, offset_s + start, offset_s + end, max_chars, line_chars)
     return cues
 
 
@@ -162,7 +164,7 @@ def _missing(value: Any) -> bool:
 def _time(item: dict, *keys: str) -> float | None:
     for key in keys:
         value = item.get(key)
-        if not _missing(value):
+        if value is not None and not _missing(value):
             return float(value)
     return None
 
@@ -175,8 +177,9 @@ def _timeline(cues: Iterable[Cue]) -> list[Cue]:
     """Cues with text, rounded to the millisecond, in time order, each at least 1 ms long and none
     overlapping: where two overlap, the earlier ends when the later starts (players show one cue
     at a time more reliably than two)."""
-    timed = sorted(((_ms(c.start_s), _ms(c.end_s), c.text) for c in cues if str(c.text).strip()),
-                   key=lambda c: (c[0], c[1]))
+    timed = sorted(
+        ((_ms(c.start_s), _ms(c.end_s), c.text) for c in cues if str(c.text).strip()), key=lambda c: (c[0], c[1])
+    )
     out: list[list] = []
     for start, end, text in timed:
         if out and start < out[-1][1]:
@@ -235,16 +238,24 @@ class Transcript:
         self.cues = _timeline(self.cues)
 
     @classmethod
-    def from_segments(cls, source: str, segments: Iterable[dict], offset_s: float = 0.0, *,
-                      max_chars: int = MAX_CHARS, line_chars: int = LINE_CHARS) -> Transcript:
+    def from_segments(
+        cls,
+        source: str,
+        segments: Iterable[dict],
+        offset_s: float = 0.0,
+        *,
+        max_chars: int = MAX_CHARS,
+        line_chars: int = LINE_CHARS,
+    ) -> Transcript:
         """From timed pieces (``Response.segments``: dicts with ``start_s, end_s, text``, or
         ``start, end, text`` as Mistral's and OpenAI's transcription APIs name them), in seconds
         from ``offset_s``; long pieces become several cues."""
         return cls(str(source), _segment_cues(segments, offset_s, max_chars, line_chars))
 
     @classmethod
-    def from_rows(cls, source: str, rows: Iterable[dict], *, max_chars: int = MAX_CHARS,
-                  line_chars: int = LINE_CHARS) -> Transcript:
+    def from_rows(
+        cls, source: str, rows: Iterable[dict], *, max_chars: int = MAX_CHARS, line_chars: int = LINE_CHARS
+    ) -> Transcript:
         """From one source's rows of ``transcribe(..., segments=True)`` (dicts with ``start_s,
         end_s, text``). Failed rows (``error``) and empty ones are skipped; a row's ``segments``
         (the provider's, relative to the chunk) are finer than its span and win over it. A row
@@ -266,8 +277,9 @@ class Transcript:
             if end is None:
                 duration = _time(row, "duration_s")
                 if duration is None:
-                    raise ValueError(f"a row of {source} has neither end_s nor duration_s; "
-                                     "use transcribe(..., segments=True)")
+                    raise ValueError(
+                        f"a row of {source} has neither end_s nor duration_s; use transcribe(..., segments=True)"
+                    )
                 end = start + duration
             cues += _timed(text, start, end, max_chars, line_chars)
         return cls(str(source), cues)
@@ -285,19 +297,24 @@ class Transcript:
         ``<b>`` as markup), except that ``-->`` — a timing line to parsers — becomes ``→``."""
         return "".join(
             f"{i}\n{_clock(c.start_s, ',')} --> {_clock(c.end_s, ',')}\n"
-            + "\n".join(_lines(c.text.replace("-->", "→"), line_chars)) + "\n\n"
-            for i, c in enumerate(self.cues, 1))
+            + "\n".join(_lines(c.text.replace("-->", "→"), line_chars))
+            + "\n\n"
+            for i, c in enumerate(self.cues, 1)
+        )
 
     def to_vtt(self, line_chars: int = LINE_CHARS) -> str:
         """WebVTT: ``HH:MM:SS.mmm`` and text with ``&``, ``<``, ``>`` escaped, so that markup-like
         words stay words (and ``-->`` cannot end a cue)."""
+
         def escape(line: str) -> str:
             return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
         return "WEBVTT\n\n" + "".join(
             f"{_clock(c.start_s, '.')} --> {_clock(c.end_s, '.')}\n"
-            + "\n".join(escape(line) for line in _lines(c.text, line_chars)) + "\n\n"
-            for c in self.cues)
+            + "\n".join(escape(line) for line in _lines(c.text, line_chars))
+            + "\n\n"
+            for c in self.cues
+        )
 
     def save(self, directory: str | Path, formats: str | Sequence[str] = ("srt",)) -> list[Path]:
         """Write ``<stem>.srt`` (and/or ``.vtt``) into ``directory`` (created); returns the paths.
@@ -341,8 +358,7 @@ class Transcript:
         """The cues as a DataFrame with columns ``start_s, end_s, text``."""
         import pandas as pd
 
-        return pd.DataFrame([(c.start_s, c.end_s, c.text) for c in self.cues],
-                            columns=["start_s", "end_s", "text"])
+        return pd.DataFrame([(c.start_s, c.end_s, c.text) for c in self.cues], columns=["start_s", "end_s", "text"])
 
     def __len__(self) -> int:
         return len(self.cues)
@@ -372,6 +388,9 @@ def transcripts(rows: Any, *, max_chars: int = MAX_CHARS, line_chars: int = LINE
     by_source: dict[str, list[dict]] = {}
     for row in records:
         by_source.setdefault(str(row.get("source")), []).append(row)
-    return [Transcript.from_rows(source, sorted(group, key=lambda r: _time(r, "start_s") or 0.0),
-                                 max_chars=max_chars, line_chars=line_chars)
-            for source, group in by_source.items()]
+    return [
+        Transcript.from_rows(
+            source, sorted(group, key=lambda r: _time(r, "start_s") or 0.0), max_chars=max_chars, line_chars=line_chars
+        )
+        for source, group in by_source.items()
+    ]

@@ -12,7 +12,8 @@ import inspect
 import re
 import types
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ConfigError
 from .results import ToolCall
@@ -40,7 +41,7 @@ def _schema(annotation: Any) -> dict[str, Any]:
 
 def _param_docs(doc: str) -> dict[str, str]:
     """Per-parameter text from a Google-style ``Args:`` or a ``name: text`` / ``:param name:`` list."""
-    found = {}
+    found: dict[str, str] = {}
     for match in re.finditer(r"^[ \t]*(?::param[ \t]+)?(\w+)[ \t]*(?:\([^)]*\))?[ \t]*:[ \t]*(\S.*)$", doc, re.M):
         found.setdefault(match[1], match[2].strip())
     return found
@@ -70,9 +71,14 @@ def tool_from_function(fn: Callable[..., Any]) -> dict[str, Any]:
         if param.default is param.empty:
             required.append(param.name)
     summary = doc.split("\n\n")[0].strip() if doc else f"Call {name}."
-    return {"type": "function", "function": {
-        "name": name, "description": summary,
-        "parameters": {"type": "object", "properties": properties, "required": required}}}
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": summary,
+            "parameters": {"type": "object", "properties": properties, "required": required},
+        },
+    }
 
 
 def call_tools(calls: list[ToolCall], functions: dict[str, Callable[..., Any]]) -> list[dict[str, Any]]:
@@ -90,3 +96,16 @@ def call_tools(calls: list[ToolCall], functions: dict[str, Callable[..., Any]]) 
             entry["error"] = f"{type(exc).__name__}: {exc}"
         results.append(entry)
     return results
+
+
+def tool_line(run: dict[str, Any]) -> str:
+    """``→ name(arguments) = result`` (or ``! error``, or ``(not run)``)."""
+    args = run.get("arguments")
+    args = ", ".join(f"{k}={v!r}" for k, v in args.items()) if isinstance(args, dict) else (args or "")
+    if "result" not in run:
+        outcome = "  (not run)"
+    elif run.get("error"):
+        outcome = f"  ! {run['error']}"
+    else:
+        outcome = f" = {run['result']!r}"
+    return f"→ {run['name']}({args}){outcome}"[:500]

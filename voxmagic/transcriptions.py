@@ -32,15 +32,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .audio import EncodedAudio
 from .chat import Params, elided
 from .cost import Estimate
 from .errors import ConfigError
-from .providers import (MIME_TYPES, TRANSCRIPTION_DIALECTS, TRANSCRIPTIONS_ENDPOINT, sends_timestamps,
-                        transcription_price)
+from .providers import (
+    MIME_TYPES,
+    TRANSCRIPTION_DIALECTS,
+    TRANSCRIPTIONS_ENDPOINT,
+    sends_timestamps,
+    transcription_price,
+)
 
 DEFAULT_MODEL = "voxtral-mini-latest"
 
@@ -70,15 +76,19 @@ class TranscriptionRequest:
         if not isinstance(self.clip, EncodedAudio):
             raise ConfigError(f"a transcription needs one EncodedAudio clip, not {type(self.clip).__name__}")
         if self.clip.format not in MIME_TYPES:
-            raise ConfigError(f"the transcriptions endpoint needs a container format (mp3, flac, wav, ...), "
-                              f"not {self.clip.format!r}; prepare the audio with another format")
+            raise ConfigError(
+                f"the transcriptions endpoint needs a container format (mp3, flac, wav, ...), "
+                f"not {self.clip.format!r}; prepare the audio with another format"
+            )
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError(f"model must be a non-empty string, not {self.model!r}")
         if self.language is not None and (not isinstance(self.language, str) or not self.language.strip()):
             raise ConfigError(f"language must be a language code such as 'en' or 'fr', not {self.language!r}")
         if self.dialect not in TRANSCRIPTION_DIALECTS:
-            raise ConfigError(f"dialect={self.dialect!r}: the transcriptions endpoint speaks 'mistral' (Mistral's "
-                              "API) or 'openai' (vLLM and other OpenAI-style servers)")
+            raise ConfigError(
+                f"dialect={self.dialect!r}: the transcriptions endpoint speaks 'mistral' (Mistral's "
+                "API) or 'openai' (vLLM and other OpenAI-style servers)"
+            )
         Params(stream=False, temperature=self.temperature)  # checks the temperature's range
 
     # -- the surface shared with ChatRequest -----------------------------------------------
@@ -133,8 +143,9 @@ class TranscriptionRequest:
         """The file part: (file name, bytes, content type). The name never reveals a local path."""
         return f"audio.{self.clip.format}", self.clip.data, MIME_TYPES[self.clip.format]
 
-    def body(self, *, elide_audio: bool = False, audio_data: Callable[[EncodedAudio], Any] | None = None
-             ) -> dict[str, Any]:
+    def body(
+        self, *, elide_audio: bool = False, audio_data: Callable[[EncodedAudio], Any] | None = None
+    ) -> dict[str, Any]:
         """The form as a dict (a repeated field becomes a list); ``file`` holds the bytes, or
         ``<N bytes of mp3, D s>`` with ``elide_audio``, or what ``audio_data`` makes of the clip."""
         if elide_audio:
@@ -154,14 +165,16 @@ class TranscriptionRequest:
         The clip's label and position in its source do not count; the endpoint's name keeps the key
         apart from a chat request's."""
         body = self.body(audio_data=lambda clip: f"sha256:{clip.sha256}")
-        blob = json.dumps({"base_url": base_url.rstrip("/"), "endpoint": TRANSCRIPTIONS_ENDPOINT, "body": body},
-                          sort_keys=True)
+        blob = json.dumps(
+            {"base_url": base_url.rstrip("/"), "endpoint": TRANSCRIPTIONS_ENDPOINT, "body": body}, sort_keys=True
+        )
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def preview(self) -> str:
         """The form as JSON with the audio elided (for --dry-run and logs); never includes a key."""
-        return (f"POST .../{TRANSCRIPTIONS_ENDPOINT} (multipart/form-data)\n"
-                + json.dumps(self.body(elide_audio=True), indent=2, ensure_ascii=False))
+        return f"POST .../{TRANSCRIPTIONS_ENDPOINT} (multipart/form-data)\n" + json.dumps(
+            self.body(elide_audio=True), indent=2, ensure_ascii=False
+        )
 
     # -- cost -------------------------------------------------------------------------------
     def estimate(self) -> Estimate:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable, MutableMapping
 from dataclasses import replace
-from typing import Any, Callable, MutableMapping
+from typing import Any
 
 from .. import runner
 from ..conversation import Exchange, exchange, follow_up, split_tools
@@ -19,7 +20,8 @@ from ..jobs import Job
 from ..loop import LOOP
 from ..providers import MIME_TYPES
 from ..runner import Plan
-from .display import StreamView, tool_line, widgets_available
+from ..tools import tool_line
+from .display import StreamView, widgets_available
 from .options import AskOptions
 from .resolve import audio_items, lookup, render_prompt
 from .session import Session, start, tally
@@ -32,12 +34,15 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
     """Plan, check and send one question; a Job with ``--background``, else None (the view shows
     the answer and ``-o`` holds it)."""
     if not cell.strip():
-        raise ConfigError("the cell is empty: write your question about the audio below the "
-                          "%%voxtral line (or use %voxtral_transcribe)")
+        raise ConfigError(
+            "the cell is empty: write your question about the audio below the "
+            "%%voxtral line (or use %voxtral_transcribe)"
+        )
     prompt = render_prompt(cell.strip(), namespace)
     if options.resume and session.conversation is None:
-        raise ConfigError("nothing to continue: ask a first question with %%voxtral AUDIO, then "
-                          "follow up with %%voxtral --continue")
+        raise ConfigError(
+            "nothing to continue: ask a first question with %%voxtral AUDIO, then follow up with %%voxtral --continue"
+        )
     sources = [] if options.resume else audio_items(options.audio, namespace, sample_rate=options.sample_rate)
     options, functions = _with_schema_and_tools(options, namespace)
     if options.each or (options.schema and len(sources) > 1 and not options.together):
@@ -51,11 +56,16 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
     if widget and not options.resume and 0 < plan.request.audio_seconds <= options.view.player_max_seconds:
         _players(plan.request.audio)
     view = session.last_view = StreamView(plan.request, widget=widget, rate=options.view.rate)
-    result = start(_answer(options, plan, functions, view, namespace, session),
-                   background=options.background, namespace=namespace,
-                   description=f"%%voxtral {' '.join(options.audio)}",
-                   on_interrupt=lambda: "interrupted: the request was cancelled (it may still be billed; "
-                                        "see %voxtral_history); the text so far is in _voxtral_partial")
+    result = start(
+        _answer(options, plan, functions, view, namespace, session),
+        background=options.background,
+        namespace=namespace,
+        description=f"%%voxtral {' '.join(options.audio)}",
+        on_interrupt=lambda: (
+            "interrupted: the request was cancelled (it may still be billed; "
+            "see %voxtral_history); the text so far is in _voxtral_partial"
+        ),
+    )
     return result if options.background else None
 
 
@@ -63,8 +73,12 @@ def _with_schema_and_tools(options: AskOptions, namespace: Namespace) -> tuple[A
     """The request parameters with the schema and tools the line names, found in the notebook."""
     schema = lookup(options.schema, namespace, "--schema") if options.schema else None
     tools, functions = split_tools([lookup(name, namespace, "--tools") for name in options.tools])
-    params = replace(options.params, tools=tools, tool_choice=options.tool_choice,
-                     response_format=schema if schema is not None else ("json" if options.json else None))
+    params = replace(
+        options.params,
+        tools=tools,
+        tool_choice=options.tool_choice,
+        response_format=schema if schema is not None else ("json" if options.json else None),
+    )
     return replace(options, params=params), functions
 
 
@@ -74,18 +88,39 @@ def _plan(options: AskOptions, sources: list, prompt: str, session: Session) -> 
     if options.resume:
         assert session.conversation is not None
         return runner.planned(follow_up(session.conversation, prompt, options.params))
-    return LOOP.run(runner.plan(sources, prompt, settings=options.settings, params=options.params,
-                                system=options.system, audio_format=options.audio_format))
+    return LOOP.run(
+        runner.plan(
+            sources,
+            prompt,
+            settings=options.settings,
+            params=options.params,
+            system=options.system,
+            audio_format=options.audio_format,
+        )
+    )
 
 
-async def _answer(options: AskOptions, plan: Plan, functions: dict[str, Callable], view: StreamView,
-                  namespace: Namespace, session: Session) -> Any:
+async def _answer(
+    options: AskOptions,
+    plan: Plan,
+    functions: dict[str, Callable],
+    view: StreamView,
+    namespace: Namespace,
+    session: Session,
+) -> Any:
     """Runs on voxmagic's loop: the exchange, then the view finished and the variables bound."""
     try:
-        done = await exchange(plan.request, options.settings, functions=functions,
-                              auto_tools=options.auto_tools, max_rounds=options.max_tool_rounds,
-                              on_event=view.on_event, on_tools=view.on_tools, caching=options.caching,
-                              max_cost=options.max_cost)
+        done = await exchange(
+            plan.request,
+            options.settings,
+            functions=functions,
+            auto_tools=options.auto_tools,
+            max_rounds=options.max_tool_rounds,
+            on_event=view.on_event,
+            on_tools=view.on_tools,
+            caching=options.caching,
+            max_cost=options.max_cost,
+        )
     except VoxmagicError as exc:
         namespace["_voxtral_error"] = exc
         view.fail(str(exc))

@@ -15,18 +15,18 @@ and then replace it — so one widget is never mutated from two threads at once.
 
 from __future__ import annotations
 
-import asyncio
 import html
-import math
 import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..chat import ChatRequest
 from ..cost import audio_tokens, format_usd, pricing_for, text_tokens
+from ..loop import Throttle
 from ..streaming import Event, Retrying, TextDelta
+from ..tools import tool_line
 
 
 def widgets_available(mode: str = "auto") -> bool:
@@ -39,65 +39,20 @@ def widgets_available(mode: str = "auto") -> bool:
     return ip is not None and getattr(ip, "kernel", None) is not None
 
 
-class Throttle:
-    """Call ``flush`` at most ``rate`` times per second on the running loop; ``close`` flushes last."""
-
-    def __init__(self, rate: float, flush: Callable[[], None]):
-        self.interval = 1.0 / rate
-        self.flush = flush
-        self.last = -math.inf
-        self.timer: asyncio.TimerHandle | None = None
-        self.flushes = 0
-        self.closed = False
-
-    def poke(self) -> None:
-        if self.timer is not None or self.closed:
-            return
-        wait = self.last + self.interval - time.monotonic()
-        if wait <= 0:
-            self._fire()
-        else:
-            self.timer = asyncio.get_running_loop().call_later(wait, self._fire)
-
-    def _fire(self) -> None:
-        self.timer = None
-        self.last = time.monotonic()
-        self.flushes += 1
-        self.flush()
-
-    def close(self) -> None:
-        """One last flush (only the first call does anything)."""
-        if self.closed:
-            return
-        self.closed = True
-        if self.timer is not None:
-            self.timer.cancel()
-        self._fire()
-
-
 def _pre(text: str) -> str:
-    return ('<pre style="white-space:pre-wrap;margin:0;font-family:var(--jp-content-font-family,'
-            f'inherit)">{html.escape(text)}</pre>')
+    return (
+        '<pre style="white-space:pre-wrap;margin:0;font-family:var(--jp-content-font-family,'
+        f'inherit)">{html.escape(text)}</pre>'
+    )
 
 
 def _muted(text: str, color: str = "var(--jp-ui-font-color2,#666)") -> str:
     """A status line. The classes keep MathJax off it: JupyterLab would typeset the text between
     two dollar amounts ("$0.0002 · session $0.0004") as LaTeX."""
-    return (f'<div class="mathjax_ignore tex2jax_ignore" style="color:{color};font-size:90%">'
-            f'{html.escape(text).replace(chr(10), "<br>")}</div>')
-
-
-def tool_line(run: dict[str, Any]) -> str:
-    """``→ name(arguments) = result`` (or ``! error``, or ``(not run)``)."""
-    args = run.get("arguments")
-    args = ", ".join(f"{k}={v!r}" for k, v in args.items()) if isinstance(args, dict) else (args or "")
-    if "result" not in run:
-        outcome = "  (not run)"
-    elif run.get("error"):
-        outcome = f"  ! {run['error']}"
-    else:
-        outcome = f" = {run['result']!r}"
-    return f"→ {run['name']}({args}){outcome}"[:500]
+    return (
+        f'<div class="mathjax_ignore tex2jax_ignore" style="color:{color};font-size:90%">'
+        f"{html.escape(text).replace(chr(10), '<br>')}</div>"
+    )
 
 
 def show(bundle: dict[str, str]) -> None:
@@ -139,8 +94,9 @@ class StreamView:
     def status_line(self) -> str:
         cost = self.pricing.cost(self.prompt_tokens, self.tokens, self.audio_seconds, self.audio_tokens)
         note = f" · {self.note}" if self.note else ""
-        return (f"{self.model} · {time.monotonic() - self.started:.1f} s · {self.tokens} tokens · "
-                f"≈${cost:.4f} so far{note}")
+        return (
+            f"{self.model} · {time.monotonic() - self.started:.1f} s · {self.tokens} tokens · ≈${cost:.4f} so far{note}"
+        )
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, TextDelta):
@@ -185,16 +141,20 @@ class StreamView:
     def finish(self, text: str, summary: str, tally: str, extra_html: str = "") -> None:
         """Close, then replace the live view with the final result (loop thread)."""
         self.close()
-        if self.widget:
-            self.handle.update({"text/plain": f"{text}\n[{summary}]\n{tally}",
-                                "text/html": _muted(summary) + _pre(text) + extra_html + _muted(tally)},
-                               raw=True)
+        if self.widget and self.handle is not None:
+            self.handle.update(
+                {
+                    "text/plain": f"{text}\n[{summary}]\n{tally}",
+                    "text/html": _muted(summary) + _pre(text) + extra_html + _muted(tally),
+                },
+                raw=True,
+            )
             self.box.close()
         else:
             # print what did not stream (tool calls shown but not run); the rest is on screen
             streamed = [line for line in self.text.splitlines() if line.strip()]
             lines = [line for line in text.splitlines() if line.strip()]
-            missing = lines[len(streamed):] if lines[:len(streamed)] == streamed else lines
+            missing = lines[len(streamed) :] if lines[: len(streamed)] == streamed else lines
             if missing:
                 print(self._new_line() + "\n".join(missing), end="")
             print(f"\n[{summary}]\n{tally}")
@@ -203,10 +163,14 @@ class StreamView:
         """Close, then keep whatever had streamed, with the error under it (loop thread)."""
         self.close()
         partial = self.text
-        if self.widget:
-            self.handle.update({"text/plain": f"{partial}\n[{message}]",
-                                "text/html": _pre(partial) + _muted(message, "var(--jp-error-color1,#c00)")},
-                               raw=True)
+        if self.widget and self.handle is not None:
+            self.handle.update(
+                {
+                    "text/plain": f"{partial}\n[{message}]",
+                    "text/html": _pre(partial) + _muted(message, "var(--jp-error-color1,#c00)"),
+                },
+                raw=True,
+            )
             self.box.close()
         elif partial:
             print()
@@ -233,12 +197,13 @@ class BatchView:
 
     def header_line(self) -> str:
         bad = f" · {self.failed} failed" if self.failed else ""
-        return (f"{self.done}/{self.total} files{bad} · {format_usd(self.cost)} · "
-                f"{time.monotonic() - self.started:.1f} s")
+        return (
+            f"{self.done}/{self.total} files{bad} · {format_usd(self.cost)} · {time.monotonic() - self.started:.1f} s"
+        )
 
     def on_result(self, index: int, rows: list[dict[str, Any]]) -> None:
         """A source finished: its row, or its chunks' rows."""
-        from ..batch import summary
+        from ..stitch import summary
 
         self.done += 1
         name, total = self.labels[index], summary(rows)
@@ -274,7 +239,7 @@ class BatchView:
     def _replace(self, text: str, color: str = "var(--jp-ui-font-color2,#666)", echo: bool = True) -> None:
         """Close, then put the final text in the view's place (loop thread)."""
         self.close()
-        if self.widget:
+        if self.widget and self.handle is not None:
             self.handle.update({"text/plain": text, "text/html": _muted(text, color)}, raw=True)
             self.box.close()
         elif echo:

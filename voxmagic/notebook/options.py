@@ -10,8 +10,9 @@ value never reaches a request.
 from __future__ import annotations
 
 from argparse import Namespace
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .. import limits
 from ..chat import Params
@@ -73,14 +74,14 @@ class AskOptions(CallOptions):
 
     def __post_init__(self) -> None:
         if self.each and self.together:
-            raise ConfigError("--each asks about every source separately and --together about all at "
-                              "once: choose one")
+            raise ConfigError("--each asks about every source separately and --together about all at once: choose one")
         if self.resume and (self.each or self.together):
-            raise ConfigError("--continue follows up one conversation; it does not combine with --each "
-                              "or --together")
+            raise ConfigError("--continue follows up one conversation; it does not combine with --each or --together")
         if self.resume and self.audio:
-            raise ConfigError("--continue asks about the audio already in the conversation: leave out "
-                              f"{' '.join(self.audio)} (or ask without --continue to start a new one)")
+            raise ConfigError(
+                "--continue asks about the audio already in the conversation: leave out "
+                f"{' '.join(self.audio)} (or ask without --continue to start a new one)"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,38 +108,67 @@ def _checked(args: Namespace) -> None:
     limits.check_all(values, label=lambda name: "--" + names[name].replace("_", "-"))
 
 
-def _common(args: Namespace, config: Mapping[str, Any], *, temperature: float | None,
-            max_tokens: int | None) -> dict[str, Any]:
+def _common(
+    args: Namespace, config: Mapping[str, Any], *, temperature: float | None, max_tokens: int | None
+) -> dict[str, Any]:
     """The shared part, from the line (``args``) over the traits (``config``)."""
     _checked(args)
     settings = Settings.resolve(
-        model=_pick(args.model, config["model"]), base_url=_pick(args.base_url, config["base_url"]),
-        provider=_pick(args.provider, config["provider"]), key_env=config["api_key_env"],
-        referer=config["referer"], title=config["title"], max_attempts=config["max_attempts"],
-        backoff=config["backoff"], read_timeout=config["read_timeout"],
-        rate_limit_patience=config["rate_limit_patience"], download_timeout=config["download_timeout"])
-    params = Params(max_tokens=_pick(args.max_tokens, max_tokens),
-                    temperature=_pick(args.temperature, temperature), top_p=args.top_p, stop=args.stop,
-                    frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty,
-                    seed=args.seed, stream=False if args.no_stream else config["stream"])
+        model=_pick(args.model, config["model"]),
+        base_url=_pick(args.base_url, config["base_url"]),
+        provider=_pick(args.provider, config["provider"]),
+        key_env=config["api_key_env"],
+        referer=config["referer"],
+        title=config["title"],
+        max_attempts=config["max_attempts"],
+        backoff=config["backoff"],
+        read_timeout=config["read_timeout"],
+        rate_limit_patience=config["rate_limit_patience"],
+        download_timeout=config["download_timeout"],
+    )
+    params = Params(
+        max_tokens=_pick(args.max_tokens, max_tokens),
+        temperature=_pick(args.temperature, temperature),
+        top_p=args.top_p,
+        stop=args.stop,
+        frequency_penalty=args.frequency_penalty,
+        presence_penalty=args.presence_penalty,
+        seed=args.seed,
+        stream=False if args.no_stream else config["stream"],
+    )
     return dict(
-        audio=tuple(args.audio), out=args.out, settings=settings, params=params,
-        audio_format=args.format or config["audio_format"], sample_rate=args.sr,
+        audio=tuple(args.audio),
+        out=args.out,
+        settings=settings,
+        params=params,
+        audio_format=args.format or config["audio_format"],
+        sample_rate=args.sr,
         concurrency=_pick(getattr(args, "concurrency", None), config["concurrency"]),
         max_cost=_pick(args.max_cost, config["max_cost"]),
         caching=Caching.of(config["cache"] and not args.no_cache, args.refresh),
-        dry_run=args.dry_run, background=args.background,
-        view=ViewOptions(config["display_mode"], config["updates_per_second"], config["player_max_seconds"]))
+        dry_run=args.dry_run,
+        background=args.background,
+        view=ViewOptions(config["display_mode"], config["updates_per_second"], config["player_max_seconds"]),
+    )
 
 
 def ask_options(args: Namespace, config: Mapping[str, Any]) -> AskOptions:
     """``%%voxtral``'s line: ``%config`` gives the default temperature and max_tokens."""
     common = _common(args, config, temperature=config["temperature"], max_tokens=config["max_tokens"])
     tools = tuple(dict.fromkeys(filter(None, (n.strip() for n in (args.tools or "").split(",")))))
-    return AskOptions(**common, system=args.system, json=args.json, schema=args.schema, tools=tools,
-                      tool_choice=args.tool_choice, auto_tools=args.auto_tools,
-                      max_tool_rounds=_pick(args.max_tool_rounds, config["max_tool_rounds"]),
-                      resume=args.resume, each=args.each, together=args.together)
+    return AskOptions(
+        **common,
+        system=args.system,
+        json=args.json,
+        schema=args.schema,
+        tools=tools,
+        tool_choice=args.tool_choice,
+        auto_tools=args.auto_tools,
+        max_tool_rounds=_pick(args.max_tool_rounds, config["max_tool_rounds"]),
+        resume=args.resume,
+        each=args.each,
+        together=args.together,
+    )
 
 
 def transcribe_options(args: Namespace, config: Mapping[str, Any]) -> TranscribeOptions:
@@ -146,7 +176,14 @@ def transcribe_options(args: Namespace, config: Mapping[str, Any]) -> Transcribe
     common = _common(args, config, temperature=0.0, max_tokens=None)
     minutes = _pick(args.chunk_minutes, config["chunk_minutes"])
     subtitles = {fmt: folder for fmt, folder in (("srt", args.srt), ("vtt", args.vtt)) if folder}
-    return TranscribeOptions(**common, language=args.language, translate_to=args.translate_to,
-                             hint=args.prompt, segments=args.segments,
-                             max_chunk_s=minutes * 60 if minutes else None, schema=args.schema,
-                             subtitles=subtitles, api=args.api)
+    return TranscribeOptions(
+        **common,
+        language=args.language,
+        translate_to=args.translate_to,
+        hint=args.prompt,
+        segments=args.segments,
+        max_chunk_s=minutes * 60 if minutes else None,
+        schema=args.schema,
+        subtitles=subtitles,
+        api=args.api,
+    )

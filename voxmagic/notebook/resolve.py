@@ -9,22 +9,22 @@ from __future__ import annotations
 import glob
 import os
 import string
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..audio import AudioSource, EncodedAudio, as_source, is_array_pair
 from ..errors import AudioError, ConfigError
 from ..files import AUDIO_SUFFIXES, expand, is_url
 
 
-def audio_items(items: list[str], namespace: Mapping[str, Any], *, sample_rate: int | None = None) -> list[Any]:
+def audio_items(items: Sequence[str], namespace: Mapping[str, Any], *, sample_rate: int | None = None) -> list[Any]:
     """Expand paths, globs, folders, URLs and variable names into audio sources, in order."""
     out: list[Any] = []
     for item in items:
         out.extend(_one(item, namespace, sample_rate))
     if not out:
-        raise ConfigError("no audio given: name a file, a glob such as clips/*.mp3, a folder, a URL "
-                          "or a variable")
+        raise ConfigError("no audio given: name a file, a glob such as clips/*.mp3, a folder, a URL or a variable")
     return out
 
 
@@ -65,8 +65,10 @@ def _from_variable(name: str, value: Any, sample_rate: int | None) -> list[Any]:
     try:
         return [as_source(value, label=name)]
     except AudioError as exc:
-        raise ConfigError(f"{name} is a {type(value).__name__}, not audio: pass a path, URL, bytes, "
-                          "a numpy array with --sr, or IPython.display.Audio") from exc
+        raise ConfigError(
+            f"{name} is a {type(value).__name__}, not audio: pass a path, URL, bytes, "
+            "a numpy array with --sr, or IPython.display.Audio"
+        ) from exc
 
 
 def lookup(name: str, ns: Mapping[str, Any], what: str = "") -> Any:
@@ -87,11 +89,15 @@ def render_prompt(template: str, ns: Mapping[str, Any]) -> str:
     try:
         return string.Formatter().vformat(template, (), ns)
     except KeyError as exc:
-        raise ConfigError(f"the prompt uses {{{exc.args[0]}}} but there is no variable "
-                          f"{exc.args[0]}; write {{{{ and }}}} for literal braces") from None
+        raise ConfigError(
+            f"the prompt uses {{{exc.args[0]}}} but there is no variable "
+            f"{exc.args[0]}; write {{{{ and }}}} for literal braces"
+        ) from None
     except IndexError:
-        raise ConfigError("the prompt has an empty {} placeholder: put a variable name inside it, "
-                          "or write {{}} for literal braces") from None
+        raise ConfigError(
+            "the prompt has an empty {} placeholder: put a variable name inside it, or write {{}} for literal braces"
+        ) from None
     except (ValueError, AttributeError, TypeError) as exc:
-        raise ConfigError(f"cannot fill the prompt's placeholders ({exc}); write {{{{ and }}}} "
-                          "for literal braces") from None
+        raise ConfigError(
+            f"cannot fill the prompt's placeholders ({exc}); write {{{{ and }}}} for literal braces"
+        ) from None

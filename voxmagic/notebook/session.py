@@ -3,8 +3,9 @@ is in flight and keeps what finished) or in the background as a :class:`~voxmagi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 from ..cost import format_usd
 from ..errors import Interrupted
@@ -33,8 +34,14 @@ def tally(usd: float | None, calls: int = 1) -> str:
     return f"{what} {format_usd(usd)} · {ledger}"
 
 
-def start(work: Coroutine[Any, Any, Any], *, background: bool, namespace: MutableMapping[str, Any],
-          description: str, on_interrupt: Callable[[], str]) -> Any:
+def start(
+    work: Coroutine[Any, Any, Any],
+    *,
+    background: bool,
+    namespace: MutableMapping[str, Any],
+    description: str,
+    on_interrupt: Callable[[], str],
+) -> Any:
     """Run ``work`` (which closes and finishes its view and binds variables itself) until it
     ends, or hand back a Job at once; an interrupt becomes one line saying what was kept."""
     if background:

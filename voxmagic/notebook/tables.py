@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from argparse import Namespace as Args
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 from .. import batch, runner
 from ..api import history
@@ -16,6 +17,7 @@ from ..errors import VoxmagicError
 from ..loop import LOOP
 from ..results import table
 from ..settings import Settings
+from ..stitch import per_source
 from ..subtitles import transcripts
 from .display import BatchView, widgets_available
 from .options import AskOptions, CallOptions, TranscribeOptions
@@ -31,9 +33,15 @@ After = Callable[[list[dict]], tuple[list[dict], str]]
 
 def run_each(options: AskOptions, sources: list, prompt: str, namespace: Namespace, session: Session) -> Any:
     """``%%voxtral --each`` (or ``--schema`` over several files): one request and one row per source."""
-    job = batch.question_batch(options.settings, options.params, prompt, stream=options.stream,
-                               system=options.system, audio_format=options.audio_format,
-                               caching=options.caching)
+    job = batch.question_batch(
+        options.settings,
+        options.params,
+        prompt,
+        stream=options.stream,
+        system=options.system,
+        audio_format=options.audio_format,
+        caching=options.caching,
+    )
     return run_batch(options, Run(sources, job, "%%voxtral --each"), namespace, session)
 
 
@@ -42,21 +50,32 @@ def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Se
     schema = lookup(options.schema, namespace, "--schema") if options.schema else None
     params = options.params if schema is None else replace(options.params, response_format=schema)
     job = batch.transcription_batch(
-        options.settings, params, stream=options.stream, language=options.language, hint=options.hint,
-        translate_to=options.translate_to, audio_format=options.audio_format,
-        max_chunk_s=options.max_chunk_s, caching=options.caching, api=options.api,
-        subtitles=bool(options.subtitles))
+        options.settings,
+        params,
+        stream=options.stream,
+        language=options.language,
+        hint=options.hint,
+        translate_to=options.translate_to,
+        audio_format=options.audio_format,
+        max_chunk_s=options.max_chunk_s,
+        caching=options.caching,
+        api=options.api,
+        subtitles=bool(options.subtitles),
+    )
     what = "%voxtral_transcribe"
     if not options.subtitles:
         return run_batch(options, Run(sources, job, what, options.segments), namespace, session)
 
     def write(rows: list[dict]) -> tuple[list[dict], str]:
         found = transcripts(rows)
-        written = [path for t in found if t.cues for fmt, folder in options.subtitles.items()
-                   for path in t.save(folder, fmt)]
-        note = (f"wrote {len(written)} subtitle file{'s' if len(written) != 1 else ''} to "
-                f"{', '.join(sorted(set(options.subtitles.values())))}")
-        return (rows if options.segments else batch.per_source(rows)), note
+        written = [
+            path for t in found if t.cues for fmt, folder in options.subtitles.items() for path in t.save(folder, fmt)
+        ]
+        note = (
+            f"wrote {len(written)} subtitle file{'s' if len(written) != 1 else ''} to "
+            f"{', '.join(sorted(set(options.subtitles.values())))}"
+        )
+        return (rows if options.segments else per_source(rows)), note
 
     return run_batch(options, Run(sources, job, what, options.segments, True, write), namespace, session)
 
@@ -85,27 +104,42 @@ def run_batch(options: CallOptions, run: Run, namespace: Namespace, session: Ses
         print(LOOP.run(batch.plan_batch(run.sources, run.job, options.concurrency)))
         return None
     run.job.check()
-    view = session.last_view = BatchView([runner.label(s) for s in run.sources],
-                                         widget=widgets_available(options.view.mode), rate=options.view.rate)
+    view = session.last_view = BatchView(
+        [runner.label(s) for s in run.sources], widget=widgets_available(options.view.mode), rate=options.view.rate
+    )
 
     def interrupted() -> str:
-        return (f"interrupted: {len(run.finished)} of {len(run.sources)} files finished and are in "
-                f"{options.out or '_voxtral_df'} (the rest were cancelled); run the same line again to "
-                "send only what is missing")
+        return (
+            f"interrupted: {len(run.finished)} of {len(run.sources)} files finished and are in "
+            f"{options.out or '_voxtral_df'} (the rest were cancelled); run the same line again to "
+            "send only what is missing"
+        )
 
-    return start(_rows(options, run, view, namespace), background=options.background, namespace=namespace,
-                 description=f"{run.what}: {len(run.sources)} files", on_interrupt=interrupted)
+    return start(
+        _rows(options, run, view, namespace),
+        background=options.background,
+        namespace=namespace,
+        description=f"{run.what}: {len(run.sources)} files",
+        on_interrupt=interrupted,
+    )
 
 
 async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Namespace) -> pd.DataFrame:
     """Runs on voxmagic's loop: the batch, then the view finished and the table bound."""
+
     def on_result(index: int, rows: list[dict]) -> None:
         run.finished[index] = rows
         view.on_result(index, rows)
 
     try:
-        rows = await batch.run(run.sources, run.job, concurrency=options.concurrency,
-                               max_cost=options.max_cost, segments=run.sent_segments, on_result=on_result)
+        rows = await batch.run(
+            run.sources,
+            run.job,
+            concurrency=options.concurrency,
+            max_cost=options.max_cost,
+            segments=run.sent_segments,
+            on_result=on_result,
+        )
     except VoxmagicError as exc:
         view.fail(str(exc))
         raise
@@ -144,6 +178,7 @@ def _partial(run: Run) -> list[dict]:
 
 
 # -- the tables of what happened ----------------------------------------------------------------
+
 
 def run_history(args: Args, namespace: Namespace) -> pd.DataFrame:
     df = history(last=args.last, since=args.since)

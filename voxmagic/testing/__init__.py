@@ -26,6 +26,8 @@ def use_local_server(*, force: bool = False, **config: Any):
     server = LocalServer(**config).start()
     os.environ["VOXMAGIC_BASE_URL"] = server.base_url
     os.environ["OPENROUTER_API_KEY"] = "local-server-key"
-    print(f"voxmagic: using the local server at {server.base_url} (no OPENROUTER_API_KEY); "
-          "its answers describe the audio it received instead of the words")
+    print(
+        f"voxmagic: using the local server at {server.base_url} (no OPENROUTER_API_KEY); "
+        "its answers describe the audio it received instead of the words"
+    )
     return server

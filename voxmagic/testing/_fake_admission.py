@@ -4,11 +4,13 @@ Every endpoint admits a request the same way, in OpenRouter's order, before look
 asks; kept apart so the handlers in ``server.py`` are only about their endpoint. With
 ``echo_key`` refusals quote the Authorization header back (``echoed``), as careless servers do.
 """
+
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -45,8 +47,12 @@ class Admission:
         if wait is None:
             return None
         retry = {"Retry-After": seconds_header(round(wait, 3) or 0.001)}
-        return error_body(429, f"Rate limit exceeded: {cfg.rate_limit:g} requests per second",
-                          {"error_type": "rate_limit_exceeded"}, retry)
+        return error_body(
+            429,
+            f"Rate limit exceeded: {cfg.rate_limit:g} requests per second",
+            {"error_type": "rate_limit_exceeded"},
+            retry,
+        )
 
     def _wait(self, key: str, cfg: Any) -> float | None:
         """Seconds to wait when the request must be refused; None takes a token and lets it in."""

@@ -5,6 +5,7 @@ test can check end to end that the right bytes and words reached the "model". An
 split into the pieces that will be streamed; one piece is one token, which keeps
 `completion_tokens`, `max_tokens` cuts and mid-stream faults consistent with each other.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,10 @@ from typing import Any
 
 from ._fake_requests import ParsedRequest
 
-FILLER = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
-          "incididunt ut labore et dolore magna aliqua").split()
+FILLER = (
+    "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
+    "incididunt ut labore et dolore magna aliqua"
+).split()
 PRICE_PROMPT = 0.10e-6  # USD per text prompt token
 PRICE_COMPLETION = 0.30e-6  # USD per completion token
 PRICE_AUDIO_SECOND = 100e-6  # USD per second of input audio
@@ -48,7 +51,7 @@ def words(text: str) -> list[str]:
     Trailing whitespace (left by a stop-string cut) stays on the last piece, so the pieces
     always join back to exactly the text."""
     pieces = re.findall(r"\s*\S+", text.lstrip())
-    tail = text[len(text.rstrip()):]
+    tail = text[len(text.rstrip()) :]
     if pieces and tail:
         pieces[-1] += tail
     return pieces
@@ -82,8 +85,7 @@ class _Instance:
             merged: dict = {}
             for part in schema["allOf"]:
                 part = self._resolve(part["$ref"]) if "$ref" in part else part
-                merged.update({**part, "properties": {**merged.get("properties", {}),
-                                                      **part.get("properties", {})}})
+                merged.update({**part, "properties": {**merged.get("properties", {}), **part.get("properties", {})}})
             return self.of(merged, depth + 1)
         kind = schema.get("type")
         if isinstance(kind, list):
@@ -101,12 +103,17 @@ class _Instance:
         return [self.of(schema.get("items", {}), depth + 1) for _ in range(max(1, schema.get("minItems", 1)))]
 
     def _string(self, schema: dict, depth: int) -> str:
-        fixed = {"date-time": "2025-01-01T00:00:00Z", "date": "2025-01-01", "time": "00:00:00",
-                 "email": "user@example.com", "uri": "https://example.com/", "uuid":
-                 "00000000-0000-4000-8000-000000000000"}
-        text = fixed.get(schema.get("format"), "sample")
+        fixed = {
+            "date-time": "2025-01-01T00:00:00Z",
+            "date": "2025-01-01",
+            "time": "00:00:00",
+            "email": "user@example.com",
+            "uri": "https://example.com/",
+            "uuid": "00000000-0000-4000-8000-000000000000",
+        }
+        text = fixed.get(str(schema.get("format")), "sample")
         text = text.ljust(schema.get("minLength", 0), "x")
-        return text[:schema["maxLength"]] if "maxLength" in schema else text
+        return text[: schema["maxLength"]] if "maxLength" in schema else text
 
     @staticmethod
     def _clamp(value: float, schema: dict, step: float) -> float:
@@ -137,8 +144,9 @@ def instance_of(schema: dict, number: float = 0.0) -> Any:
 
 
 def _heard(req: ParsedRequest) -> str:
-    clips = "; ".join(f"[{k}] {a.duration_s:.3f} s {a.format} sha256:{a.sha256[:12]}"
-                      for k, a in enumerate(req.audio, start=1))
+    clips = "; ".join(
+        f"[{k}] {a.duration_s:.3f} s {a.format} sha256:{a.sha256[:12]}" for k, a in enumerate(req.audio, start=1)
+    )
     heard = f"Heard {len(req.audio)} clips" + (f": {clips}." if clips else ".")
     return f"{heard} Prompt: {' '.join(req.prompt.split()[:20])}"
 
@@ -149,7 +157,7 @@ def _cut(text: str, stops: list[str]) -> tuple[str, bool]:
 
 
 def _json_pieces(text: str) -> list[str]:
-    return [text[i:i + _JSON_PIECE] for i in range(0, len(text), _JSON_PIECE)]
+    return [text[i : i + _JSON_PIECE] for i in range(0, len(text), _JSON_PIECE)]
 
 
 def build_answer(req: ParsedRequest, answer_tokens: int, gen_id: str, words_per_second: float = 0.0) -> Answer:
@@ -168,15 +176,23 @@ def build_answer(req: ParsedRequest, answer_tokens: int, gen_id: str, words_per_
         named = req.tool_choice.get("function", {}).get("name") if isinstance(req.tool_choice, dict) else None
         tool = next(t for t in req.tools if named in (None, t["function"]["name"]))["function"]
         params = tool.get("parameters") or {"type": "object", "properties": {}}
-        answer = Answer("tool", _json_pieces(json.dumps(instance_of(params, first))), "tool_calls",
-                        tool["name"], "call_" + hashlib.sha256(gen_id.encode()).hexdigest()[:24])
+        answer = Answer(
+            "tool",
+            _json_pieces(json.dumps(instance_of(params, first))),
+            "tool_calls",
+            tool["name"],
+            "call_" + hashlib.sha256(gen_id.encode()).hexdigest()[:24],
+        )
     elif rf in ("json_object", "json_schema"):
         if rf == "json_object":
-            value: Any = {"clips": [{"duration_s": round(a.duration_s, 3), "format": a.format,
-                                     "sha256": a.sha256} for a in req.audio],
-                          "prompt": " ".join(req.prompt.split()[:20])}
+            value: Any = {
+                "clips": [
+                    {"duration_s": round(a.duration_s, 3), "format": a.format, "sha256": a.sha256} for a in req.audio
+                ],
+                "prompt": " ".join(req.prompt.split()[:20]),
+            }
         else:
-            value = instance_of(req.response_format["json_schema"]["schema"], first)
+            value = instance_of((req.response_format or {})["json_schema"]["schema"], first)
         text, stopped = _cut(json.dumps(value), req.stop)
         answer = Answer("json", _json_pieces(text), "stop")
     else:
@@ -192,26 +208,36 @@ def build_answer(req: ParsedRequest, answer_tokens: int, gen_id: str, words_per_
         text, _ = _cut(text, req.stop)
         answer = Answer("text", words(text), "stop")
     if req.max_tokens is not None and len(answer.pieces) > req.max_tokens:
-        answer.pieces, answer.finish_reason = answer.pieces[:req.max_tokens], "length"
+        answer.pieces, answer.finish_reason = answer.pieces[: req.max_tokens], "length"
     return answer
 
 
 def cost(req: ParsedRequest, completion_tokens: int) -> float:
     """OpenRouter's price of Voxtral Small: text tokens, completion tokens and audio seconds."""
-    return ((req.prompt_tokens - req.audio_tokens) * PRICE_PROMPT + completion_tokens * PRICE_COMPLETION
-            + req.audio_seconds * PRICE_AUDIO_SECOND)
+    return (
+        (req.prompt_tokens - req.audio_tokens) * PRICE_PROMPT
+        + completion_tokens * PRICE_COMPLETION
+        + req.audio_seconds * PRICE_AUDIO_SECOND
+    )
 
 
 def usage(req: ParsedRequest, completion_tokens: int, dialect: str) -> dict:
     """The usage object as the dialect sends it; only OpenRouter reports cost."""
     out: dict[str, Any] = {
-        "prompt_tokens": req.prompt_tokens, "completion_tokens": completion_tokens,
-        "total_tokens": req.prompt_tokens + completion_tokens}
+        "prompt_tokens": req.prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": req.prompt_tokens + completion_tokens,
+    }
     if dialect == "openrouter":
         out.update(cost=cost(req, completion_tokens), is_byok=False)
-    out.update(prompt_tokens_details={"cached_tokens": 0, "audio_tokens": req.audio_tokens},
-               completion_tokens_details={"reasoning_tokens": 0})
+    out.update(
+        prompt_tokens_details={"cached_tokens": 0, "audio_tokens": req.audio_tokens},
+        completion_tokens_details={"reasoning_tokens": 0},
+    )
     if dialect == "openrouter":
-        out["cost_details"] = {"upstream_inference_cost": None, "upstream_inference_prompt_cost": 0,
-                               "upstream_inference_completions_cost": 0}
+        out["cost_details"] = {
+            "upstream_inference_cost": None,
+            "upstream_inference_prompt_cost": 0,
+            "upstream_inference_completions_cost": 0,
+        }
     return out

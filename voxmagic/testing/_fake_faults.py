@@ -4,6 +4,7 @@ A test queues a fault, then makes the request it wants broken; what each fault d
 is played in ``_fake_streams`` (chat) and the transcriptions handler. Kept apart so the list of
 faults and their meaning read in one place.
 """
+
 from __future__ import annotations
 
 import threading
@@ -11,9 +12,24 @@ from dataclasses import dataclass
 
 __all__ = ["FAULTS", "Fault", "FaultQueue"]
 
-FAULTS = ("http_400", "http_401", "http_402", "http_403", "http_408", "http_413", "http_429",
-          "http_500", "http_502", "http_503", "reset_mid_stream", "stall", "malformed_sse", "error_chunk",
-          "no_done", "no_usage")
+FAULTS = (
+    "http_400",
+    "http_401",
+    "http_402",
+    "http_403",
+    "http_408",
+    "http_413",
+    "http_429",
+    "http_500",
+    "http_502",
+    "http_503",
+    "reset_mid_stream",
+    "stall",
+    "malformed_sse",
+    "error_chunk",
+    "no_done",
+    "no_usage",
+)
 """Every fault ``LocalServer.add_fault`` takes:
 
 * ``http_NNN`` — that status with OpenRouter's error body (``http_429`` with ``Retry-After``).
@@ -52,8 +68,16 @@ class FaultQueue:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
 
-    def add(self, fault: str, *, times: int = 1, after_tokens: int = 0, seconds: float = 0.0,
-            retry_after: float | None = None, match: str | None = None) -> None:
+    def add(
+        self,
+        fault: str,
+        *,
+        times: int = 1,
+        after_tokens: int = 0,
+        seconds: float = 0.0,
+        retry_after: float | None = None,
+        match: str | None = None,
+    ) -> None:
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
         if times < 1 or after_tokens < 0 or seconds < 0:

@@ -9,6 +9,7 @@ against the real services' documentation:
 * Mistral — ``{"object": "list", "data": [...]}`` with ``capabilities``; no prices.
 * vLLM — OpenAI's list with ``permission`` entries and ``max_model_len``; no prices.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,8 +21,19 @@ __all__ = ["models_payload"]
 
 CREATED = 1761782400  # 2025-10-30, when OpenRouter listed Voxtral Small
 TEXT_ONLY = "mistralai/mistral-small-3.2-24b-instruct"
-_SUPPORTED_PARAMETERS = ["frequency_penalty", "max_tokens", "presence_penalty", "response_format", "seed", "stop",
-                         "structured_outputs", "temperature", "tool_choice", "tools", "top_p"]
+_SUPPORTED_PARAMETERS = [
+    "frequency_penalty",
+    "max_tokens",
+    "presence_penalty",
+    "response_format",
+    "seed",
+    "stop",
+    "structured_outputs",
+    "temperature",
+    "tool_choice",
+    "tools",
+    "top_p",
+]
 
 
 def models_payload(dialect: str, model_prices: dict | None = None) -> dict:
@@ -46,24 +58,68 @@ def _title(model: str) -> str:
 
 def _mistral() -> dict:
     models = [*((m, True) for m in MODELS["mistral"]), ("mistral-small-latest", False)]
-    return {"object": "list", "data": [{
-        "id": m, "object": "model", "created": CREATED, "owned_by": "mistralai", "name": m,
-        "description": _title(m), "max_context_length": 32768, "aliases": [], "deprecation": None,
-        "type": "base", "default_model_temperature": 0.2,
-        "capabilities": {"completion_chat": True, "completion_fim": False, "function_calling": True,
-                         "fine_tuning": False, "vision": not audio, "classification": False, "audio": audio},
-    } for m, audio in models]}
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": m,
+                "object": "model",
+                "created": CREATED,
+                "owned_by": "mistralai",
+                "name": m,
+                "description": _title(m),
+                "max_context_length": 32768,
+                "aliases": [],
+                "deprecation": None,
+                "type": "base",
+                "default_model_temperature": 0.2,
+                "capabilities": {
+                    "completion_chat": True,
+                    "completion_fim": False,
+                    "function_calling": True,
+                    "fine_tuning": False,
+                    "vision": not audio,
+                    "classification": False,
+                    "audio": audio,
+                },
+            }
+            for m, audio in models
+        ],
+    }
 
 
 def _vllm(dialect: str) -> dict:
-    return {"object": "list", "data": [{
-        "id": m, "object": "model", "created": CREATED, "owned_by": "vllm", "root": m, "parent": None,
-        "max_model_len": 32768,
-        "permission": [{"id": f"modelperm-{m.split('/')[-1].lower()}", "object": "model_permission",
-                        "created": CREATED, "allow_create_engine": False, "allow_sampling": True,
-                        "allow_logprobs": True, "allow_search_indices": False, "allow_view": True,
-                        "allow_fine_tuning": False, "organization": "*", "group": None, "is_blocking": False}],
-    } for m in MODELS[dialect]]}
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": m,
+                "object": "model",
+                "created": CREATED,
+                "owned_by": "vllm",
+                "root": m,
+                "parent": None,
+                "max_model_len": 32768,
+                "permission": [
+                    {
+                        "id": f"modelperm-{m.split('/')[-1].lower()}",
+                        "object": "model_permission",
+                        "created": CREATED,
+                        "allow_create_engine": False,
+                        "allow_sampling": True,
+                        "allow_logprobs": True,
+                        "allow_search_indices": False,
+                        "allow_view": True,
+                        "allow_fine_tuning": False,
+                        "organization": "*",
+                        "group": None,
+                        "is_blocking": False,
+                    }
+                ],
+            }
+            for m in MODELS[dialect]
+        ],
+    }
 
 
 def _openrouter(model_prices: dict) -> dict:
@@ -80,18 +136,30 @@ def _openrouter_entry(model: str, prices: dict) -> dict:
     audio = model != TEXT_ONLY
     pricing = {k: _usd(v) for k, v in prices.items()}
     if audio:
-        description = ("Voxtral adds audio input to a Mistral text model: transcription, translation "
-                       "and audio understanding. Input audio is priced at "
-                       f"${float(pricing.get('audio', 0)) * 1e6:g} per million seconds.")
+        description = (
+            "Voxtral adds audio input to a Mistral text model: transcription, translation "
+            "and audio understanding. Input audio is priced at "
+            f"${float(pricing.get('audio', 0)) * 1e6:g} per million seconds."
+        )
     else:
         description = "Mistral Small 3.2 24B, a text and image model without audio input."
     inputs = ["text", "audio"] if audio else ["text", "image"]
     context = 32768 if audio else 131072
     return {
-        "id": model, "canonical_slug": model, "hugging_face_id": None, "name": _title(model),
-        "created": CREATED, "description": description, "context_length": context,
-        "architecture": {"modality": "+".join(inputs) + "->text", "input_modalities": inputs,
-                         "output_modalities": ["text"], "tokenizer": "Mistral", "instruct_type": None},
+        "id": model,
+        "canonical_slug": model,
+        "hugging_face_id": None,
+        "name": _title(model),
+        "created": CREATED,
+        "description": description,
+        "context_length": context,
+        "architecture": {
+            "modality": "+".join(inputs) + "->text",
+            "input_modalities": inputs,
+            "output_modalities": ["text"],
+            "tokenizer": "Mistral",
+            "instruct_type": None,
+        },
         "pricing": pricing,
         "top_provider": {"context_length": context, "max_completion_tokens": None, "is_moderated": False},
         "per_request_limits": None,
@@ -99,5 +167,6 @@ def _openrouter_entry(model: str, prices: dict) -> dict:
         "default_parameters": {"temperature": 0.2, "top_p": 0.95} if audio else None,
         "supported_voices": None,
         "links": {"details": f"/api/v1/models/{model}/endpoints"},
-        "expiration_date": None, "knowledge_cutoff": None,
+        "expiration_date": None,
+        "knowledge_cutoff": None,
     }

@@ -5,6 +5,7 @@ Kept apart from the HTTP layer so the rules read as one list. Every rejection is
 voxmagic ends up showing its users. Audio is decoded with PyAV rather than trusted, so a
 client that sends a truncated or mislabelled file fails here as it would upstream.
 """
+
 from __future__ import annotations
 
 import base64
@@ -101,8 +102,11 @@ def _text_of(content: Any) -> list[str]:
     if isinstance(content, str):
         return [content]
     if isinstance(content, list):
-        return [p["text"] for p in content
-                if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)]
+        return [
+            p["text"]
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        ]
     return []
 
 
@@ -110,8 +114,12 @@ def prompt_text(body: Any) -> str:
     """Best-effort user text of any body (valid or not), for the log and fault matching."""
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
         return ""
-    return "\n".join(t for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"
-                     for t in _text_of(m.get("content")))
+    return "\n".join(
+        t
+        for m in body["messages"]
+        if isinstance(m, dict) and m.get("role") == "user"
+        for t in _text_of(m.get("content"))
+    )
 
 
 def _b64_len(s: str) -> int:
@@ -138,8 +146,11 @@ def decode_audio(raw: bytes, fmt: str | None, k: int) -> AudioInfo:
     if fmt in _PCM_WIDTH:
         width = _PCM_WIDTH[fmt]
         if not raw or len(raw) % width:
-            raise BadRequest(f"input_audio #{k} could not be decoded: {len(raw)} bytes is not a "
-                             f"whole, non-zero number of {fmt} samples", {"error_type": "invalid_request"})
+            raise BadRequest(
+                f"input_audio #{k} could not be decoded: {len(raw)} bytes is not a "
+                f"whole, non-zero number of {fmt} samples",
+                {"error_type": "invalid_request"},
+            )
         return AudioInfo(fmt, len(raw), digest, len(raw) / width / _PCM_RATE, _PCM_RATE, 1)
     samples, rate, channels = 0, 0, 0
     try:
@@ -153,30 +164,40 @@ def decode_audio(raw: bytes, fmt: str | None, k: int) -> AudioInfo:
                 channels = channels or frame.layout.nb_channels
             sniffed = container.format.name.split(",")[0]
     except Exception as exc:  # PyAV raises many kinds; any of them means "not audio we can use"
-        raise BadRequest(f"input_audio #{k} could not be decoded: {exc}",
-                         {"error_type": "invalid_request"}) from None
+        raise BadRequest(f"input_audio #{k} could not be decoded: {exc}", {"error_type": "invalid_request"}) from None
     if samples == 0 or not rate:
-        raise BadRequest(f"input_audio #{k} could not be decoded: it holds 0 audio samples",
-                         {"error_type": "invalid_request"})
+        raise BadRequest(
+            f"input_audio #{k} could not be decoded: it holds 0 audio samples", {"error_type": "invalid_request"}
+        )
     fmt = fmt or {"mov": "m4a"}.get(sniffed, sniffed)
     return AudioInfo(fmt, len(raw), digest, samples / rate, rate, channels)
 
 
 def _audio_bytes(part: dict, where: str, dialect: str) -> tuple[bytes, str | None]:
     ia = part.get("input_audio")
+    data: Any
+    fmt: Any
     if dialect == "mistral":
         if not isinstance(ia, str):
-            raise _bad(f"{where}.input_audio must be a base64 string for this endpoint "
-                       "(the {data, format} object is OpenRouter's shape)", f"{where}.input_audio")
+            raise _bad(
+                f"{where}.input_audio must be a base64 string for this endpoint "
+                "(the {data, format} object is OpenRouter's shape)",
+                f"{where}.input_audio",
+            )
         data, fmt, field_name = ia, None, f"{where}.input_audio"
     else:
         if not isinstance(ia, dict):
-            raise _bad(f"{where}.input_audio must be an object {{\"data\": <base64>, \"format\": ...}} "
-                       "for this endpoint (a plain string is Mistral's shape)", f"{where}.input_audio")
+            raise _bad(
+                f'{where}.input_audio must be an object {{"data": <base64>, "format": ...}} '
+                "for this endpoint (a plain string is Mistral's shape)",
+                f"{where}.input_audio",
+            )
         data, fmt, field_name = ia.get("data"), ia.get("format"), f"{where}.input_audio.data"
         if fmt not in AUDIO_FORMATS:
-            raise _bad(f"{where}.input_audio.format must be one of {', '.join(AUDIO_FORMATS)} "
-                       f"(got {fmt!r})", f"{where}.input_audio.format")
+            raise _bad(
+                f"{where}.input_audio.format must be one of {', '.join(AUDIO_FORMATS)} (got {fmt!r})",
+                f"{where}.input_audio.format",
+            )
     if not isinstance(data, str) or not data:
         raise _bad(f"{field_name} must be a non-empty base64 string", field_name)
     if data.startswith("data:"):
@@ -192,7 +213,10 @@ def _check_messages(messages: Any, dialect: str) -> tuple[list[tuple[str, str]],
     tool results there are)."""
     if not isinstance(messages, list) or not messages:
         raise _bad("`messages` must be a non-empty list", "messages")
-    texts, audio, tool_names, tool_result, tool_messages = [], [], {}, None, 0
+    texts: list[tuple[str, str]] = []
+    audio: list = []
+    tool_names: dict[str, str] = {}
+    tool_result, tool_messages = None, 0
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
@@ -203,10 +227,15 @@ def _check_messages(messages: Any, dialect: str) -> tuple[list[tuple[str, str]],
         if role == "assistant" and m.get("tool_calls") is not None:
             calls = m["tool_calls"]
             if not isinstance(calls, list) or not all(
-                    isinstance(c, dict) and isinstance(c.get("function"), dict)
-                    and isinstance(c["function"].get("name"), str) for c in calls):
-                raise _bad(f"{where}.tool_calls must be a list of {{id, type, function: {{name, arguments}}}}",
-                           f"{where}.tool_calls")
+                isinstance(c, dict)
+                and isinstance(c.get("function"), dict)
+                and isinstance(c["function"].get("name"), str)
+                for c in calls
+            ):
+                raise _bad(
+                    f"{where}.tool_calls must be a list of {{id, type, function: {{name, arguments}}}}",
+                    f"{where}.tool_calls",
+                )
             tool_names.update((c.get("id"), c["function"]["name"]) for c in calls)
             if content is None:
                 continue
@@ -254,14 +283,22 @@ def _check_number(body: dict, key: str, lo: float, hi: float, lo_open: bool = Fa
 def _check_tools(body: dict) -> tuple[list[dict], Any]:
     tools = body.get("tools") or []
     if not isinstance(tools, list) or not all(
-            isinstance(t, dict) and t.get("type") == "function" and isinstance(t.get("function"), dict)
-            and isinstance(t["function"].get("name"), str) and t["function"]["name"] for t in tools):
-        raise _bad("`tools` must be a list of {\"type\": \"function\", \"function\": {\"name\", "
-                   "\"description\"?, \"parameters\"?}}", "tools")
+        isinstance(t, dict)
+        and t.get("type") == "function"
+        and isinstance(t.get("function"), dict)
+        and isinstance(t["function"].get("name"), str)
+        and t["function"]["name"]
+        for t in tools
+    ):
+        raise _bad(
+            '`tools` must be a list of {"type": "function", "function": {"name", "description"?, "parameters"?}}',
+            "tools",
+        )
     for i, t in enumerate(tools):
         if not isinstance(t["function"].get("parameters", {}), dict):
-            raise _bad(f"`tools[{i}].function.parameters` must be a JSON schema object",
-                       f"tools[{i}].function.parameters")
+            raise _bad(
+                f"`tools[{i}].function.parameters` must be a JSON schema object", f"tools[{i}].function.parameters"
+            )
     choice = body.get("tool_choice")
     if choice is None or choice in ("none", "auto", "required"):
         if choice == "required" and not tools:
@@ -269,8 +306,10 @@ def _check_tools(body: dict) -> tuple[list[dict], Any]:
         return tools, choice
     name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
     if not (isinstance(choice, dict) and choice.get("type") == "function" and isinstance(name, str)):
-        raise _bad("`tool_choice` must be 'none', 'auto', 'required' or "
-                   "{\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice")
+        raise _bad(
+            '`tool_choice` must be \'none\', \'auto\', \'required\' or {"type": "function", "function": {"name": ...}}',
+            "tool_choice",
+        )
     if name not in [t["function"]["name"] for t in tools]:
         raise _bad(f"`tool_choice` names the tool {name!r}, which is not in `tools`", "tool_choice")
     return tools, choice
@@ -284,8 +323,9 @@ def _check_response_format(rf: Any) -> dict | None:
     if rf["type"] == "json_schema":
         js = rf.get("json_schema")
         if not (isinstance(js, dict) and isinstance(js.get("name"), str) and isinstance(js.get("schema"), dict)):
-            raise _bad("`response_format.json_schema` must be {\"name\": str, \"schema\": {...}}",
-                       "response_format.json_schema")
+            raise _bad(
+                '`response_format.json_schema` must be {"name": str, "schema": {...}}', "response_format.json_schema"
+            )
     return rf
 
 
@@ -317,16 +357,25 @@ def validate(body: Any, dialect: str) -> ParsedRequest:
     tools, tool_choice = _check_tools(body)
     audio = [decode_audio(raw, fmt, k) for k, (_, raw, fmt) in enumerate(audio_parts, start=1)]
     req = ParsedRequest(
-        model=model, stream=bool(body.get("stream", False)),
+        model=model,
+        stream=bool(body.get("stream", False)),
         prompt="\n".join(t for r, t in texts if r == "user"),
         system=" ".join(t for r, t in texts if r == "system"),
-        text_tokens=sum(len(t.split()) for _, t in texts), audio=audio,
-        max_tokens=body.get("max_tokens"), stop=stop, response_format=response_format,
-        tools=tools, tool_choice=tool_choice, tool_result=tool_result, tool_messages=tool_messages)
+        text_tokens=sum(len(t.split()) for _, t in texts),
+        audio=audio,
+        max_tokens=body.get("max_tokens"),
+        stop=stop,
+        response_format=response_format,
+        tools=tools,
+        tool_choice=tool_choice,
+        tool_result=tool_result,
+        tool_messages=tool_messages,
+    )
     if req.prompt_tokens > CONTEXT_LENGTH:
         raise BadRequest(
             f"This endpoint's maximum context length is {CONTEXT_LENGTH} tokens. However, you requested "
             f"about {req.prompt_tokens} tokens ({req.text_tokens} of text input, {req.audio_tokens} of "
             f"audio input). Please reduce the length of the `messages` (or the audio).",
-            {"error_type": "context_length_exceeded", "param": "messages"})
+            {"error_type": "context_length_exceeded", "param": "messages"},
+        )
     return req

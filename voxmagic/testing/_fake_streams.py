@@ -8,6 +8,7 @@ with the faults that break them, so the HTTP handler in ``server.py`` only decid
 ``echo_key`` (else None): careless servers quote it back in errors, and voxmagic must never
 show, log or store what they quote.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +26,7 @@ DONE = b"data: [DONE]\n\n"
 MALFORMED = b'data: {"choices": [{"delta": \n\n'
 
 
-def error_body(status: int, message: str, metadata: dict | None = None,
-               headers: dict | None = None) -> web.Response:
+def error_body(status: int, message: str, metadata: dict | None = None, headers: dict | None = None) -> web.Response:
     """OpenRouter's error body: {"error": {"code", "message", "metadata"?}}."""
     error: dict[str, Any] = {"code": status, "message": message}
     if metadata is not None:
@@ -50,8 +50,9 @@ def provider_refused(echo: str, metadata: dict | None = None, reason: str | None
     raw: dict[str, str] = {"detail": f"bad request from client with headers Authorization: {echo}"}
     if reason:
         raw["error"] = reason
-    return error_body(400, "Provider returned error",
-                      {**(metadata or {}), "raw": json.dumps(raw), "provider_name": "Mistral"})
+    return error_body(
+        400, "Provider returned error", {**(metadata or {}), "raw": json.dumps(raw), "provider_name": "Mistral"}
+    )
 
 
 def refusal(status: int, message: str, metadata: dict | None = None, echo: str | None = None) -> web.Response:
@@ -74,24 +75,47 @@ def fault_error(fault: Any, model: str, prompt: str, echo: str | None = None) ->
     if echo and fault.name == "http_400":
         return provider_refused(echo, {"error_type": "invalid_request"})
     table: dict[str, tuple[int, str, dict | None]] = {
-        "http_400": (400, "Provider returned error: invalid request (injected fault)",
-                     {"error_type": "invalid_request", "provider_name": "Mistral"}),
+        "http_400": (
+            400,
+            "Provider returned error: invalid request (injected fault)",
+            {"error_type": "invalid_request", "provider_name": "Mistral"},
+        ),
         "http_401": (401, "User not found.", None),
-        "http_402": (402, "Insufficient credits. Add more using https://openrouter.ai/settings/credits",
-                     {"error_type": "payment_required"}),
-        "http_403": (403, f'{model} requires moderation on Mistral. Your input was flagged for "harassment". '
-                          "No credits were charged.",
-                     {"reasons": ["harassment"], "flagged_input": prompt[:100], "provider_name": "Mistral",
-                      "model_slug": model, "error_type": "content_policy_violation"}),
+        "http_402": (
+            402,
+            "Insufficient credits. Add more using https://openrouter.ai/settings/credits",
+            {"error_type": "payment_required"},
+        ),
+        "http_403": (
+            403,
+            f'{model} requires moderation on Mistral. Your input was flagged for "harassment". '
+            "No credits were charged.",
+            {
+                "reasons": ["harassment"],
+                "flagged_input": prompt[:100],
+                "provider_name": "Mistral",
+                "model_slug": model,
+                "error_type": "content_policy_violation",
+            },
+        ),
         "http_408": (408, "Request timed out upstream (injected fault)", {"error_type": "timeout"}),
         "http_413": (413, "Request payload too large (injected fault)", {"error_type": "payload_too_large"}),
-        "http_429": (429, "Rate limit exceeded: too many requests (injected fault)",
-                     {"error_type": "rate_limit_exceeded"}),
+        "http_429": (
+            429,
+            "Rate limit exceeded: too many requests (injected fault)",
+            {"error_type": "rate_limit_exceeded"},
+        ),
         "http_500": (500, "Internal Server Error (injected fault)", {"error_type": "server"}),
-        "http_502": (502, "Provider returned error (injected fault)",
-                     {"provider_name": "Mistral", "raw": "upstream connection closed", "error_type": "server"}),
-        "http_503": (503, "No allowed providers are available for the selected model.",
-                     {"error_type": "provider_unavailable"}),
+        "http_502": (
+            502,
+            "Provider returned error (injected fault)",
+            {"provider_name": "Mistral", "raw": "upstream connection closed", "error_type": "server"},
+        ),
+        "http_503": (
+            503,
+            "No allowed providers are available for the selected model.",
+            {"error_type": "provider_unavailable"},
+        ),
     }
     status, message, metadata = table[fault.name]
     headers = None
@@ -107,8 +131,9 @@ class ChunkMaker:
     def __init__(self, gid: str, model: str, created: int, dialect: str, echo: str | None = None):
         self.gid, self.model, self.created = gid, model, created
         self.openrouter = dialect == "openrouter"
-        self.error_message = (f"upstream rejected credentials {echo} mid-stream" if echo
-                              else "Provider disconnected unexpectedly")
+        self.error_message = (
+            f"upstream rejected credentials {echo} mid-stream" if echo else "Provider disconnected unexpectedly"
+        )
 
     def _head(self, obj: str) -> dict:
         head = {"id": self.gid, "model": self.model, "object": obj, "created": self.created}
@@ -133,37 +158,60 @@ class ChunkMaker:
 
     def piece(self, answer: Answer, piece: str) -> bytes:
         if answer.kind == "tool":
-            return self.delta({"role": "assistant",
-                               "tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            return self.delta({"role": "assistant", "tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
         return self.delta({"role": "assistant", "content": piece})
 
     def tool_start(self, answer: Answer) -> bytes:
-        return self.delta({"role": "assistant", "content": None, "tool_calls": [{
-            "index": 0, "id": answer.tool_call_id, "type": "function",
-            "function": {"name": answer.tool_name, "arguments": ""}}]})
+        return self.delta(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": answer.tool_call_id,
+                        "type": "function",
+                        "function": {"name": answer.tool_name, "arguments": ""},
+                    }
+                ],
+            }
+        )
 
     def usage(self, usage_obj: dict) -> bytes:
         return self.sse({**self._head("chat.completion.chunk"), "choices": [], "usage": usage_obj})
 
     def error(self) -> bytes:
         choice = self._finish({"index": 0, "delta": {"content": ""}}, "error")
-        return self.sse({**self._head("chat.completion.chunk"), "choices": [choice], "error": {
-            "code": "server_error", "message": self.error_message}})
+        return self.sse(
+            {
+                **self._head("chat.completion.chunk"),
+                "choices": [choice],
+                "error": {"code": "server_error", "message": self.error_message},
+            }
+        )
 
     def reply(self, answer: Answer, n: int, usage_obj: dict, error: bool = False) -> dict:
         """Non-streaming body with the first n pieces; error=True gives OpenRouter's 200-with-error."""
-        message: dict[str, Any] = {"role": "assistant", "content": answer.content(n), "refusal": None,
-                                   "reasoning": None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": answer.content(n),
+            "refusal": None,
+            "reasoning": None,
+        }
         if answer.kind == "tool" and not error:
             message["content"] = None
-            message["tool_calls"] = [{"id": answer.tool_call_id, "type": "function",
-                                      "function": {"name": answer.tool_name, "arguments": answer.content(n)}}]
+            message["tool_calls"] = [
+                {
+                    "id": answer.tool_call_id,
+                    "type": "function",
+                    "function": {"name": answer.tool_name, "arguments": answer.content(n)},
+                }
+            ]
         choice = self._finish({"index": 0, "logprobs": None}, "error" if error else answer.finish_reason)
         choice["message"] = message
         if error:
             choice["error"] = {"code": 502, "message": self.error_message}
-        return {**self._head("chat.completion"), "system_fingerprint": None, "choices": [choice],
-                "usage": usage_obj}
+        return {**self._head("chat.completion"), "system_fingerprint": None, "choices": [choice], "usage": usage_obj}
 
 
 def _unsent_bytes(sock: Any) -> int:
@@ -171,6 +219,7 @@ def _unsent_bytes(sock: Any) -> int:
     try:
         import fcntl
         import termios
+
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
     except (ImportError, AttributeError, OSError):
         return 0
@@ -225,8 +274,9 @@ async def _inject(request: web.Request, resp: web.StreamResponse, fault: Any, ch
 ENDING_FAULTS = ("no_done", "no_usage")  # faults that change how a whole stream ends, not a token
 
 
-async def stream_answer(request: web.Request, rec: Any, req: Any, answer: Answer, fault: Any,
-                        cfg: Any, chunks: ChunkMaker) -> web.StreamResponse:
+async def stream_answer(
+    request: web.Request, rec: Any, req: Any, answer: Answer, fault: Any, cfg: Any, chunks: ChunkMaker
+) -> web.StreamResponse:
     """Stream one answer as OpenRouter does, playing `fault` after `fault.after_tokens` pieces.
 
     The ending faults act after the finish chunk, whatever `after_tokens`: ``no_usage`` stops
@@ -238,8 +288,9 @@ async def stream_answer(request: web.Request, rec: Any, req: Any, answer: Answer
     if fault is not None and fault.name == "stall" and at == 0:
         await asyncio.sleep(fault.seconds)  # before any byte, status line included
         at = None
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       "X-Generation-Id": rec.id})
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Generation-Id": rec.id}
+    )
     resp.enable_chunked_encoding()
     try:
         await resp.prepare(request)
@@ -272,8 +323,9 @@ async def stream_answer(request: web.Request, rec: Any, req: Any, answer: Answer
     return resp
 
 
-async def reply_answer(request: web.Request, rec: Any, req: Any, answer: Answer, fault: Any,
-                       cfg: Any, chunks: ChunkMaker) -> web.StreamResponse:
+async def reply_answer(
+    request: web.Request, rec: Any, req: Any, answer: Answer, fault: Any, cfg: Any, chunks: ChunkMaker
+) -> web.StreamResponse:
     """Non-streaming answer; faults act before the single response is written.
 
     ``no_usage`` leaves the ``usage`` key out of the body (rec.completed False: nothing billed to
@@ -288,8 +340,11 @@ async def reply_answer(request: web.Request, rec: Any, req: Any, answer: Answer,
     rec.status = 200
     headers = {"X-Generation-Id": rec.id}
     if name == "malformed_sse":  # the whole-body analogue: JSON cut short
-        return web.Response(body=f'{{"id": "{rec.id}", "choices": [{{"message": '.encode(),
-                            content_type="application/json", headers=headers)
+        return web.Response(
+            body=f'{{"id": "{rec.id}", "choices": [{{"message": '.encode(),
+            content_type="application/json",
+            headers=headers,
+        )
     n = min(fault.after_tokens, len(answer.pieces)) if name == "error_chunk" else len(answer.pieces)
     rec.tokens_sent = n
     body = chunks.reply(answer, n, usage(req, n, cfg.dialect), error=name == "error_chunk")

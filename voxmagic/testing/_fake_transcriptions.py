@@ -31,6 +31,7 @@ Sources for the shapes:
   ``{"error": {"message", "type", "param", "code"}}``. Languages: Voxtral's (en es fr pt hi de nl it)
   plus ar, as vLLM lists them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -54,8 +55,18 @@ TRANSCRIPTION_MODELS = {
     "vllm": MODELS["vllm"],
 }
 VLLM_LANGUAGES = ("en", "es", "fr", "pt", "hi", "de", "nl", "it", "ar")
-_MISTRAL_FIELDS = ("model", "file", "file_url", "file_id", "language", "temperature", "stream", "diarize",
-                   "context_bias", "timestamp_granularities")
+_MISTRAL_FIELDS = (
+    "model",
+    "file",
+    "file_url",
+    "file_id",
+    "language",
+    "temperature",
+    "stream",
+    "diarize",
+    "context_bias",
+    "timestamp_granularities",
+)
 _VLLM_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 _GRANULARITIES = ("segment", "word")
 
@@ -82,10 +93,10 @@ class FormError(Exception):
         return web.json_response(payload, status=self.status)
 
 
-def _mistral(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
-             code: str | None = None) -> FormError:
-    return FormError(status, {"object": "error", "message": message, "type": kind, "param": param,
-                              "code": code})
+def _mistral(
+    status: int, message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> FormError:
+    return FormError(status, {"object": "error", "message": message, "type": kind, "param": param, "code": code})
 
 
 def _mistral_422(field: str, kind: str, message: str, value: Any = None) -> FormError:
@@ -153,8 +164,7 @@ def logged_body(fields: list[tuple[str, str]], upload: Upload | None) -> dict[st
         else:
             body[name] = [value] if name.startswith("timestamp_granularities") else value
     if upload is not None:
-        body["file"] = {"filename": upload.filename, "content_type": upload.content_type,
-                        "bytes": len(upload.data)}
+        body["file"] = {"filename": upload.filename, "content_type": upload.content_type, "bytes": len(upload.data)}
     return body
 
 
@@ -169,8 +179,9 @@ def _temperature(raw: str | None, bad: Any) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise bad("temperature", "float_parsing", "Input should be a valid number, unable to parse string "
-                                                  "as a number", raw) from None
+        raise bad(
+            "temperature", "float_parsing", "Input should be a valid number, unable to parse string as a number", raw
+        ) from None
     if not math.isfinite(value) or not 0 <= value <= 2:
         raise bad("temperature", "less_than_equal", "Input should be a number in [0, 2]", raw)
     return value
@@ -201,39 +212,50 @@ def _validate_mistral(fields: list[tuple[str, str]], upload: Upload | None) -> P
     granularities = [v for k, v in fields if k == "timestamp_granularities"]
     for value in granularities:
         if value not in _GRANULARITIES:
-            raise _mistral_422("timestamp_granularities", "literal_error", "Input should be 'segment' or 'word'",
-                               value)
+            raise _mistral_422("timestamp_granularities", "literal_error", "Input should be 'segment' or 'word'", value)
     temperature = _temperature(_one(fields, "temperature"), _mistral_422)
     stream = _one(fields, "stream")
     if stream is not None and stream.lower() not in ("false", "0"):
-        raise _mistral(400, "stream=true: the local server answers transcriptions whole, not as a stream",
-                       param="stream")
+        raise _mistral(
+            400, "stream=true: the local server answers transcriptions whole, not as a stream", param="stream"
+        )
     if model not in TRANSCRIPTION_MODELS["mistral"]:
         raise _mistral(400, f"Invalid model: {model}", "invalid_model", code="1500")
     if upload is None:
         if _one(fields, "file_url") or _one(fields, "file_id"):
-            raise _mistral(400, "file_url and file_id are not supported by the local server; upload the `file`",
-                           param="file")
+            raise _mistral(
+                400, "file_url and file_id are not supported by the local server; upload the `file`", param="file"
+            )
         raise _mistral(400, "One of `file`, `file_url` or `file_id` must be provided", param="file")
     language = _one(fields, "language") or None
     if language and granularities:
-        raise _mistral(400, "timestamp_granularities is currently not compatible with language, please use "
-                            "either one or the other", param="timestamp_granularities")
+        raise _mistral(
+            400,
+            "timestamp_granularities is currently not compatible with language, please use either one or the other",
+            param="timestamp_granularities",
+        )
     audio = _decode(upload, lambda m: _mistral(400, m, "invalid_request_file", param="file"))
     return ParsedTranscription(model, language, temperature, bool(granularities), "json", audio)
 
 
 def _validate_vllm(fields: list[tuple[str, str]], upload: Upload | None) -> ParsedTranscription:
     def bad(field: str, kind: str, message: str, value: Any = None) -> FormError:
-        return _vllm(400, f"1 validation error for TranscriptionRequest\n{field}\n  {message} "
-                          f"[type={kind}, input_value={value!r}]", param=field)
+        return _vllm(
+            400,
+            f"1 validation error for TranscriptionRequest\n{field}\n  {message} [type={kind}, input_value={value!r}]",
+            param=field,
+        )
 
     if upload is None:
         raise bad("file", "missing", "Field required")
     response_format = _one(fields, "response_format") or "json"
     if response_format not in _VLLM_FORMATS:
-        raise bad("response_format", "literal_error",
-                  f"Input should be {', '.join(repr(f) for f in _VLLM_FORMATS)}", response_format)
+        raise bad(
+            "response_format",
+            "literal_error",
+            f"Input should be {', '.join(repr(f) for f in _VLLM_FORMATS)}",
+            response_format,
+        )
     granularities = [v for k, v in fields if k == "timestamp_granularities[]"]
     for value in granularities:
         if value not in _GRANULARITIES:
@@ -243,15 +265,20 @@ def _validate_vllm(fields: list[tuple[str, str]], upload: Upload | None) -> Pars
     if model not in TRANSCRIPTION_MODELS["vllm"]:
         raise _vllm(404, f"The model `{model}` does not exist.", param="model", kind="NotFoundError")
     if response_format in ("srt", "vtt"):
-        raise _vllm(400, f"response_format={response_format} is not supported by the local server; use json, "
-                         "verbose_json or text", param="response_format")
+        raise _vllm(
+            400,
+            f"response_format={response_format} is not supported by the local server; use json, verbose_json or text",
+            param="response_format",
+        )
     language = _one(fields, "language") or None
     if language is not None and language not in VLLM_LANGUAGES:
-        raise _vllm(400, f"Unsupported language: {language!r}. Language should be one of: "
-                         f"{', '.join(VLLM_LANGUAGES)}.", param="language")
+        raise _vllm(
+            400,
+            f"Unsupported language: {language!r}. Language should be one of: {', '.join(VLLM_LANGUAGES)}.",
+            param="language",
+        )
     audio = _decode(upload, lambda m: _vllm(400, m, param="file"))
-    return ParsedTranscription(model, language, temperature, response_format == "verbose_json", response_format,
-                               audio)
+    return ParsedTranscription(model, language, temperature, response_format == "verbose_json", response_format, audio)
 
 
 def segments(audio: AudioInfo) -> list[tuple[float, float, str]]:
@@ -269,28 +296,62 @@ def answer(req: ParsedTranscription, dialect: str) -> tuple[Any, dict | None]:
     """The answer body (a dict for JSON, a str for vLLM's ``text`` format) and the usage to log."""
     pieces = segments(req.audio)
     text = " ".join(t for _, _, t in pieces)
+    usage: dict[str, Any]
     if dialect == "mistral":
         prompt_tokens = audio_tokens(req.audio.duration_s)
         completion_tokens = len(text.split())
-        usage = {"prompt_audio_seconds": req.billed_seconds, "prompt_tokens": prompt_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens, "completion_tokens": completion_tokens}
+        usage = {
+            "prompt_audio_seconds": req.billed_seconds,
+            "prompt_tokens": prompt_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "completion_tokens": completion_tokens,
+        }
         segs = [{"text": t, "start": a, "end": b, "type": "transcription_segment"} for a, b, t in pieces]
-        return {"model": req.model, "text": text, "language": req.language,
-                "segments": segs if req.timestamps else [], "usage": usage}, usage
+        return {
+            "model": req.model,
+            "text": text,
+            "language": req.language,
+            "segments": segs if req.timestamps else [],
+            "usage": usage,
+        }, usage
     usage = {"type": "duration", "seconds": req.billed_seconds}
     if req.response_format == "text":
         return text, usage
     if req.response_format == "verbose_json":
-        segs = [{"id": i, "seek": 0, "start": a, "end": b, "text": t, "tokens": [], "temperature": req.temperature,
-                 "avg_logprob": 0.0, "compression_ratio": 1.0, "no_speech_prob": 0.0}
-                for i, (a, b, t) in enumerate(pieces)]
-        return {"duration": str(round(req.audio.duration_s, 3)), "language": req.language, "text": text,
-                "segments": segs, "words": None}, None
+        segs = [
+            {
+                "id": i,
+                "seek": 0,
+                "start": a,
+                "end": b,
+                "text": t,
+                "tokens": [],
+                "temperature": req.temperature,
+                "avg_logprob": 0.0,
+                "compression_ratio": 1.0,
+                "no_speech_prob": 0.0,
+            }
+            for i, (a, b, t) in enumerate(pieces)
+        ]
+        return {
+            "duration": str(round(req.audio.duration_s, 3)),
+            "language": req.language,
+            "text": text,
+            "segments": segs,
+            "words": None,
+        }, None
     return {"text": text, "usage": usage}, usage
 
 
-async def reply(request: web.Request, rec: Any, req: ParsedTranscription, fault: Any, dialect: str,
-                ready_at: float, echo: str | None) -> web.StreamResponse:
+async def reply(
+    request: web.Request,
+    rec: Any,
+    req: ParsedTranscription,
+    fault: Any,
+    dialect: str,
+    ready_at: float,
+    echo: str | None,
+) -> web.StreamResponse:
     """Answer a valid form at `ready_at` (``time.monotonic()``), playing `fault` and filling in `rec`,
     the request's log.
 
@@ -310,8 +371,9 @@ async def reply(request: web.Request, rec: Any, req: ParsedTranscription, fault:
     body, rec.usage = answer(req, dialect)
     rec.status, rec.tokens_sent = 200, len(str(body.get("text") if isinstance(body, dict) else body).split())
     if name == "malformed_sse":  # the whole-body analogue: JSON cut short
-        return web.Response(body=b'{"model": "' + req.model.encode() + b'", "text": "segm',
-                            content_type="application/json")
+        return web.Response(
+            body=b'{"model": "' + req.model.encode() + b'", "text": "segm', content_type="application/json"
+        )
     if name == "no_usage":
         if isinstance(body, dict):
             body.pop("usage", None)

@@ -26,9 +26,10 @@ def _isolated_history(tmp_path, monkeypatch):
     """Each test starts with an empty history, cache, cost ledger and price list, and no session
     budget."""
     from ..prices import reset
-    from ..runner import ledger
+    from ..runner import ledger, store
 
     monkeypatch.setenv("VOXMAGIC_HISTORY", str(tmp_path / "history.db"))
+    store.use(None)  # a %config VoxtralMagics.history_path of another test is forgotten
     reset()  # no live prices from another test's server
     ledger.reset()
     ledger.budget_usd = None

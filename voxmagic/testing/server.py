@@ -8,6 +8,7 @@ from the audio it really decoded, injects faults on demand and logs every reques
 Run from Python (``with LocalServer() as srv: ... srv.base_url``) or from a shell:
 ``python -m voxmagic.testing.server --port 8765`` and drive it through ``/_control/*``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,16 +86,37 @@ class LocalServer:
     never shows, logs or stores it. The server's own request log still masks it.
     """
 
-    def __init__(self, *, port: int = 0, latency: float = 0.0, token_rate: float = 0.0,
-                 answer_tokens: int = 0, api_key: str | None = None, rate_limit: float | None = None,
-                 dialect: str = "openrouter", keepalive_interval: float = 0.05,
-                 host: str = "127.0.0.1", words_per_second: float = 0.0,
-                 model_prices: dict | None = None, echo_key: bool = False):
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        latency: float = 0.0,
+        token_rate: float = 0.0,
+        answer_tokens: int = 0,
+        api_key: str | None = None,
+        rate_limit: float | None = None,
+        dialect: str = "openrouter",
+        keepalive_interval: float = 0.05,
+        host: str = "127.0.0.1",
+        words_per_second: float = 0.0,
+        model_prices: dict | None = None,
+        echo_key: bool = False,
+    ):
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}")
         self.host, self.port = host, port
-        self._config = _Config(latency, token_rate, answer_tokens, api_key, rate_limit, dialect,
-                               keepalive_interval, words_per_second, model_prices, bool(echo_key))
+        self._config = _Config(
+            latency,
+            token_rate,
+            answer_tokens,
+            api_key,
+            rate_limit,
+            dialect,
+            keepalive_interval,
+            words_per_second,
+            model_prices,
+            bool(echo_key),
+        )
         self._models_requests = 0
         self._lock = threading.Lock()
         self._faults = FaultQueue()
@@ -114,13 +136,12 @@ class LocalServer:
     def base_url(self) -> str:
         return self.url + ("/api/v1" if self._config.dialect == "openrouter" else "/v1")
 
-    def start(self) -> "LocalServer":
+    def start(self) -> LocalServer:
         """Start serving; returns once the socket listens (port 0 becomes the port picked)."""
         if self._thread is not None:
             raise RuntimeError("server already started")
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True,
-                                        name="voxmagic-local-server")
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True, name="voxmagic-local-server")
         self._thread.start()
         ready.wait()
         if self._startup_error is not None:
@@ -138,7 +159,7 @@ class LocalServer:
         self._thread.join()
         self._thread = None
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -191,21 +212,39 @@ class LocalServer:
         return app
 
     # -- control ---------------------------------------------------------------------------
-    def add_fault(self, fault: str, *, times: int = 1, after_tokens: int = 0, seconds: float = 0.0,
-                  retry_after: float | None = None, match: str | None = None) -> None:
+    def add_fault(
+        self,
+        fault: str,
+        *,
+        times: int = 1,
+        after_tokens: int = 0,
+        seconds: float = 0.0,
+        retry_after: float | None = None,
+        match: str | None = None,
+    ) -> None:
         """Queue a fault for the next `times` valid requests whose user text contains `match` (any if None).
 
         Faults are taken in the order they were added; `after_tokens` says how many answer tokens
         go out first (stream faults; no_done and no_usage ignore it), `seconds` how long a stall
         lasts (default 5 s), `retry_after` the Retry-After of http_429 (default 1). See FAULTS."""
-        self._faults.add(fault, times=times, after_tokens=after_tokens, seconds=seconds,
-                         retry_after=retry_after, match=match)
+        self._faults.add(
+            fault, times=times, after_tokens=after_tokens, seconds=seconds, retry_after=retry_after, match=match
+        )
 
     def configure(self, **config: Any) -> None:
         """Change latency, token_rate, answer_tokens, words_per_second, api_key, rate_limit,
         model_prices, echo_key (or keepalive_interval) live."""
-        allowed = {"latency", "token_rate", "answer_tokens", "words_per_second", "api_key", "rate_limit",
-                   "keepalive_interval", "model_prices", "echo_key"}
+        allowed = {
+            "latency",
+            "token_rate",
+            "answer_tokens",
+            "words_per_second",
+            "api_key",
+            "rate_limit",
+            "keepalive_interval",
+            "model_prices",
+            "echo_key",
+        }
         unknown = set(config) - allowed
         if unknown:
             raise TypeError(f"unknown setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -371,20 +410,27 @@ class LocalServer:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: serve until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m voxmagic.testing.server",
-                                     description="Local OpenRouter-compatible server for voxmagic tests and demos.")
+    parser = argparse.ArgumentParser(
+        prog="python -m voxmagic.testing.server",
+        description="Local OpenRouter-compatible server for voxmagic tests and demos.",
+    )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0 = any free port)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before the first token")
     parser.add_argument("--token-rate", type=float, default=0.0, help="tokens per second (0 = unthrottled)")
     parser.add_argument("--answer-tokens", type=int, default=0, help="pad answers to this many tokens")
-    parser.add_argument("--words-per-second", type=float, default=0.0,
-                        help="make answers as long as a transcript of the audio at this speech rate")
+    parser.add_argument(
+        "--words-per-second",
+        type=float,
+        default=0.0,
+        help="make answers as long as a transcript of the audio at this speech rate",
+    )
     parser.add_argument("--api-key", default=None, help="the only key accepted (default: any)")
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second per key")
     parser.add_argument("--dialect", choices=DIALECTS, default="openrouter")
-    parser.add_argument("--echo-key", action="store_true",
-                        help="quote the Authorization header back in errors, as careless servers do")
+    parser.add_argument(
+        "--echo-key", action="store_true", help="quote the Authorization header back in errors, as careless servers do"
+    )
     args = parser.parse_args(argv)
     server = LocalServer(**vars(args)).start()  # every option is a constructor argument of that name
     print(f"voxmagic local server listening on {server.base_url}", flush=True)

@@ -27,16 +27,18 @@ CONTAINERS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-def tone(seconds: float, rate: int = 44_100, channels: int = 2, freq: float = 440.0,
-         amplitude: float = 0.3) -> np.ndarray:
+def tone(
+    seconds: float, rate: int = 44_100, channels: int = 2, freq: float = 440.0, amplitude: float = 0.3
+) -> np.ndarray:
     """A sine with a slow tremolo, shape (channels, samples), float32 in [-1, 1]."""
     t = np.arange(round(seconds * rate)) / rate
     mono = amplitude * np.sin(2 * np.pi * freq * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))
     return np.repeat(mono[None, :].astype(np.float32), channels, axis=0)
 
 
-def speechlike(seconds: float, rate: int = 16_000, seed: int = 0, pause_every: float = 4.0,
-               pause: float = 0.6) -> np.ndarray:
+def speechlike(
+    seconds: float, rate: int = 16_000, seed: int = 0, pause_every: float = 4.0, pause: float = 0.6
+) -> np.ndarray:
     """Harmonic bursts with noise and regular silent pauses, mono float32 (1, samples)."""
     rng = np.random.default_rng(seed)
     t = np.arange(round(seconds * rate)) / rate
@@ -66,8 +68,9 @@ def write_audio(path: str | Path, samples: np.ndarray, rate: int = 44_100) -> Pa
             vstream.width, vstream.height, vstream.pix_fmt = 64, 48, "yuv420p"
         block = rate // 5
         for i, start in enumerate(range(0, samples.shape[1], block)):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + block]),
-                                               format="fltp", layout=astream.layout.name)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples[:, start : start + block]), format="fltp", layout=astream.layout.name
+            )
             frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
             out.mux(astream.encode(frame))
             if vstream is not None and i % 2 == 0:
@@ -81,8 +84,9 @@ def write_audio(path: str | Path, samples: np.ndarray, rate: int = 44_100) -> Pa
     return path
 
 
-def tone_file(path: str | Path, seconds: float, rate: int | None = None, channels: int = 2,
-              freq: float = 440.0) -> Path:
+def tone_file(
+    path: str | Path, seconds: float, rate: int | None = None, channels: int = 2, freq: float = 440.0
+) -> Path:
     """A tone of ``seconds`` in the container named by the suffix (48 kHz for opus, else 44.1 kHz)."""
     suffix = Path(path).suffix.lstrip(".").lower()
     rate = rate or (48_000 if CONTAINERS[suffix][1] == "libopus" else 44_100)

@@ -1,0 +1,64 @@
+"""A source's rows: the rows of its chunks stitched into one, regrouped per source, or summed for
+a progress report. Plain dicts in, plain dicts out (the table's columns; see voxmagic.results)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def stitch(source: str, rows: list[dict]) -> dict:
+    """One row for a source from its chunks' rows, in order; a failed chunk keeps the others' text."""
+    ok = [r for r in rows if not r.get("error")]
+    errors = [
+        f"chunk {i + 1}/{len(rows)} ({r['start_s']:.0f}-{r['end_s']:.0f} s): {r['error']}"
+        for i, r in enumerate(rows)
+        if r.get("error")
+    ]
+
+    def total(key: str, combine: Callable = sum) -> Any:
+        values = [r.get(key) for r in ok if r.get(key) is not None]
+        return combine(values) if values else None
+
+    return {
+        "source": source,
+        "duration_s": sum(r["duration_s"] for r in rows),
+        "text": " ".join(r["text"].strip() for r in ok if r.get("text")) if ok else None,
+        "prompt_tokens": total("prompt_tokens"),
+        "completion_tokens": total("completion_tokens"),
+        "cost_usd": total("cost_usd"),
+        "latency_s": total("latency_s", max),  # chunks run together
+        "error": "; ".join(errors) or None,
+        "attempts": total("attempts"),
+        "finish_reason": ok[-1].get("finish_reason") if ok else None,
+        "audio_format": rows[0].get("audio_format"),
+        "audio_sha256": ",".join(r["audio_sha256"] for r in rows if r.get("audio_sha256")),
+        "generation_id": ",".join(r["generation_id"] for r in ok if r.get("generation_id")) or None,
+        "cached": bool(ok) and all(r.get("cached") for r in ok),
+        "chunks": len(rows),
+        **({k: rows[0].get(k) for k in ("parsed", "parse_error")} if len(rows) == 1 else {}),
+    }
+
+
+def per_source(rows: list[dict]) -> list[dict]:
+    """The rows of ``segments=True`` back to one row per source, in order. A source's rows start
+    at chunk 0 (a source that failed before it was cut has one row and no chunk), so the same
+    file given twice stays two rows."""
+    groups: list[list[dict]] = []
+    for row in rows:
+        if row.get("chunk", 0) == 0:
+            groups.append([])
+        groups[-1].append(row)
+    return [stitch(group[0]["source"], group) if "start_s" in group[0] else group[0] for group in groups]
+
+
+def summary(rows: list[dict]) -> dict:
+    """One source's rows (chunks, when ``segments``) summed up for progress reports."""
+    errors = [r["error"] for r in rows if r.get("error")]
+    return {
+        "source": rows[0]["source"],
+        "duration_s": sum(r.get("duration_s") or 0 for r in rows),
+        "cost_usd": sum(r.get("cost_usd") or 0 for r in rows),
+        "error": "; ".join(errors) or None,
+        "cached": all(r.get("cached") for r in rows),
+    }
