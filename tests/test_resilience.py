@@ -50,7 +50,10 @@ def test_an_unwritable_history_turns_history_off_with_one_line(shell, server, tm
     with capture_output() as cap:
         shell.run_cell(f"%voxtral_transcribe {clip} -o df")
         shell.run_cell(f"%voxtral_transcribe {clip} -o again")
+        shell.run_cell("%voxtral_history -o h")
     err = capfd.readouterr().err + cap.stderr
+    assert shell.user_ns["h"].empty and "outcome" in shell.user_ns["h"].columns
+    assert "history and cache are off" in cap.stdout  # %voxtral_history says why it is empty
     assert err.count("history and cache are off for this session") == 1
     assert "VOXMAGIC_HISTORY or %config VoxtralMagics.history_path" in err and "Traceback" not in err
     assert shell.user_ns["df"]["text"].notna().all() and not shell.user_ns["again"]["cached"].any()

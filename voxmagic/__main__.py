@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .limits import DEFAULT_CONCURRENCY
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m voxmagic", description=__doc__)
@@ -18,7 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--language", help="the spoken language, e.g. en, fr")
     t.add_argument("--base-url", help="an OpenAI-compatible endpoint (default OpenRouter)")
     t.add_argument("--model", help="model id (default mistralai/voxtral-small-24b-2507)")
-    t.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    t.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"requests in flight (default {DEFAULT_CONCURRENCY})",
+    )
     t.add_argument("--csv", help="also write the table to this CSV file")
     args = parser.parse_args(argv)
 

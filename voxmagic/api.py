@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import audio as _audio
-from . import batch, runner, stitch
+from . import runner, stitch
 from .audio import as_list
-from .batch import DEFAULT_CHUNK_S, question_batch, transcription_batch
+from .batch import DEFAULT_CHUNK_S, Batch, question_batch, transcription_batch
+from .batch import run as run_batch
 from .conversation import Conversation
 from .errors import ConfigError
 from .files import expand_all
@@ -147,7 +148,7 @@ async def transcribe_async(
 ) -> pd.DataFrame:
     """Transcribe every source concurrently; see :func:`transcribe`."""
     stream, settings, params = _split(options, temperature=0.0)
-    job = transcription_batch(
+    batch = transcription_batch(
         settings,
         params,
         stream=stream,
@@ -160,7 +161,7 @@ async def transcribe_async(
         caching=Caching.of(cache, refresh),
         api=api,
     )
-    return await _table(sources, job, concurrency, max_cost, segments, on_result)
+    return await _table(sources, batch, concurrency, max_cost, segments, on_result)
 
 
 def transcripts(
@@ -183,7 +184,7 @@ def transcripts(
     chunks of at most 30 s cut at pauses, one request each; long chunk texts are split into
     cues in proportion to their length. Options are :func:`transcribe`'s."""
     stream, settings, params = _split(options, temperature=0.0)
-    job = transcription_batch(
+    batch = transcription_batch(
         settings,
         params,
         stream=stream,
@@ -195,7 +196,7 @@ def transcripts(
         subtitles=True,
     )
     rows = LOOP.run(
-        batch.run(expand_all(as_list(sources)), job, concurrency=concurrency, max_cost=max_cost, segments=True)
+        run_batch(expand_all(as_list(sources)), batch, concurrency=concurrency, max_cost=max_cost, segments=True)
     )
     return subtitle_transcripts(rows)
 
@@ -210,7 +211,7 @@ def _split(options: dict[str, Any], **defaults: Any) -> tuple[bool | None, Setti
 
 async def _table(
     sources: Any,
-    job: batch.Batch,
+    batch: Batch,
     concurrency: int,
     max_cost: float | None,
     segments: bool,
@@ -221,16 +222,16 @@ async def _table(
             on_result(index, rows[0] if len(rows) == 1 else stitch.summary(rows))
 
     rows = await LOOP.run_async(
-        batch.run(
+        run_batch(
             expand_all(as_list(sources)),
-            job,
+            batch,
             concurrency=concurrency,
             max_cost=max_cost,
             segments=segments,
             on_result=report,
         )
     )
-    return table(rows, segments=segments, structured=job.structured)
+    return table(rows, segments=segments, structured=batch.structured)
 
 
 async def ask_each_async(
@@ -248,7 +249,7 @@ async def ask_each_async(
 ) -> pd.DataFrame:
     """Ask ``prompt`` about each source separately; see :func:`ask_each`."""
     stream, settings, params = _split(options)
-    job = question_batch(
+    batch = question_batch(
         settings,
         params,
         prompt,
@@ -257,7 +258,7 @@ async def ask_each_async(
         audio_format=audio_format,
         caching=Caching.of(cache, refresh),
     )
-    return await _table(sources, job, concurrency, max_cost, False, on_result)
+    return await _table(sources, batch, concurrency, max_cost, False, on_result)
 
 
 def ask_each(

@@ -8,6 +8,7 @@ container users have works without system packages.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import numbers
@@ -21,7 +22,7 @@ import numpy as np
 
 from . import limits
 from .codec import PCM, SAMPLE_RATE, EncodedAudio, array_blocks, container_blocks, encode, probe_duration
-from .download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, download, fetched
+from .download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, download
 from .errors import AudioError
 from .formats import DEFAULT_FORMAT, UPLOAD_FORMATS
 
@@ -191,6 +192,17 @@ class AudioSource:
             return None
         data = self.data if self.data is not None else Path(str(file)).read_bytes()
         return EncodedAudio(data, "mp3", seconds, self.label)
+
+
+async def fetched(
+    source: AudioSource, *, timeout_s: float = DOWNLOAD_TIMEOUT_S, limit: int = MAX_DOWNLOAD_BYTES
+) -> AudioSource:
+    """A URL source as a bytes-backed one with the same label (others unchanged), so that the
+    worker threads that decode it never touch the network."""
+    if source.url is None:
+        return source
+    data = await download(source.url, limit=limit, timeout_s=timeout_s)
+    return dataclasses.replace(source, url=None, data=data)
 
 
 def as_source(obj: Any, *, sample_rate: int | None = None, label: str | None = None) -> AudioSource:

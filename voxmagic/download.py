@@ -10,13 +10,8 @@ byte a second; the total limit does.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from typing import TYPE_CHECKING
 
 from .errors import AudioError
-
-if TYPE_CHECKING:
-    from .audio import AudioSource
 
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 300.0  # the whole download, not one read
@@ -43,17 +38,6 @@ async def download(url: str, *, limit: int = MAX_DOWNLOAD_BYTES, timeout_s: floa
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise AudioError(url, f"could not download: {exc or type(exc).__name__}") from exc
     return bytes(body)
-
-
-async def fetched(
-    source: AudioSource, *, timeout_s: float = DOWNLOAD_TIMEOUT_S, limit: int = MAX_DOWNLOAD_BYTES
-) -> AudioSource:
-    """A URL source as a bytes-backed one with the same label (others unchanged), so that the
-    worker threads that decode it never touch the network."""
-    if source.url is None:
-        return source
-    data = await download(source.url, limit=limit, timeout_s=timeout_s)
-    return dataclasses.replace(source, url=None, data=data)
 
 
 async def _stream_into(body: bytearray, url: str, limit: int, timeout_s: float) -> None:

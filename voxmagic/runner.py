@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from . import audio as _audio
 from .audio import EncodedAudio
 from .chat import ChatRequest, Params
+from .client import Client
 from .cost import (
     CONTEXT_TOKENS,
     CostLedger,
@@ -42,7 +43,6 @@ from .streaming import Retrying, TextDelta
 from .transcriptions import TranscriptionRequest
 
 if TYPE_CHECKING:
-    from .client import Client
     from .settings import Settings
     from .streaming import Event, EventHandler
 
@@ -228,7 +228,7 @@ async def check_before_sending(p: Plan[Any], settings: Settings, max_cost: float
 
 def client_for(settings: Settings) -> Client:
     """One client (one connection pool) per settings, on the loop thread."""
-    return LOOP.cached(("client", settings), settings.check().client)
+    return LOOP.cached(("client", settings), lambda: Client(settings.check()))
 
 
 async def send(

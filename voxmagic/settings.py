@@ -17,7 +17,6 @@ from .providers import DEFAULT_BASE_URL, DEFAULT_MODEL, KEY_ENV, PROVIDERS, dial
 
 if TYPE_CHECKING:
     from .chat import Params
-    from .client import Client
 
 
 @dataclass(frozen=True)
@@ -97,11 +96,6 @@ class Settings:
                 "api_key=..."
             )
         return self
-
-    def client(self) -> Client:
-        from .client import Client
-
-        return Client(self)
 
 
 SETTING_NAMES = frozenset(f.name for f in fields(Settings))

@@ -10,7 +10,8 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .. import batch, runner
+from .. import batch as batches
+from .. import runner
 from ..api import history
 from ..batch import Batch
 from ..errors import VoxmagicError
@@ -33,7 +34,7 @@ After = Callable[[list[dict]], tuple[list[dict], str]]
 
 def run_each(options: AskOptions, sources: list, prompt: str, namespace: Namespace, session: Session) -> Any:
     """``%%voxtral --each`` (or ``--schema`` over several files): one request and one row per source."""
-    job = batch.question_batch(
+    spec = batches.question_batch(
         options.settings,
         options.params,
         prompt,
@@ -42,14 +43,14 @@ def run_each(options: AskOptions, sources: list, prompt: str, namespace: Namespa
         audio_format=options.audio_format,
         caching=options.caching,
     )
-    return run_batch(options, Run(sources, job, "%%voxtral --each"), namespace, session)
+    return run_with_progress(options, Run(sources, spec, "%%voxtral --each"), namespace, session)
 
 
 def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Session) -> Any:
     sources = audio_items(options.audio, namespace, sample_rate=options.sample_rate)
     schema = lookup(options.schema, namespace, "--schema") if options.schema else None
     params = options.params if schema is None else replace(options.params, response_format=schema)
-    job = batch.transcription_batch(
+    spec = batches.transcription_batch(
         options.settings,
         params,
         stream=options.stream,
@@ -64,7 +65,7 @@ def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Se
     )
     what = "%voxtral_transcribe"
     if not options.subtitles:
-        return run_batch(options, Run(sources, job, what, options.segments), namespace, session)
+        return run_with_progress(options, Run(sources, spec, what, options.segments), namespace, session)
 
     def write(rows: list[dict]) -> tuple[list[dict], str]:
         found = transcripts(rows)
@@ -77,7 +78,7 @@ def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Se
         )
         return (rows if options.segments else per_source(rows)), note
 
-    return run_batch(options, Run(sources, job, what, options.segments, True, write), namespace, session)
+    return run_with_progress(options, Run(sources, spec, what, options.segments, True, write), namespace, session)
 
 
 @dataclass
@@ -86,7 +87,7 @@ class Run:
     ``after`` turns the rows into the rows to show, and a note (subtitle files written)."""
 
     sources: list
-    job: Batch
+    batch: Batch
     what: str
     shown_segments: bool = False
     segments: bool | None = None
@@ -98,12 +99,12 @@ class Run:
         return self.shown_segments if self.segments is None else self.segments
 
 
-def run_batch(options: CallOptions, run: Run, namespace: Namespace, session: Session) -> Any:
+def run_with_progress(options: CallOptions, run: Run, namespace: Namespace, session: Session) -> Any:
     """A batch with a progress view; binds the table (also what finished, when interrupted)."""
     if options.dry_run:
-        print(LOOP.run(batch.plan_batch(run.sources, run.job, options.concurrency)))
+        print(LOOP.run(batches.plan_batch(run.sources, run.batch, options.concurrency)))
         return None
-    run.job.check()
+    run.batch.check()
     view = session.last_view = BatchView(
         [runner.label(s) for s in run.sources], widget=widgets_available(options.view.mode), rate=options.view.rate
     )
@@ -132,9 +133,9 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
         view.on_result(index, rows)
 
     try:
-        rows = await batch.run(
+        rows = await batches.run(
             run.sources,
-            run.job,
+            run.batch,
             concurrency=options.concurrency,
             max_cost=options.max_cost,
             segments=run.sent_segments,
@@ -159,7 +160,7 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
 
 
 def _bind(rows: list[dict], options: CallOptions, run: Run, namespace: Namespace) -> pd.DataFrame:
-    df = table(rows, segments=run.shown_segments, structured=run.job.structured)
+    df = table(rows, segments=run.shown_segments, structured=run.batch.structured)
     if options.out:
         namespace[options.out] = df
     if len(df) == 1 and isinstance(df["text"].iloc[0], str):
@@ -182,6 +183,8 @@ def _partial(run: Run) -> list[dict]:
 
 def run_history(args: Args, namespace: Namespace) -> pd.DataFrame:
     df = history(last=args.last, since=args.since)
+    if runner.store.problem:  # an empty table needs its reason beside it
+        print(runner.store.problem)
     if args.out:
         namespace[args.out] = df
     return df
