@@ -179,3 +179,17 @@ def test_too_long_is_known_before_decoding(shell, server, tmp_path):
     seconds_taken, grew_mb = map(float, figures.split())
     assert message.startswith("180 min of audio is more than Voxtral's context holds")
     assert seconds_taken < 2 and grew_mb < 100 and server.request_count == 0
+
+
+def test_the_magic_follows_the_python_rule_for_bad_sources(shell, server, clips):
+    """A missing file or an unusable array inside a variable is that source's error row in the
+    magic too, as in voxmagic.transcribe; a typo typed on the line is refused at once."""
+    shell.user_ns["files"] = [clips[0], "gone.mp3", (np.zeros(800, np.float32), 16), clips[1]]
+    with capture_output() as cap:
+        shell.run_cell("%voxtral_transcribe files -o df")
+        shell.run_cell("%voxtral_transcribe typo_name")
+    df = shell.user_ns["df"]
+    assert df["text"].notna().tolist() == [True, False, False, True]
+    assert df["error"].iloc[1].startswith("no such file") and "sample rate 16 Hz" in df["error"].iloc[2]
+    assert "UsageError: typo_name is neither a file nor a variable in the notebook" in cap.stderr
+    assert server.request_count == 2

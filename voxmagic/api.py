@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import audio as _audio
 from . import runner, stitch
 from .audio import as_list
-from .batch import DEFAULT_CHUNK_S, Batch, question_batch, transcription_batch
+from .batch import DEFAULT_CHUNK_S, TRANSCRIPT_TEMPERATURE, Batch, question_batch, transcription_batch
 from .batch import run as run_batch
 from .conversation import Conversation
 from .errors import ConfigError
@@ -147,7 +147,7 @@ async def transcribe_async(
     **options: Any,
 ) -> pd.DataFrame:
     """Transcribe every source concurrently; see :func:`transcribe`."""
-    stream, settings, params = _split(options, temperature=0.0)
+    stream, settings, params = _split(options, temperature=TRANSCRIPT_TEMPERATURE)
     batch = transcription_batch(
         settings,
         params,
@@ -183,7 +183,7 @@ def transcripts(
     Times come from the provider's segments (Mistral's transcriptions endpoint) or else from
     chunks of at most 30 s cut at pauses, one request each; long chunk texts are split into
     cues in proportion to their length. Options are :func:`transcribe`'s."""
-    stream, settings, params = _split(options, temperature=0.0)
+    stream, settings, params = _split(options, temperature=TRANSCRIPT_TEMPERATURE)
     batch = transcription_batch(
         settings,
         params,

@@ -54,6 +54,7 @@ DEFAULT_CHUNK_S = limits.DEFAULT_CHUNK_MINUTES * 60
 STREAM_ABOVE_S = 120  # with stream=None, only chunks longer than this stream (keep-alives)
 PIPELINE = "v1"  # bump when decoding/encoding changes, so prepared-source records are not reused
 MAX_RESPLITS = 3
+TRANSCRIPT_TEMPERATURE = 0.0  # Mistral's recommendation for transcription (unless one is given)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import limits
+from ..batch import TRANSCRIPT_TEMPERATURE
 from ..chat import Params
 from ..errors import ConfigError
 from ..runner import Caching
@@ -173,7 +174,7 @@ def ask_options(args: Namespace, config: Mapping[str, Any]) -> AskOptions:
 
 def transcribe_options(args: Namespace, config: Mapping[str, Any]) -> TranscribeOptions:
     """``%voxtral_transcribe``'s line: transcripts default to temperature 0 (Mistral's advice)."""
-    common = _common(args, config, temperature=0.0, max_tokens=None)
+    common = _common(args, config, temperature=TRANSCRIPT_TEMPERATURE, max_tokens=None)
     minutes = _pick(args.chunk_minutes, config["chunk_minutes"])
     subtitles = {fmt: folder for fmt, folder in (("srt", args.srt), ("vtt", args.vtt)) if folder}
     return TranscribeOptions(
