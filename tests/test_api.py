@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 import time
@@ -214,3 +215,18 @@ def test_translate_to_changes_the_instruction(server, opts, clips):
 def test_a_pandas_series_of_paths(server, opts, clips):
     df = voxmagic.transcribe(pd.Series([str(clips["wav"]), str(clips["flac"])]), **opts)
     assert len(df) == 2 and df["error"].isna().all()
+
+
+def test_the_command_line_falls_back_to_the_local_server_without_a_key(tmp_path):
+    """Like ``demo``: no key → the local server, said on stderr; the table is printed."""
+    import subprocess
+    import sys
+
+    clip = tone_file(tmp_path / "hello.wav", 1.5)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "VOXMAGIC_BASE_URL"}
+    cli = subprocess.run([sys.executable, "-m", "voxmagic", "transcribe", str(clip), "--csv", str(tmp_path / "t.csv")],
+                         env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    assert "OPENROUTER_API_KEY is not set: using voxmagic's local server at http://127.0.0.1:" in cli.stderr
+    assert "Heard 1 clips" in cli.stdout and "session $" in cli.stdout
+    assert pd.read_csv(tmp_path / "t.csv")["text"].str.startswith("Heard").all()

@@ -3,6 +3,7 @@ through the magics and the Python API, against the local server."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from IPython.core.error import UsageError
@@ -74,6 +75,13 @@ def test_auto_tools_run_send_results_back_and_answer(ip, server):
     # both requests were billed and are in the tally, each once
     assert runner.ledger.total_usd == pytest.approx(sum(r.cost for r in server.requests))
     assert len(runner.ledger.entries) == 2 and "these 2 calls" in out
+    # one cost, one number: the result, its header and the footer all say the sum of the rounds
+    total = sum(r.cost for r in server.requests)
+    assert response.cost_usd == pytest.approx(total) and len(response.rounds) == 2
+    assert [r.cost_usd for r in response.rounds] == pytest.approx([r.cost for r in server.requests])
+    assert response.usage.completion_tokens == sum(r.usage.completion_tokens for r in response.rounds)
+    shown = re.findall(r"\$\d+\.\d+", out)
+    assert f"${total:.6f}" in shown[-3:-1] and out.count(f"${total:.6f}") >= 2
 
 
 def test_tool_rounds_are_bounded(ip, server):

@@ -44,9 +44,24 @@ def test_transcribe_in_a_kernel_shows_progress_then_the_table(tmp_path, monkeypa
     cells = execute([SETUP, "%voxtral_transcribe talk.mp3 b.wav -o df",
                      "print(df.shape[0], df['error'].isna().all())"], tmp_path, monkeypatch)
     out = cells[1].outputs
-    assert out[0]["data"]["text/plain"].startswith("2/2 files · $0.")
+    assert out[0]["data"]["text/plain"].startswith("2/2 files · 100% · ")
     assert out[-1]["output_type"] == "execute_result" and "duration_s" in out[-1]["data"]["text/html"]
     assert texts(cells[2]) == ["2 True\n"]
+
+
+def test_the_python_api_shows_the_same_live_views_in_a_kernel(tmp_path, monkeypatch):
+    """voxmagic.ask and voxmagic.transcribe in a notebook stream into a view, then leave the
+    answer (or the batch's final header) and the cost line — and still return their values."""
+    cells = execute([SETUP, "import voxmagic\nr = voxmagic.ask('talk.mp3', 'What is said?')",
+                     "df = voxmagic.transcribe(['talk.mp3', 'b.wav'])",
+                     "print(len(r.text.split()), r.cost_usd == server.requests[-3].cost, df.shape[0])"],
+                    tmp_path, monkeypatch)
+    asked, batch = cells[1].outputs, cells[2].outputs
+    assert all("application/vnd.jupyter.widget-view+json" not in o.get("data", {}) for o in asked + batch)
+    final = asked[-1]["data"]["text/plain"]
+    assert final.startswith("Heard 1 clips: [1] 2.000 s mp3") and "this call $0." in final
+    assert batch[-1]["data"]["text/plain"].startswith("2/2 files · 100% · ")
+    assert texts(cells[3]) == ["300 True 2\n"]
 
 
 def test_a_user_error_in_a_kernel_is_one_line(tmp_path, monkeypatch):

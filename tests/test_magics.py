@@ -71,8 +71,9 @@ def test_json_schema_and_pydantic_results(ip, server):
         agreed: bool
 
     ip.user_ns["Decision"] = Decision
-    run(ip, "%%voxtral meeting.mp3 --schema Decision -o ans\nExtract the decision.")
+    out, _ = run(ip, "%%voxtral meeting.mp3 --schema Decision -o ans\nExtract the decision.")
     assert isinstance(ip.user_ns["ans"], Decision)
+    assert out.splitlines()[-3] == repr(ip.user_ns["ans"])  # the object under the JSON that streamed
     assert server.requests[-1].body["response_format"]["json_schema"]["name"] == "Decision"
     run(ip, "%%voxtral meeting.mp3 --json -o ans\nAs JSON.")
     assert isinstance(ip.user_ns["ans"], dict) and "clips" in ip.user_ns["ans"]
@@ -128,6 +129,27 @@ def test_the_player_and_the_live_widget(ip, server):
     assert view.updates <= view.throttle.flushes <= view.updates + 1
 
 
+def test_one_small_player_per_source(ip, server, tmp_path):
+    """The notebook keeps every player it shows: a 20 s clip gets one Opus preview, far smaller
+    than the upload, and asking about it again shows no second copy."""
+    import base64
+
+    from IPython.utils.capture import capture_output
+
+    tone_file(tmp_path / "twenty.wav", 20.0)
+    ip.run_line_magic("config", "VoxtralMagics.display_mode = 'widget'")
+    players = []
+    for question in ("First?", "Second?"):
+        with capture_output() as cap:
+            ip.run_cell(f"%%voxtral {tmp_path / 'twenty.wav'}\n{question}")
+        players.append([o.data["text/html"] for o in cap.outputs if "<audio" in o.data.get("text/html", "")])
+    (first,), second = players
+    assert second == [] and 'type="audio/ogg"' in first
+    embedded = base64.b64decode(re.search(r'base64,([^"]+)"', first).group(1))
+    upload = server.requests[0].audio[0].n_bytes
+    assert embedded[:4] == b"OggS" and len(embedded) < 40_000 < upload  # 12 kbit/s Opus vs 32 kbit/s MP3
+
+
 def test_text_fallback_without_a_kernel(ip):
     out, _ = run(ip, "%%voxtral meeting.mp3\nQ")
     lines = out.strip().splitlines()
@@ -161,8 +183,8 @@ def test_a_trailing_semicolon_stores_without_displaying(ip):
         assert ip.run_line_magic("voxtral_transcribe", "clips -o df;") is None
     assert len(ip.user_ns["df"]) == 3
     out, _ = run(ip, "%voxtral_transcribe clips -o df")
-    # all three answered from the cache: nothing sent this time, the session tally unchanged
-    assert re.search(r"^nothing sent · session \$0\.\d+ \(6 calls\)$", out, re.M)
+    # all three answered from the cache: nothing sent this time, and cached answers are not calls
+    assert re.search(r"^nothing sent · session \$0\.\d+ \(3 calls, 3 answers from the cache\)$", out, re.M)
 
 
 def test_transcribe_progress_widget(ip, server):
@@ -170,8 +192,8 @@ def test_transcribe_progress_widget(ip, server):
     with capture_output():
         df = ip.run_line_magic("voxtral_transcribe", "clips")
     view = magic(ip).session.last_view
-    assert view.done == view.total == 3 and view.bar.value == 3
-    assert view.cost == pytest.approx(df["cost_usd"].sum())
+    assert view.progress.done == view.progress.total == 3 and view.bar.value == 3
+    assert view.progress.cost == pytest.approx(df["cost_usd"].sum())
 
 
 def test_a_failed_file_keeps_the_others(ip, server):

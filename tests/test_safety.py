@@ -110,7 +110,7 @@ def test_budget_from_config_refuses_before_sending(ip, server, files):
                      r"of the session budget of \$0\.000100 is left", err)
     assert server.request_count == 0
     out, _ = run(ip, "%voxtral_cost")
-    assert "0.000100 of the $0.0001 budget left" in out
+    assert "$0.000100 of the $0.000100 budget left" in out
 
 
 def test_cache_flags_in_the_magic(ip, server, files):
@@ -128,8 +128,10 @@ def test_cache_flags_in_the_magic(ip, server, files):
 def test_history_magic(ip, server, files):
     run(ip, f"%voxtral_transcribe {files[0]} {files[1]}")
     run(ip, f"%%voxtral {files[2]}\nQ")
-    df = ip.run_line_magic("voxtral_history", "--last 2 -o h")
-    assert df is ip.user_ns["h"] and len(df) == 2 and df["prompt"].iloc[-1] == "Q"
+    df = ip.run_line_magic("voxtral_history", "--last 2 -o h")  # shown: the compact columns
+    h = ip.user_ns["h"]  # kept: every column
+    assert len(df) == len(h) == 2 and h["prompt"].iloc[-1] == "Q" and df["cost_usd"].tolist() == h["cost_usd"].tolist()
+    assert list(df.columns)[0] == "cost_usd" and set(df.columns) < set(h.columns)
     assert len(ip.run_line_magic("voxtral_history", "--since 10min")) == 3
     _, err = run(ip, "%voxtral_history --since soon-ish")
     assert err.startswith("UsageError: since='soon-ish' is neither a time")
@@ -178,3 +180,15 @@ def _rows(db) -> int:
     except sqlite3.Error:
         return 0
 
+
+
+def test_a_budget_refusal_is_said_once_in_a_notebook(ip, server, files):
+    """With the live view, the refused batch leaves no second copy of the message behind."""
+    ip.run_line_magic("config", "VoxtralMagics.budget = 0.0001")
+    ip.run_line_magic("config", "VoxtralMagics.display_mode = 'widget'")
+    with capture_output() as cap:
+        ip.run_cell(f"%voxtral_transcribe {' '.join(files)}")
+    view = ip.magics_manager.registry["VoxtralMagics"].session.last_view
+    shown = cap.stdout + cap.stderr + "".join(str(o.data) for o in cap.outputs)
+    assert shown.count("could cost up to") == 1 and cap.stderr.startswith("UsageError: this batch")
+    assert view.throttle.closed and server.request_count == 0

@@ -12,9 +12,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ask": "api",
+    # ask, transcribe and ask_each show live views in a Jupyter kernel (voxmagic.notebook.calls);
+    # elsewhere they are voxmagic.api's own functions
+    "ask": "notebook.calls",
     "ask_async": "api",
-    "transcribe": "api",
+    "transcribe": "notebook.calls",
     "transcribe_async": "api",
     "ledger": "api",
     "transcription_prompt": "prompts",
@@ -22,7 +24,7 @@ _EXPORTS = {
     "history": "api",
     "Plan": "runner",
     "Conversation": "conversation",
-    "ask_each": "api",
+    "ask_each": "notebook.calls",
     "ask_each_async": "api",
     "transcripts": "api",
     "Transcript": "subtitles",

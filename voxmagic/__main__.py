@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"requests in flight (default {DEFAULT_CONCURRENCY})",
     )
     t.add_argument("--csv", help="also write the table to this CSV file")
+    t.add_argument(
+        "--offline", action="store_true", help="use voxmagic's local server (the default when no key is set)"
+    )
     args = parser.parse_args(argv)
 
     from .errors import VoxmagicError
@@ -36,19 +39,40 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import main as demo
 
             return demo(args.notebook)
-        from . import api
-
-        df = api.transcribe(
-            args.files, args.language, concurrency=args.concurrency, base_url=args.base_url, model=args.model
-        )
-        print(df[["source", "duration_s", "text", "cost_usd", "error"]].to_string())
-        print(f"\n{api.ledger}")
-        if args.csv:
-            df.to_csv(args.csv, index=False)
-        return 1 if df["error"].notna().any() else 0
+        return _transcribe(args)
     except VoxmagicError as exc:
         print(f"voxmagic: {exc}", file=sys.stderr)
         return 2
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from . import api
+    from .demo import offline_options
+    from .files import expand_all
+    from .frames import table_text
+    from .progress import Progress
+
+    files = expand_all(args.files)
+    progress = Progress(files)
+
+    def report(index: int, row: dict) -> None:  # a line per file as it finishes, on stderr
+        line = progress.finished(index, [row])
+        print(f"[{progress.done}/{progress.total}] {line}", file=sys.stderr, flush=True)
+
+    with ExitStack() as stack:
+        options = {"base_url": args.base_url} if args.base_url and not args.offline else {}
+        if not options:
+            options = offline_options(stack, force=args.offline)
+        df = api.transcribe(files, args.language, concurrency=args.concurrency, model=args.model,
+                            on_result=report, **options)  # fmt: skip
+    print(progress.header(), file=sys.stderr)
+    print(table_text(df[["source", "text", "duration_s", "cost_usd", "error"]]))
+    print(f"\n{api.ledger}")
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    return 1 if df["error"].notna().any() else 0
 
 
 if __name__ == "__main__":

@@ -21,10 +21,11 @@ from .batch import run as run_batch
 from .conversation import Conversation
 from .errors import ConfigError
 from .files import expand_all
+from .frames import table
 from .limits import DEFAULT_CONCURRENCY
 from .loop import LOOP
 from .prompts import extraction_prompt, transcription_prompt
-from .results import Response, table
+from .results import Response
 from .runner import Caching, Plan, ledger
 from .settings import split_options
 from .subtitles import Transcript
@@ -316,9 +317,9 @@ def transcribe(
     on_result: Callable[[int, dict], None] | None = None,
     **options: Any,
 ) -> pd.DataFrame:
-    """One row per source: ``source, duration_s, text, prompt_tokens, completion_tokens, cost_usd,
-    latency_s, error`` (+ ``attempts, finish_reason, audio_format, audio_sha256, generation_id,
-    cached, chunks``).
+    """One row per source: ``source, text, duration_s, cost_usd, error`` (+ ``prompt_tokens,
+    completion_tokens, latency_s, attempts, chunks, cached, finish_reason, audio_format,
+    generation_id, audio_sha256``).
 
     A source that fails gets its ``error`` filled in; the other rows still come back. ``hint``
     adds context or vocabulary to the instruction, ``translate_to`` asks for a translation,

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from . import limits
-from .codec import PCM, SAMPLE_RATE, EncodedAudio, array_blocks, container_blocks, encode, probe_duration
+from .codec import PCM, SAMPLE_RATE, EncodedAudio, array_blocks, container_blocks, encode, preview, probe_duration
 from .download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, download
 from .errors import AudioError
+from .files import did_you_mean
 from .formats import DEFAULT_FORMAT, UPLOAD_FORMATS
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "encode",
     "PCM",
     "EncodedAudio",
+    "preview",
     "SAMPLE_RATE",
     "DEFAULT_FORMAT",
     "UPLOAD_FORMATS",
@@ -94,7 +96,8 @@ class AudioSource:
             if self.path.is_dir():
                 raise AudioError(self.label, "is a directory; pass the files in it (or a glob such as dir/*.mp3)")
             if not self.path.exists():
-                raise AudioError(self.label, f"no such file (looked for {self.path.resolve()})")
+                hint = did_you_mean(self.path)
+                raise AudioError(self.label, f"no such file (looked for {self.path.resolve()}){hint}")
             blocks = container_blocks(str(self.path), self.label)
         empty = True
         for block in blocks:

@@ -294,9 +294,11 @@ async def run(
     max_cost: float | None = None,
     segments: bool = False,
     on_result: Callable[[int, list[dict]], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """Rows in input order (see the module docstring); ``on_result(index, rows)`` as each source
-    finishes, with its row (or its chunks' rows).
+    """Rows in input order (see the module docstring); ``on_start(index)`` as work on a source
+    begins (preparing it, then sending), ``on_result(index, rows)`` as it finishes, with its row
+    (or its chunks' rows).
 
     With a budget (``max_cost`` or the session's) every source is prepared first and the whole
     batch — minus what is cached — is estimated before anything is sent; otherwise decoding and
@@ -318,12 +320,12 @@ async def run(
         async def one(item: Any) -> list[dict]:
             return await whole(await _prepared(item, batch, cpu))
 
-        results = await map_bounded(items, one, 2 * concurrency, on_result)
+        results = await map_bounded(items, one, 2 * concurrency, on_result, on_start)
     else:
         entries = await map_bounded(items, lambda item: _prepared(item, batch, cpu), len(items) or 1)
         estimate = await _uncached_estimate(entries, batch)
         check_budget(estimate, max_cost, f"this batch of {len(entries)} files")
-        results = await map_bounded(entries, whole, 2 * concurrency, on_result)
+        results = await map_bounded(entries, whole, 2 * concurrency, on_result, on_start)
     return [row for rows in results for row in rows]
 
 

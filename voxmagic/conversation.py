@@ -20,10 +20,11 @@ from .errors import ConfigError
 from .files import expand_all
 from .limits import DEFAULT_TOOL_ROUNDS
 from .loop import LOOP
-from .results import Response
+from .results import Response, ToolCall
 from .runner import Caching, check_before_sending, plan, planned, send
 from .settings import Settings, split_options
-from .tools import call_tools, tool_from_function
+from .streaming import Planned
+from .tools import call_tools, tool_from_function, tool_line
 
 if TYPE_CHECKING:
     from .streaming import EventHandler
@@ -57,6 +58,13 @@ def tool_turns(response: Response, runs: list[dict[str, Any]]) -> list[dict[str,
     ]
 
 
+def _arguments(call: ToolCall) -> Any:
+    try:
+        return call.args
+    except ValueError:
+        return call.arguments  # not JSON: show what the model wrote
+
+
 def _after_a_round(params: Params) -> Params:
     """A forced tool choice would force a call every round: after the first, the model decides."""
     forced = params.tool_choice == "required" or isinstance(params.tool_choice, dict)
@@ -65,7 +73,8 @@ def _after_a_round(params: Params) -> Params:
 
 @dataclass
 class Exchange:
-    """One question's requests: one, or one per round of tool calls. ``response`` is the last."""
+    """One question's requests: one, or one per round of tool calls. ``response`` is the last
+    round's; ``result`` is the answer as a whole (what ``ask`` returns)."""
 
     request: ChatRequest
     responses: list[Response] = field(default_factory=list)
@@ -74,6 +83,54 @@ class Exchange:
     @property
     def response(self) -> Response:
         return self.responses[-1]
+
+    @property
+    def result(self) -> Response:
+        """The last answer, costed as one: cost, tokens, latency and attempts summed over every
+        round of tool calls (each round's own figures stay in ``.rounds``)."""
+        if len(self.responses) == 1:
+            return self.response
+        last = self.response
+
+        def total(values: list) -> Any:
+            return None if any(v is None for v in values) else sum(values)
+
+        usage = replace(
+            last.usage,
+            prompt_tokens=total([r.usage.prompt_tokens for r in self.responses]),
+            completion_tokens=total([r.usage.completion_tokens for r in self.responses]),
+            total_tokens=total([r.usage.total_tokens for r in self.responses]),
+            cost=total([r.usage.cost for r in self.responses]),
+        )
+        sources = {r.cost_source for r in self.responses}
+        return replace(
+            last, usage=usage, cost_usd=self.cost_usd, rounds=list(self.responses),
+            cost_source=sources.pop() if len(sources) == 1 else "estimated",
+            latency_s=sum(r.latency_s for r in self.responses), attempts=sum(r.attempts for r in self.responses),
+        )  # fmt: skip
+
+    def value(self) -> Any:
+        """What the caller keeps: the answer (parsed JSON or schema object when asked for), or —
+        when the model called tools that were not run — the calls ``[{id, name, arguments}]``."""
+        if self.stopped:
+            return [{"id": c.id, "name": c.name, "arguments": _arguments(c)} for c in self.response.tool_calls]
+        return self.response.value
+
+    def shown(self) -> str:
+        """The exchange as text: each answer, every tool call (run or not) in order between them,
+        a parsed answer as the object it became, and why calls were left unanswered."""
+        last, lines = self.response, []
+        for i, r in enumerate(self.responses, start=1):
+            if r.text:
+                lines.append(r.text)
+            lines += [tool_line(run) for run in last.tool_runs if run["round"] == i]
+        if self.stopped:
+            lines += [tool_line(c) for c in self.value()] + [f"({self.stopped})"]
+        elif last.parsed is not None and not last.parse_error and lines and lines[-1] == last.text:
+            parsed = last.parsed
+            pretty = json.dumps(parsed, indent=2, ensure_ascii=False, default=str)
+            lines[-1] = repr(parsed) if hasattr(parsed, "model_dump") else pretty
+        return "\n".join(lines)
 
     @property
     def cost_usd(self) -> float | None:
@@ -216,6 +273,8 @@ class Conversation:
             else:
                 p = planned(follow_up(self.last, prompt, params))
             await check_before_sending(p, settings, max_cost, caching)
+            if on_event:
+                on_event(Planned(p.request, p.estimate))
             return await exchange(
                 p.request,
                 settings,
@@ -229,7 +288,7 @@ class Conversation:
 
         done = await LOOP.run_async(run())
         self.exchanges.append(done)
-        return done.response
+        return done.result
 
     def __repr__(self) -> str:
         return f"Conversation({len(self.audio)} audio sources, {len(self.exchanges)} questions asked)"

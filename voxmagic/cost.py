@@ -20,6 +20,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+# format_usd, the one money format, lives beside the tables that show it; voxmagic.cost.format_usd
+# stays its name for everyone else
+from .frames import as_table, local_times, tidy
+from .results import format_usd
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -41,13 +46,6 @@ def audio_tokens(duration_s: float) -> int:
 def transcript_token_bound(duration_s: float) -> int:
     """A ``max_tokens`` that fits any honest transcript of ``duration_s`` but stops a runaway loop."""
     return min(MAX_OUTPUT_TOKENS, 64 + math.ceil(duration_s * TRANSCRIPT_TOKENS_PER_SECOND))
-
-
-def format_usd(usd: float | None) -> str:
-    """Dollars with enough digits to see a cheap call: $0.000604, $0.0123, $1.2346."""
-    if usd is None:
-        return "cost unknown"
-    return f"${usd:.6f}" if abs(usd) < 0.01 else f"${usd:.4f}"
 
 
 def text_tokens(text: str) -> int:
@@ -119,7 +117,7 @@ class Estimate:
 
     def __str__(self) -> str:
         return (
-            f"≤ ${self.usd:.4f} ({self.audio_seconds:.1f} s audio, ≤{self.prompt_tokens:,} prompt + "
+            f"≤ {format_usd(self.usd)} ({self.audio_seconds:.1f} s audio, ≤{self.prompt_tokens:,} prompt + "
             f"≤{self.completion_tokens:,} completion tokens)"
         )
 
@@ -208,15 +206,16 @@ class CostLedger:
             self.entries.clear()
 
     def to_dataframe(self) -> pd.DataFrame:
+        """Every entry, oldest first, as a :func:`~voxmagic.frames.as_table` table: ``time`` in
+        local time, token counts as nullable Int64, text columns with None when empty."""
         import pandas as pd
-
-        from .results import local_times
 
         with self._lock:
             rows = [asdict(e) for e in self.entries]
-        df = pd.DataFrame(rows, columns=list(LedgerEntry.__dataclass_fields__))
+        columns = list(LedgerEntry.__dataclass_fields__)
+        df = tidy(pd.DataFrame(rows, columns=columns), columns[1:])
         df["time"] = local_times(df["time"])
-        return df
+        return as_table(df)
 
     def summary(self) -> str:
         """One line: the total, the calls of unknown cost, attempts abandoned after the provider
@@ -228,14 +227,27 @@ class CostLedger:
         notes = [
             f"{unknown} calls of unknown cost" if unknown else "",
             f"{abandoned} abandoned attempts the provider may bill" if abandoned else "",
-            f"{self.remaining_usd:.6f} of the ${self.budget_usd:.4f} budget left"
+            f"{format_usd(self.remaining_usd)} of the {format_usd(self.budget_usd)} budget left"
             if self.budget_usd is not None
             else "",
         ]
         note = "; ".join(n for n in notes if n)
         total = sum(e.cost_usd or 0.0 for e in entries)
-        return f"total ${total:.6f} over {len(entries)} calls" + (f" ({note})" if note else "")
+        return f"total {format_usd(total)} over {len(entries)} calls" + (f" ({note})" if note else "")
+
+    def tally(self, usd: float | None, calls: int = 1) -> str:
+        """The cost line under every result: this call's cost and the session's running total."""
+        if calls == 0:
+            return f"nothing sent · {self}"
+        return f"{'this call' if calls == 1 else f'these {calls} calls'} {format_usd(usd)} · {self}"
 
     def __str__(self) -> str:
-        n = self.calls
-        return f"session {format_usd(self.total_usd)} ({n} call{'' if n == 1 else 's'})"
+        """``session $0.0123 (4 calls)``; answers from the cache cost nothing and are not calls:
+        ``session $0.0123 (4 calls, 3 answers from the cache)``."""
+        with self._lock:
+            cached = sum(e.outcome == "cached" for e in self.entries)
+            sent = len(self.entries) - cached
+        calls = f"{sent} call{'' if sent == 1 else 's'}"
+        if cached:
+            calls += f", {cached} answer{'' if cached == 1 else 's'} from the cache"
+        return f"session {format_usd(self.total_usd)} ({calls})"

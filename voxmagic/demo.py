@@ -6,10 +6,11 @@ voxmagic's local OpenRouter-compatible server on 127.0.0.1 so the whole path run
 
 from __future__ import annotations
 
-import os
+import sys
 from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .providers import KEY_ENV
 
@@ -28,7 +29,9 @@ def run_notebook(path: str | Path, out_dir: str | Path = "build") -> int:
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    # the live views are replaced by static results when they end: their widget state is dead weight
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=False,
+                            resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
     status = 0
     try:
         client.execute()
@@ -36,20 +39,44 @@ def run_notebook(path: str | Path, out_dir: str | Path = "build") -> int:
         status = 1
         print(f"a cell failed: {str(exc).strip().splitlines()[-1]}")
     for cell in nb.cells:
-        if cell.cell_type != "code" or not cell.get("execution_count"):
-            continue
-        print(f"\nIn [{cell.execution_count}]: " + cell.source.replace("\n", "\n    "))
-        for output in cell.outputs:
-            text = output.get("text") or output.get("data", {}).get("text/plain") or ""
-            if output.output_type == "error":
-                text = f"{output.ename}: {output.evalue}"
-            if text.strip():
-                print(text.rstrip())
+        if cell.cell_type == "code" and cell.get("execution_count"):
+            _print_cell(cell)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     saved = Path(out_dir) / path.name
     nbformat.write(nb, saved)
     print(f"\nexecuted notebook saved to {saved}")
     return status
+
+
+def _print_cell(cell: Any) -> None:
+    """A cell as a reader of the terminal wants it: the code without test markers, what it showed
+    as text (a player as ``[audio player]``, not an object's repr)."""
+    source = "\n".join(line for line in cell.source.splitlines() if not line.startswith("# NBVAL_"))
+    print(f"\nIn [{cell.execution_count}]: " + source.replace("\n", "\n    "))
+    for output in cell.outputs:
+        data = output.get("data", {})
+        text = output.get("text") or data.get("text/plain") or ""
+        if output.output_type == "error":
+            text = f"{output.ename}: {output.evalue}"
+        elif "<audio" in data.get("text/html", ""):
+            text = "[audio player]"
+        if text.strip():
+            print(text.rstrip())
+
+
+def offline_options(stack: ExitStack, *, force: bool = False) -> dict:
+    """Without a key (or when ``force``d): start voxmagic's local server for the length of
+    ``stack``, say so, and return the options that point a call at it; else ``{}``."""
+    from .settings import Settings
+
+    if not force and Settings.resolve().api_key:
+        return {}
+    from .testing.server import LocalServer
+
+    server = stack.enter_context(LocalServer(latency=0.3, token_rate=200))
+    print(f"{KEY_ENV} is not set: using voxmagic's local server at {server.base_url}; its answers "
+          "describe the audio it received (duration, digest) instead of the words.", file=sys.stderr)  # fmt: skip
+    return {"base_url": server.base_url, "api_key": "local-demo-key"}
 
 
 def main(notebook: str | None = None) -> int:
@@ -60,18 +87,11 @@ def main(notebook: str | None = None) -> int:
     from . import api
 
     with ExitStack() as stack:
-        options: dict = {}
-        if os.environ.get(KEY_ENV):
-            print(f"Using OpenRouter ({KEY_ENV} is set).")
-        else:
-            from .testing.server import LocalServer
+        options = offline_options(stack)
+        if not options:
+            from .settings import Settings
 
-            server = stack.enter_context(LocalServer(latency=0.3, token_rate=200))
-            options = {"base_url": server.base_url, "api_key": "local-demo-key"}
-            print(
-                f"{KEY_ENV} is not set: using voxmagic's local server at {server.base_url}.\n"
-                "Its answers describe the audio it received (duration, digest) instead of the words."
-            )
+            print(f"Using {Settings.resolve().base_url} (an API key is set).")
         df = api.transcribe(sample_paths(), **options)
     table = df[
         ["source", "duration_s", "text", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "error"]

@@ -8,8 +8,10 @@ mistakes in what was typed, and say so at once.
 
 from __future__ import annotations
 
+import difflib
 import glob
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,20 @@ def expand(item: str | os.PathLike) -> list[str]:
             raise ConfigError(f"no files match {text} (relative to {Path.cwd()})")
         return matches
     return [text]
+
+
+def did_you_mean(path: Path, names: Sequence[str] = ()) -> str:
+    """``; did you mean meeting.m4a?`` for a path that does not exist: the closest file in its
+    folder, by name or by stem ("meting" → meeting.m4a), or of ``names`` (a notebook's
+    variables); "" when nothing is close."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        found = {key: str(path.parent / p.name) for p in folder.iterdir() for key in (p.name, p.stem)}
+    except OSError:
+        found = {}
+    found.update({n: n for n in names})
+    close = difflib.get_close_matches(path.name, list(found), 1, 0.75)
+    return f"; did you mean {found[close[0]]}?" if close else ""
 
 
 def expand_all(sources: list[Any]) -> list[Any]:

@@ -20,6 +20,7 @@ import httpx
 import httpx_sse
 
 from .errors import APIConnectionError, APIError, APITimeoutError, RateLimitError, ServerError, error_for_status
+from .providers import is_loopback
 from .redact import Redactor
 
 
@@ -44,13 +45,23 @@ def translated(acc: Partial, url: str) -> Iterator[None]:
     except httpx.TimeoutException as exc:
         raise _keep(APITimeoutError(f"no answer from {url} within the timeout ({type(exc).__name__})"), acc) from exc
     except httpx.ConnectError as exc:
-        raise APIConnectionError(f"could not connect to {url} ({exc})") from exc
+        raise _refused(url, exc) from exc
     except httpx.TransportError as exc:
         raise _keep(
             APIConnectionError(f"the connection to {url} dropped mid-answer ({exc or type(exc).__name__})"), acc
         ) from exc
     except (ValueError, httpx_sse.SSEError) as exc:  # json.JSONDecodeError is a ValueError
         raise _keep(APIConnectionError(f"malformed response from {url} ({exc})"), acc) from exc
+
+
+def _refused(url: str, exc: httpx.ConnectError) -> APIConnectionError:
+    """Nothing answered. On this machine that is final (no server is listening, retrying will not
+    start one): say so at once instead of backing off for seconds."""
+    error = APIConnectionError(f"could not connect to {url} ({exc})")
+    if is_loopback(url):
+        error.retryable = False
+        error.advice = "nothing is listening there: start the server, or check the port in the base URL"
+    return error
 
 
 def _keep(exc: APIError, acc: Partial) -> APIError:

@@ -6,56 +6,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-# One row per source in a transcription table, in this order.
-TRANSCRIPT_COLUMNS = [
-    "source",
-    "duration_s",
-    "text",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "latency_s",
-    "error",
-    "attempts",
-    "finish_reason",
-    "audio_format",
-    "audio_sha256",
-    "generation_id",
-    "cached",
-    "chunks",
-]
-# With segments=True: one row per chunk of long audio, with where it lies in its source.
-SEGMENT_COLUMNS = [*TRANSCRIPT_COLUMNS[:2], "chunk", "start_s", "end_s", *TRANSCRIPT_COLUMNS[2:-1]]
 
-
-def table(rows: list[dict], *, segments: bool = False, structured: bool = False) -> Any:
-    """Rows as a DataFrame in the documented column order. With ``structured``, each parsed JSON
-    answer becomes columns after ``source`` (nested fields flattened with dots: ``speaker.name``;
-    a field named like a standard column gets ``answer.`` in front), and the object itself (a
-    pydantic instance when a model was given) is in the last column, ``parsed``; a row whose
-    answer did not parse has NaN there and says why in ``error``."""
-    import pandas as pd
-
-    df = pd.DataFrame(rows, columns=SEGMENT_COLUMNS if segments else TRANSCRIPT_COLUMNS)
-    if not structured:
-        return df
-    parsed = [r.get("parsed") for r in rows]
-    plain = [p.model_dump(mode="json") if p is not None and hasattr(p, "model_dump") else p for p in parsed]
-    fields = pd.json_normalize([p if isinstance(p, dict) else {} for p in plain])
-    fields.index = df.index
-    fields.columns = [f"answer.{c}" if c in df.columns or c == "parsed" else c for c in fields.columns]
-    df["parsed"] = pd.Series(parsed, index=df.index, dtype=object)
-    df["error"] = [r.get("error") or r.get("parse_error") for r in rows]
-    return pd.concat([df.iloc[:, :1], fields, df.iloc[:, 1:]], axis=1)
-
-
-def local_times(seconds: Any) -> Any:
-    """Unix times (a pandas Series) as timezone-aware datetimes in the machine's local zone."""
-    from datetime import datetime
-
-    import pandas as pd
-
-    return pd.to_datetime(seconds, unit="s", utc=True).dt.tz_convert(datetime.now().astimezone().tzinfo)
+def format_usd(usd: float | None) -> str:
+    """Dollars with enough digits to see a cheap call: $0.000604, $0.0123, $1.2346 (the one money
+    format of everything voxmagic shows; also ``voxmagic.cost.format_usd``)."""
+    if usd is None:
+        return "cost unknown"
+    return f"${usd:.6f}" if abs(usd) < 0.01 else f"${usd:.4f}"
 
 
 def _int(value: Any) -> int | None:
@@ -142,6 +99,8 @@ class Response:
     segments: list[dict] = field(default_factory=list)
     # functions run for the model's tool calls before this answer: name, arguments, result, error, round
     tool_runs: list[dict] = field(default_factory=list)
+    # with tool calls run, one Response per round (this one sums their cost, tokens and time)
+    rounds: list[Response] = field(default_factory=list)
 
     @property
     def value(self) -> Any:
@@ -150,7 +109,7 @@ class Response:
 
     @property
     def summary(self) -> str:
-        cost = f"${self.cost_usd:.6f}" if self.cost_usd is not None else "cost unknown"
+        cost = format_usd(self.cost_usd)
         toks = self.usage.completion_tokens
         bits = [
             self.model,

@@ -99,8 +99,10 @@ async def map_bounded(
     fn: Callable[[T], Awaitable[R]],
     concurrency: int,
     on_result: Callable[[int, R], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> list[R]:
-    """``fn`` over ``items`` with at most ``concurrency`` running; results in input order.
+    """``fn`` over ``items`` with at most ``concurrency`` running; results in input order;
+    ``on_start(index)`` as an item begins, ``on_result(index, result)`` as it ends.
 
     ``fn`` should return failures as values: one failing item must not cost the others. If one
     raises anyway (or the caller is cancelled), the rest are cancelled and awaited before this
@@ -110,6 +112,8 @@ async def map_bounded(
 
     async def one(index: int, item: T) -> R:
         async with gate:
+            if on_start:
+                on_start(index)
             result = await fn(item)
         if on_result:
             on_result(index, result)

@@ -1,5 +1,5 @@
 """A source's rows: the rows of its chunks stitched into one, regrouped per source, or summed for
-a progress report. Plain dicts in, plain dicts out (the table's columns; see voxmagic.results)."""
+a progress report. Plain dicts in, plain dicts out (the table's columns; see voxmagic.frames)."""
 
 from __future__ import annotations
 

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from .frames import as_table, local_times, tidy
 from .migrations import MIGRATIONS, columns
-from .results import local_times
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -306,7 +306,9 @@ class Store:
     # -- reading -----------------------------------------------------------------------------
 
     def history(self, last: int | None = None, since: float | None = None) -> pd.DataFrame:
-        """Requests as a DataFrame, oldest first; ``last`` keeps the newest N, ``since`` a start time."""
+        """Requests as a DataFrame (an :func:`~voxmagic.frames.as_table` table), oldest first, every
+        column of the file in its order; ``last`` keeps the newest N, ``since`` a start time. ``time``
+        is local time, counts are nullable Int64, ``cached`` a bool, text columns None when empty."""
         import pandas as pd
 
         sql, args = "SELECT * FROM requests", []
@@ -320,10 +322,9 @@ class Store:
         empty: tuple[list[str], list[tuple]] = (list(columns()), [])
         names, rows = self._run(lambda db: _fetch(db, sql, args), empty)
         df = pd.DataFrame.from_records(rows, columns=names, coerce_float=True)
-        df = df.iloc[::-1].reset_index(drop=True)
+        df = tidy(df.iloc[::-1].reset_index(drop=True), [n for n in names if n not in ("id", "time")])
         df["time"] = local_times(df["time"])
-        df["cached"] = df["cached"].astype(bool)
-        return df
+        return as_table(df)
 
 
 def _fetch(db: sqlite3.Connection, sql: str, args: list) -> tuple[list[str], list[tuple]]:

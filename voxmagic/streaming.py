@@ -37,7 +37,16 @@ class Retrying:
     wait_s: float
 
 
-Event = TextDelta | Retrying
+@dataclass(frozen=True)
+class Planned:
+    """The question is ready and checked, and goes out now: its audio is decoded and counted, its
+    cost estimated (a view that started before the audio was read can now say what it waits on)."""
+
+    request: Any
+    estimate: Any
+
+
+Event = TextDelta | Retrying | Planned
 EventHandler = Callable[[Event], None]
 
 

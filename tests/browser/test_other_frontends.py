@@ -52,7 +52,8 @@ def test_nbconvert_execute_saves_the_answer_and_the_table_as_text_and_html(serve
     batch = cells[2].outputs
     assert all(WIDGET_MIME not in o.get("data", {}) for o in batch)
     summary = batch[0]["data"]
-    assert re.match(r"3/3 files · \$0\.\d+ · [\d.]+ s\nthese 3 calls \$0\.\d+ · session \$0\.\d+ \(4 calls\)$",
+    assert re.match(r"3/3 files · 100% · [\d.]+ (files/s|s/file) · \$0\.\d+ · [\d.]+ s elapsed\n"
+                    r"these 3 calls \$0\.\d+ · session \$0\.\d+ \(4 calls\)$",
                     summary["text/plain"]), summary["text/plain"]
     assert "3/3 files" in summary["text/html"]
     for cell in (cells[2], cells[3]):

@@ -3,7 +3,9 @@ arguments or raises one-line ``UsageError`` s (never ``SystemExit``, never a tra
 
 from __future__ import annotations
 
+import difflib
 import shlex
+import textwrap
 from argparse import Namespace
 from collections.abc import Callable
 from typing import Any
@@ -148,19 +150,63 @@ def arguments(*specs: tuple) -> Callable[[Any], Any]:
     return decorate
 
 
+def plain_help(fn: Any) -> Any:
+    """``%%voxtral?`` as a person reads it: IPython's help starts with a reST literal-block marker
+    (``::``) and the docstrings use reST ````code````; drop both (apply above ``magic_arguments``)."""
+    doc = fn.__doc__ or ""
+    if doc.startswith("::"):
+        usage, _, rest = doc[2:].lstrip("\n").partition("\n\n")
+        doc = textwrap.dedent(usage) + "\n\n" + rest
+    fn.__doc__ = doc.replace("``", "")
+    return fn
+
+
+def without_comment(line: str) -> str:
+    """The line up to a ``#`` that starts a word outside quotes, as in a shell: ``clips/*.mp3 -o df
+    # one row per file`` loses its comment, ``a#b.mp3`` and ``"take #2.mp3"`` keep their ``#``."""
+    quote, escaped = "", False
+    for i, char in enumerate(line):
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i]
+    return line
+
+
 def parse(magic_method: Any, line: str) -> Namespace:
-    """POSIX shell splitting (quotes removed, unlike IPython's default) with the magic's parser."""
+    """POSIX shell splitting (quotes removed, unlike IPython's default; a trailing ``# comment``
+    ignored) with the magic's parser; a misspelt option gets a "did you mean"."""
     try:
-        argv = shlex.split(line)
+        argv = shlex.split(without_comment(line))
     except ValueError as exc:  # e.g. an unclosed quote
         raise UsageError(f"cannot read the options: {exc}") from None
-    args = magic_method.parser.parse_args(argv)
+    parser = magic_method.parser
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        raise UsageError(_suggest(str(exc), parser)) from None
     if getattr(args, "out", None) and not args.out.isidentifier():
         raise UsageError(f"-o {args.out}: not a valid Python variable name")
     return args
 
 
+def _suggest(message: str, parser: Any) -> str:
+    """argparse's complaint, with the closest real option for each unknown one."""
+    if "unrecognized arguments:" not in message:
+        return message
+    known = [flag for action in parser._actions for flag in action.option_strings]
+    unknown = [word for word in message.split("unrecognized arguments:")[1].split() if word.startswith("-")]
+    hints = [f"{word} → {close[0]}" for word in unknown if (close := difflib.get_close_matches(word, known, 1, 0.6))]
+    return message + (f" (did you mean {', '.join(hints)}?)" if hints else "")
+
+
 def parse_line(magic_method: Any, line: str) -> tuple[Namespace, bool]:
     """A line magic's options, and whether the line ended with ``;`` (store, don't display)."""
-    quiet = line.rstrip().endswith(";")
-    return parse(magic_method, line.rstrip().rstrip(";")), quiet
+    line = without_comment(line).rstrip()
+    return parse(magic_method, line.rstrip(";")), line.endswith(";")

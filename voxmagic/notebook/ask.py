@@ -14,17 +14,17 @@ from dataclasses import replace
 from typing import Any
 
 from .. import runner
-from ..conversation import Exchange, exchange, follow_up, split_tools
+from ..audio import preview
+from ..conversation import exchange, follow_up, split_tools
 from ..errors import ConfigError, VoxmagicError
 from ..jobs import Job
 from ..loop import LOOP
 from ..providers import MIME_TYPES
-from ..runner import Plan
-from ..tools import tool_line
+from ..runner import Plan, ledger
 from .display import StreamView, widgets_available
 from .options import AskOptions
 from .resolve import audio_items, lookup, render_prompt
-from .session import Session, start, tally
+from .session import Session, start
 from .tables import run_each
 
 Namespace = MutableMapping[str, Any]
@@ -54,7 +54,7 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
     LOOP.run(runner.check_before_sending(plan, options.settings, options.max_cost, options.caching))
     widget = widgets_available(options.view.mode)
     if widget and not options.resume and 0 < plan.request.audio_seconds <= options.view.player_max_seconds:
-        _players(plan.request.audio)
+        _players(plan.request.audio, session)
     view = session.last_view = StreamView(plan.request, widget=widget, rate=options.view.rate)
     result = start(
         _answer(options, plan, functions, view, namespace, session),
@@ -130,45 +130,33 @@ async def _answer(
         view.fail("cancelled: the request was closed (it may still be billed; see %voxtral_history)")
         raise
     session.conversation = done
-    value, shown = _value(done)
-    namespace["_voxtral"] = done.response
+    if done.response.parse_error:
+        print(f"voxmagic: {done.response.parse_error}", file=sys.stderr)
+    value, shown = done.value(), done.shown()
+    namespace["_voxtral"] = done.result
     if options.out:
         namespace[options.out] = value
     rounds = len(done.responses)
-    summary = done.response.summary + (f" · {rounds} requests" if rounds > 1 else "")
-    view.finish(shown, summary, tally(done.cost_usd, rounds))
+    summary = done.result.summary + (f" · {rounds} requests" if rounds > 1 else "")
+    view.finish(shown, summary, ledger.tally(done.cost_usd, rounds))
     return value
 
 
-def _players(clips: tuple) -> None:
+PREVIEW_MAX_BYTES = 96_000  # never more than this per player (before base64)
+
+
+def _players(clips: tuple, session: Session) -> None:
+    """A player per source, once per notebook session: a small Opus preview (the notebook keeps
+    it, so its size matters), not the upload bytes; none when it would still be too big."""
     from IPython.display import Audio, display
 
     for clip in clips:
-        player = Audio(data=clip.data)
-        player.mimetype = MIME_TYPES.get(clip.format, "audio/wav")
+        if clip.sha256 in session.players:
+            continue
+        data = preview(clip)
+        if len(data) > PREVIEW_MAX_BYTES:
+            continue
+        session.players.add(clip.sha256)
+        player = Audio(data=data)
+        player.mimetype = MIME_TYPES["ogg"]
         display(player)
-
-
-def _value(done: Exchange) -> tuple[Any, str]:
-    """What ``-o`` receives, and the text shown for it: the answer, with every tool call (run or
-    not) in order between the answers."""
-    response = done.response
-    lines: list[str] = []
-    for i, r in enumerate(done.responses, start=1):
-        if r.text:
-            lines.append(r.text)
-        lines += [tool_line(run) for run in response.tool_runs if run["round"] == i]
-    if done.stopped:
-        calls = [{"id": c.id, "name": c.name, "arguments": _arguments(c)} for c in response.tool_calls]
-        lines += [tool_line(c) for c in calls] + [f"({done.stopped})"]
-        return calls, "\n".join(lines)
-    if response.parse_error:
-        print(f"voxmagic: {response.parse_error}", file=sys.stderr)
-    return response.value, "\n".join(lines)
-
-
-def _arguments(call: Any) -> Any:
-    try:
-        return call.args
-    except ValueError:
-        return call.arguments  # not JSON: show what the model wrote

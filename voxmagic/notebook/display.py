@@ -15,16 +15,14 @@ and then replace it — so one widget is never mutated from two threads at once.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import sys
-import time
-from collections import deque
-from pathlib import Path
 from typing import Any
 
 from ..chat import ChatRequest
-from ..cost import audio_tokens, format_usd, pricing_for, text_tokens
 from ..loop import Throttle
+from ..progress import Answering, Progress
 from ..streaming import Event, Retrying, TextDelta
 from ..tools import tool_line
 
@@ -40,9 +38,11 @@ def widgets_available(mode: str = "auto") -> bool:
 
 
 def _pre(text: str) -> str:
+    """Text as it came, wrapped at spaces: a frontend's output ``pre`` breaks words anywhere
+    (``word-break: break-all`` in JupyterLab, Notebook 7 and nbconvert's HTML) unless told not to."""
     return (
-        '<pre style="white-space:pre-wrap;margin:0;font-family:var(--jp-content-font-family,'
-        f'inherit)">{html.escape(text)}</pre>'
+        '<pre style="white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere;margin:0;'
+        f'font-family:var(--jp-content-font-family,inherit)">{html.escape(text)}</pre>'
     )
 
 
@@ -50,29 +50,28 @@ def _muted(text: str, color: str = "var(--jp-ui-font-color2,#666)") -> str:
     """A status line. The classes keep MathJax off it: JupyterLab would typeset the text between
     two dollar amounts ("$0.0002 · session $0.0004") as LaTeX."""
     return (
-        f'<div class="mathjax_ignore tex2jax_ignore" style="color:{color};font-size:90%">'
+        f'<div class="mathjax_ignore tex2jax_ignore" style="color:{color};font-size:90%;word-break:normal">'
         f"{html.escape(text).replace(chr(10), '<br>')}</div>"
     )
 
 
-def show(bundle: dict[str, str]) -> None:
-    from IPython.display import display
-
-    display(bundle, raw=True)
+def _close(box: Any) -> None:
+    """Close a view's widgets — the box, its children and their layout and style models: a saved
+    notebook keeps the state of every widget still open (30 models, 25 KB, for the quickstart)."""
+    for widget in (*box.children, box):
+        for part in (getattr(widget, "style", None), getattr(widget, "layout", None), widget):
+            if part is not None:
+                part.close()
 
 
 class StreamView:
     """What ``%%voxtral`` shows while an answer streams: status line and growing text."""
 
-    def __init__(self, request: ChatRequest, *, widget: bool, rate: float = 10.0):
-        self.model, self.audio_seconds = request.model, request.audio_seconds
-        self.audio_tokens = sum(audio_tokens(c.duration_s) for c in request.audio)
-        self.prompt_tokens = self.audio_tokens + text_tokens(request.all_text)
-        self.pricing = pricing_for(request.model)
+    def __init__(self, request: ChatRequest | None, *, widget: bool, rate: float = 10.0):
+        """``request`` gives the status line its model and running cost estimate; without it (the
+        Python API starts its view before the audio is read) they come with the Planned event."""
+        self.answering = Answering(request)
         self.parts: list[str] = []
-        self.tokens = 0
-        self.note = ""
-        self.started = time.monotonic()
         self.throttle = Throttle(rate, self._flush)
         self.widget = widget
         self.handle = None
@@ -92,25 +91,23 @@ class StreamView:
         return "".join(self.parts)
 
     def status_line(self) -> str:
-        cost = self.pricing.cost(self.prompt_tokens, self.tokens, self.audio_seconds, self.audio_tokens)
-        note = f" · {self.note}" if self.note else ""
-        return (
-            f"{self.model} · {time.monotonic() - self.started:.1f} s · {self.tokens} tokens · ≈${cost:.4f} so far{note}"
-        )
+        return self.answering.line()
+
+    @property
+    def tokens(self) -> int:
+        return self.answering.tokens
 
     def on_event(self, event: Event) -> None:
+        self.answering.event(event)
         if isinstance(event, TextDelta):
             self.parts.append(event.text)
-            self.tokens += 1
             if not self.widget:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
         elif isinstance(event, Retrying):
             self.parts.clear()
-            self.tokens = 0
-            self.note = f"attempt {event.attempt} failed ({type(event.error).__name__}); retrying"
             if not self.widget:
-                sys.stdout.write(f"\n[{self.note} in {event.wait_s:.1f} s]\n")
+                sys.stdout.write(f"\n[{self.answering.note} in {event.wait_s:.1f} s]\n")
         self.throttle.poke()
 
     def on_tools(self, runs: list[dict[str, Any]]) -> None:
@@ -138,19 +135,10 @@ class StreamView:
         """The last, exact update; later events change nothing (loop thread, idempotent)."""
         self.throttle.close()
 
-    def finish(self, text: str, summary: str, tally: str, extra_html: str = "") -> None:
+    def finish(self, text: str, summary: str, tally: str) -> None:
         """Close, then replace the live view with the final result (loop thread)."""
-        self.close()
-        if self.widget and self.handle is not None:
-            self.handle.update(
-                {
-                    "text/plain": f"{text}\n[{summary}]\n{tally}",
-                    "text/html": _muted(summary) + _pre(text) + extra_html + _muted(tally),
-                },
-                raw=True,
-            )
-            self.box.close()
-        else:
+        html_ = _muted(summary) + _pre(text) + _muted(tally)
+        if not self._replace(f"{text}\n[{summary}]\n{tally}", html_):
             # print what did not stream (tool calls shown but not run); the rest is on screen
             streamed = [line for line in self.text.splitlines() if line.strip()]
             lines = [line for line in text.splitlines() if line.strip()]
@@ -161,72 +149,85 @@ class StreamView:
 
     def fail(self, message: str) -> None:
         """Close, then keep whatever had streamed, with the error under it (loop thread)."""
-        self.close()
         partial = self.text
-        if self.widget and self.handle is not None:
-            self.handle.update(
-                {
-                    "text/plain": f"{partial}\n[{message}]",
-                    "text/html": _pre(partial) + _muted(message, "var(--jp-error-color1,#c00)"),
-                },
-                raw=True,
-            )
-            self.box.close()
-        elif partial:
+        html_ = _pre(partial) + _muted(message, "var(--jp-error-color1,#c00)")
+        if not self._replace(f"{partial}\n[{message}]", html_) and partial:
             print()
+
+    def _replace(self, plain: str, html_: str) -> bool:
+        """Close, then put the final result in the widget's place; False without a widget."""
+        self.close()
+        if not (self.widget and self.handle is not None):
+            return False
+        self.handle.update({"text/plain": plain, "text/html": html_}, raw=True)
+        _close(self.box)
+        return True
 
 
 class BatchView:
-    """What ``%voxtral_transcribe`` shows: files done/total, a bar, recent files, running cost."""
+    """What ``%voxtral_transcribe`` shows: a header (done/total, percent, in flight, failures,
+    rate, cost, elapsed, ETA), a bar, recent files — in a terminal, a line per finished file.
 
-    def __init__(self, labels: list[str], *, widget: bool, rate: float = 10.0):
-        self.labels = [Path(label).name or label for label in labels]
-        self.total, self.done, self.failed, self.cost = len(labels), 0, 0, 0.0
-        self.recent: deque[str] = deque(maxlen=6)
-        self.started = time.monotonic()
+    The header ticks while nothing finishes: :meth:`start` (on voxmagic's loop) runs a timer that
+    pokes the same throttle as the results, so updates stay within ``rate`` per second; ``close``
+    stops it. In flight: the sources the batch runner reported started (:meth:`on_start`) and not
+    yet finished; a runner that does not report starts gets an upper bound (``≤N``) from the
+    concurrency."""
+
+    def __init__(self, labels: list[str], *, widget: bool, rate: float = 10.0, concurrency: int | None = None):
+        self.progress = Progress(labels, concurrency)
         self.throttle = Throttle(rate, self._flush)
+        self.tick_s = max(0.5, 1.0 / rate)
+        self.timer: asyncio.TimerHandle | None = None
         self.widget = widget
         if widget:
             import ipywidgets as w
             from IPython.display import display
 
             self.header, self.log = w.HTML(_muted(self.header_line())), w.HTML()
-            self.bar = w.IntProgress(value=0, min=0, max=max(1, self.total))
+            self.bar = w.IntProgress(value=0, min=0, max=max(1, self.progress.total))
             self.box = w.VBox([self.header, self.bar, self.log])
             self.handle = display(self.box, display_id=True)
 
     def header_line(self) -> str:
-        bad = f" · {self.failed} failed" if self.failed else ""
-        return (
-            f"{self.done}/{self.total} files{bad} · {format_usd(self.cost)} · {time.monotonic() - self.started:.1f} s"
-        )
+        return self.progress.header()
+
+    def start(self) -> None:
+        """Tick the header while the batch runs (loop thread; only the first call does anything)."""
+        if self.widget and self.timer is None and not self.throttle.closed:
+            self.timer = asyncio.get_running_loop().call_later(self.tick_s, self._tick)
+
+    def _tick(self) -> None:
+        if not self.throttle.closed:
+            self.throttle.poke()
+            self.timer = asyncio.get_running_loop().call_later(self.tick_s, self._tick)
+
+    def on_start(self, index: int) -> None:
+        """The batch runner began on source ``index`` (preparing or sending it)."""
+        self.progress.started(index)
+        self.start()
+        self.throttle.poke()
 
     def on_result(self, index: int, rows: list[dict[str, Any]]) -> None:
         """A source finished: its row, or its chunks' rows."""
-        from ..stitch import summary
-
-        self.done += 1
-        name, total = self.labels[index], summary(rows)
-        self.cost += total["cost_usd"]
-        if total["error"]:
-            self.failed += 1
-            line = f"✗ {name}: {total['error']}"
-        else:
-            cached = " (cached)" if total["cached"] else ""
-            line = f"✓ {name} · {total['duration_s']:.1f} s audio · {format_usd(total['cost_usd'])}{cached}"
-        self.recent.append(line)
+        line = self.progress.finished(index, rows)
         if not self.widget:
-            print(f"[{self.done}/{self.total}] {line}", flush=True)
+            p = self.progress
+            print(f"[{p.done}/{p.total}] {line}", flush=True)
+        self.start()
         self.throttle.poke()
 
     def _flush(self) -> None:
         if self.widget:
-            self.bar.value = self.done
+            self.bar.value = self.progress.done
             self.header.value = _muted(self.header_line())
-            self.log.value = _pre("\n".join(self.recent))
+            self.log.value = _pre("\n".join(self.progress.recent))
 
     def close(self) -> None:
-        """The last, exact update; later results change nothing (loop thread, idempotent)."""
+        """The last, exact update; stops the ticking; later results change nothing (loop thread,
+        idempotent)."""
+        if self.timer is not None:
+            self.timer.cancel()
         self.throttle.close()
 
     def finish(self, tally: str) -> None:
@@ -236,11 +237,15 @@ class BatchView:
         """In place of the view in a notebook; in a terminal the error raised next says it."""
         self._replace(message, "var(--jp-error-color1,#c00)", echo=False)
 
+    def discard(self) -> None:
+        """Nothing to keep: the view goes (the error raised next is the whole story)."""
+        self._replace("", echo=False)
+
     def _replace(self, text: str, color: str = "var(--jp-ui-font-color2,#666)", echo: bool = True) -> None:
         """Close, then put the final text in the view's place (loop thread)."""
         self.close()
         if self.widget and self.handle is not None:
             self.handle.update({"text/plain": text, "text/html": _muted(text, color)}, raw=True)
-            self.box.close()
+            _close(self.box)
         elif echo:
-            print(text.splitlines()[-1])
+            print(text)

@@ -25,7 +25,7 @@ from ..errors import ConfigError, VoxmagicError
 from ..formats import DEFAULT_FORMAT, UPLOAD_FORMATS
 from ..providers import PROVIDER_NAMES
 from ..settings import Settings
-from .arguments import ASK, COMMON, TRANSCRIBE, arguments, parse, parse_line
+from .arguments import ASK, COMMON, TRANSCRIBE, arguments, parse, parse_line, plain_help
 from .session import Session
 
 MAGICS = {
@@ -44,87 +44,64 @@ def one_line_errors() -> Iterator[None]:
         raise UsageError(f"{exc}{kept}") from None
 
 
+def setting(kind: Any, default: Any, help: str, choices: Any = None) -> Any:
+    """A session default, ``%config VoxtralMagics.<name> = value``; None means "not set"."""
+    first = (list(choices), default) if choices is not None else (default,)
+    return kind(*first, allow_none=default is None, help=help).tag(config=True)
+
+
 @magics_class
 class VoxtralMagics(Magics):
     """Talk to audio with Voxtral. Session defaults: ``%config VoxtralMagics.<name> = value``."""
 
-    model = Unicode(
-        None, allow_none=True, help="Model id (default mistralai/voxtral-small-24b-2507, or $VOXMAGIC_MODEL)."
-    ).tag(config=True)
-    base_url = Unicode(
-        None,
-        allow_none=True,
-        help="OpenAI-compatible endpoint base (default https://openrouter.ai/api/v1, or $VOXMAGIC_BASE_URL).",
-    ).tag(config=True)
-    provider = Enum(
-        list(PROVIDER_NAMES),
-        default_value=None,
-        allow_none=True,
-        help="Where Voxtral runs: openrouter, mistral (Mistral's API) or openai-compatible "
-        "(e.g. a self-hosted vLLM; set base_url). Default: from base_url, else "
-        "openrouter, or $VOXMAGIC_PROVIDER.",
-    ).tag(config=True)
-    api_key_env = Unicode(
-        None,
-        allow_none=True,
-        help="Environment variable (or .env entry) that holds the API key (default: "
-        "the provider's: OPENROUTER_API_KEY, MISTRAL_API_KEY, OPENAI_API_KEY).",
-    ).tag(config=True)
-    temperature = Float(None, allow_none=True, help="Default temperature for %%voxtral (0-2).").tag(config=True)
-    max_tokens = Int(None, allow_none=True, help="Default max_tokens for %%voxtral.").tag(config=True)
-    concurrency = Int(
-        limits.DEFAULT_CONCURRENCY, help="Requests in flight for %voxtral_transcribe and %%voxtral --each."
-    ).tag(config=True)
-    max_cost = Float(None, allow_none=True, help="Refuse any call whose estimated cost in USD is higher.").tag(
-        config=True
+    model = setting(Unicode, None, "Model id (default mistralai/voxtral-small-24b-2507, or $VOXMAGIC_MODEL).")
+    base_url = setting(
+        Unicode, None, "OpenAI-compatible endpoint base (default https://openrouter.ai/api/v1, or $VOXMAGIC_BASE_URL)."
     )
-    budget = Float(
-        None,
-        allow_none=True,
-        help="What this session may spend in USD; calls that could exceed what is left are refused before sending.",
-    ).tag(config=True)
-    cache = Bool(True, help="Answer a request made before from the cache ($0, nothing sent).").tag(config=True)
-    chunk_minutes = Float(
-        limits.DEFAULT_CHUNK_MINUTES, help="%voxtral_transcribe cuts audio longer than this at pauses (0: never)."
-    ).tag(config=True)
-    history_path = Unicode(
-        None,
-        allow_none=True,
-        help="SQLite file of history and cache (default: the user cache dir, or $VOXMAGIC_HISTORY).",
-    ).tag(config=True)
-    stream = Bool(True, help="Stream answers as they are generated.").tag(config=True)
-    referer = Unicode(None, allow_none=True, help="HTTP-Referer header (OpenRouter attribution).").tag(config=True)
-    title = Unicode(Settings.title, help="X-Title header (OpenRouter attribution).").tag(config=True)
-    audio_format = Enum(UPLOAD_FORMATS, default_value=DEFAULT_FORMAT, help="Upload encoding.").tag(config=True)
-    max_attempts = Int(
-        Settings.max_attempts, help="Attempts for transient failures (429s are waited out separately)."
-    ).tag(config=True)
-    backoff = Float(Settings.backoff, help="First retry delay in seconds; doubles each retry, with jitter.").tag(
-        config=True
+    provider = setting(
+        Enum, None, "Where Voxtral runs: openrouter, mistral (Mistral's API) or openai-compatible (e.g. a "
+        "self-hosted vLLM; set base_url). Default: from base_url, else openrouter, or $VOXMAGIC_PROVIDER.",
+        choices=PROVIDER_NAMES,
+    )  # fmt: skip
+    api_key_env = setting(
+        Unicode, None, "Environment variable (or .env entry) that holds the API key (default: the provider's: "
+        "OPENROUTER_API_KEY, MISTRAL_API_KEY, OPENAI_API_KEY).",
+    )  # fmt: skip
+    temperature = setting(Float, None, "Default temperature for %%voxtral (0-2).")
+    max_tokens = setting(Int, None, "Default max_tokens for %%voxtral.")
+    concurrency = setting(Int, limits.DEFAULT_CONCURRENCY, "Requests in flight for %voxtral_transcribe and --each.")
+    max_cost = setting(Float, None, "Refuse any call whose estimated cost in USD is higher.")
+    budget = setting(Float, None, "What this session may spend in USD; what could exceed it is refused unsent.")
+    cache = setting(Bool, True, "Answer a request made before from the cache ($0, nothing sent).")
+    chunk_minutes = setting(
+        Float, limits.DEFAULT_CHUNK_MINUTES, "%voxtral_transcribe cuts audio longer than this at pauses (0: never)."
     )
-    read_timeout = Float(Settings.read_timeout, help="Seconds to wait for the next byte of an answer.").tag(config=True)
-    rate_limit_patience = Float(
-        Settings.rate_limit_patience,
-        help="Seconds to keep waiting out 429 rate limits (with Retry-After) before a request fails.",
-    ).tag(config=True)
-    download_timeout = Float(Settings.download_timeout, help="Seconds an http(s) audio download may take in all.").tag(
-        config=True
+    history_path = setting(
+        Unicode, None, "SQLite file of history and cache (default: the user cache dir, or $VOXMAGIC_HISTORY)."
     )
-    display_mode = Enum(
-        ["auto", "widget", "text"],
-        default_value="auto",
-        help="Live widgets in a kernel (auto), always widgets, or plain text.",
-    ).tag(config=True)
-    updates_per_second = Float(
-        limits.DEFAULT_UPDATES_PER_SECOND, help="Bound on live display updates per second (at most 30)."
-    ).tag(config=True)
-    max_tool_rounds = Int(
-        limits.DEFAULT_TOOL_ROUNDS, help="With --auto-tools, rounds of tool calls before stopping."
-    ).tag(config=True)
-    player_max_seconds = Float(
-        limits.DEFAULT_PLAYER_MAX_SECONDS,
-        help="Embed an audio player for audio up to this long in seconds (it is saved in the notebook; 0: never).",
-    ).tag(config=True)
+    stream = setting(Bool, True, "Stream answers as they are generated.")
+    referer = setting(Unicode, None, "HTTP-Referer header (OpenRouter attribution).")
+    title = setting(Unicode, Settings.title, "X-Title header (OpenRouter attribution).")
+    audio_format = setting(Enum, DEFAULT_FORMAT, "Upload encoding.", choices=UPLOAD_FORMATS)
+    max_attempts = setting(Int, Settings.max_attempts, "Attempts for transient failures (429s are waited out apart).")
+    backoff = setting(Float, Settings.backoff, "First retry delay in seconds; doubles each retry, with jitter.")
+    read_timeout = setting(Float, Settings.read_timeout, "Seconds to wait for the next byte of an answer.")
+    rate_limit_patience = setting(
+        Float, Settings.rate_limit_patience, "Seconds to keep waiting out 429s (with Retry-After) before failing."
+    )
+    download_timeout = setting(Float, Settings.download_timeout, "Seconds an http(s) audio download may take.")
+    display_mode = setting(
+        Enum, "auto", "Live widgets in a kernel (auto), always widgets, or plain text.", ("auto", "widget", "text")
+    )
+    updates_per_second = setting(
+        Float, limits.DEFAULT_UPDATES_PER_SECOND, "Bound on live display updates per second (at most 30)."
+    )
+    max_tool_rounds = setting(
+        Int, limits.DEFAULT_TOOL_ROUNDS, "With --auto-tools, rounds of tool calls before stopping."
+    )
+    player_max_seconds = setting(
+        Float, limits.DEFAULT_PLAYER_MAX_SECONDS, "Embed a player for audio up to this long, in s (0: never)."
+    )
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
@@ -186,11 +163,13 @@ class VoxtralMagics(Magics):
 
     # -- the magics ------------------------------------------------------------------------
 
+    @plain_help
     @magic_arguments("%voxtral")  # shown as %%voxtral: it is a cell magic
     @arguments(*COMMON, *ASK)
     @cell_magic("voxtral")  # type: ignore[arg-type]
     def voxtral(self, line: str, cell: str) -> Any:
-        """Ask Voxtral about audio: the line names the audio, the cell body is the prompt.
+        """Ask Voxtral about audio: the line names the audio, the cell body is the prompt. A
+        ``# comment`` at the end of the line is ignored.
 
         ``{name}`` in the prompt is filled from the notebook (``{{`` for a literal brace). The
         answer streams into a live view; ``-o NAME`` stores the text (or parsed JSON, schema
@@ -203,20 +182,21 @@ class VoxtralMagics(Magics):
         with one_line_errors():
             return run_ask(ask_options(args, self.config_values), cell, self.namespace, self.session)
 
+    @plain_help
     @magic_arguments()
     @arguments(*COMMON, *TRANSCRIBE)
     @line_magic("voxtral_transcribe")  # type: ignore[arg-type]
     def voxtral_transcribe(self, line: str) -> Any:
         """Transcribe (or translate) many audio sources at once into a DataFrame, one row per source.
 
-        Columns: source, duration_s, text, prompt_tokens, completion_tokens, cost_usd, latency_s,
-        error (+ attempts, finish_reason, audio_format, audio_sha256, generation_id, cached,
-        chunks). A source that fails — unreadable, missing, refused — fills its ``error``; the
+        Columns: source, text, duration_s, cost_usd, error (+ prompt_tokens, completion_tokens,
+        latency_s, attempts, chunks, cached, finish_reason, audio_format, generation_id,
+        audio_sha256). A source that fails — unreadable, missing, refused — fills its ``error``; the
         others still come back. Audio longer than ``--chunk-minutes`` is cut at pauses, sent in
         pieces and stitched in order. What was answered before comes from the cache at $0; an
         interrupted run sends only what is missing. With a single source the transcript text is
         also in ``_voxtral_text`` (and ``NAME_text`` with ``-o NAME``). End the line with ``;`` to
-        store the table without displaying it.
+        store the table without displaying it; a ``# comment`` after that is ignored.
         """
         from .options import transcribe_options
         from .tables import run_transcribe
@@ -227,8 +207,12 @@ class VoxtralMagics(Magics):
             lambda args: run_transcribe(transcribe_options(args, self.config_values), self.namespace, self.session),
         )
 
+    @plain_help
     @magic_arguments()
     @argument("-o", "--out", metavar="NAME", help="store the table in this variable")
+    @argument(
+        "--all", action="store_true", help="every column (default: cost, time, outcome, sources, prompt, text, ...)"
+    )
     @argument("--last", type=int, metavar="N", help="only the newest N requests")
     @argument(
         "--since",
@@ -237,12 +221,15 @@ class VoxtralMagics(Magics):
     )
     @line_magic("voxtral_history")  # type: ignore[arg-type]
     def voxtral_history(self, line: str) -> Any:
-        """Every request voxmagic has made, from its SQLite history: time, model, parameters,
-        prompt, audio digest and seconds, text, tokens, cost, latency, attempts, error, cached."""
+        """Every request voxmagic has made, from its SQLite history, oldest first: cost_usd, time
+        (local, to the second), outcome, sources, prompt, text, error, model, audio_seconds; with
+        ``--all`` also parameters, audio digest and format, tokens, latency, attempts, cache key,
+        provider, generation id... (``voxmagic.history()`` always returns every column)."""
         from .tables import run_history
 
         return self._table(self.voxtral_history, line, lambda args: run_history(args, self.namespace))
 
+    @plain_help
     @magic_arguments()
     @argument("-o", "--out", metavar="NAME", help="store the table in this variable")
     @argument("--refresh", action="store_true", help="fetch the list now instead of using today's copy")
@@ -268,6 +255,7 @@ class VoxtralMagics(Magics):
 
         return self._table(self.voxtral_models, line, run)
 
+    @plain_help
     @magic_arguments()
     @line_magic("voxtral_reset")  # type: ignore[arg-type]
     def voxtral_reset(self, line: str) -> None:
@@ -277,13 +265,16 @@ class VoxtralMagics(Magics):
         self.session.conversation = None
         print("conversation cleared" if asked else "no conversation to clear")
 
+    @plain_help
     @magic_arguments()
     @argument("-o", "--out", metavar="NAME", help="store the table in this variable")
+    @argument("--all", action="store_true", help="every column (default: cost, time, label, outcome, model, audio)")
     @argument("--reset", action="store_true", help="start the tally again from $0")
     @line_magic("voxtral_cost")  # type: ignore[arg-type]
     def voxtral_cost(self, line: str) -> Any:
         """What this session has spent: one row per call (and per abandoned attempt the provider
-        may still bill), and the total."""
+        may still bill) — cost_usd, time (local, to the second), label, outcome, model,
+        audio_seconds; with ``--all`` also tokens, cost source and generation id — and the total."""
         from .tables import run_cost
 
         return self._table(self.voxtral_cost, line, lambda args: run_cost(args, self.namespace))

@@ -109,33 +109,26 @@ def _checked(args: Namespace) -> None:
     limits.check_all(values, label=lambda name: "--" + names[name].replace("_", "-"))
 
 
+_CONFIG_ONLY = "referer title max_attempts backoff read_timeout rate_limit_patience download_timeout".split()
+_LINE_ONLY = "top_p stop frequency_penalty presence_penalty seed".split()
+
+
 def _common(
     args: Namespace, config: Mapping[str, Any], *, temperature: float | None, max_tokens: int | None
 ) -> dict[str, Any]:
     """The shared part, from the line (``args``) over the traits (``config``)."""
     _checked(args)
-    settings = Settings.resolve(
-        model=_pick(args.model, config["model"]),
-        base_url=_pick(args.base_url, config["base_url"]),
-        provider=_pick(args.provider, config["provider"]),
-        key_env=config["api_key_env"],
-        referer=config["referer"],
-        title=config["title"],
-        max_attempts=config["max_attempts"],
-        backoff=config["backoff"],
-        read_timeout=config["read_timeout"],
-        rate_limit_patience=config["rate_limit_patience"],
-        download_timeout=config["download_timeout"],
-    )
+    # connection settings only %config sets, and sampling options only the line sets
+    connection = {n: config[n] for n in _CONFIG_ONLY}
+    chosen = {n: _pick(getattr(args, n), config[n]) for n in ("model", "base_url", "provider")}
+    settings = Settings.resolve(key_env=config["api_key_env"], **chosen, **connection)
+    sampling = {n: getattr(args, n) for n in _LINE_ONLY}
+    stream = False if args.no_stream else config["stream"]
     params = Params(
         max_tokens=_pick(args.max_tokens, max_tokens),
         temperature=_pick(args.temperature, temperature),
-        top_p=args.top_p,
-        stop=args.stop,
-        frequency_penalty=args.frequency_penalty,
-        presence_penalty=args.presence_penalty,
-        seed=args.seed,
-        stream=False if args.no_stream else config["stream"],
+        stream=stream,
+        **sampling,
     )
     return dict(
         audio=tuple(args.audio),

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..audio import AudioSource, EncodedAudio, as_source, is_array_pair
 from ..errors import AudioError, ConfigError
-from ..files import AUDIO_SUFFIXES, expand, is_url
+from ..files import AUDIO_SUFFIXES, did_you_mean, expand, is_url
 
 
 def audio_items(items: Sequence[str], namespace: Mapping[str, Any], *, sample_rate: int | None = None) -> list[Any]:
@@ -39,9 +39,10 @@ def _one(item: str, ns: Mapping[str, Any], sample_rate: int | None) -> list[Any]
         return _from_variable(item, lookup(item, ns), sample_rate)
     if glob.has_magic(item):
         return expand(item)
+    hint = did_you_mean(path, [n for n in ns if n.isidentifier() and not n.startswith("_")])
     if item.replace(".", "").isidentifier() and path.suffix.lower() not in AUDIO_SUFFIXES:
-        raise ConfigError(f"{item} is neither a file nor a variable in the notebook")
-    raise ConfigError(f"no such file: {item} (relative to {Path.cwd()})")
+        raise ConfigError(f"{item} is neither a file nor a variable in the notebook{hint}")
+    raise ConfigError(f"no such file: {item} (relative to {Path.cwd()}){hint}")
 
 
 def _from_variable(name: str, value: Any, sample_rate: int | None) -> list[Any]:

@@ -4,14 +4,12 @@ is in flight and keeps what finished) or in the background as a :class:`~voxmagi
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..cost import format_usd
 from ..errors import Interrupted
 from ..jobs import Job
 from ..loop import LOOP
-from ..runner import ledger
 
 if TYPE_CHECKING:
     from ..conversation import Exchange
@@ -24,14 +22,7 @@ class Session:
 
     conversation: Exchange | None = None
     last_view: Any = None
-
-
-def tally(usd: float | None, calls: int = 1) -> str:
-    """The cost line under every result: this call's cost and the session's running total."""
-    if calls == 0:
-        return f"nothing sent · {ledger}"
-    what = "this call" if calls == 1 else f"these {calls} calls"
-    return f"{what} {format_usd(usd)} · {ledger}"
+    players: set[str] = field(default_factory=set)  # sources whose player this notebook already has
 
 
 def start(

@@ -15,15 +15,16 @@ from .. import runner
 from ..api import history
 from ..batch import Batch
 from ..errors import VoxmagicError
+from ..frames import COST_COLUMNS, HISTORY_COLUMNS, compact, table
 from ..loop import LOOP
-from ..results import table
+from ..runner import ledger
 from ..settings import Settings
 from ..stitch import per_source
 from ..subtitles import transcripts
 from .display import BatchView, widgets_available
 from .options import AskOptions, CallOptions, TranscribeOptions
 from .resolve import audio_items, lookup
-from .session import Session, start, tally
+from .session import Session, start
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,7 +107,10 @@ def run_with_progress(options: CallOptions, run: Run, namespace: Namespace, sess
         return None
     run.batch.check()
     view = session.last_view = BatchView(
-        [runner.label(s) for s in run.sources], widget=widgets_available(options.view.mode), rate=options.view.rate
+        [runner.label(s) for s in run.sources],
+        widget=widgets_available(options.view.mode),
+        rate=options.view.rate,
+        concurrency=options.concurrency,
     )
 
     def interrupted() -> str:
@@ -132,6 +136,7 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
         run.finished[index] = rows
         view.on_result(index, rows)
 
+    view.start()
     try:
         rows = await batches.run(
             run.sources,
@@ -140,9 +145,13 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
             max_cost=options.max_cost,
             segments=run.sent_segments,
             on_result=on_result,
+            on_start=view.on_start,
         )
     except VoxmagicError as exc:
-        view.fail(str(exc))
+        if run.finished:
+            view.fail(str(exc))
+        else:  # refused before anything finished (the budget): the one-line error says it, once
+            view.discard()
         raise
     except asyncio.CancelledError:
         df = _bind(_partial(run), options, run, namespace)
@@ -150,12 +159,14 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
             namespace["_voxtral_df"] = df
         view.fail(f"cancelled after {len(run.finished)} of {len(run.sources)} files; they are kept")
         raise
+    finally:
+        view.close()  # stops the header's clock whatever happened (idempotent)
     note = ""
     if run.after is not None:
         rows, note = run.after(rows)
     df = _bind(rows, options, run, namespace)
     sent = sum(r.get("chunks") or 1 for r in rows if r.get("cost_usd") is not None and not r.get("cached"))
-    view.finish(tally(float(df["cost_usd"].fillna(0).sum()), sent) + (f"\n{note}" if note else ""))
+    view.finish(ledger.tally(float(df["cost_usd"].fillna(0).sum()), sent) + (f"\n{note}" if note else ""))
     return df
 
 
@@ -182,12 +193,13 @@ def _partial(run: Run) -> list[dict]:
 
 
 def run_history(args: Args, namespace: Namespace) -> pd.DataFrame:
-    df = history(last=args.last, since=args.since)
+    """``-o`` keeps every column (the data); what is shown is compact unless ``--all``."""
+    full = history(last=args.last, since=args.since)
     if runner.store.problem:  # an empty table needs its reason beside it
         print(runner.store.problem)
     if args.out:
-        namespace[args.out] = df
-    return df
+        namespace[args.out] = full
+    return compact(full, HISTORY_COLUMNS, args.all, "%voxtral_history")
 
 
 def run_models(args: Args, namespace: Namespace, settings: Settings) -> pd.DataFrame:
@@ -202,10 +214,12 @@ def run_models(args: Args, namespace: Namespace, settings: Settings) -> pd.DataF
 
 def run_cost(args: Args, namespace: Namespace) -> pd.DataFrame | None:
     """The session's calls (abandoned attempts too: the provider may bill them) and the total."""
-    df = runner.ledger.to_dataframe()
-    df.attrs["total_usd"] = float(df["cost_usd"].fillna(0).sum())
-    if args.out:
-        namespace[args.out] = df
+    full = runner.ledger.to_dataframe()
+    full.attrs["total_usd"] = float(full["cost_usd"].fillna(0).sum())
+    if args.out:  # every column (the data); what is shown is compact unless --all
+        namespace[args.out] = full
+    df = compact(full, COST_COLUMNS, args.all, "%voxtral_cost")
+    df.attrs["total_usd"] = full.attrs["total_usd"]
     print(runner.ledger.summary())
     if args.reset:
         runner.ledger.reset()

@@ -1,0 +1,116 @@
+"""How far a call has got. A batch, as tqdm users expect it: done/total, percent, in flight,
+failures, rate, cost so far, elapsed and ETA, and one line per finished source
+(:class:`Progress`). An answer as it streams: model, elapsed, tokens, cost so far, retries
+(:class:`Answering`).
+
+Plain bookkeeping and text, no display: the notebook's live views draw it, the command line
+prints it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from .cost import audio_tokens, pricing_for, text_tokens
+from .results import format_usd
+from .stitch import summary
+from .streaming import Event, Planned, Retrying, TextDelta
+
+
+class Answering:
+    """One answer as it streams; ``request`` (or the :class:`Planned` event) tells the model and
+    the audio, for the running cost estimate."""
+
+    def __init__(self, request: Any = None):
+        self.describe(request)
+        self.tokens, self.note, self.began = 0, "", time.monotonic()
+
+    def describe(self, request: Any) -> None:
+        self.model: str = request.model if request else ""
+        self.audio_seconds: float = request.audio_seconds if request else 0.0
+        self.audio_tokens = sum(audio_tokens(c.duration_s) for c in request.audio) if request else 0
+        self.prompt_tokens = self.audio_tokens + text_tokens(request.all_text) if request else 0
+        self.pricing = pricing_for(request.model) if request else None
+
+    def event(self, event: Event) -> None:
+        if isinstance(event, TextDelta):
+            self.tokens += 1
+        elif isinstance(event, Retrying):
+            self.tokens = 0
+            self.note = f"attempt {event.attempt} failed ({type(event.error).__name__}); retrying"
+        elif isinstance(event, Planned):
+            self.describe(event.request)
+
+    def line(self) -> str:
+        """``mistralai/voxtral-small-24b-2507 · 2.0 s · 42 tokens · ≈$0.000213 so far``"""
+        p = self.pricing
+        cost = p.cost(self.prompt_tokens, self.tokens, self.audio_seconds, self.audio_tokens) if p else None
+        bits = [self.model, f"{time.monotonic() - self.began:.1f} s", f"{self.tokens} tokens",
+                f"≈{format_usd(cost)} so far" if cost is not None else "", self.note]  # fmt: skip
+        return " · ".join(b for b in bits if b)
+
+
+def clock(seconds: float) -> str:
+    """A duration as a person reads it: 8.4 s, 3 min 05 s, 1 h 02 min."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    s = int(seconds)
+    return f"{s // 60} min {s % 60:02d} s" if s < 3600 else f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+class Progress:
+    """A batch of ``labels`` as it runs. In flight: the sources reported started (:meth:`started`)
+    and not yet finished; without such reports, an upper bound (``≤N``) from ``concurrency``."""
+
+    def __init__(self, labels: list[str], concurrency: int | None = None):
+        self.labels = [Path(label).name or label for label in labels]
+        self.total, self.done, self.failed, self.cost = len(labels), 0, 0, 0.0
+        self.concurrency, self.reported_starts = concurrency, False
+        self.running: set[int] = set()
+        self.recent: deque[str] = deque(maxlen=6)
+        self.began = time.monotonic()
+
+    def started(self, index: int) -> None:
+        self.reported_starts = True
+        self.running.add(index)
+
+    def finished(self, index: int, rows: list[dict[str, Any]]) -> str:
+        """Count a finished source (its row, or its chunks' rows); its line, e.g.
+        ``✓ a.mp3 · 12.0 s audio · $0.000604``."""
+        self.done += 1
+        self.running.discard(index)
+        name, total = self.labels[index], summary(rows)
+        self.cost += total["cost_usd"]
+        if total["error"]:
+            self.failed += 1
+            line = f"✗ {name}: {total['error']}"
+        else:
+            cached = " (cached)" if total["cached"] else ""
+            line = f"✓ {name} · {total['duration_s']:.1f} s audio · {format_usd(total['cost_usd'])}{cached}"
+        self.recent.append(line)
+        return line
+
+    def in_flight(self) -> str:
+        if self.reported_starts:
+            return str(len(self.running))
+        return f"≤{min(self.concurrency, self.total - self.done)}" if self.concurrency else ""
+
+    def header(self) -> str:
+        """``1/2 files · 50% · 1 in flight · 1 failed · 1.6 s/file · $0.000604 · 1.7 s elapsed · ETA 1.6 s``"""
+        elapsed, left = time.monotonic() - self.began, self.total - self.done
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        flying = self.in_flight() if left else ""
+        bits = [
+            f"{self.done}/{self.total} files",
+            f"{100 * self.done // max(1, self.total)}%" if self.done else "",
+            f"{flying} in flight" if flying not in ("", "0", "≤0") else "",
+            f"{self.failed} failed" if self.failed else "",
+            (f"{rate:.2f} files/s" if rate >= 1 else f"{1 / rate:.1f} s/file") if rate else "",
+            format_usd(self.cost),
+            f"{clock(elapsed)} elapsed",
+            f"ETA {clock(left / rate)}" if rate and left else "",
+        ]
+        return " · ".join(b for b in bits if b)
