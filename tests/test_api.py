@@ -230,3 +230,31 @@ def test_the_command_line_falls_back_to_the_local_server_without_a_key(tmp_path)
     assert "OPENROUTER_API_KEY is not set: using voxmagic's local server at http://127.0.0.1:" in cli.stderr
     assert "Heard 1 clips" in cli.stdout and "session $" in cli.stdout
     assert pd.read_csv(tmp_path / "t.csv")["text"].str.startswith("Heard").all()
+
+
+def test_the_python_api_expands_paths_as_the_magics_do(server, tmp_path, monkeypatch):
+    """Globs, folders and ~ in transcribe, transcripts and ask; a pattern that matches nothing and
+    a folder without audio are one-line errors; a missing file is that source's error row."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    talks = tmp_path / "talks"
+    talks.mkdir()
+    for name in ("b.mp3", "a.mp3"):
+        tone_file(talks / name, 1.0)
+    (tmp_path / "empty").mkdir()
+    opts = dict(base_url=server.base_url, api_key="k")
+    by_glob = voxmagic.transcribe("talks/*.mp3", **opts)
+    by_folder = voxmagic.transcribe("talks/", **opts)
+    by_home = voxmagic.transcribe("~/talks", **opts)
+    assert [s.rsplit("/", 1)[-1] for s in by_glob["source"]] == ["a.mp3", "b.mp3"]
+    assert by_folder["source"].tolist() == by_glob["source"].tolist() and len(by_home) == 2
+    found = voxmagic.transcripts("talks/*.mp3", **opts)
+    assert len(found) == 2 and all(t.cues for t in found)
+    assert voxmagic.ask("talks/*.mp3", "Compare.", **opts).text.startswith("Heard 2 clips")
+    with pytest.raises(ConfigError, match=r"^no files match talks/\*\.wav \(relative to "):
+        voxmagic.transcribe("talks/*.wav", **opts)
+    with pytest.raises(ConfigError, match=r"^the folder empty holds no audio files"):
+        voxmagic.transcripts("empty", **opts)
+    rows = voxmagic.transcribe(["talks/a.mp3", "talks/c.mp3"], **opts)
+    assert rows["error"].tolist()[0] is None and rows["error"].iloc[1].startswith("no such file")
+    assert re.search(r"; did you mean talks/[ab]\.mp3\?$", rows["error"].iloc[1])
