@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import audio as _audio
 from . import runner, stitch
-from .audio import as_list
+from .audio import sources as audio_sources
 from .batch import DEFAULT_CHUNK_S, TRANSCRIPT_TEMPERATURE, Batch, question_batch, transcription_batch
 from .batch import run as run_batch
 from .conversation import Conversation
 from .errors import ConfigError
-from .files import expand_all
 from .frames import table
 from .limits import DEFAULT_CONCURRENCY
 from .loop import LOOP
@@ -116,10 +115,11 @@ def plan(
     audio: Any, prompt: str, *, system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT, **options: Any
 ) -> Plan:
     """The request :func:`ask` would send (audio elided in its text form) and its cost estimate."""
+    moment = _moment(options)
     settings, params = split_options(options)
     return LOOP.run(
         runner.plan(
-            expand_all(as_list(audio)),
+            audio_sources(audio, *moment),
             prompt,
             settings=settings,
             params=params,
@@ -148,6 +148,7 @@ async def transcribe_async(
     **options: Any,
 ) -> pd.DataFrame:
     """Transcribe every source concurrently; see :func:`transcribe`."""
+    moment = _moment(options)
     stream, settings, params = _split(options, temperature=TRANSCRIPT_TEMPERATURE)
     batch = transcription_batch(
         settings,
@@ -162,7 +163,7 @@ async def transcribe_async(
         caching=Caching.of(cache, refresh),
         api=api,
     )
-    return await _table(sources, batch, concurrency, max_cost, segments, on_result)
+    return await _table(audio_sources(sources, *moment), batch, concurrency, max_cost, segments, on_result)
 
 
 def transcripts(
@@ -184,6 +185,7 @@ def transcripts(
     Times come from the provider's segments (Mistral's transcriptions endpoint) or else from
     chunks of at most 30 s cut at pauses, one request each; long chunk texts are split into
     cues in proportion to their length. Options are :func:`transcribe`'s."""
+    moment = _moment(options)
     stream, settings, params = _split(options, temperature=TRANSCRIPT_TEMPERATURE)
     batch = transcription_batch(
         settings,
@@ -197,9 +199,14 @@ def transcripts(
         subtitles=True,
     )
     rows = LOOP.run(
-        run_batch(expand_all(as_list(sources)), batch, concurrency=concurrency, max_cost=max_cost, segments=True)
+        run_batch(audio_sources(sources, *moment), batch, concurrency=concurrency, max_cost=max_cost, segments=True)
     )
     return subtitle_transcripts(rows)
+
+
+def _moment(options: dict[str, Any]) -> tuple[Any, Any]:
+    """``start=``/``end=`` (seconds or ``"12:30"``): only that moment of every source is sent."""
+    return options.pop("start", None), options.pop("end", None)
 
 
 def _split(options: dict[str, Any], **defaults: Any) -> tuple[bool | None, Settings, Params]:
@@ -211,7 +218,7 @@ def _split(options: dict[str, Any], **defaults: Any) -> tuple[bool | None, Setti
 
 
 async def _table(
-    sources: Any,
+    sources: list[Any],
     batch: Batch,
     concurrency: int,
     max_cost: float | None,
@@ -223,14 +230,7 @@ async def _table(
             on_result(index, rows[0] if len(rows) == 1 else stitch.summary(rows))
 
     rows = await LOOP.run_async(
-        run_batch(
-            expand_all(as_list(sources)),
-            batch,
-            concurrency=concurrency,
-            max_cost=max_cost,
-            segments=segments,
-            on_result=report,
-        )
+        run_batch(sources, batch, concurrency=concurrency, max_cost=max_cost, segments=segments, on_result=report)
     )
     return table(rows, segments=segments, structured=batch.structured)
 
@@ -249,6 +249,7 @@ async def ask_each_async(
     **options: Any,
 ) -> pd.DataFrame:
     """Ask ``prompt`` about each source separately; see :func:`ask_each`."""
+    moment = _moment(options)
     stream, settings, params = _split(options)
     batch = question_batch(
         settings,
@@ -259,7 +260,7 @@ async def ask_each_async(
         audio_format=audio_format,
         caching=Caching.of(cache, refresh),
     )
-    return await _table(sources, batch, concurrency, max_cost, False, on_result)
+    return await _table(audio_sources(sources, *moment), batch, concurrency, max_cost, False, on_result)
 
 
 def ask_each(

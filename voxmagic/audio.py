@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import numbers
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,12 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from . import limits
+from .arrays import is_array, is_array_pair, is_pandas
+from .arrays import sample_rate as sample_rate_of
+from .arrays import samples as samples_of
 from .codec import PCM, SAMPLE_RATE, EncodedAudio, array_blocks, container_blocks, encode, preview, probe_duration
 from .download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, download
 from .errors import AudioError
-from .files import did_you_mean
+from .files import did_you_mean, expand_all
 from .formats import DEFAULT_FORMAT, UPLOAD_FORMATS
+from .moments import GAP_S, Span, base_label, check_span, describe, parse_time
 
 __all__ = [
     "AudioSource",
@@ -47,9 +49,6 @@ __all__ = [
 ]
 
 MAX_AS_IS_BIT_RATE = 64_000  # an MP3 at or under this is uploaded as it is
-# Hz an array may claim (voxmagic.limits): 16, kHz meant as Hz, would make the audio 1000× too long
-ARRAY_RATES = (int(limits.BOUNDS["sample_rate"].lo or 0), int(limits.BOUNDS["sample_rate"].hi or 0))
-MAX_CHANNELS = 8
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,13 +65,16 @@ class AudioSource:
     array: np.ndarray | None = None
     sample_rate: int | None = None
     url: str | None = None
+    # moments of it to send, in order, on its own timeline (empty: all of it); several are joined
+    # with GAP_S of silence between them into one clip
+    spans: tuple[Span, ...] = ()
 
     def __post_init__(self) -> None:
         if self.array is None:
             return
         name = self.label or "<array>"
-        rate = _sample_rate(self.sample_rate, name)
-        samples = _samples(self.array, name)
+        rate = sample_rate_of(self.sample_rate, name)
+        samples = samples_of(self.array, name)
         object.__setattr__(self, "array", samples)
         object.__setattr__(self, "sample_rate", rate)
         if not self.label:
@@ -87,24 +89,39 @@ class AudioSource:
         if self.url is not None:
             yield from self._fetched_now().blocks()
             return
-        if self.array is not None:
-            blocks = array_blocks(self.array, int(self.sample_rate or 0))
-        elif self.data is not None:
-            blocks = container_blocks(io.BytesIO(self.data), self.label)
-        else:
-            assert self.path is not None
-            if self.path.is_dir():
-                raise AudioError(self.label, "is a directory; pass the files in it (or a glob such as dir/*.mp3)")
-            if not self.path.exists():
-                hint = did_you_mean(self.path)
-                raise AudioError(self.label, f"no such file (looked for {self.path.resolve()}){hint}")
-            blocks = container_blocks(str(self.path), self.label)
         empty = True
-        for block in blocks:
-            empty = False
-            yield block
+        for i, (start, end) in enumerate(self.spans or ((0.0, None),)):
+            if i:
+                yield np.zeros(round(GAP_S * SAMPLE_RATE), np.int16)
+            for block in self._span_blocks(start, end):
+                empty = False
+                yield block
         if empty:
-            raise AudioError(self.label, "contains no audio samples (0 s)")
+            what = f"{describe(self.spans)} holds" if self.spans else "contains"
+            raise AudioError(self.label, f"{what} no audio samples (0 s)")
+
+    def _span_blocks(self, start: float, end: float | None) -> Iterator[np.ndarray]:
+        if self.array is not None:
+            return array_blocks(self.array, int(self.sample_rate or 0), start, end)
+        if self.data is not None:
+            return container_blocks(io.BytesIO(self.data), self.label, start, end)
+        assert self.path is not None
+        if self.path.is_dir():
+            raise AudioError(self.label, "is a directory; pass the files in it (or a glob such as dir/*.mp3)")
+        if not self.path.exists():
+            hint = did_you_mean(self.path)
+            raise AudioError(self.label, f"no such file (looked for {self.path.resolve()}){hint}")
+        return container_blocks(str(self.path), self.label, start, end)
+
+    def moments(self, *spans: Span) -> AudioSource:
+        """Only these moments of it (on its own timeline), e.g. ``source.moments((750, 840))``."""
+        base = base_label(self.label)
+        return dataclasses.replace(self, spans=spans, label=f"{base} {describe(spans)}" if spans else base)
+
+    @property
+    def offset_s(self) -> float:
+        """Where what is sent starts on the source's timeline (one moment: its start)."""
+        return self.spans[0][0] if len(self.spans) == 1 else 0.0
 
     def _fetched_now(self) -> AudioSource:
         """This source with a URL downloaded (see :func:`fetched`), for sync callers.
@@ -129,10 +146,15 @@ class AudioSource:
         3-hour file is decoded. None when the header does not say, the file cannot be read (decoding
         gives the proper error) or for a URL (that would cost the download)."""
         if self.array is not None:
-            return self.array.shape[-1] / self.sample_rate
-        if self.data is None and (self.path is None or not self.path.is_file()):
+            whole: float | None = self.array.shape[-1] / (self.sample_rate or 1)
+        elif self.data is None and (self.path is None or not self.path.is_file()):
             return None
-        return probe_duration(io.BytesIO(self.data) if self.data is not None else str(self.path))
+        else:
+            whole = probe_duration(io.BytesIO(self.data) if self.data is not None else str(self.path))
+        if not self.spans or whole is None:
+            return whole
+        kept = sum(max(0.0, min(whole, whole if end is None else end) - start) for start, end in self.spans)
+        return kept + GAP_S * (len(self.spans) - 1)
 
     def content_digest(self) -> str | None:
         """sha256 of the source's bytes before decoding (None for URLs: that would cost a download)."""
@@ -148,6 +170,8 @@ class AudioSource:
                     h.update(block)
         else:
             return None
+        if self.spans:
+            h.update(f"|spans {self.spans}".encode())
         return h.hexdigest()
 
     def decode(self) -> PCM:
@@ -169,7 +193,7 @@ class AudioSource:
 
         Its exact duration comes from decoding (counting samples); None when it does not qualify.
         """
-        if format != "mp3" or (self.path is None and self.data is None):
+        if format != "mp3" or self.spans or (self.path is None and self.data is None):
             return None
         if self.path is not None and not self.path.is_file():
             return None
@@ -212,11 +236,16 @@ def as_source(obj: Any, *, sample_rate: int | None = None, label: str | None = N
     """Coerce what a user passes (path, bytes, (array, rate), IPython Audio, URL) to an AudioSource."""
     if isinstance(obj, AudioSource):
         return obj
+    if _is_segment(obj) or _is_segments(obj):
+        found = from_segments(obj)
+        if len(found) > 1:
+            raise AudioError(label or "<segments>", f"holds moments of {len(found)} files: pass them as a list")
+        return found[0]
     if is_array_pair(obj):
         obj, sample_rate = obj
-    elif _is_pandas(obj):  # a Series of sources is several (see as_list), not one array
+    elif is_pandas(obj):  # a Series of sources is several (see as_list), not one array
         raise AudioError(label or f"<{type(obj).__name__}>", "holds several sources: pass them one by one")
-    if _is_array(obj):
+    if is_array(obj):
         return AudioSource(label or "", array=obj, sample_rate=sample_rate)  # checked on arrival
     if isinstance(obj, (bytes, bytearray, memoryview)):
         data = bytes(obj)
@@ -241,98 +270,66 @@ def as_source(obj: Any, *, sample_rate: int | None = None, label: str | None = N
     )
 
 
-def is_array_pair(value: Any) -> bool:
-    """True for ``(samples, rate)``: a 2-tuple whose first item is an array (NumPy, or anything with
-    a ``shape`` and ``dtype``) and whose second is not. The one rule every caller uses, so a tuple
-    never counts as one source here and two there; a bad rate in it is then reported as such by
-    :func:`as_source` instead of being read as a second source (``(a, b)`` of two arrays is two)."""
-    return isinstance(value, tuple) and len(value) == 2 and _is_array(value[0]) and not _is_array(value[1])
-
-
 def as_list(audio: Any) -> list[Any]:
     """The sources in ``audio``: a list, tuple, pandas Series or Index holds several, an
-    ``(array, rate)`` pair (:func:`is_array_pair`) is one, and anything else is one."""
-    if is_array_pair(audio):
+    ``(array, rate)`` pair (:func:`is_array_pair`) is one, a table of segments (``source, start,
+    end``) is one moment-source per file (:func:`from_segments`), and anything else is one."""
+    if is_array_pair(audio) or _is_segment(audio):
         return [audio]
+    if _is_segments(audio):
+        return list(from_segments(audio))
     if isinstance(audio, (list, tuple)):
         return list(audio)
-    if _is_pandas(audio):
+    if is_pandas(audio):
         return list(audio.tolist())
     return [audio]
+
+
+def is_segments(obj: Any) -> bool:
+    """A table of segments (``source, start, end`` columns), or one row of it."""
+    return _is_segments(obj) or _is_segment(obj)
+
+
+def _is_segments(obj: Any) -> bool:
+    return hasattr(obj, "columns") and {"source", "start", "end"} <= set(obj.columns)
+
+
+def _is_segment(obj: Any) -> bool:
+    """One row of a segments table (a pandas Series indexed by column names)."""
+    index = getattr(obj, "index", None)
+    return (
+        is_pandas(obj)
+        and index is not None
+        and not hasattr(obj, "columns")
+        and {"source", "start", "end"} <= set(index)
+    )
+
+
+def from_segments(rows: Any) -> list[AudioSource]:
+    """Segment rows — one row, or a table filtered to what matters (``seg[seg.speaker ==
+    "speaker_2"]``) — as sources: per file, only its rows' moments, in row order, sent as one clip."""
+    frame = rows.to_frame().T if _is_segment(rows) else rows
+    spans: dict[str, list[Span]] = {}
+    for source, start, end in zip(frame["source"], frame["start"], frame["end"], strict=True):
+        spans.setdefault(base_label(str(source)), []).append(check_span(float(start), float(end)))
+    if not spans:
+        raise AudioError("<segments>", "no rows: the table of segments is empty")
+    return [as_source(source).moments(*found) for source, found in spans.items()]
+
+
+def sources(audio: Any, start: float | str | None = None, end: float | str | None = None) -> list[Any]:
+    """What a call's ``audio`` names: paths expanded (globs, folders, ``~``), a table of segments as
+    moments, and with ``start``/``end`` (seconds or ``"12:30"``) only that moment of each."""
+    items = expand_all(as_list(audio))
+    if start is None and end is None:
+        return items
+    span = check_span(*(parse_time(t) if isinstance(t, str) else t for t in (start, end)))
+    return [as_source(item).moments(span) for item in items]
 
 
 def prepare(obj: Any, format: str = DEFAULT_FORMAT, **kw: Any) -> EncodedAudio:
     """Source (anything :func:`as_source` takes) → bytes ready to upload."""
     return as_source(obj, **kw).prepare(format)
-
-
-def _sample_rate(rate: Any, name: str) -> int:
-    """An array's rate as an int, or an AudioError saying what to pass instead."""
-    if rate is None:
-        raise AudioError(name, "a numpy array needs its sample rate: pass (array, rate), e.g. (samples, 16000)")
-    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real):
-        raise AudioError(
-            name, f"sample rate {rate!r} is a {type(rate).__name__}, not a number of Hz; pass an int such as 16000"
-        )
-    if not isinstance(rate, numbers.Integral) and not _is_whole(rate):
-        raise AudioError(name, f"sample rate {rate} is not a whole number of Hz; pass an int such as 16000")
-    hz = int(float(rate))
-    low, high = ARRAY_RATES
-    if not low <= hz <= high:
-        raise AudioError(
-            name, f"sample rate {hz:,} Hz is outside {low:,}–{high:,} Hz; pass samples per second (16 kHz is 16000)"
-        )
-    return hz
-
-
-def _is_whole(x: numbers.Real) -> bool:
-    try:
-        return float(x).is_integer()  # False for NaN and ±inf
-    except OverflowError:
-        return False
-
-
-def _samples(obj: Any, name: str) -> np.ndarray:
-    """Samples as a real-valued (samples,) or (channels, samples) array of finite numbers, or an
-    AudioError. (samples, channels), as soundfile and scipy return them, is transposed."""
-    try:
-        a = np.asarray(obj)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise AudioError(
-            name,
-            f"cannot read a {type(obj).__name__} as a NumPy array ({exc}); "
-            "pass a NumPy array (e.g. tensor.cpu().numpy())",
-        ) from exc
-    if a.dtype.kind == "b":
-        raise AudioError(name, "array is boolean (a mask?), not samples; pass int or float samples")
-    if a.dtype.kind == "c":
-        raise AudioError(name, "array holds complex numbers; pass real samples (e.g. array.real)")
-    if a.dtype.kind not in "iuf":
-        raise AudioError(
-            name,
-            f"array of dtype {a.dtype.name} is not audio samples; pass int or float samples "
-            "(e.g. array.astype(np.float32))",
-        )
-    if a.ndim == 2 and a.shape[0] > MAX_CHANNELS >= a.shape[1]:
-        a = a.T
-    if a.ndim not in (1, 2) or a.ndim == 2 and a.shape[0] > MAX_CHANNELS:
-        raise AudioError(
-            name, f"array shape {a.shape} is not (samples,) or (channels, samples) with at most {MAX_CHANNELS} channels"
-        )
-    if a.size == 0:
-        raise AudioError(name, f"array is empty (shape {a.shape}); pass at least one sample")
-    step = 1 << 20  # checked in slices: no whole-array temporary
-    if a.dtype.kind == "f" and not all(np.isfinite(a[..., i : i + step]).all() for i in range(0, a.shape[-1], step)):
-        raise AudioError(name, "array contains NaN or infinite values; replace them (e.g. np.nan_to_num(array))")
-    return a
-
-
-def _is_array(x: Any) -> bool:
-    return hasattr(x, "dtype") and isinstance(getattr(x, "shape", None), tuple) and len(x.shape) >= 1
-
-
-def _is_pandas(x: Any) -> bool:
-    return any(c.__name__ in ("Series", "Index") and c.__module__.startswith("pandas") for c in type(x).__mro__)
 
 
 def _is_ipython_audio(obj: Any) -> bool:

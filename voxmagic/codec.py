@@ -132,7 +132,11 @@ def probe_duration(file: str | io.BytesIO) -> float | None:
         return None
 
 
-def container_blocks(file: str | io.BytesIO, label: str) -> Iterator[np.ndarray]:
+def container_blocks(
+    file: str | io.BytesIO, label: str, start_s: float = 0.0, end_s: float | None = None
+) -> Iterator[np.ndarray]:
+    """The audio track as 16 kHz mono blocks; with ``start_s``/``end_s`` only that moment, found by
+    seeking (not by decoding what comes before it) and cut to the sample."""
     import av
 
     try:
@@ -146,7 +150,10 @@ def container_blocks(file: str | io.BytesIO, label: str) -> Iterator[np.ndarray]
             raise AudioError(label, f"has no audio track (found: {', '.join(kinds)})")
         produced = False
         try:
-            for block in _resampled(_frame_arrays(container.decode(streams[0]))):
+            if start_s > 0:
+                container.seek(int(start_s * av.time_base), backward=True, any_frame=False)
+            frames = _frame_arrays(container.decode(streams[0]), start_s, end_s)
+            for block in _resampled(frames):
                 produced = True
                 yield block
         except av.error.FFmpegError as exc:  # damage after good audio: keep what decoded
@@ -154,21 +161,34 @@ def container_blocks(file: str | io.BytesIO, label: str) -> Iterator[np.ndarray]
                 raise AudioError(label, f"corrupt audio ({_ffmpeg_reason(exc)})") from exc
 
 
-def array_blocks(a: np.ndarray, rate: int) -> Iterator[np.ndarray]:
+def array_blocks(a: np.ndarray, rate: int, start_s: float = 0.0, end_s: float | None = None) -> Iterator[np.ndarray]:
     """Checked samples ((n,) or (channels, n), ints or floats) → 16 kHz blocks; each ~10 s slice is
     converted on its own, so no float copy of the whole array is made."""
     a = a[None, :] if a.ndim == 1 else a
+    a = a[:, round(start_s * rate) : None if end_s is None else round(end_s * rate)]
     block = rate * 10
     yield from _resampled((a[:, i : i + block], rate) for i in range(0, a.shape[1], block))
 
 
-def _frame_arrays(frames: Iterator[Any]) -> Iterator[tuple[np.ndarray, int]]:
-    """Each decoded frame as (samples of shape (channels, n), rate), as cheaply as possible."""
+def _frame_arrays(
+    frames: Iterator[Any], start_s: float = 0.0, end_s: float | None = None
+) -> Iterator[tuple[np.ndarray, int]]:
+    """Each decoded frame as (samples of shape (channels, n), rate), as cheaply as possible, cut
+    to [start_s, end_s) by the frames' own times (counted from the first when they have none)."""
+    counted = 0.0
     for frame in frames:
         a = frame.to_ndarray()
         if not frame.format.is_planar:
             a = a.reshape(-1, len(frame.layout.channels)).T
-        yield a, frame.sample_rate
+        rate = frame.sample_rate
+        at = frame.time if frame.time is not None else counted
+        counted = at + a.shape[1] / rate
+        if end_s is not None and at >= end_s:
+            return
+        first = max(0, round((start_s - at) * rate))
+        last = a.shape[1] if end_s is None else min(a.shape[1], round((end_s - at) * rate))
+        if first < last:
+            yield (a if first == 0 and last == a.shape[1] else a[:, first:last]), rate
 
 
 def _mono(a: np.ndarray) -> np.ndarray:

@@ -17,7 +17,6 @@ from . import audio as _audio
 from . import limits
 from .chat import ChatRequest, Params
 from .errors import ConfigError
-from .files import expand_all
 from .limits import DEFAULT_TOOL_ROUNDS
 from .loop import LOOP
 from .results import Response, ToolCall
@@ -225,7 +224,8 @@ class Conversation:
     def __init__(
         self, audio: Any = None, *, system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT, **options: Any
     ):
-        self.audio = expand_all(_audio.as_list(audio)) if audio is not None else []
+        moment = options.pop("start", None), options.pop("end", None)
+        self.audio = _audio.sources(audio, *moment) if audio is not None else []
         self.system, self.audio_format, self.options = system, audio_format, options
         self.exchanges: list[Exchange] = []
 

@@ -53,6 +53,11 @@ COMMON = [
     ),
     option("--sr", type=int, metavar="HZ", help="sample rate of numpy-array audio variables"),
     option(
+        "--at",
+        metavar="START-END",
+        help="only this moment of each source: 12:30-14:00, 1:02:03-1:05:00, 90-120 (seconds), 12:30- (to the end)",
+    ),
+    option(
         "--format",
         choices=UPLOAD_FORMATS,
         metavar="FMT",

@@ -43,7 +43,11 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
         raise ConfigError(
             "nothing to continue: ask a first question with %%voxtral AUDIO, then follow up with %%voxtral --continue"
         )
-    sources = [] if options.resume else audio_items(options.audio, namespace, sample_rate=options.sample_rate)
+    sources = (
+        []
+        if options.resume
+        else audio_items(options.audio, namespace, sample_rate=options.sample_rate, span=options.span)
+    )
     options, functions = _with_schema_and_tools(options, namespace)
     if options.each or (options.schema and len(sources) > 1 and not options.together):
         return run_each(options, sources, prompt, namespace, session)

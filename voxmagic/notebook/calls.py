@@ -14,9 +14,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .. import api, runner
-from ..audio import as_list
+from ..audio import sources as audio_sources
 from ..errors import VoxmagicError
-from ..files import expand_all
 from ..limits import DEFAULT_CONCURRENCY
 from ..loop import LOOP
 from ..runner import ledger
@@ -61,7 +60,7 @@ def ask(audio: Any, prompt: str, **options: Any) -> Any:
 
 def _batch(function: Callable[..., Any], sources: Any, *args: Any, **options: Any) -> Any:
     """A table-shaped call with a progress view: one line per finished source, then the tally."""
-    items = expand_all(as_list(sources))
+    items = audio_sources(sources, options.pop("start", None), options.pop("end", None))
     concurrency = options.get("concurrency", DEFAULT_CONCURRENCY)
     view = BatchView([runner.label(s) for s in items], widget=True, concurrency=concurrency)
 

@@ -18,6 +18,7 @@ from .. import limits
 from ..batch import TRANSCRIPT_TEMPERATURE
 from ..chat import Params
 from ..errors import ConfigError
+from ..moments import Span, parse_span
 from ..runner import Caching
 from ..settings import Settings
 
@@ -45,6 +46,7 @@ class CallOptions:
     params: Params = field(default_factory=Params)
     audio_format: str = "mp3"
     sample_rate: int | None = None
+    span: Span | None = None  # --at: only this moment of each source
     concurrency: int = limits.DEFAULT_CONCURRENCY
     max_cost: float | None = None
     caching: Caching = Caching()
@@ -137,6 +139,7 @@ def _common(
         params=params,
         audio_format=args.format or config["audio_format"],
         sample_rate=args.sr,
+        span=parse_span(args.at) if args.at else None,
         concurrency=_pick(getattr(args, "concurrency", None), config["concurrency"]),
         max_cost=_pick(args.max_cost, config["max_cost"]),
         caching=Caching.of(config["cache"] and not args.no_cache, args.refresh),

@@ -13,19 +13,30 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..audio import AudioSource, EncodedAudio, as_source, is_array_pair
+from ..audio import AudioSource, EncodedAudio, as_list, as_source, is_array_pair, is_segments
 from ..errors import AudioError, ConfigError
 from ..files import AUDIO_SUFFIXES, did_you_mean, expand, is_url
+from ..moments import Span
 
 
-def audio_items(items: Sequence[str], namespace: Mapping[str, Any], *, sample_rate: int | None = None) -> list[Any]:
-    """Expand paths, globs, folders, URLs and variable names into audio sources, in order."""
+def audio_items(
+    items: Sequence[str], namespace: Mapping[str, Any], *, sample_rate: int | None = None, span: Span | None = None
+) -> list[Any]:
+    """Expand paths, globs, folders, URLs and variable names into audio sources, in order; with
+    ``span`` (``--at``) only that moment of each."""
     out: list[Any] = []
     for item in items:
         out.extend(_one(item, namespace, sample_rate))
     if not out:
         raise ConfigError("no audio given: name a file, a glob such as clips/*.mp3, a folder, a URL or a variable")
-    return out
+    return [_moment(x, span) for x in out] if span else out
+
+
+def _moment(item: Any, span: Span) -> Any:
+    try:
+        return as_source(item).moments(span)
+    except AudioError:
+        return item  # unusable as it is: its own error row says why
 
 
 def _one(item: str, ns: Mapping[str, Any], sample_rate: int | None) -> list[Any]:
@@ -48,6 +59,8 @@ def _one(item: str, ns: Mapping[str, Any], sample_rate: int | None) -> list[Any]
 def _from_variable(name: str, value: Any, sample_rate: int | None) -> list[Any]:
     if isinstance(value, (AudioSource, EncodedAudio)):
         return [value]
+    if is_segments(value):  # segment rows: only their moments, one clip per file
+        return as_list(value)
     if isinstance(value, (str, os.PathLike)):  # as the Python API expands it: a missing file
         return expand(value)  # becomes that source's error row instead of refusing the whole call
     is_list = isinstance(value, (list, tuple)) and not is_array_pair(value)

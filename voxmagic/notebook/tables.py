@@ -48,7 +48,7 @@ def run_each(options: AskOptions, sources: list, prompt: str, namespace: Namespa
 
 
 def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Session) -> Any:
-    sources = audio_items(options.audio, namespace, sample_rate=options.sample_rate)
+    sources = audio_items(options.audio, namespace, sample_rate=options.sample_rate, span=options.span)
     schema = lookup(options.schema, namespace, "--schema") if options.schema else None
     params = options.params if schema is None else replace(options.params, response_format=schema)
     spec = batches.transcription_batch(

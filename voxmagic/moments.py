@@ -1,0 +1,80 @@
+"""Moments of a recording, as people write them: ``12:30-14:00``, ``1:02:03-1:05:00``, ``90-120``,
+``12:30-`` (to the end), ``-1:00`` (from the start); and back, ``m:ss``.
+
+A moment sends only that slice of the audio — and is billed only for it. Plain parsing, no audio:
+:mod:`voxmagic.audio` applies the spans.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import ConfigError
+
+Span = tuple[float, float | None]  # (start, end) in seconds on the source's timeline; None: to the end
+
+_CLOCK = re.compile(r"^(?:(\d+):)?(\d+):(\d{1,2}(?:\.\d+)?)$")
+GAP_S = 0.3  # silence put between the moments of one source sent as one clip
+
+
+def parse_time(text: str) -> float:
+    """Seconds from ``90``, ``90.5``, ``12:30`` (m:ss) or ``1:02:03`` (h:mm:ss)."""
+    text = text.strip()
+    match = _CLOCK.match(text)
+    try:
+        if match:
+            hours, minutes, seconds = match.groups()
+            if float(seconds) >= 60 or (hours and int(minutes) >= 60):
+                raise ValueError(text)
+            value = int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+        else:
+            value = float(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a time: write seconds (90), m:ss (12:30) or h:mm:ss (1:02:03)") from None
+    if value < 0 or not math.isfinite(value):
+        raise ConfigError(f"{text!r} is not a time: it must be 0 or more")
+    return value
+
+
+def parse_span(text: str) -> Span:
+    """``start-end`` with either end optional: ``12:30-14:00``, ``12:30-``, ``-1:00``."""
+    start, dash, end = text.strip().partition("-")
+    if not dash:
+        raise ConfigError(f"--at {text}: write a moment as START-END, e.g. 12:30-14:00 (or 12:30- to the end)")
+    return check_span(parse_time(start) if start.strip() else 0.0, parse_time(end) if end.strip() else None)
+
+
+def check_span(start: float | None, end: float | None) -> Span:
+    """A moment given as numbers (``start=``/``end=``): 0 ≤ start < end."""
+    begin = 0.0 if start is None else float(start)
+    if begin < 0 or (end is not None and end <= begin):
+        raise ConfigError(
+            f"the moment {mmss(begin)}–{mmss(end)} is empty or reversed: the end must come after the start"
+        )
+    return begin, None if end is None else float(end)
+
+
+def mmss(seconds: float | None) -> str:
+    """``12:30``, ``1:02:03``, ``0:07.5`` for a fraction; ``end`` for None."""
+    if seconds is None:
+        return "end"
+    whole, fraction = int(seconds), seconds - int(seconds)
+    tail = f"{whole % 60:02d}" + (f"{fraction:.1f}"[1:] if fraction >= 0.05 else "")
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{tail}" if whole >= 3600 else f"{whole // 60}:{tail}"
+
+
+_DESCRIBED = re.compile(r" \[(\d+ moments|[\d:.]+–(?:[\d:.]+|end))\]$")
+
+
+def base_label(label: str) -> str:
+    """A source's name without the moments :func:`describe` added to it."""
+    return _DESCRIBED.sub("", label)
+
+
+def describe(spans: tuple[Span, ...]) -> str:
+    """``[12:30–14:00]``, or ``[3 moments]`` for several."""
+    if len(spans) == 1:
+        start, end = spans[0]
+        return f"[{mmss(start)}–{mmss(end)}]"
+    return f"[{len(spans)} moments]"
