@@ -17,7 +17,9 @@ from pathlib import Path
 from _common import HEADER
 
 HERE = Path(__file__).parent
-SCRIPTS = ["batch", "baseline", "widgets", "prepare", "memory", "upload_size", "rerun", "locked_history", "load_ext"]
+SCRIPTS = [
+    "batch", "baseline", "widgets", "prepare", "memory", "upload_size", "rerun", "locked_history", "load_ext", "vad",
+]
 
 
 def run(name: str) -> tuple[list[str], float]:

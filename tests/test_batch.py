@@ -65,12 +65,14 @@ def test_long_audio_is_sent_in_chunks_and_stitched_in_order(server, opts, long_f
     assert len(heard) == 5 and abs(sum(heard) - 600) < 0.05
     by_sha = {r.audio[0].sha256: r.cost for r in sent}
     assert row["cost_usd"] == pytest.approx(sum(by_sha.values()))
-    segments = voxmagic.transcribe(str(long_file), max_chunk_s=150, segments=True, **opts)
-    assert list(segments["chunk"]) == [0, 1, 2, 3, 4]
-    assert segments["start_s"].iloc[0] == 0 and abs(segments["end_s"].iloc[-1] - 600) < 0.01
-    assert (segments["start_s"].iloc[1:].values == segments["end_s"].iloc[:-1].values).all()
-    assert [float(re.search(r"\[1\] ([\d.]+) s", t)[1]) for t in segments["text"]] == heard  # same order
-    assert segments["cached"].all() and server.request_count == 5  # and from the cache
+    # segments on a chat endpoint: pieces of at most 30 s cut at pauses, on the file's timeline
+    segments = voxmagic.transcribe(str(long_file), segments=True, **opts)
+    assert len(segments) >= 20 and segments["chunk"].tolist() == list(range(len(segments)))
+    assert segments["start"].iloc[0] == 0 and abs(segments["end"].iloc[-1] - 600) < 0.01
+    assert (segments["start"].iloc[1:].values == segments["end"].iloc[:-1].values).all()
+    assert ((segments["end"] - segments["start"]) <= 30.001).all() and segments["speaker"].isna().all()
+    pieces = sorted(server.requests[5:], key=lambda r: r.received_at)
+    assert segments["cost_usd"].sum() == pytest.approx(sum(r.cost for r in pieces))
 
 
 def pd_isna(value):
@@ -91,9 +93,10 @@ def test_a_transcript_cut_at_the_output_limit_is_split_again(server, opts, long_
     """Real transcripts grow with the audio; one that hits max_tokens is redone in two halves."""
     server.configure(words_per_second=8.7)  # just over the bound of 64 + 8 tokens per second
     piece = voxmagic.as_source(str(long_file)).decode().slice(0, 130)
-    df = voxmagic.transcribe((piece.samples, 16_000), max_chunk_s=None, segments=True, **opts)
-    assert len(df) == 2 and (df["finish_reason"] == "stop").all()
-    assert df["start_s"].iloc[0] == 0 and df["end_s"].iloc[-1] == pytest.approx(130, abs=0.01)
+    df = voxmagic.transcribe((piece.samples, 16_000), max_chunk_s=None, **opts)
+    assert df["chunks"].iloc[0] == 2 and df["finish_reason"].iloc[0] == "stop" and server.request_count == 3
+    halves = sorted((r.audio[0].duration_s for r in server.requests[1:]))
+    assert sum(halves) == pytest.approx(130, abs=0.01) and all(40 < h < 90 for h in halves)
     assert [r.body["max_tokens"] for r in server.requests][0] == 64 + 8 * 130
     assert server.requests[0].usage["completion_tokens"] == 64 + 8 * 130  # the cut-off answer
 

@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Literal, Optional
@@ -30,6 +31,7 @@ from httpx_sse import connect_sse
 from openrouter import components as orc
 from pydantic import BaseModel, Field
 
+from voxmagic.testing import synth
 from voxmagic.testing.server import LocalServer
 
 MODEL = "mistralai/voxtral-small-24b-2507"
@@ -768,3 +770,159 @@ def test_cli_serves_until_ctrl_c():
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+# -- Mistral's diarization and context bias -------------------------------------------------------
+TURNS = ((110, 4.0), (220, 3.5), (110, 3.0), (220, 4.0), (110, 3.5))  # voices A B A | B A, by pitch
+DIARIZE = {"model": "voxtral-mini-latest", "timestamp_granularities": "segment", "diarize": "true"}
+SEGMENT = re.compile(r"segment (\d+) ([\d.]+)-([\d.]+) s voice (\d+) Hz heard ([0-9a-f]{12})")
+
+
+@functools.cache
+def talk(turns=TURNS, pause_s=0.4, start_s=0.0, end_s=None, fmt="flac", rate=44100) -> bytes:
+    """Speakers taking turns (synth.voice_samples, 44.1 kHz stereo), cut to [start_s, end_s), encoded."""
+    x = synth.voice_samples(list(turns), rate=rate, pause_s=pause_s, channels=2)
+    return encode(x[:, round(start_s * rate): None if end_s is None else round(end_s * rate)], fmt, rate)
+
+
+def encode(samples: np.ndarray, fmt: str = "flac", rate: int = 44100) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        return synth.write_audio(f"{tmp}/clip.{fmt}", np.ascontiguousarray(samples, np.float32), rate).read_bytes()
+
+
+def transcribe(srv: LocalServer, fields: dict, audio: bytes, files=(), headers=AUTH) -> httpx.Response:
+    """POST the form with `audio` as its ``file`` and `files` as further file parts."""
+    parts = [("file", ("talk.flac", audio, "audio/flac")), *files]
+    return HTTP.post(srv.base_url + "/audio/transcriptions", data=fields, files=parts, headers=headers)
+
+
+def speakers(r: httpx.Response) -> list[str]:
+    assert r.status_code == 200, r.text
+    return [s["speaker_id"] for s in r.json()["segments"]]
+
+
+@pytest.fixture(scope="module")
+def mistral():
+    with LocalServer(dialect="mistral") as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("fmt", ["flac", "mp3"])
+def test_diarized_segments_follow_the_turns(mistral, fmt):
+    r = transcribe(mistral, DIARIZE, talk(fmt=fmt))
+    body = r.json()
+    assert speakers(r) == ["speaker_1", "speaker_2", "speaker_1", "speaker_2", "speaker_1"]
+    for i, (seg, (start, end, pitch)) in enumerate(zip(body["segments"], synth.voice_turns(list(TURNS)), strict=True)):
+        assert list(seg) == ["text", "start", "end", "speaker_id", "type"]  # as Mistral orders them
+        assert seg["type"] == "transcription_segment"
+        assert abs(seg["start"] - start) <= 0.3 and abs(seg["end"] - end) <= 0.3, (seg, start, end)
+        m = SEGMENT.fullmatch(seg["text"])
+        assert m and int(m[1]) == i + 1 and abs(int(m[4]) - pitch) <= 0.05 * pitch, seg["text"]
+    assert body["text"] == " ".join(s["text"] for s in body["segments"]) and body["language"] is None
+    assert body["usage"]["prompt_audio_seconds"] == math.ceil(synth.voice_turns(list(TURNS))[-1][1] + 0.3)
+
+
+def test_labels_follow_order_of_appearance_and_cut_at_voice_changes(mistral):
+    turns = ((220, 3.0), (110, 2.5), (165, 3.0), (220, 2.0))  # no pauses: the change of voice cuts
+    r = transcribe(mistral, DIARIZE, talk(turns, pause_s=0.0))
+    assert speakers(r) == ["speaker_1", "speaker_2", "speaker_3", "speaker_1"]
+    for seg, (start, end, _) in zip(r.json()["segments"], synth.voice_turns(list(turns), 0.0), strict=True):
+        assert abs(seg["start"] - start) <= 0.3 and abs(seg["end"] - end) <= 0.3, (seg, start, end)
+    one = transcribe(mistral, DIARIZE, talk(((165, 25.0),)))  # one voice, long: pieces of at most 10 s
+    assert speakers(one) == ["speaker_1"] * 3
+    assert all(s["end"] - s["start"] <= 10.0 for s in one.json()["segments"])
+
+
+def test_labels_drift_between_chunks(mistral):
+    """Each request numbers its voices in its own order: the two halves of one file disagree."""
+    spans = synth.voice_turns(list(TURNS))
+    cut = spans[2][1] + 0.2  # mid-pause after the third turn: chunk 2 starts with voice B
+    first, second = talk(end_s=cut), talk(start_s=cut)
+    one = transcribe(mistral, DIARIZE, first)
+    assert speakers(one) == ["speaker_1", "speaker_2", "speaker_1"]  # A, B, A
+    two = transcribe(mistral, DIARIZE, second)
+    assert speakers(two) == ["speaker_1", "speaker_2"]  # B, A: drifted
+    assert [round(s["start"] + cut, 1) for s in two.json()["segments"]] == [round(a, 1) for a, _, _ in spans[3:]]
+
+
+def test_context_bias_is_accepted_and_echoed(mistral):
+    terms = ["Northwind", "Alder_Creek_Design", "Quillara"]
+    suffix = " (bias: Northwind Alder_Creek_Design Quillara)"
+    diarized = transcribe(mistral, DIARIZE | {"context_bias": terms}, talk())
+    assert speakers(diarized) == ["speaker_1", "speaker_2", "speaker_1", "speaker_2", "speaker_1"]
+    assert all(s["text"].endswith(suffix) for s in diarized.json()["segments"])
+    assert mistral.requests[-1].body["context_bias"] == terms
+    plain_fields = {"model": "voxtral-mini-latest", "timestamp_granularities": "segment"}
+    plain = transcribe(mistral, plain_fields, tone("flac", 23.4)).json()
+    biased = transcribe(mistral, plain_fields | {"context_bias": terms}, tone("flac", 23.4)).json()
+    assert [s["text"] for s in biased["segments"]] == [s["text"] + suffix for s in plain["segments"]]
+    assert [(s["start"], s["end"]) for s in biased["segments"]] == [(0.0, 10.0), (10.0, 20.0), (20.0, 23.4)]
+    one = transcribe(mistral, {"model": "voxtral-mini-latest", "context_bias": "Voxtral"}, tone("flac")).json()
+    assert one["segments"] == [] and one["text"].endswith(" (bias: Voxtral)")
+    assert mistral.requests[-1].body["context_bias"] == ["Voxtral"]  # logged as a list even when single
+    hundred = [f"term_{i}" for i in range(100)]
+    many = transcribe(mistral, {"model": "voxtral-mini-latest", "context_bias": hundred}, tone("flac"))
+    assert many.status_code == 200, many.text
+
+
+@pytest.mark.parametrize("fields, loc, kind, needle", [
+    ({"context_bias": ["Alder Creek"]}, ["body", "context_bias", 0], "string_pattern_mismatch",
+     "String should match pattern '^[^,\\s]+$'"),
+    ({"context_bias": ["Northwind", "a,b"]}, ["body", "context_bias", 1], "string_pattern_mismatch", "pattern"),
+    ({"context_bias": ["ok", ""]}, ["body", "context_bias", 1], "string_pattern_mismatch", "pattern"),
+    ({"context_bias": [f"t{i}" for i in range(101)]}, ["body", "context_bias"], "too_long",
+     "List should have at most 100 items after validation, not 101"),
+    ({"diarize": "maybe"}, ["body", "diarize"], "bool_parsing", "Input should be a valid boolean"),
+])
+def test_malformed_diarize_and_bias_fields_are_refused_as_mistral_does(mistral, fields, loc, kind, needle):
+    r = transcribe(mistral, {"model": "voxtral-mini-latest"} | fields, tone("flac"))
+    assert r.status_code == 422, r.text
+    (detail,) = r.json()["detail"]
+    assert (detail["loc"], detail["type"]) == (loc, kind) and needle in detail["msg"], detail
+
+
+@pytest.mark.parametrize("granularities", [[], ["word"], ["segment", "word"]])
+def test_diarize_without_segment_timestamps_is_refused_as_mistral_does(mistral, granularities):
+    fields = {"model": "voxtral-mini-latest", "diarize": "true", "timestamp_granularities": granularities}
+    r = transcribe(mistral, fields, tone("flac"))
+    assert r.status_code == 422, r.text
+    body = r.json()  # the shape quoted in laravel/ai#671
+    assert {k: body[k] for k in ("object", "type", "param", "code", "raw_status_code")} == {
+        "object": "error", "type": "invalid_request_error", "param": None, "code": None, "raw_status_code": 422}
+    (detail,) = body["message"]["detail"]
+    assert detail["type"] == "assertion_error" and detail["loc"] == []
+    assert detail["msg"] == ("Assertion failed, When diarize is set to True and streaming is disabled, the timestamp "
+                             f"granularity must be set to ['segment'], got {granularities!r}")
+    assert detail["input"]["diarize"] is True and detail["input"]["timestamp_granularities"] == granularities
+    off = transcribe(mistral, {"model": "voxtral-mini-latest", "diarize": "false"}, tone("flac"))
+    assert off.content == transcribe(mistral, {"model": "voxtral-mini-latest"}, tone("flac")).content
+
+
+def test_diarize_refusal_quotes_the_key_with_echo_key():
+    with LocalServer(dialect="mistral", echo_key=True) as srv:
+        r = transcribe(srv, {"model": "voxtral-mini-latest", "diarize": "true"}, tone("flac"), headers=ECHO)
+        msg = r.json()["message"]["detail"][0]["msg"]
+        assert r.status_code == 422 and msg.endswith(f" ({ECHO_DETAIL})")
+
+
+@pytest.mark.parametrize("fields, files, name", [
+    (DIARIZE, [("speaker_references", ("bob.flac", b"a clip of bob", "audio/flac"))], "speaker_references"),
+    (DIARIZE | {"speaker_references": "bob.flac"}, [], "speaker_references"),
+    ({"model": "voxtral-mini-latest", "speaker_names": "bob"}, [], "speaker_names"),
+])
+def test_speaker_reference_fields_are_unknown_to_mistral(mistral, fields, files, name):
+    """No public source documents speaker reference clips: Mistral refuses them as any extra field."""
+    r = transcribe(mistral, fields, talk(), files)
+    assert r.status_code == 422, r.text
+    (detail,) = r.json()["detail"]
+    assert detail["type"] == "extra_forbidden" and detail["loc"] == ["body", name], detail
+    assert detail["msg"] == "Extra inputs are not permitted", detail
+
+
+def test_vllm_ignores_mistral_fields_as_vllm_does():
+    fields = {"response_format": "verbose_json", "timestamp_granularities[]": "segment"}
+    with LocalServer(dialect="vllm") as srv:
+        plain = transcribe(srv, fields, talk())
+        extra = transcribe(srv, fields | {"diarize": "true", "context_bias": ["a b", "c"]}, talk())
+    assert plain.status_code == extra.status_code == 200
+    assert plain.json() == extra.json() and not [s for s in extra.json()["segments"] if "speaker_id" in s]

@@ -289,11 +289,11 @@ def test_subtitles_from_a_real_transcription(server, tmp_path):
                  parsed_vtt(vtt_path.read_text(encoding="utf-8"))):
         assert len(cues) > len(df)  # each chunk's answer is longer than one cue
         assert_timeline(cues)
-        assert cues[0][0] == round(df["start_s"].iloc[0] * 1000)
-        assert cues[-1][1] == round(df["end_s"].iloc[-1] * 1000)
+        assert cues[0][0] == round(df["start"].iloc[0] * 1000)
+        assert cues[-1][1] == round(df["end"].iloc[-1] * 1000)
         assert re.sub(r"\s+", " ", joined(cues)) == re.sub(r"\s+", " ", chunk_text).strip()
         for *_, lines in cues:
             assert len(lines) <= 2 and all(len(line) <= 42 for line in lines)
         # every chunk boundary is also a cue boundary: a cue never straddles two chunks
         bounds = {s for s, _, _ in cues} | {e for _, e, _ in cues}
-        assert {round(x * 1000) for x in df["start_s"]} <= bounds
+        assert {round(x * 1000) for x in df["start"]} <= bounds

@@ -74,15 +74,20 @@ def test_every_answer_ok_still_has_an_object_error_column_of_none(server, opts, 
 def test_segments_put_where_before_what(server, opts, tmp_path):
     df = voxmagic.transcribe(str(tone_file(tmp_path / "a.wav", 2.0, channels=1)), segments=True, **opts)
     assert list(df.columns) == SEGMENT_COLUMNS
-    assert SEGMENT_COLUMNS[:6] == ["source", "chunk", "start_s", "end_s", "text", "duration_s"]
-    assert df["chunk"].dtype == "Int64" and df["chunk"].tolist() == [0]
+    assert SEGMENT_COLUMNS[:5] == ["source", "start", "end", "speaker", "text"]
+    assert df["chunk"].dtype == "Int64" and df["chunk"].tolist() == [0] and df["end"].iloc[0] == pytest.approx(2.0)
 
 
-def test_the_table_is_a_dataframe_and_what_comes_from_it_is_plain(server, opts, tmp_path):
+def test_the_table_is_a_dataframe_and_what_comes_from_it_reads_the_same(server, opts, tmp_path):
+    """A slice or filter of a transcript table still shows its text whole; a table of numbers
+    computed from it is shown as pandas shows it."""
     df = voxmagic.transcribe(str(tone_file(tmp_path / "a.wav", 1.0, channels=1)), **opts)
     assert isinstance(df, pd.DataFrame)
     for derived in (df.head(), df[["source", "text"]], df.copy(), df[df["error"].isna()], df.iloc[:1]):
-        assert type(derived) is pd.DataFrame
+        assert isinstance(derived, pd.DataFrame) and "white-space:pre-wrap" in derived._repr_html_()
+        assert all(word in repr(derived) for word in df["text"].iloc[0].split())  # wrapped, never cut
+    numbers = df[["duration_s", "cost_usd"]].describe()
+    assert numbers._repr_html_() == pd.DataFrame(numbers)._repr_html_()
     assert type(df["text"]) is pd.Series
     again = pickle.loads(pickle.dumps(df))
     assert type(again) is type(df) and again.equals(df)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import audio as _audio
 from . import runner, stitch
+from .audio import source_options
 from .audio import sources as audio_sources
 from .batch import DEFAULT_CHUNK_S, TRANSCRIPT_TEMPERATURE, Batch, question_batch, transcription_batch
 from .batch import run as run_batch
@@ -24,11 +25,13 @@ from .frames import table
 from .limits import DEFAULT_CONCURRENCY
 from .loop import LOOP
 from .prompts import extraction_prompt, transcription_prompt
+from .providers import vocabulary
 from .results import Response
 from .runner import Caching, Plan, ledger
 from .settings import split_options
 from .subtitles import Transcript
 from .subtitles import transcripts as subtitle_transcripts
+from .timeline import segment_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -115,11 +118,11 @@ def plan(
     audio: Any, prompt: str, *, system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT, **options: Any
 ) -> Plan:
     """The request :func:`ask` would send (audio elided in its text form) and its cost estimate."""
-    moment = _moment(options)
+    sent = source_options(options)
     settings, params = split_options(options)
     return LOOP.run(
         runner.plan(
-            audio_sources(audio, *moment),
+            audio_sources(audio, **sent),
             prompt,
             settings=settings,
             params=params,
@@ -148,22 +151,10 @@ async def transcribe_async(
     **options: Any,
 ) -> pd.DataFrame:
     """Transcribe every source concurrently; see :func:`transcribe`."""
-    moment = _moment(options)
-    stream, settings, params = _split(options, temperature=TRANSCRIPT_TEMPERATURE)
-    batch = transcription_batch(
-        settings,
-        params,
-        stream=stream,
-        language=language,
-        hint=hint,
-        prompt=prompt,
-        translate_to=translate_to,
-        audio_format=audio_format,
-        max_chunk_s=max_chunk_s,
-        caching=Caching.of(cache, refresh),
-        api=api,
-    )
-    return await _table(audio_sources(sources, *moment), batch, concurrency, max_cost, segments, on_result)
+    batch, sent = _transcript_batch(options, timed=segments, language=language, hint=hint, prompt=prompt,
+                                      translate_to=translate_to, audio_format=audio_format, max_chunk_s=max_chunk_s,
+                                      caching=Caching.of(cache, refresh), api=api)  # fmt: skip
+    return await _table(audio_sources(sources, **sent), batch, concurrency, max_cost, segments, on_result)
 
 
 def transcripts(
@@ -185,28 +176,24 @@ def transcripts(
     Times come from the provider's segments (Mistral's transcriptions endpoint) or else from
     chunks of at most 30 s cut at pauses, one request each; long chunk texts are split into
     cues in proportion to their length. Options are :func:`transcribe`'s."""
-    moment = _moment(options)
+    batch, sent = _transcript_batch(options, timed=True, language=language, hint=hint, audio_format=audio_format,
+                                      caching=Caching.of(cache, refresh), api=api)  # fmt: skip
+    rows = LOOP.run(
+        run_batch(audio_sources(sources, **sent), batch, concurrency=concurrency, max_cost=max_cost, segments=True)
+    )
+    return subtitle_transcripts(segment_rows(rows))
+
+
+def _transcript_batch(options: dict[str, Any], *, timed: bool, **given: Any) -> tuple[Batch, dict[str, Any]]:
+    """A transcription batch from a call's keywords: ``diarize=`` and ``vocab=`` (names, jargon:
+    ``"Voxtral, pgvector"`` or a list) as well as the options :func:`transcribe` documents."""
+    sent = source_options(options)
+    diarize, words = bool(options.pop("diarize", False)), vocabulary(options.pop("vocab", None))
     stream, settings, params = _split(options, temperature=TRANSCRIPT_TEMPERATURE)
     batch = transcription_batch(
-        settings,
-        params,
-        stream=stream,
-        language=language,
-        hint=hint,
-        audio_format=audio_format,
-        caching=Caching.of(cache, refresh),
-        api=api,
-        subtitles=True,
+        settings, params, stream=stream, timed=timed, diarize=diarize, vocabulary=words, **given
     )
-    rows = LOOP.run(
-        run_batch(audio_sources(sources, *moment), batch, concurrency=concurrency, max_cost=max_cost, segments=True)
-    )
-    return subtitle_transcripts(rows)
-
-
-def _moment(options: dict[str, Any]) -> tuple[Any, Any]:
-    """``start=``/``end=`` (seconds or ``"12:30"``): only that moment of every source is sent."""
-    return options.pop("start", None), options.pop("end", None)
+    return batch, sent
 
 
 def _split(options: dict[str, Any], **defaults: Any) -> tuple[bool | None, Settings, Params]:
@@ -232,7 +219,7 @@ async def _table(
     rows = await LOOP.run_async(
         run_batch(sources, batch, concurrency=concurrency, max_cost=max_cost, segments=segments, on_result=report)
     )
-    return table(rows, segments=segments, structured=batch.structured)
+    return table(segment_rows(rows) if segments else rows, segments=segments, structured=batch.structured)
 
 
 async def ask_each_async(
@@ -249,7 +236,7 @@ async def ask_each_async(
     **options: Any,
 ) -> pd.DataFrame:
     """Ask ``prompt`` about each source separately; see :func:`ask_each`."""
-    moment = _moment(options)
+    sent = source_options(options)
     stream, settings, params = _split(options)
     batch = question_batch(
         settings,
@@ -260,7 +247,7 @@ async def ask_each_async(
         audio_format=audio_format,
         caching=Caching.of(cache, refresh),
     )
-    return await _table(audio_sources(sources, *moment), batch, concurrency, max_cost, False, on_result)
+    return await _table(audio_sources(sources, **sent), batch, concurrency, max_cost, False, on_result)
 
 
 def ask_each(
@@ -325,9 +312,17 @@ def transcribe(
     A source that fails gets its ``error`` filled in; the other rows still come back. ``hint``
     adds context or vocabulary to the instruction, ``translate_to`` asks for a translation,
     ``prompt`` replaces the instruction. Audio longer than ``max_chunk_s`` (25 min) is cut at
-    pauses into chunks sent concurrently and stitched in order; ``segments=True`` returns one
-    row per chunk with ``chunk, start_s, end_s``. Answers already in the cache cost $0 and are
-    not sent again (``cache=False`` / ``refresh=True`` as in :func:`ask`). Options are those of
+    pauses into chunks sent concurrently and stitched in order.
+
+    ``segments=True`` returns one row per timed segment instead: ``source, start, end, speaker,
+    text, cost_usd, error, chunk, ...`` in seconds of the source's own timeline (the provider's
+    segments where it gives them, else pieces of at most 30 s cut at pauses); such a table, or
+    rows of it, is itself audio for :func:`ask`. ``diarize=True`` labels speakers (Mistral's
+    transcriptions endpoint), ``vocab="Voxtral, pgvector"`` spells names as given,
+    ``start="12:30", end="14:00"`` sends only that moment, and ``trim_silence=True`` cuts pauses
+    over 1 s out before upload (``trimmed_s`` says how much; times stay on the original
+    timeline). Answers already in the cache cost $0 and are not sent again (``cache=False`` /
+    ``refresh=True`` as in :func:`ask`). Options are those of
     :func:`ask`; ``temperature`` defaults to 0, ``max_tokens`` to a bound from each chunk's
     duration, and ``stream`` to streaming only chunks over two minutes. ``max_cost`` (USD)
     applies to the whole batch, estimated before anything is sent.
@@ -340,25 +335,11 @@ def transcribe(
     answer instead of a transcript, parsed into columns as in :func:`ask_each`; a source cut into
     several chunks then needs ``segments=True`` (one answer per chunk).
     """
-    return LOOP.run(
-        transcribe_async(
-            sources,
-            language,
-            hint=hint,
-            prompt=prompt,
-            translate_to=translate_to,
-            concurrency=concurrency,
-            audio_format=audio_format,
-            max_cost=max_cost,
-            cache=cache,
-            refresh=refresh,
-            segments=segments,
-            max_chunk_s=max_chunk_s,
-            api=api,
-            on_result=on_result,
-            **options,
-        )
-    )
+    return LOOP.run(transcribe_async(
+        sources, language, hint=hint, prompt=prompt, translate_to=translate_to, concurrency=concurrency,
+        audio_format=audio_format, max_cost=max_cost, cache=cache, refresh=refresh, segments=segments,
+        max_chunk_s=max_chunk_s, api=api, on_result=on_result, **options,
+    ))  # fmt: skip
 
 
 def history(last: int | None = None, since: Any = None) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from .errors import AudioError
 from .files import did_you_mean, expand_all
 from .formats import DEFAULT_FORMAT, UPLOAD_FORMATS
 from .moments import GAP_S, Span, base_label, check_span, describe, parse_time
+from .silence import trimmed_clip
 
 __all__ = [
     "AudioSource",
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 MAX_AS_IS_BIT_RATE = 64_000  # an MP3 at or under this is uploaded as it is
+NO_SPEECH = "holds no speech: --trim-silence (trim_silence=True) found only silence; leave it out to send the audio"
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +70,7 @@ class AudioSource:
     # moments of it to send, in order, on its own timeline (empty: all of it); several are joined
     # with GAP_S of silence between them into one clip
     spans: tuple[Span, ...] = ()
+    trim: bool = False  # send it with its long pauses cut (see voxmagic.silence)
 
     def __post_init__(self) -> None:
         if self.array is None:
@@ -117,6 +120,10 @@ class AudioSource:
         """Only these moments of it (on its own timeline), e.g. ``source.moments((750, 840))``."""
         base = base_label(self.label)
         return dataclasses.replace(self, spans=spans, label=f"{base} {describe(spans)}" if spans else base)
+
+    def trimmed(self, trim: bool = True) -> AudioSource:
+        """This source sent without its long pauses; timestamps still on its own timeline."""
+        return dataclasses.replace(self, trim=trim)
 
     @property
     def offset_s(self) -> float:
@@ -172,6 +179,8 @@ class AudioSource:
             return None
         if self.spans:
             h.update(f"|spans {self.spans}".encode())
+        if self.trim:
+            h.update(b"|silence trimmed")
         return h.hexdigest()
 
     def decode(self) -> PCM:
@@ -185,7 +194,12 @@ class AudioSource:
         """Bytes to upload: the file as it is when already compact in ``format``, else decoded
         and encoded."""
         source = self._fetched_now()
-        return source.as_is(format) or encode(source.decode(), format, label=self.label)
+        if not self.trim:
+            return source.as_is(format) or encode(source.decode(), format, label=self.label)
+        clip = trimmed_clip(source.decode(), format, self.label, self.offset_s)
+        if clip is None:
+            raise AudioError(self.label, NO_SPEECH)
+        return clip
 
     def as_is(self, format: str, max_s: float | None = None) -> EncodedAudio | None:
         """The source's own bytes when it is already an MP3 of at most 64 kbit/s (and at most
@@ -193,7 +207,7 @@ class AudioSource:
 
         Its exact duration comes from decoding (counting samples); None when it does not qualify.
         """
-        if format != "mp3" or self.spans or (self.path is None and self.data is None):
+        if format != "mp3" or self.spans or self.trim or (self.path is None and self.data is None):
             return None
         if self.path is not None and not self.path.is_file():
             return None
@@ -317,14 +331,22 @@ def from_segments(rows: Any) -> list[AudioSource]:
     return [as_source(source).moments(*found) for source, found in spans.items()]
 
 
-def sources(audio: Any, start: float | str | None = None, end: float | str | None = None) -> list[Any]:
+def sources(
+    audio: Any, start: float | str | None = None, end: float | str | None = None, trim_silence: bool = False
+) -> list[Any]:
     """What a call's ``audio`` names: paths expanded (globs, folders, ``~``), a table of segments as
-    moments, and with ``start``/``end`` (seconds or ``"12:30"``) only that moment of each."""
+    moments, with ``start``/``end`` (seconds or ``"12:30"``) only that moment of each, and with
+    ``trim_silence`` each sent without its long pauses."""
     items = expand_all(as_list(audio))
-    if start is None and end is None:
-        return items
-    span = check_span(*(parse_time(t) if isinstance(t, str) else t for t in (start, end)))
-    return [as_source(item).moments(span) for item in items]
+    if start is not None or end is not None:
+        span = check_span(*(parse_time(t) if isinstance(t, str) else t for t in (start, end)))
+        items = [as_source(item).moments(span) for item in items]
+    return [as_source(item).trimmed() for item in items] if trim_silence else items
+
+
+def source_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A call's keywords about what of each source is sent (:func:`sources`), taken out of ``options``."""
+    return {name: options.pop(name) for name in ("start", "end", "trim_silence") if name in options}
 
 
 def prepare(obj: Any, format: str = DEFAULT_FORMAT, **kw: Any) -> EncodedAudio:

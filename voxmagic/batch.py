@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,14 +26,13 @@ from . import audio as _audio
 from . import limits
 from .audio import PCM, SAMPLE_RATE, AudioSource, EncodedAudio
 from .chat import ChatRequest, Params
-from .cost import Estimate
+from .cost import Estimate, pricing_for
 from .errors import AudioError, ConfigError, VoxmagicError
 from .prices import ensure_prices
 from .prompts import extraction_prompt, transcription_prompt
-from .providers import sends_timestamps
+from .providers import sends_timestamps, transcription_price
 from .runner import (
     Caching,
-    Plan,
     bounded,
     check_budget,
     check_context,
@@ -48,12 +48,15 @@ from .segment import find_cut, prepare_chunks
 from .settings import Settings
 from .stitch import stitch
 from .subtitles import CUE_CHUNK_S
-from .transcriptions import TranscriptionRequest
+from .timeline import sub_spans
+from .transcriptions import TranscriptionRequest, check_speakers_and_words
 
 DEFAULT_CHUNK_S = limits.DEFAULT_CHUNK_MINUTES * 60
 STREAM_ABOVE_S = 120  # with stream=None, only chunks longer than this stream (keep-alives)
 PIPELINE = "v1"  # bump when decoding/encoding changes, so prepared-source records are not reused
 MAX_RESPLITS = 3
+Gate = AbstractAsyncContextManager[Any]  # how many requests may be in flight
+DIARIZE_OVERLAP_S = 20.0  # speakers heard on both sides of a cut tie the chunks' labels together
 TRANSCRIPT_TEMPERATURE = 0.0  # Mistral's recommendation for transcription (unless one is given)
 
 
@@ -76,6 +79,8 @@ class Batch:
     # that also gives timed segments; only for plain transcripts)
     endpoint: str = "chat"
     language: str | None = None  # for the transcriptions endpoint (chat has it in the prompt)
+    diarize: bool = False  # speakers labelled (a transcriptions endpoint that does it)
+    vocabulary: tuple[str, ...] = ()  # for the transcriptions endpoint (chat has it in the prompt)
 
     def __post_init__(self) -> None:
         limits.check("max_chunk_s", self.max_chunk_s)
@@ -94,7 +99,9 @@ class Batch:
                 self.settings.transcription_model or "",
                 self.language,
                 self.params.temperature,
-                dialect="mistral" if self.settings.effective_dialect == "mistral" else "openai",
+                dialect=self.transcription_dialect,
+                diarize=self.diarize,
+                vocabulary=self.vocabulary,
             )
         stream = self.stream if self.stream is not None else clip.duration_s > STREAM_ABOVE_S
         params = bounded(self.params, clip.duration_s) if self.transcript and not self.structured else self.params
@@ -107,9 +114,30 @@ class Batch:
             self.settings.effective_dialect,
         )
 
+    def audio_price(self) -> float | None:
+        """USD per second of audio sent: what each second of silence trimmed saves."""
+        if self.endpoint == "transcriptions":
+            return transcription_price(self.settings.transcription_model or "")
+        return pricing_for(self.settings.model).audio_second
+
+    @property
+    def transcription_dialect(self) -> str:
+        return "mistral" if self.settings.effective_dialect == "mistral" else "openai"
+
+    @property
+    def overlap_s(self) -> float:
+        """Chunks of a diarized file overlap, so that speakers heard on both sides of a cut can be
+        given the same labels (see :func:`voxmagic.stitch.segment_rows`)."""
+        return DIARIZE_OVERLAP_S if self.diarize else 0.0
+
     def check(self) -> Batch:
         """What would fail every request, before any is made: no key, no such endpoint."""
         self.settings.check()
+        if self.diarize and (self.endpoint != "transcriptions" or self.settings.effective_dialect != "mistral"):
+            raise ConfigError(f"{self.settings.provider} cannot label speakers ({self.endpoint} endpoint): --diarize "
+                              "needs Mistral's transcriptions endpoint, use --provider mistral")  # fmt: skip
+        if self.endpoint == "transcriptions":
+            check_speakers_and_words(self.transcription_dialect, self.diarize, self.language, self.vocabulary)
         if self.endpoint == "transcriptions" and not self.settings.transcription_model:
             raise ConfigError(
                 f"{self.settings.provider} has no transcriptions endpoint for Voxtral; use "
@@ -121,7 +149,7 @@ class Batch:
         digest = source.content_digest()
         if digest is None:
             return None
-        key = f"{digest}|{self.audio_format}|{self.max_chunk_s or None}|{PIPELINE}"
+        key = f"{digest}|{self.audio_format}|{self.max_chunk_s or None}|{self.overlap_s}|{PIPELINE}"
         return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -138,28 +166,30 @@ def transcription_batch(
     max_chunk_s: float | None = DEFAULT_CHUNK_S,
     caching: Caching = Caching(),
     api: str | None = None,
-    subtitles: bool = False,
+    timed: bool = False,
+    diarize: bool = False,
+    vocabulary: tuple[str, ...] = (),
 ) -> Batch:
     """The batch that transcribes (or, with a JSON ``response_format``, extracts from) each source:
     its instruction, its endpoint — a provider's speech-to-text endpoint for plain transcripts
-    where it has one (cheaper, and timed segments come with it) — and, for subtitles without timed
-    segments, 30 s chunks."""
+    where it has one (cheaper; timed segments and speakers come with it) — and, when rows need
+    times (``timed``: segments, subtitles) but the endpoint gives none, 30 s chunks cut at pauses
+    (with a schema, ``max_chunk_s`` stays as given: one JSON answer per chunk)."""
     plain = prompt is None and not hint and not translate_to and not params.wants_json
     if prompt is None:
         prompt = (
             extraction_prompt(language, hint)
             if params.wants_json
-            else transcription_prompt(language, hint, translate_to)
+            else transcription_prompt(language, hint, translate_to, vocabulary)
         )
     if api not in (None, "chat", "transcriptions"):
         raise ConfigError(f"api={api!r}: use 'chat' or 'transcriptions'")
-    endpoint = api or ("transcriptions" if plain and settings.has_transcriptions else "chat")
-    timed = endpoint == "transcriptions" and sends_timestamps(settings.effective_dialect, language)
-    if subtitles and not timed:
-        max_chunk_s = min(max_chunk_s or CUE_CHUNK_S, CUE_CHUNK_S)  # a cue per short chunk
-    return Batch(
-        prompt, settings, params, audio_format, max_chunk_s, caching, stream, endpoint=endpoint, language=language
-    )
+    endpoint = api or ("transcriptions" if (plain or diarize) and settings.has_transcriptions else "chat")
+    gives_times = endpoint == "transcriptions" and (sends_timestamps(settings.effective_dialect, language) or diarize)
+    if timed and not gives_times and not params.wants_json:  # (a JSON answer per chunk as asked)
+        max_chunk_s = min(max_chunk_s or CUE_CHUNK_S, CUE_CHUNK_S)  # a segment per short chunk
+    return Batch(prompt, settings, params, audio_format, max_chunk_s, caching, stream, endpoint=endpoint,
+                 language=language, diarize=diarize, vocabulary=vocabulary)  # fmt: skip
 
 
 def question_batch(
@@ -185,26 +215,19 @@ async def chunks_for(item: Any, batch: Batch) -> list[EncodedAudio]:
     if fingerprint and batch.caching.read:
         known = await in_store(store.source, fingerprint)
         if known:
-            refs = [
-                EncodedAudio(b"", c["format"], c["duration_s"], source.label, c["start_s"], c["sha256"]) for c in known
-            ]
+            refs = [EncodedAudio.referring(c, source.label) for c in known]
             keys = [batch.request(r).cache_key(batch.settings.base_url) for r in refs]
             if all([await in_store(store.cached, k) is not None for k in keys]):
                 return refs
-    chunks = await asyncio.to_thread(prepare_chunks, source, batch.audio_format, batch.max_chunk_s or None)
+    chunks = await asyncio.to_thread(
+        prepare_chunks, source, batch.audio_format, batch.max_chunk_s or None, batch.overlap_s
+    )
     if fingerprint and batch.caching.write:
-        await in_store(
-            store.remember_source,
-            fingerprint,
-            [
-                {"sha256": c.sha256, "format": c.format, "start_s": c.start_s, "duration_s": c.duration_s}
-                for c in chunks
-            ],
-        )
+        await in_store(store.remember_source, fingerprint, [c.reference() for c in chunks])
     return chunks
 
 
-async def send_chunk(clip: EncodedAudio, batch: Batch, gate: asyncio.Semaphore, depth: int = 0) -> list[dict]:
+async def send_chunk(clip: EncodedAudio, batch: Batch, gate: Gate, depth: int = 0) -> list[dict]:
     """Rows for one chunk — or for its halves when its transcript was cut at the output limit."""
     row: dict[str, Any] = {
         "source": clip.label,
@@ -213,6 +236,7 @@ async def send_chunk(clip: EncodedAudio, batch: Batch, gate: asyncio.Semaphore, 
         "end_s": clip.end_s,
         "audio_format": clip.format,
         "audio_sha256": clip.sha256,
+        **({"trimmed_s": clip.trimmed_s, "spans": clip.spans} if clip.spans else {}),
     }
     try:
         request = batch.request(clip)
@@ -244,7 +268,14 @@ def _halve(clip: EncodedAudio) -> list[EncodedAudio]:
     n = samples.size
     cut = find_cut(samples, int(n * 0.4), int(n * 0.6), SAMPLE_RATE)
     return [
-        _audio.encode(PCM(samples[a:b]), clip.format, label=clip.label, start_s=clip.start_s + a / SAMPLE_RATE)
+        _audio.encode(
+            PCM(samples[a:b]),
+            clip.format,
+            label=clip.label,
+            start_s=clip.start_s + a / SAMPLE_RATE,
+            spans=sub_spans(clip.spans, a / SAMPLE_RATE, b / SAMPLE_RATE),
+            trimmed_s=clip.trimmed_s * (b - a) / n,  # (shared by length)
+        )
         for a, b in ((0, cut), (cut, n))
     ]
 
@@ -252,7 +283,7 @@ def _halve(clip: EncodedAudio) -> list[EncodedAudio]:
 Prepared = tuple[str, "list[EncodedAudio] | str"]
 
 
-async def _prepared(item: Any, batch: Batch, cpu: asyncio.Semaphore) -> Prepared:
+async def prepared(item: Any, batch: Batch, cpu: asyncio.Semaphore) -> Prepared:
     """A source's chunks, or why it could not be prepared: whatever goes wrong with one source
     (unreadable, a bad array, a failed download) becomes its error row, never the batch's."""
     name = label(item)
@@ -267,7 +298,7 @@ async def _prepared(item: Any, batch: Batch, cpu: asyncio.Semaphore) -> Prepared
         return name, f"could not be prepared ({type(exc).__name__}: {exc})"
 
 
-async def _finished(entry: Prepared, batch: Batch, gate: asyncio.Semaphore, segments: bool) -> list[dict]:
+async def _finished(entry: Prepared, batch: Batch, gate: Gate, segments: bool) -> list[dict]:
     name, chunks = entry
     if isinstance(chunks, str):
         return [{"source": name, "error": chunks}]
@@ -297,8 +328,8 @@ async def run(
     on_start: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """Rows in input order (see the module docstring); ``on_start(index)`` as work on a source
-    begins (preparing it, then sending), ``on_result(index, rows)`` as it finishes, with its row
-    (or its chunks' rows).
+    sends its first request, ``on_result(index, rows)`` as it finishes, with its row (or its
+    chunks' rows) — so a view can count what is in flight.
 
     With a budget (``max_cost`` or the session's) every source is prepared first and the whole
     batch — minus what is cached — is estimated before anything is sent; otherwise decoding and
@@ -312,21 +343,39 @@ async def run(
     gate = asyncio.Semaphore(concurrency)  # requests in flight
     cpu = asyncio.Semaphore(os.cpu_count() or 2)  # sources being decoded and encoded
 
-    async def whole(entry: Prepared) -> list[dict]:
-        return await _finished(entry, batch, gate, segments)
+    async def whole(indexed: tuple[int, Prepared]) -> list[dict]:
+        index, entry = indexed
+        return await _finished(entry, batch, _Sending(gate, on_start, index), segments)
 
     if max_cost is None and ledger.budget_usd is None:
 
-        async def one(item: Any) -> list[dict]:
-            return await whole(await _prepared(item, batch, cpu))
+        async def one(indexed: tuple[int, Any]) -> list[dict]:
+            return await whole((indexed[0], await prepared(indexed[1], batch, cpu)))
 
-        results = await map_bounded(items, one, 2 * concurrency, on_result, on_start)
+        results = await map_bounded(list(enumerate(items)), one, 2 * concurrency, on_result)
     else:
-        entries = await map_bounded(items, lambda item: _prepared(item, batch, cpu), len(items) or 1)
+        entries = await map_bounded(items, lambda item: prepared(item, batch, cpu), len(items) or 1)
         estimate = await _uncached_estimate(entries, batch)
         check_budget(estimate, max_cost, f"this batch of {len(entries)} files")
-        results = await map_bounded(entries, whole, 2 * concurrency, on_result, on_start)
+        results = await map_bounded(list(enumerate(entries)), whole, 2 * concurrency, on_result)
     return [row for rows in results for row in rows]
+
+
+class _Sending:
+    """The batch's gate on requests in flight, as one source uses it: tells ``on_start(index)``
+    when the source's first request goes out."""
+
+    def __init__(self, gate: asyncio.Semaphore, on_start: Callable[[int], None] | None, index: int):
+        self.gate, self.on_start, self.index = gate, on_start, index
+
+    async def __aenter__(self) -> None:
+        await self.gate.acquire()
+        notify, self.on_start = self.on_start, None  # the first request only
+        if notify is not None:
+            notify(self.index)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.gate.release()
 
 
 async def _uncached_estimate(entries: list[Prepared], batch: Batch) -> Estimate:
@@ -339,46 +388,3 @@ async def _uncached_estimate(entries: list[Prepared], batch: Batch) -> Estimate:
                 continue
             total += planned(request).estimate
     return total
-
-
-@dataclass(frozen=True)
-class BatchPlan:
-    """What :func:`run` would send: the first request, and the estimate for every chunk."""
-
-    first: Plan | None
-    estimate: Estimate | None
-    files: int
-    requests: int
-    errors: list[str]
-
-    def __str__(self) -> str:
-        lines = [f"{self.files} files, {self.requests} requests would be sent"]
-        if self.first is not None:
-            lines.append(f"first request:\n{self.first.request.preview()}")
-        if self.estimate is not None:
-            lines.append(f"estimated cost for all of them {self.estimate}")
-        lines += [f"will fail: {e}" for e in self.errors]
-        return "\n\n".join(lines)
-
-
-async def plan_batch(items: Sequence[Any], batch: Batch, concurrency: int = limits.DEFAULT_CONCURRENCY) -> BatchPlan:
-    """Prepare every source as :func:`run` would, and send nothing."""
-    await ensure_prices(batch.settings)
-    cpu = asyncio.Semaphore(os.cpu_count() or 2)
-
-    async def one(item: Any) -> list[Plan] | str:
-        name, chunks = await _prepared(item, replace(batch, caching=Caching(read=False, write=False)), cpu)
-        if isinstance(chunks, str):
-            return f"{name}: {chunks}"
-        return [planned(batch.request(c)) for c in chunks]
-
-    results = await map_bounded(items, one, limits.check("concurrency", concurrency))
-    plans = [p for r in results if isinstance(r, list) for p in r]
-    total = sum((p.estimate for p in plans[1:]), plans[0].estimate) if plans else None
-    return BatchPlan(
-        plans[0] if plans else None,
-        total,
-        sum(isinstance(r, list) for r in results),
-        len(plans),
-        [r for r in results if isinstance(r, str)],
-    )

@@ -218,13 +218,17 @@ class Client:
             if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
                 raise ValueError(f"no transcript text in the answer: {str(payload)[:120]}")
             try:
-                segments = [
-                    {"start_s": float(s["start"]), "end_s": float(s["end"]), "text": str(s["text"]).strip()}
-                    for s in payload.get("segments") or []
-                ]
+                segments = [_segment(s) for s in payload.get("segments") or []]
             except (KeyError, TypeError) as exc:
                 raise ValueError(f"a segment lacks start, end or text ({exc!r})") from exc
         return _transcription_response(request, payload, segments, started)
+
+
+def _segment(piece: dict) -> dict:
+    """A timed piece of a transcript; ``speaker`` is Mistral's ``speaker_id`` when it diarized."""
+    speaker = piece.get("speaker_id")
+    segment = {"start_s": float(piece["start"]), "end_s": float(piece["end"]), "text": str(piece["text"]).strip()}
+    return {**segment, "speaker": str(speaker)} if speaker not in (None, "") else segment
 
 
 def _transcription_response(

@@ -55,6 +55,10 @@ class EncodedAudio:
     label: str = ""
     start_s: float = 0.0  # where this piece starts in its source (long audio is sent in chunks)
     digest: str | None = None  # set instead of ``data`` for a reference to audio known by its hash
+    # with silence trimmed: the stretches of its source it holds, end to end (see voxmagic.silence),
+    # and the seconds of silence cut out of the stretch it stands for (not sent, not billed)
+    spans: tuple[tuple[float, float], ...] = ()
+    trimmed_s: float = 0.0
 
     @cached_property
     def sha256(self) -> str:
@@ -62,7 +66,19 @@ class EncodedAudio:
 
     @property
     def end_s(self) -> float:
-        return self.start_s + self.duration_s
+        return self.spans[-1][1] if self.spans else self.start_s + self.duration_s
+
+    def reference(self) -> dict:
+        """What a store keeps to stand for this piece later, without its bytes."""
+        keys = ("format", "duration_s", "start_s", "sha256", "spans", "trimmed_s")
+        return {k: getattr(self, k) for k in keys}
+
+    @classmethod
+    def referring(cls, known: dict, label: str) -> EncodedAudio:
+        """A piece known by its :meth:`reference`: its hash instead of its bytes."""
+        spans = tuple((a, b) for a, b in known.get("spans", ()))
+        return cls(b"", known["format"], known["duration_s"], label, known["start_s"], known["sha256"],
+                   spans, known.get("trimmed_s", 0.0))  # fmt: skip
 
     def base64(self) -> str:
         return base64.b64encode(self.data).decode("ascii")
@@ -75,12 +91,21 @@ class EncodedAudio:
 
 
 def encode(
-    pcm: PCM, format: str = DEFAULT_FORMAT, *, label: str = "", start_s: float = 0.0, bit_rate: int | None = None
+    pcm: PCM,
+    format: str = DEFAULT_FORMAT,
+    *,
+    label: str = "",
+    start_s: float = 0.0,
+    bit_rate: int | None = None,
+    spans: tuple[tuple[float, float], ...] = (),
+    trimmed_s: float = 0.0,
 ) -> EncodedAudio:
     """Encode 16 kHz mono PCM in one of :data:`UPLOAD_FORMATS` (``bit_rate`` overrides the
-    format's own, e.g. for a small preview)."""
+    format's own, e.g. for a small preview; ``spans``: see :attr:`EncodedAudio.spans`)."""
+    start_s = spans[0][0] if spans else start_s
     if format == "pcm16":
-        return EncodedAudio(pcm.samples.astype("<i2").tobytes(), format, pcm.duration_s, label, start_s)
+        data = pcm.samples.astype("<i2").tobytes()
+        return EncodedAudio(data, format, pcm.duration_s, label, start_s, spans=spans, trimmed_s=trimmed_s)
     if format not in ENCODERS:
         raise AudioError(
             label or "<audio>", f"unknown upload format {format!r}; choose one of {', '.join(UPLOAD_FORMATS)}"
@@ -102,7 +127,7 @@ def encode(
             frame.pts, frame.time_base = start, Fraction(1, pcm.sample_rate)
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-    return EncodedAudio(buf.getvalue(), format, pcm.duration_s, label, start_s)
+    return EncodedAudio(buf.getvalue(), format, pcm.duration_s, label, start_s, spans=spans, trimmed_s=trimmed_s)
 
 
 PREVIEW_BIT_RATE = 12_000  # Opus at 12 kbit/s: speech stays clear at 1.5 KB per second

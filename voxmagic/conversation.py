@@ -224,8 +224,8 @@ class Conversation:
     def __init__(
         self, audio: Any = None, *, system: str | None = None, audio_format: str = _audio.DEFAULT_FORMAT, **options: Any
     ):
-        moment = options.pop("start", None), options.pop("end", None)
-        self.audio = _audio.sources(audio, *moment) if audio is not None else []
+        sent = _audio.source_options(options)
+        self.audio = _audio.sources(audio, **sent) if audio is not None else []
         self.system, self.audio_format, self.options = system, audio_format, options
         self.exchanges: list[Exchange] = []
 

@@ -14,6 +14,7 @@ import shutil
 import textwrap
 from typing import Any
 
+from .moments import mmss
 from .results import format_usd
 
 # One row per source in a transcription table: what a person reads first, identifiers last.
@@ -21,14 +22,31 @@ TRANSCRIPT_COLUMNS = (
     "source text duration_s cost_usd error prompt_tokens completion_tokens latency_s attempts chunks cached "
     "finish_reason audio_format generation_id audio_sha256"
 ).split()
-# With segments=True: one row per chunk of long audio, with where it lies in its source.
-SEGMENT_COLUMNS = ["source", "chunk", "start_s", "end_s", *(c for c in TRANSCRIPT_COLUMNS[1:] if c != "chunks")]
+# With segments=True: one row per timed segment, on its source's timeline (see voxmagic.timeline);
+# a table of them (or rows of it) is itself an audio source.
+SEGMENT_COLUMNS = (
+    "source start end speaker text cost_usd error chunk cached finish_reason audio_format generation_id audio_sha256"
+).split()
 # Column kinds by name (any other is text): counts as nullable Int64 (<NA> in a failed row), floats,
 # a bool; text is ``object`` with None as its one empty marker: falsy (``if row.error:`` works, where
 # NaN is true and pd.NA raises), seen by ``isna()``, null in JSON, the same in pandas 2 and 3.
 KINDS = {
     **dict.fromkeys(["prompt_tokens", "completion_tokens", "audio_tokens", "attempts", "chunks", "chunk"], "Int64"),
-    **dict.fromkeys(["duration_s", "cost_usd", "latency_s", "start_s", "end_s", "audio_seconds", "ttft_s"], "float64"),
+    **dict.fromkeys(
+        [
+            "duration_s",
+            "trimmed_s",
+            "cost_usd",
+            "latency_s",
+            "start_s",
+            "end_s",
+            "start",
+            "end",
+            "audio_seconds",
+            "ttft_s",
+        ],
+        "float64",
+    ),
     "cached": "bool",
 }
 
@@ -55,6 +73,8 @@ def table(rows: list[dict], *, segments: bool = False, structured: bool = False)
     import pandas as pd
 
     columns = SEGMENT_COLUMNS if segments else TRANSCRIPT_COLUMNS
+    if not segments and any(r.get("trimmed_s") is not None for r in rows):  # silence was trimmed
+        columns = [*columns[:3], "trimmed_s", *columns[3:]]
     df = tidy(pd.DataFrame(rows, columns=columns), columns)
     if not structured:
         return as_table(df)
@@ -86,7 +106,8 @@ def local_times(seconds: Any) -> Any:
 def as_table(df: Any, caption: str = "") -> Any:
     """``df`` as a :class:`Table`: a real DataFrame whose display (HTML and text) shows every text
     whole — left-aligned, wrapped at spaces, never cut — money as :func:`format_usd` and times to
-    the second. Anything computed from it (a slice, a copy, ``head()``) is a plain DataFrame."""
+    the second. What is computed from it (``df[["source", "text"]]``, a filter) stays a Table and
+    shows the same way as long as it has text to show; otherwise pandas' own display is used."""
     table = _table_class()(df)
     table.caption = caption
     return table
@@ -99,21 +120,25 @@ def _table_class() -> type:
     import pandas as pd
 
     class Table(pd.DataFrame):
-        _metadata = ["caption"]
-        caption = ""  # a line shown under the table (not part of the data)
+        caption = ""  # a line under this table only (not carried to what is computed from it)
 
         @property
         def _constructor(self) -> Any:
-            return pd.DataFrame
+            return Table
 
-        def _repr_html_(self) -> str:
-            return table_html(self)
+        def _repr_html_(self) -> str | None:
+            return table_html(self) if _has_text(self) else pd.DataFrame(self)._repr_html_()
 
         def __repr__(self) -> str:
-            return table_text(self)
+            return table_text(self) if _has_text(self) else repr(pd.DataFrame(self))
 
     Table.__module__, Table.__qualname__, Table.__doc__ = __name__, "Table", as_table.__doc__
     return Table
+
+
+def _has_text(df: Any) -> bool:
+    """Worth showing our way: a column of words (``text``, an answer field), not only numbers."""
+    return any(str(c) == "text" or (t.kind == "O" and df[c].map(type).eq(str).any()) for c, t in df.dtypes.items())
 
 
 def __getattr__(name: str) -> Any:
@@ -133,6 +158,8 @@ def _cell(name: str, value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if name.endswith("_usd"):
             return format_usd(float(value))
+        if name in ("start", "end"):
+            return mmss(float(value))
         if isinstance(value, float):
             return f"{value:.2f}" if name.endswith(("_s", "seconds")) else f"{value:.6g}"
     return str(value)
@@ -154,7 +181,8 @@ def _layout(df: Any) -> tuple[list[str], list[str], dict[str, list[str]], set[st
     return [str(i) for i in shown.index], names, cells, text, note
 
 
-_TEXT = "text-align:left;vertical-align:top;white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere"
+_TEXT = "text-align:left;vertical-align:top;white-space:pre-wrap;word-break:normal;overflow-wrap:break-word"
+HTML_COLUMNS = 8  # the columns an HTML table shows; the others are named under it (they are in the data)
 _NUMBER = "text-align:right;vertical-align:top;white-space:nowrap"
 
 
@@ -162,6 +190,7 @@ def table_html(df: Any) -> str:
     """The table as HTML: text cells left-aligned and wrapped at spaces (inline styles beat the
     frontends' right-aligned, ``break-all`` defaults); the long ones get a readable width."""
     index, names, cells, text, note = _layout(df)
+    names, hidden = names[:HTML_COLUMNS], names[HTML_COLUMNS:]
     longest = {n: max((len(s) for s in cells[n]), default=0) for n in names}
     main = "text" if "text" in text else max(text, key=longest.__getitem__, default=None)
 
@@ -177,17 +206,24 @@ def table_html(df: Any) -> str:
     head = "".join(f'<th style="text-align:{align[n]};white-space:nowrap">{html.escape(n)}</th>' for n in names)
     body = "".join(
         f'<tr><th style="vertical-align:top">{html.escape(label)}</th>'
-        + "".join(f'<td style="{styles[n]}">{html.escape(cells[n][r])}</td>' for n in names)
+        + "".join(f'<td style="{styles[n]}">{_wrappable(cells[n][r])}</td>' for n in names)
         + "</tr>"
         for r, label in enumerate(index)
     )
-    foot = "; ".join(x for x in (f"{len(df)} rows × {len(names)} columns", note, getattr(df, "caption", "")) if x)
+    more = f"not shown: {', '.join(hidden)} (in the data)" if hidden else ""
+    size = f"{len(df)} rows × {len(names) + len(hidden)} columns"
+    foot = "; ".join(x for x in (size, note, more, getattr(df, "caption", "")) if x)
     return (
         '<div class="mathjax_ignore tex2jax_ignore" style="overflow-x:auto">'
         '<table class="dataframe" style="table-layout:auto;margin-left:0">'
         f"<thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>"
         f'<div style="color:var(--jp-ui-font-color2,#666);font-size:90%">{html.escape(foot)}</div></div>'
     )
+
+
+def _wrappable(text: str) -> str:
+    """Escaped, with a break opportunity after each ``/`` so that paths wrap between their parts."""
+    return html.escape(text).replace("/", "/<wbr>")
 
 
 def _widths(names: list[str], natural: dict[str, int], text: set[str], room: int) -> dict[str, int]:

@@ -62,8 +62,9 @@ def clock(seconds: float) -> str:
 
 
 class Progress:
-    """A batch of ``labels`` as it runs. In flight: the sources reported started (:meth:`started`)
-    and not yet finished; without such reports, an upper bound (``≤N``) from ``concurrency``."""
+    """A batch of ``labels`` as it runs. In flight: the sources whose first request went out
+    (:meth:`started`) and that have not finished; without such reports, an upper bound (``≤N``)
+    from ``concurrency``."""
 
     def __init__(self, labels: list[str], concurrency: int | None = None):
         self.labels = [Path(label).name or label for label in labels]

@@ -9,7 +9,14 @@ def _context(language: str | None, hint: str | None) -> str:
     return text + (f" Context and vocabulary: {hint}" if hint else "")
 
 
-def transcription_prompt(language: str | None = None, hint: str | None = None, translate_to: str | None = None) -> str:
+def transcription_prompt(
+    language: str | None = None,
+    hint: str | None = None,
+    translate_to: str | None = None,
+    vocabulary: tuple[str, ...] = (),
+) -> str:
+    """The chat model's instruction; ``vocabulary`` is a glossary line (names, jargon spelled as
+    given), what Mistral's ``context_bias`` does on its transcriptions endpoint."""
     if translate_to:
         prompt = (
             f"Translate the speech in this audio into {translate_to}. Reply with the "
@@ -17,7 +24,8 @@ def transcription_prompt(language: str | None = None, hint: str | None = None, t
         )
     else:
         prompt = "Transcribe this audio verbatim. Reply with the transcript only, without commentary."
-    return prompt + _context(language, hint)
+    glossary = f" Spell these words as written: {', '.join(vocabulary)}." if vocabulary else ""
+    return prompt + _context(language, hint) + glossary
 
 
 def extraction_prompt(language: str | None = None, hint: str | None = None) -> str:

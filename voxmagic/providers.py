@@ -12,6 +12,7 @@ other OpenAI-compatible servers).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -123,6 +124,26 @@ TRANSCRIPTION_PRICES: dict[str, float] = {
     "voxtral-mini-2602": 0.003 / 60,
     "voxtral-mini-latest": 0.003 / 60,
 }
+
+
+# Mistral's context_bias (docs.mistral.ai, "bias context and vocabulary"; vlebert/supervoxtral#2):
+# up to 100 terms, each without spaces or commas (^[^,\s]+$), sent as one form field per term.
+MAX_BIAS_TERMS = 100
+
+
+def bias_terms(vocabulary: Sequence[str]) -> tuple[str, ...]:
+    """Terms as Mistral's ``context_bias`` takes them: a multi-word term joined with ``_``
+    ("Alder Creek" → ``Alder_Creek``), commas dropped, each once, in order."""
+    terms = ("_".join(term.replace(",", " ").split()) for term in vocabulary)
+    return tuple(dict.fromkeys(t for t in terms if t))
+
+
+def vocabulary(words: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"Voxtral, OpenRouter,pgvector"`` or a list, as the terms a user meant."""
+    if not words:
+        return ()
+    items = words.split(",") if isinstance(words, str) else list(words)
+    return tuple(dict.fromkeys(" ".join(str(w).split()) for w in items if str(w).strip()))
 
 
 def transcription_price(model: str) -> float | None:

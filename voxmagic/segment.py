@@ -13,21 +13,11 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from .audio import PCM, SAMPLE_RATE, AudioSource, EncodedAudio, encode
+from .audio import NO_SPEECH, PCM, SAMPLE_RATE, AudioSource, EncodedAudio, encode
+from .errors import AudioError
+from .silence import ENERGY_BELOW_LOUD, frame_rms, trimmed_clip
 
 FRAME_S = 0.02
-SILENCE_BELOW_LOUD = 0.05  # a frame under 5% (−26 dB) of the 95th-percentile frame level is silent
-
-
-def frame_rms(samples: np.ndarray, frame: int, block_frames: int = 3000) -> np.ndarray:
-    """RMS per ``frame`` samples, a minute at a time so that no float copy of the audio is made."""
-    n = samples.size // frame
-    out = np.empty(n, np.float32)
-    for first in range(0, n, block_frames):
-        last = min(n, first + block_frames)
-        x = samples[first * frame : last * frame].astype(np.float32).reshape(last - first, frame)
-        out[first:last] = np.sqrt((x * x).mean(axis=1))
-    return out
 
 
 def _longest_pause(quiet: np.ndarray) -> tuple[int, int]:
@@ -54,7 +44,7 @@ def find_cut(samples: np.ndarray, lo: int, hi: int, rate: int, min_pause_s: floa
     first, last = lo // frame, min(hi // frame, rms.size)
     if last <= first:
         return hi
-    threshold = SILENCE_BELOW_LOUD * max(float(np.percentile(rms, 95)), 1.0)
+    threshold = ENERGY_BELOW_LOUD * max(float(np.percentile(rms, 95)), 1.0)
     middle = (first + last) // 2
     for a, b in ((middle, last), (first, middle)):
         length, mid = _longest_pause(rms[a:b] < threshold)
@@ -65,10 +55,18 @@ def find_cut(samples: np.ndarray, lo: int, hi: int, rate: int, min_pause_s: floa
 
 
 def split_blocks(
-    blocks: Iterable[np.ndarray], rate: int, max_s: float, *, search_s: float = 120.0, min_pause_s: float = 0.3
+    blocks: Iterable[np.ndarray],
+    rate: int,
+    max_s: float,
+    *,
+    search_s: float = 120.0,
+    min_pause_s: float = 0.3,
+    overlap_s: float = 0.0,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(start sample, samples) for consecutive chunks of at most ``max_s`` seconds."""
+    """(start sample, samples) for consecutive chunks of at most ``max_s`` seconds; with
+    ``overlap_s`` each chunk after the first begins that much before the previous one ended."""
     limit = max(1, round(max_s * rate))
+    overlap = min(round(overlap_s * rate), limit // 4)
     search = min(limit // 2, round(search_s * rate))  # short chunks are cut in their second half
     pending: list[np.ndarray] = []
     held, start = 0, 0
@@ -80,22 +78,36 @@ def split_blocks(
             cut = max(1, find_cut(buffer, limit - search, limit, rate, min_pause_s))
             pending = []
             yield start, buffer[:cut]  # a view: encoded before the rest is copied out
-            rest = buffer[cut:].copy()
+            back = min(overlap, cut - 1)
+            rest = buffer[cut - back :].copy()
             del buffer
-            pending, held, start = [rest], rest.size, start + cut
+            pending, held, start = [rest], rest.size, start + cut - back
     if held:
         yield start, np.concatenate(pending)
 
 
-def prepare_chunks(source: AudioSource, format: str, max_s: float | None) -> list[EncodedAudio]:
-    """Decode, cut (when longer than ``max_s``) and encode; each piece knows its ``start_s``.
-    A compact MP3 short enough to go whole is sent as it is (see :meth:`AudioSource.as_is`)."""
+def prepare_chunks(source: AudioSource, format: str, max_s: float | None, overlap_s: float = 0.0) -> list[EncodedAudio]:
+    """Decode, cut (when longer than ``max_s``) and encode; each piece knows its ``start_s`` on
+    the source's timeline (a moment's too). A compact MP3 short enough to go whole is sent as it
+    is (see :meth:`AudioSource.as_is`). A source to be ``trim``-med loses its long pauses piece by
+    piece (so only one piece is held at a time); a piece of silence only is not sent."""
     as_is = source.as_is(format, max_s)
     if as_is is not None:
         return [as_is]
-    if not max_s:
-        return [encode(source.decode(), format, label=source.label)]
-    return [
-        encode(PCM(samples), format, label=source.label, start_s=start / SAMPLE_RATE)
-        for start, samples in split_blocks(source.blocks(), SAMPLE_RATE, max_s)
+    offset = source.offset_s
+    pieces = (
+        split_blocks(source.blocks(), SAMPLE_RATE, max_s, overlap_s=overlap_s)
+        if max_s
+        else [(0, source.decode().samples)]
+    )
+    if not source.trim:
+        return [
+            encode(PCM(samples), format, label=source.label, start_s=offset + start / SAMPLE_RATE)
+            for start, samples in pieces
+        ]
+    clips = [
+        trimmed_clip(PCM(samples), format, source.label, offset + start / SAMPLE_RATE) for start, samples in pieces
     ]
+    if not any(clips):
+        raise AudioError(source.label, NO_SPEECH)
+    return [c for c in clips if c is not None]

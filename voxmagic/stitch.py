@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .timeline import text_of
+
 
 def stitch(source: str, rows: list[dict]) -> dict:
     """One row for a source from its chunks' rows, in order; a failed chunk keeps the others' text."""
@@ -20,13 +22,17 @@ def stitch(source: str, rows: list[dict]) -> dict:
         values = [r.get(key) for r in ok if r.get(key) is not None]
         return combine(values) if values else None
 
+    overlapping = any(b.get("start_s", 0) < a.get("end_s", 0) for a, b in zip(rows, rows[1:], strict=False))
     return {
         "source": source,
-        "duration_s": sum(r["duration_s"] for r in rows),
-        "text": " ".join(r["text"].strip() for r in ok if r.get("text")) if ok else None,
+        "duration_s": rows[-1]["end_s"] - rows[0]["start_s"] if overlapping else sum(r["duration_s"] for r in rows),
+        "text": (text_of(rows) if overlapping else " ".join(r["text"].strip() for r in ok if r.get("text")))
+        if ok
+        else None,
         "prompt_tokens": total("prompt_tokens"),
         "completion_tokens": total("completion_tokens"),
         "cost_usd": total("cost_usd"),
+        "trimmed_s": total("trimmed_s"),
         "latency_s": total("latency_s", max),  # chunks run together
         "error": "; ".join(errors) or None,
         "attempts": total("attempts"),

@@ -9,14 +9,12 @@ the cues in proportion to their characters. Nothing here needs more than the sta
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 # Without timed segments from the provider, subtitles come from chunks this long (cut at pauses):
 # one request each, and audio is billed in 30 s windows anyway, so shorter would cost more.
@@ -32,17 +30,25 @@ _BREAKS = (
     re.compile(r"(?<=[,;:—–])\s+"),
     re.compile(r"\s+"),
 )
-_INDEX = ".voxmagic-subtitles.json"  # which source each file in a save() directory came from
-_FORMATS = ("srt", "vtt")
 
 
 @dataclass(frozen=True)
 class Cue:
-    """One subtitle: seconds from the start of the source, and what is said."""
+    """One subtitle: seconds from the start of the source, what is said, and who says it when
+    the transcript labelled speakers (``speaker_2``)."""
 
     start_s: float
     end_s: float
     text: str
+    speaker: str | None = None
+
+    @property
+    def voice(self) -> str | None:
+        """The speaker as a person reads it: ``speaker_2`` → ``Speaker 2``."""
+        if not self.speaker:
+            return None
+        head, _, number = self.speaker.rpartition("_")
+        return f"{head.capitalize()} {number}" if head and number.isdigit() else self.speaker
 
 
 def split_text(text: str, max_chars: int = MAX_CHARS, line_chars: int = LINE_CHARS) -> list[str]:
@@ -127,7 +133,9 @@ def _durations(weights: list[int], span: float, minimum: float = MIN_CUE_S) -> l
         short |= newly
 
 
-def _timed(text: Any, start_s: float, end_s: float, max_chars: int, line_chars: int) -> list[Cue]:
+def _timed(
+    text: Any, start_s: float, end_s: float, max_chars: int, line_chars: int, speaker: str | None = None
+) -> list[Cue]:
     """Cues for one timed piece of text, tiling its span exactly, in order."""
     pieces = split_text(text, max_chars, line_chars)
     if not pieces:
@@ -136,7 +144,7 @@ def _timed(text: Any, start_s: float, end_s: float, max_chars: int, line_chars: 
     cues, at = [], start_s
     for i, (piece, d) in enumerate(zip(pieces, _durations([len(p) for p in pieces], span), strict=True)):
         end = end_s if i == len(pieces) - 1 else at + d
-        cues.append(Cue(at, end, piece))
+        cues.append(Cue(at, end, piece, speaker))
         at = end
     return cues
 
@@ -149,7 +157,8 @@ def _segment_cues(segments: Iterable[dict], offset_s: float, max_chars: int, lin
         if start is None or end is None:
             raise ValueError(f"segment {i} has no start or end time: {seg!r}")
         text = seg.get("text")
-        cues += _timed("" if _missing(text) else text, offset_s + start, offset_s + end, max_chars, line_chars)
+        cues += _timed("" if _missing(text) else text, offset_s + start, offset_s + end, max_chars, line_chars,
+                       seg.get("speaker"))  # fmt: skip
     return cues
 
 
@@ -178,17 +187,18 @@ def _timeline(cues: Iterable[Cue]) -> list[Cue]:
     overlapping: where two overlap, the earlier ends when the later starts (players show one cue
     at a time more reliably than two)."""
     timed = sorted(
-        ((_ms(c.start_s), _ms(c.end_s), c.text) for c in cues if str(c.text).strip()), key=lambda c: (c[0], c[1])
+        ((_ms(c.start_s), _ms(c.end_s), c.text, c.speaker) for c in cues if str(c.text).strip()),
+        key=lambda c: (c[0], c[1]),
     )
     out: list[list] = []
-    for start, end, text in timed:
+    for start, end, text, speaker in timed:
         if out and start < out[-1][1]:
             if start > out[-1][0]:
                 out[-1][1] = start
             else:
                 start = out[-1][1]
-        out.append([start, max(end, start + 1), text])
-    return [Cue(s / 1000, e / 1000, t) for s, e, t in out]
+        out.append([start, max(end, start + 1), text, speaker])
+    return [Cue(s / 1000, e / 1000, t, who) for s, e, t, who in out]
 
 
 def _clock(seconds: float, sep: str) -> str:
@@ -197,30 +207,6 @@ def _clock(seconds: float, sep: str) -> str:
     m, ms = divmod(ms, 60_000)
     s, ms = divmod(ms, 1000)
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
-
-
-def _is_url(source: str) -> bool:
-    return re.match(r"^[a-z][a-z0-9+.-]*://", source, re.I) is not None
-
-
-def _owner(source: str) -> str:
-    """Who a saved file belongs to: the URL, or the absolute path (``talk.mp3`` and
-    ``./talk.mp3`` are one source)."""
-    if _is_url(source) or source.startswith("<"):
-        return source
-    return str(Path(source).expanduser().resolve())
-
-
-def _stem(source: str) -> str:
-    """A file name for a source: its file's stem (a URL's last path part), safe on any system."""
-    if _is_url(source):
-        parts = urlsplit(source)
-        name = parts.path.rstrip("/").rsplit("/", 1)[-1]
-        stem = Path(name).stem if name else parts.netloc  # a site's root: its host name
-    else:
-        stem = Path(source.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]).stem
-    stem = re.sub(r"[^\w.-]+", "_", stem).strip("._-")[:100]
-    return stem or "audio"
 
 
 @dataclass(repr=False)
@@ -256,16 +242,16 @@ class Transcript:
     def from_rows(
         cls, source: str, rows: Iterable[dict], *, max_chars: int = MAX_CHARS, line_chars: int = LINE_CHARS
     ) -> Transcript:
-        """From one source's rows of ``transcribe(..., segments=True)`` (dicts with ``start_s,
-        end_s, text``). Failed rows (``error``) and empty ones are skipped; a row's ``segments``
-        (the provider's, relative to the chunk) are finer than its span and win over it. A row
-        without ``start_s`` starts at 0 and lasts ``duration_s``."""
+        """From one source's rows of ``transcribe(..., segments=True)`` (dicts with ``start, end,
+        speaker, text``; or a batch's chunk rows with ``start_s, end_s`` and the provider's
+        ``segments``, relative to the chunk, which are finer and win). Failed rows (``error``) and
+        empty ones are skipped; a row without a start starts at 0 and lasts ``duration_s``."""
         cues: list[Cue] = []
         for row in rows:
             error = row.get("error")
             if not _missing(error) and str(error).strip():
                 continue
-            start = _time(row, "start_s") or 0.0
+            start = _time(row, "start", "start_s") or 0.0
             segments = row.get("segments")
             if isinstance(segments, (list, tuple)) and segments:
                 cues += _segment_cues(segments, start, max_chars, line_chars)
@@ -273,7 +259,7 @@ class Transcript:
             text = row.get("text")
             if _missing(text) or not str(text).strip():
                 continue
-            end = _time(row, "end_s")
+            end = _time(row, "end", "end_s")
             if end is None:
                 duration = _time(row, "duration_s")
                 if duration is None:
@@ -281,7 +267,8 @@ class Transcript:
                         f"a row of {source} has neither end_s nor duration_s; use transcribe(..., segments=True)"
                     )
                 end = start + duration
-            cues += _timed(text, start, end, max_chars, line_chars)
+            speaker = None if _missing(row.get("speaker")) else row.get("speaker")
+            cues += _timed(text, start, end, max_chars, line_chars, speaker)
         return cls(str(source), cues)
 
     @property
@@ -297,20 +284,22 @@ class Transcript:
         ``<b>`` as markup), except that ``-->`` — a timing line to parsers — becomes ``→``."""
         return "".join(
             f"{i}\n{_clock(c.start_s, ',')} --> {_clock(c.end_s, ',')}\n"
-            + "\n".join(_lines(c.text.replace("-->", "→"), line_chars))
+            + "\n".join(_lines((f"{c.voice}: " if c.voice else "") + c.text.replace("-->", "→"), line_chars))
             + "\n\n"
             for i, c in enumerate(self.cues, 1)
         )
 
     def to_vtt(self, line_chars: int = LINE_CHARS) -> str:
         """WebVTT: ``HH:MM:SS.mmm`` and text with ``&``, ``<``, ``>`` escaped, so that markup-like
-        words stay words (and ``-->`` cannot end a cue)."""
+        words stay words (and ``-->`` cannot end a cue); a labelled speaker as a voice span,
+        ``<v Speaker 2>``."""
 
         def escape(line: str) -> str:
             return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
         return "WEBVTT\n\n" + "".join(
             f"{_clock(c.start_s, '.')} --> {_clock(c.end_s, '.')}\n"
+            + (f"<v {escape(c.voice)}>" if c.voice else "")
             + "\n".join(escape(line) for line in _lines(c.text, line_chars))
             + "\n\n"
             for c in self.cues
@@ -324,35 +313,9 @@ class Transcript:
         are never overwritten. Which source owns which name is kept in ``.voxmagic-subtitles.json``
         in the directory, since the subtitle files themselves have nowhere to say it.
         """
-        formats = [formats] if isinstance(formats, str) else list(formats)
-        exts = [str(f).lower().lstrip(".") for f in formats]
-        if not exts or any(e not in _FORMATS for e in exts):
-            raise ValueError(f"formats must be among {_FORMATS}, not {formats!r}")
-        folder = Path(directory).expanduser()
-        folder.mkdir(parents=True, exist_ok=True)
-        index_path = folder / _INDEX
-        try:
-            index = json.loads(index_path.read_text(encoding="utf-8"))
-            index = index if isinstance(index, dict) else {}
-        except (OSError, ValueError):
-            index = {}
-        stem, me = _stem(self.source), _owner(self.source)
+        from .subtitle_files import save
 
-        def free(name: str) -> bool:
-            owner = index.get(name)
-            return owner == me or (owner is None and not (folder / name).exists())
-
-        n = 1
-        while not all(free(f"{stem}{'' if n == 1 else f'-{n}'}.{e}") for e in exts):
-            n += 1
-        paths = []
-        for ext in exts:
-            path = folder / f"{stem}{'' if n == 1 else f'-{n}'}.{ext}"
-            path.write_text(self.to_srt() if ext == "srt" else self.to_vtt(), encoding="utf-8")
-            index[path.name] = me
-            paths.append(path)
-        index_path.write_text(json.dumps(index, indent=1, ensure_ascii=False), encoding="utf-8")
-        return paths
+        return save(self, directory, formats)
 
     def to_dataframe(self) -> Any:
         """The cues as a DataFrame with columns ``start_s, end_s, text``."""
@@ -390,7 +353,10 @@ def transcripts(rows: Any, *, max_chars: int = MAX_CHARS, line_chars: int = LINE
         by_source.setdefault(str(row.get("source")), []).append(row)
     return [
         Transcript.from_rows(
-            source, sorted(group, key=lambda r: _time(r, "start_s") or 0.0), max_chars=max_chars, line_chars=line_chars
+            source,
+            sorted(group, key=lambda r: _time(r, "start", "start_s") or 0.0),
+            max_chars=max_chars,
+            line_chars=line_chars,
         )
         for source, group in by_source.items()
     ]

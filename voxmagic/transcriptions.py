@@ -41,9 +41,11 @@ from .chat import Params, elided
 from .cost import Estimate
 from .errors import ConfigError
 from .providers import (
+    MAX_BIAS_TERMS,
     MIME_TYPES,
     TRANSCRIPTION_DIALECTS,
     TRANSCRIPTIONS_ENDPOINT,
+    bias_terms,
     sends_timestamps,
     transcription_price,
 )
@@ -54,6 +56,19 @@ DEFAULT_MODEL = "voxtral-mini-latest"
 def billed_seconds(duration_s: float) -> int:
     """Seconds a provider bills for a clip: the duration rounded up (as vLLM's usage reports it)."""
     return max(1, math.ceil(duration_s - 1e-9))
+
+
+def check_speakers_and_words(dialect: str, diarize: bool, language: str | None, vocabulary: tuple[str, ...]) -> None:
+    """What Mistral would refuse with a 422 for every chunk: said once, before any request."""
+    if diarize and dialect != "mistral":
+        raise ConfigError("--diarize (diarize=True) needs Mistral's transcriptions endpoint, which labels "
+                          "speakers: use --provider mistral")  # fmt: skip
+    if diarize and language:
+        raise ConfigError("Mistral labels speakers only with segment timestamps, which it does not combine "
+                          "with a language: leave out --language (it is detected) or --diarize")  # fmt: skip
+    if dialect == "mistral" and len(bias_terms(vocabulary)) > MAX_BIAS_TERMS:
+        raise ConfigError(f"--vocab has {len(bias_terms(vocabulary))} terms; Mistral's context_bias takes "
+                          f"at most {MAX_BIAS_TERMS}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,8 @@ class TranscriptionRequest:
     temperature: float | None = None
     timestamps: bool = True
     dialect: str = "mistral"
+    diarize: bool = False  # a speaker_id per segment (Mistral only; needs segment timestamps)
+    vocabulary: tuple[str, ...] = ()  # words to spell as given: Mistral's context_bias, vLLM's prompt
 
     def __post_init__(self) -> None:
         if not isinstance(self.clip, EncodedAudio):
@@ -90,6 +107,7 @@ class TranscriptionRequest:
                 "API) or 'openai' (vLLM and other OpenAI-style servers)"
             )
         Params(stream=False, temperature=self.temperature)  # checks the temperature's range
+        check_speakers_and_words(self.dialect, self.diarize, self.language, self.vocabulary)
 
     # -- the surface shared with ChatRequest -----------------------------------------------
     @property
@@ -117,8 +135,12 @@ class TranscriptionRequest:
             bits.append(f"temperature={self.temperature:g}")
         if self.timestamps and not self.sends_timestamps:
             bits.append("no timestamps (Mistral does not combine them with a language)")
-        elif not self.timestamps:
+        elif not self.timestamps and not self.diarize:
             bits.append("no timestamps")
+        if self.diarize:
+            bits.append("speakers labelled")
+        if self.vocabulary:
+            bits.append(f"vocabulary: {', '.join(self.vocabulary)}")
         return "transcriptions endpoint, " + ", ".join(bits)
 
     all_text = text  # every text the request carries: none besides the description
@@ -135,8 +157,14 @@ class TranscriptionRequest:
             fields.append(("response_format", "verbose_json" if self.timestamps else "json"))
             if self.timestamps:
                 fields.append(("timestamp_granularities[]", "segment"))
-        elif self.sends_timestamps:
+            if self.vocabulary:  # OpenAI-style servers take a prompt to guide spelling
+                fields.append(("prompt", f"Vocabulary: {', '.join(self.vocabulary)}."))
+            return fields
+        if self.sends_timestamps or self.diarize:
             fields.append(("timestamp_granularities", "segment"))
+        if self.diarize:
+            fields.append(("diarize", "true"))
+        fields += [("context_bias", term) for term in bias_terms(self.vocabulary)]
         return fields
 
     def upload(self) -> tuple[str, bytes, str]:

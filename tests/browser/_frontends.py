@@ -52,14 +52,12 @@ def write_notebook(root: Path, name: str = "live.ipynb") -> Path:
     return path
 
 
-def frontend_env(server, home: Path) -> dict[str, str]:
-    """What a user's shell would hold: the endpoint and a key (the local server's), a private
-    history file, and Jupyter/IPython state dirs of its own so nothing of the user's leaks in."""
+def _private_env(home: Path) -> dict[str, str]:
+    """This process's environment without any key, voxmagic setting or Jupyter/IPython state of
+    the user's: a private history file and state dirs under ``home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "IPYTHON", "VOXMAGIC_"))}
     env.pop("OPENROUTER_API_KEY", None)
     env.update(
-        VOXMAGIC_BASE_URL=server.base_url,
-        OPENROUTER_API_KEY="local-server-key",
         VOXMAGIC_HISTORY=str(home / "history.db"),
         JUPYTER_CONFIG_DIR=str(home / "jupyter-config"),
         JUPYTER_DATA_DIR=str(home / "jupyter-data"),
@@ -68,6 +66,19 @@ def frontend_env(server, home: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def frontend_env(server, home: Path) -> dict[str, str]:
+    """What a user's shell would hold: the endpoint and a key (the local server's), a private
+    history file, and Jupyter/IPython state dirs of its own so nothing of the user's leaks in."""
+    return dict(_private_env(home), VOXMAGIC_BASE_URL=server.base_url, OPENROUTER_API_KEY="local-server-key")
+
+
+def offline_env(home: Path) -> dict[str, str]:
+    """A new user's shell with no key at all, for notebooks that start voxmagic's local server
+    themselves (``voxmagic.testing.use_local_server()``): no ``OPENROUTER_API_KEY``, no endpoint,
+    ``VOXMAGIC_OFFLINE=1`` (so a key in a ``.env`` file is never used), a private history file."""
+    return dict(_private_env(home), VOXMAGIC_OFFLINE="1")
 
 
 def chat_requests(server, prompt: str = PROMPT) -> list:
@@ -109,17 +120,22 @@ class Lab:
     log: Path
     proc: subprocess.Popen
 
-    def notebook_url(self, name: str) -> str:
-        return f"{self.url}/lab/tree/{name}?token={self.token}"
+    def notebook_url(self, name: str, workspace: str | None = None) -> str:
+        """The notebook ``name`` in JupyterLab; with ``workspace``, in that (new) workspace, so
+        that no tab of an earlier page is restored next to it."""
+        lab = f"lab/workspaces/{workspace}" if workspace else "lab"
+        return f"{self.url}/{lab}/tree/{name}?token={self.token}"
 
     def log_tail(self, lines: int = 40) -> str:
         return tail(self.log, lines)
 
 
-def start_jupyterlab(root: Path, env: dict[str, str], home: Path, timeout: float = 90.0) -> Lab:
+def start_jupyterlab(root: Path, env: dict[str, str], home: Path, timeout: float = 90.0,
+                     extra_args: tuple[str, ...] = ()) -> Lab:
     """JupyterLab on 127.0.0.1 and a free port, with a token, no browser, in its own process
     group; returns once ``/api/status`` answers. Announcements, update checks and the news
-    prompt are off, and settings/workspaces live in ``home``, so no popup covers the notebook."""
+    prompt are off, and settings/workspaces live in ``home``, so no popup covers the notebook.
+    ``extra_args`` go on its command line (e.g. ``--LabApp.expose_app_in_browser=True``)."""
     settings = home / "lab-settings"
     notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +146,8 @@ def start_jupyterlab(root: Path, env: dict[str, str], home: Path, timeout: float
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
            "--ServerApp.open_browser=False", "--allow-root", "--LabApp.news_url=",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={home / 'lab-workspaces'}"]
+           f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={home / 'lab-workspaces'}",
+           *extra_args]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -171,9 +188,37 @@ def stop_jupyterlab(lab: Lab) -> None:
         pass
 
 
-def screenshot_dir() -> Path:
-    """``build/browser-screenshots`` of the repository, emptied of an earlier run's pictures."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for old in SCREENSHOTS.glob("*.png"):
+def screenshot_dir(sub: str = "") -> Path:
+    """``build/browser-screenshots`` of the repository (or its folder ``sub``, so that test
+    modules keep their own), emptied of an earlier run's pictures."""
+    folder = SCREENSHOTS / sub if sub else SCREENSHOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
         old.unlink()
-    return SCREENSHOTS
+    return folder
+
+
+class ScreenshotSummary:
+    """A pytest plugin naming a folder's screenshots at the end of the terminal report."""
+
+    def __init__(self, folder: Path, title: str = "JupyterLab screenshots"):
+        self.folder, self.title = folder, title
+        self.notes: list[str] = []  # lines printed after the paths (timings, ...)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        shots = sorted(self.folder.glob("*.png"))
+        terminalreporter.write_sep("-", self.title)
+        if not shots:
+            terminalreporter.write_line(f"{self.folder}: (none)")
+        for line in [*map(str, shots), *self.notes]:
+            terminalreporter.write_line(line)
+
+
+def register_screenshot_summary(config, folder: Path, name: str,
+                                title: str = "JupyterLab screenshots") -> ScreenshotSummary:
+    """A :class:`ScreenshotSummary` for ``folder``, registered once per pytest run under ``name``."""
+    plugin = config.pluginmanager.get_plugin(name)
+    if plugin is None:
+        plugin = ScreenshotSummary(folder, title)
+        config.pluginmanager.register(plugin, name)
+    return plugin

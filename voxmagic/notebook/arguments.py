@@ -58,6 +58,12 @@ COMMON = [
         help="only this moment of each source: 12:30-14:00, 1:02:03-1:05:00, 90-120 (seconds), 12:30- (to the end)",
     ),
     option(
+        "--trim-silence",
+        action="store_true",
+        help="cut pauses over 1 s down to 0.25 s a side before upload (not billed); times stay on the "
+        "original timeline (Silero VAD with voxmagic[vad], else by loudness)",
+    ),
+    option(
         "--format",
         choices=UPLOAD_FORMATS,
         metavar="FMT",
@@ -120,7 +126,23 @@ TRANSCRIBE = [
         metavar="N",
         help="requests in flight (default: %%config VoxtralMagics.concurrency = 8)",
     ),
-    option("--segments", action="store_true", help="one row per chunk of long audio, with start_s and end_s"),
+    option(
+        "--diarize",
+        action="store_true",
+        help="label who speaks (a speaker column; Mistral's transcriptions endpoint: --provider mistral)",
+    ),
+    option(
+        "--vocab",
+        metavar="TERMS",
+        help="names and jargon to spell as given, comma-separated: 'Voxtral, pgvector' (Mistral's context_bias, "
+        "else a glossary in the instruction)",
+    ),
+    option(
+        "--segments",
+        action="store_true",
+        help="one row per timed segment: source, start, end, speaker, text (the provider's segments, else pieces of "
+        "at most 30 s cut at pauses)",
+    ),
     option(
         "--chunk-minutes", type=float, metavar="M", help="cut audio longer than this at pauses (default 25; 0: never)"
     ),

@@ -16,11 +16,13 @@ from typing import Any
 from .. import runner
 from ..audio import preview
 from ..conversation import exchange, follow_up, split_tools
+from ..cost import pricing_for
 from ..errors import ConfigError, VoxmagicError
 from ..jobs import Job
 from ..loop import LOOP
 from ..providers import MIME_TYPES
 from ..runner import Plan, ledger
+from ..silence import report
 from .display import StreamView, widgets_available
 from .options import AskOptions
 from .resolve import audio_items, lookup, render_prompt
@@ -46,7 +48,9 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
     sources = (
         []
         if options.resume
-        else audio_items(options.audio, namespace, sample_rate=options.sample_rate, span=options.span)
+        else audio_items(
+            options.audio, namespace, sample_rate=options.sample_rate, span=options.span, trim=options.trim_silence
+        )
     )
     options, functions = _with_schema_and_tools(options, namespace)
     if options.each or (options.schema and len(sources) > 1 and not options.together):
@@ -142,7 +146,11 @@ async def _answer(
         namespace[options.out] = value
     rounds = len(done.responses)
     summary = done.result.summary + (f" · {rounds} requests" if rounds > 1 else "")
-    view.finish(shown, summary, ledger.tally(done.cost_usd, rounds))
+    tally = ledger.tally(done.cost_usd, rounds)
+    if options.trim_silence:
+        trimmed = sum(c.trimmed_s for c in plan.request.audio)
+        tally += "\n" + report(trimmed, pricing_for(plan.request.model).audio_second)
+    view.finish(shown, summary, tally)
     return value
 
 

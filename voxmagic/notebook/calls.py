@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .. import api, runner
+from ..audio import source_options
 from ..audio import sources as audio_sources
 from ..errors import VoxmagicError
 from ..limits import DEFAULT_CONCURRENCY
@@ -60,7 +61,7 @@ def ask(audio: Any, prompt: str, **options: Any) -> Any:
 
 def _batch(function: Callable[..., Any], sources: Any, *args: Any, **options: Any) -> Any:
     """A table-shaped call with a progress view: one line per finished source, then the tally."""
-    items = audio_sources(sources, options.pop("start", None), options.pop("end", None))
+    items = audio_sources(sources, **source_options(options))
     concurrency = options.get("concurrency", DEFAULT_CONCURRENCY)
     view = BatchView([runner.label(s) for s in items], widget=True, concurrency=concurrency)
 

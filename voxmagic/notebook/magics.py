@@ -83,6 +83,7 @@ class VoxtralMagics(Magics):
     referer = setting(Unicode, None, "HTTP-Referer header (OpenRouter attribution).")
     title = setting(Unicode, Settings.title, "X-Title header (OpenRouter attribution).")
     audio_format = setting(Enum, DEFAULT_FORMAT, "Upload encoding.", choices=UPLOAD_FORMATS)
+    trim_silence = setting(Bool, False, "Cut long pauses out of the audio before upload (as --trim-silence).")
     max_attempts = setting(Int, Settings.max_attempts, "Attempts for transient failures (429s are waited out apart).")
     backoff = setting(Float, Settings.backoff, "First retry delay in seconds; doubles each retry, with jitter.")
     read_timeout = setting(Float, Settings.read_timeout, "Seconds to wait for the next byte of an answer.")

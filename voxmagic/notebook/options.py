@@ -19,6 +19,7 @@ from ..batch import TRANSCRIPT_TEMPERATURE
 from ..chat import Params
 from ..errors import ConfigError
 from ..moments import Span, parse_span
+from ..providers import vocabulary
 from ..runner import Caching
 from ..settings import Settings
 
@@ -47,6 +48,7 @@ class CallOptions:
     audio_format: str = "mp3"
     sample_rate: int | None = None
     span: Span | None = None  # --at: only this moment of each source
+    trim_silence: bool = False  # long pauses cut before upload
     concurrency: int = limits.DEFAULT_CONCURRENCY
     max_cost: float | None = None
     caching: Caching = Caching()
@@ -99,6 +101,8 @@ class TranscribeOptions(CallOptions):
     schema: str | None = None
     subtitles: Mapping[str, str] = field(default_factory=dict)  # format -> folder
     api: str | None = None
+    diarize: bool = False
+    vocab: tuple[str, ...] = ()
 
 
 def _pick(given: Any, default: Any) -> Any:
@@ -140,6 +144,7 @@ def _common(
         audio_format=args.format or config["audio_format"],
         sample_rate=args.sr,
         span=parse_span(args.at) if args.at else None,
+        trim_silence=args.trim_silence or config["trim_silence"],
         concurrency=_pick(getattr(args, "concurrency", None), config["concurrency"]),
         max_cost=_pick(args.max_cost, config["max_cost"]),
         caching=Caching.of(config["cache"] and not args.no_cache, args.refresh),
@@ -183,4 +188,6 @@ def transcribe_options(args: Namespace, config: Mapping[str, Any]) -> Transcribe
         schema=args.schema,
         subtitles=subtitles,
         api=args.api,
+        diarize=args.diarize,
+        vocab=vocabulary(args.vocab),
     )

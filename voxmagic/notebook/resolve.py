@@ -20,23 +20,29 @@ from ..moments import Span
 
 
 def audio_items(
-    items: Sequence[str], namespace: Mapping[str, Any], *, sample_rate: int | None = None, span: Span | None = None
+    items: Sequence[str],
+    namespace: Mapping[str, Any],
+    *,
+    sample_rate: int | None = None,
+    span: Span | None = None,
+    trim: bool = False,
 ) -> list[Any]:
     """Expand paths, globs, folders, URLs and variable names into audio sources, in order; with
-    ``span`` (``--at``) only that moment of each."""
+    ``span`` (``--at``) only that moment of each, with ``trim`` (``--trim-silence``) without pauses."""
     out: list[Any] = []
     for item in items:
         out.extend(_one(item, namespace, sample_rate))
     if not out:
         raise ConfigError("no audio given: name a file, a glob such as clips/*.mp3, a folder, a URL or a variable")
-    return [_moment(x, span) for x in out] if span else out
+    return [_what_is_sent(x, span, trim) for x in out] if span or trim else out
 
 
-def _moment(item: Any, span: Span) -> Any:
+def _what_is_sent(item: Any, span: Span | None, trim: bool) -> Any:
     try:
-        return as_source(item).moments(span)
+        source = as_source(item)
     except AudioError:
         return item  # unusable as it is: its own error row says why
+    return (source.moments(span) if span else source).trimmed(trim)
 
 
 def _one(item: str, ns: Mapping[str, Any], sample_rate: int | None) -> list[Any]:

@@ -8,19 +8,23 @@ import asyncio
 from argparse import Namespace as Args
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import batch as batches
 from .. import runner
 from ..api import history
 from ..batch import Batch
+from ..dry_run import plan_batch
 from ..errors import VoxmagicError
 from ..frames import COST_COLUMNS, HISTORY_COLUMNS, compact, table
 from ..loop import LOOP
 from ..runner import ledger
 from ..settings import Settings
+from ..silence import report
 from ..stitch import per_source
 from ..subtitles import transcripts
+from ..timeline import segment_rows
 from .display import BatchView, widgets_available
 from .options import AskOptions, CallOptions, TranscribeOptions
 from .resolve import audio_items, lookup
@@ -48,7 +52,9 @@ def run_each(options: AskOptions, sources: list, prompt: str, namespace: Namespa
 
 
 def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Session) -> Any:
-    sources = audio_items(options.audio, namespace, sample_rate=options.sample_rate, span=options.span)
+    sources = audio_items(
+        options.audio, namespace, sample_rate=options.sample_rate, span=options.span, trim=options.trim_silence
+    )
     schema = lookup(options.schema, namespace, "--schema") if options.schema else None
     params = options.params if schema is None else replace(options.params, response_format=schema)
     spec = batches.transcription_batch(
@@ -62,14 +68,17 @@ def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Se
         max_chunk_s=options.max_chunk_s,
         caching=options.caching,
         api=options.api,
-        subtitles=bool(options.subtitles),
+        timed=options.segments or bool(options.subtitles),
+        diarize=options.diarize,
+        vocabulary=options.vocab,
     )
     what = "%voxtral_transcribe"
     if not options.subtitles:
-        return run_with_progress(options, Run(sources, spec, what, options.segments), namespace, session)
+        result = run_with_progress(options, Run(sources, spec, what, options.segments), namespace, session)
+        return _playable(result, options, namespace)
 
     def write(rows: list[dict]) -> tuple[list[dict], str]:
-        found = transcripts(rows)
+        found = transcripts(segment_rows(rows))
         written = [
             path for t in found if t.cues for fmt, folder in options.subtitles.items() for path in t.save(folder, fmt)
         ]
@@ -80,6 +89,25 @@ def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Se
         return (rows if options.segments else per_source(rows)), note
 
     return run_with_progress(options, Run(sources, spec, what, options.segments, True, write), namespace, session)
+
+
+def _playable(result: Any, options: TranscribeOptions, namespace: Namespace) -> Any:
+    """Segments in a notebook are shown as a transcript you can play (a click plays a row); the
+    table itself is in ``-o NAME`` and ``_voxtral_df``. Elsewhere, the table as it is."""
+    if not (options.segments and widgets_available(options.view.mode) and hasattr(result, "columns")):
+        return result
+    from IPython.display import display
+
+    from .player import TranscriptPlayer
+
+    audio = {}
+    for label in dict.fromkeys(result["source"].dropna()):
+        path = Path(str(label)).expanduser()
+        if path.is_file():
+            audio[str(label)] = path.read_bytes()
+    namespace["_voxtral_df"] = result
+    display(TranscriptPlayer.from_segments(result, audio))
+    return None
 
 
 @dataclass
@@ -103,7 +131,7 @@ class Run:
 def run_with_progress(options: CallOptions, run: Run, namespace: Namespace, session: Session) -> Any:
     """A batch with a progress view; binds the table (also what finished, when interrupted)."""
     if options.dry_run:
-        print(LOOP.run(batches.plan_batch(run.sources, run.batch, options.concurrency)))
+        print(LOOP.run(plan_batch(run.sources, run.batch, options.concurrency)))
         return None
     run.batch.check()
     view = session.last_view = BatchView(
@@ -166,12 +194,15 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
         rows, note = run.after(rows)
     df = _bind(rows, options, run, namespace)
     sent = sum(r.get("chunks") or 1 for r in rows if r.get("cost_usd") is not None and not r.get("cached"))
-    view.finish(ledger.tally(float(df["cost_usd"].fillna(0).sum()), sent) + (f"\n{note}" if note else ""))
+    trimmed = sum(r.get("trimmed_s") or 0.0 for r in rows)
+    saved = report(trimmed, run.batch.audio_price()) if options.trim_silence else ""
+    view.finish("\n".join(filter(None, [ledger.tally(float(df["cost_usd"].fillna(0).sum()), sent), saved, note])))
     return df
 
 
 def _bind(rows: list[dict], options: CallOptions, run: Run, namespace: Namespace) -> pd.DataFrame:
-    df = table(rows, segments=run.shown_segments, structured=run.batch.structured)
+    shown = segment_rows(rows) if run.shown_segments else rows
+    df = table(shown, segments=run.shown_segments, structured=run.batch.structured)
     if options.out:
         namespace[options.out] = df
     if len(df) == 1 and isinstance(df["text"].iloc[0], str):

@@ -20,7 +20,8 @@ Sources for the shapes:
   Errors: ``{"object": "error", "message", "type", "param", "code"}`` (e.g. ``"Invalid model: X"``,
   type ``invalid_model``, code ``"1500"``, tmc/langchaingo#1233) and, for a malformed form, a 422
   ``{"detail": [{"type", "loc", "msg", "input"}]}`` — Mistral forbids unknown fields ("Extra inputs
-  are not permitted", Gitlawb/openclaude#739).
+  are not permitted", Gitlawb/openclaude#739), ``speaker_references`` among them: no public source
+  documents a way to send speaker reference clips.
 * vLLM — vllm-project/vllm ``entrypoints/openai/speech_to_text/protocol.py`` (``TranscriptionRequest``
   with ``response_format`` json/text/srt/verbose_json/vtt and ``timestamp_granularities[]``;
   ``TranscriptionResponse`` ``{text, usage: {type: "duration", seconds}}``;
@@ -29,13 +30,17 @@ Sources for the shapes:
   ``speech_to_text.py`` (usage seconds rounded up). ``model`` may be left out (the served model
   answers); an unknown one is a 404 "The model `X` does not exist."; errors are
   ``{"error": {"message", "type", "param", "code"}}``. Languages: Voxtral's (en es fr pt hi de nl it)
-  plus ar, as vLLM lists them.
+  plus ar, as vLLM lists them. vLLM has no diarization; unknown fields such as ``diarize`` are
+  ignored (``OpenAIBaseModel`` logs them at debug level), so it answers as without them.
+
+Mistral's ``diarize`` and ``context_bias``: see ``_fake_voices`` (checks, sources, and the diarizer
+whose segments replace the fixed windows and carry ``speaker_id``). The error shapes both modules
+answer with: ``_fake_forms``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 import math
 import time
@@ -45,8 +50,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ._fake_forms import Fields, FormError, mistral_422, mistral_error, one, vllm_error
 from ._fake_requests import MODELS, AudioInfo, BadRequest, audio_tokens, decode_audio
 from ._fake_streams import fault_error, reset_connection
+from ._fake_voices import Turn, check_options, label, read_options
 
 SEGMENT_S = 10.0
 TRANSCRIPTION_DIALECTS = ("mistral", "vllm")
@@ -55,56 +62,11 @@ TRANSCRIPTION_MODELS = {
     "vllm": MODELS["vllm"],
 }
 VLLM_LANGUAGES = ("en", "es", "fr", "pt", "hi", "de", "nl", "it", "ar")
-_MISTRAL_FIELDS = (
-    "model",
-    "file",
-    "file_url",
-    "file_id",
-    "language",
-    "temperature",
-    "stream",
-    "diarize",
-    "context_bias",
-    "timestamp_granularities",
-)
+_MISTRAL_FIELDS: tuple[str, ...] = ("model", "file", "file_url", "file_id", "language", "temperature", "stream")
+_MISTRAL_FIELDS += ("diarize", "context_bias", "timestamp_granularities")
+_LISTS = ("context_bias",)  # logged as lists even when sent once
 _VLLM_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 _GRANULARITIES = ("segment", "word")
-
-
-class FormError(Exception):
-    """A form the real endpoint refuses: the status and the body it answers with."""
-
-    def __init__(self, status: int, payload: Any):
-        super().__init__(str(payload))
-        self.status = status
-        self.payload = payload
-
-    def response(self, echo: str | None = None) -> web.Response:
-        """The refusal; with `echo` (echo_key) its message quotes the request's Authorization header,
-        as careless servers' validation errors do (the text of chat's 400 ``metadata.raw``)."""
-        if echo is None:
-            return web.json_response(self.payload, status=self.status)
-        payload, quoted = copy.deepcopy(self.payload), f" (bad request from client with headers Authorization: {echo})"
-        if "detail" in payload:  # Mistral's 422
-            for item in payload["detail"]:
-                item["msg"] += quoted
-        else:  # Mistral's {"object": "error", "message"} or vLLM's {"error": {"message"}}
-            (payload["error"] if "error" in payload else payload)["message"] += quoted
-        return web.json_response(payload, status=self.status)
-
-
-def _mistral(
-    status: int, message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None
-) -> FormError:
-    return FormError(status, {"object": "error", "message": message, "type": kind, "param": param, "code": code})
-
-
-def _mistral_422(field: str, kind: str, message: str, value: Any = None) -> FormError:
-    return FormError(422, {"detail": [{"type": kind, "loc": ["body", field], "msg": message, "input": value}]})
-
-
-def _vllm(status: int, message: str, param: str | None = None, kind: str = "BadRequestError") -> FormError:
-    return FormError(status, {"error": {"message": message, "type": kind, "param": param, "code": status}})
 
 
 @dataclass(frozen=True)
@@ -114,6 +76,9 @@ class Upload:
     filename: str | None
     content_type: str | None
     data: bytes
+
+    def logged(self) -> dict[str, Any]:
+        return {"filename": self.filename, "content_type": self.content_type, "bytes": len(self.data)}
 
 
 @dataclass
@@ -126,14 +91,17 @@ class ParsedTranscription:
     timestamps: bool
     response_format: str  # "json" for Mistral (its only shape)
     audio: AudioInfo
+    bias: tuple[str, ...] = ()  # context_bias terms, echoed at the end of each segment
+    voices: list[Turn] | None = None  # diarized segments, when diarize is on
 
     @property
     def billed_seconds(self) -> int:
         return max(1, math.ceil(self.audio.duration_s - 1e-9))
 
 
-async def read_form(request: web.Request) -> tuple[list[tuple[str, str]], Upload | None]:
-    """Every text field in order (repeated names kept) and the ``file`` part.
+async def read_form(request: web.Request) -> tuple[Fields, Upload | None]:
+    """Every text field in order (repeated names kept) and the ``file`` part; another file part
+    reads as the text ``<file 'name'>``.
 
     Raises ``web.HTTPRequestEntityTooLarge`` above the server's body limit and ValueError for a
     broken multipart body (the handler then checks it as an empty form, naming what is missing);
@@ -142,7 +110,7 @@ async def read_form(request: web.Request) -> tuple[list[tuple[str, str]], Upload
         form = await request.post()
     except HttpProcessingError as exc:  # e.g. a part with broken headers
         raise ValueError(f"not a readable multipart form: {exc}") from exc
-    fields: list[tuple[str, str]] = []
+    fields: Fields = []
     upload = None
     for name, value in form.items():
         if isinstance(value, web.FileField):
@@ -155,22 +123,17 @@ async def read_form(request: web.Request) -> tuple[list[tuple[str, str]], Upload
     return fields, upload
 
 
-def logged_body(fields: list[tuple[str, str]], upload: Upload | None) -> dict[str, Any]:
+def logged_body(fields: Fields, upload: Upload | None) -> dict[str, Any]:
     """The form for the request log: repeated fields as lists, the file as its size, never its bytes."""
     body: dict[str, Any] = {}
     for name, value in fields:
         if name in body:
             body[name] = [*body[name], value] if isinstance(body[name], list) else [body[name], value]
         else:
-            body[name] = [value] if name.startswith("timestamp_granularities") else value
+            body[name] = [value] if name.startswith("timestamp_granularities") or name in _LISTS else value
     if upload is not None:
-        body["file"] = {"filename": upload.filename, "content_type": upload.content_type, "bytes": len(upload.data)}
+        body["file"] = upload.logged()
     return body
-
-
-def _one(fields: list[tuple[str, str]], name: str) -> str | None:
-    values = [v for k, v in fields if k == name]
-    return values[-1] if values else None
 
 
 def _temperature(raw: str | None, bad: Any) -> float:
@@ -187,7 +150,7 @@ def _temperature(raw: str | None, bad: Any) -> float:
     return value
 
 
-def validate(fields: list[tuple[str, str]], upload: Upload | None, dialect: str) -> ParsedTranscription:
+def validate(fields: Fields, upload: Upload | None, dialect: str) -> ParsedTranscription:
     """Check the form as ``dialect``'s endpoint does, then decode the audio; raises FormError."""
     if dialect == "mistral":
         return _validate_mistral(fields, upload)
@@ -202,45 +165,48 @@ def _decode(upload: Upload, refuse: Any) -> AudioInfo:
         raise refuse(f"file {upload.filename or '(unnamed)'!r} could not be decoded as audio: {reason}") from None
 
 
-def _validate_mistral(fields: list[tuple[str, str]], upload: Upload | None) -> ParsedTranscription:
+def _validate_mistral(fields: Fields, upload: Upload | None) -> ParsedTranscription:
     names = {k for k, _ in fields} | ({"file"} if upload else set())
     for name in sorted(names - set(_MISTRAL_FIELDS)):
-        raise _mistral_422(name, "extra_forbidden", "Extra inputs are not permitted", _one(fields, name))
-    model = _one(fields, "model")
+        raise mistral_422(name, "extra_forbidden", "Extra inputs are not permitted", one(fields, name))
+    model = one(fields, "model")
     if not model:
-        raise _mistral_422("model", "missing", "Field required")
+        raise mistral_422("model", "missing", "Field required")
     granularities = [v for k, v in fields if k == "timestamp_granularities"]
     for value in granularities:
         if value not in _GRANULARITIES:
-            raise _mistral_422("timestamp_granularities", "literal_error", "Input should be 'segment' or 'word'", value)
-    temperature = _temperature(_one(fields, "temperature"), _mistral_422)
-    stream = _one(fields, "stream")
+            raise mistral_422("timestamp_granularities", "literal_error", "Input should be 'segment' or 'word'", value)
+    temperature = _temperature(one(fields, "temperature"), mistral_422)
+    options = read_options(fields)
+    stream = one(fields, "stream")
     if stream is not None and stream.lower() not in ("false", "0"):
-        raise _mistral(
+        raise mistral_error(
             400, "stream=true: the local server answers transcriptions whole, not as a stream", param="stream"
         )
     if model not in TRANSCRIPTION_MODELS["mistral"]:
-        raise _mistral(400, f"Invalid model: {model}", "invalid_model", code="1500")
+        raise mistral_error(400, f"Invalid model: {model}", "invalid_model", code="1500")
     if upload is None:
-        if _one(fields, "file_url") or _one(fields, "file_id"):
-            raise _mistral(
+        if one(fields, "file_url") or one(fields, "file_id"):
+            raise mistral_error(
                 400, "file_url and file_id are not supported by the local server; upload the `file`", param="file"
             )
-        raise _mistral(400, "One of `file`, `file_url` or `file_id` must be provided", param="file")
-    language = _one(fields, "language") or None
+        raise mistral_error(400, "One of `file`, `file_url` or `file_id` must be provided", param="file")
+    check_options(options, fields, granularities)
+    language = one(fields, "language") or None
     if language and granularities:
-        raise _mistral(
+        raise mistral_error(
             400,
             "timestamp_granularities is currently not compatible with language, please use either one or the other",
             param="timestamp_granularities",
         )
-    audio = _decode(upload, lambda m: _mistral(400, m, "invalid_request_file", param="file"))
-    return ParsedTranscription(model, language, temperature, bool(granularities), "json", audio)
+    audio = _decode(upload, lambda m: mistral_error(400, m, "invalid_request_file", param="file"))
+    labelled = label(options, upload.data)
+    return ParsedTranscription(model, language, temperature, bool(granularities), "json", audio, options.bias, labelled)
 
 
-def _validate_vllm(fields: list[tuple[str, str]], upload: Upload | None) -> ParsedTranscription:
+def _validate_vllm(fields: Fields, upload: Upload | None) -> ParsedTranscription:
     def bad(field: str, kind: str, message: str, value: Any = None) -> FormError:
-        return _vllm(
+        return vllm_error(
             400,
             f"1 validation error for TranscriptionRequest\n{field}\n  {message} [type={kind}, input_value={value!r}]",
             param=field,
@@ -248,7 +214,7 @@ def _validate_vllm(fields: list[tuple[str, str]], upload: Upload | None) -> Pars
 
     if upload is None:
         raise bad("file", "missing", "Field required")
-    response_format = _one(fields, "response_format") or "json"
+    response_format = one(fields, "response_format") or "json"
     if response_format not in _VLLM_FORMATS:
         raise bad(
             "response_format",
@@ -260,24 +226,24 @@ def _validate_vllm(fields: list[tuple[str, str]], upload: Upload | None) -> Pars
     for value in granularities:
         if value not in _GRANULARITIES:
             raise bad("timestamp_granularities[]", "literal_error", "Input should be 'word' or 'segment'", value)
-    temperature = _temperature(_one(fields, "temperature"), bad)
-    model = _one(fields, "model") or TRANSCRIPTION_MODELS["vllm"][0]
+    temperature = _temperature(one(fields, "temperature"), bad)
+    model = one(fields, "model") or TRANSCRIPTION_MODELS["vllm"][0]
     if model not in TRANSCRIPTION_MODELS["vllm"]:
-        raise _vllm(404, f"The model `{model}` does not exist.", param="model", kind="NotFoundError")
+        raise vllm_error(404, f"The model `{model}` does not exist.", param="model", kind="NotFoundError")
     if response_format in ("srt", "vtt"):
-        raise _vllm(
+        raise vllm_error(
             400,
             f"response_format={response_format} is not supported by the local server; use json, verbose_json or text",
             param="response_format",
         )
-    language = _one(fields, "language") or None
+    language = one(fields, "language") or None
     if language is not None and language not in VLLM_LANGUAGES:
-        raise _vllm(
+        raise vllm_error(
             400,
             f"Unsupported language: {language!r}. Language should be one of: {', '.join(VLLM_LANGUAGES)}.",
             param="language",
         )
-    audio = _decode(upload, lambda m: _vllm(400, m, param="file"))
+    audio = _decode(upload, lambda m: vllm_error(400, m, param="file"))
     return ParsedTranscription(model, language, temperature, response_format == "verbose_json", response_format, audio)
 
 
@@ -292,46 +258,41 @@ def segments(audio: AudioInfo) -> list[tuple[float, float, str]]:
     return out
 
 
+def _pieces(req: ParsedTranscription) -> list[tuple[float, float, str, str | None]]:
+    """``(start, end, text, speaker_id)`` of each segment: fixed windows, or the diarized turns
+    (``segment 2 3.7-6.2 s voice 220 Hz heard 3fa9c1d2e4b5``); ``(bias: ...)`` ends each text."""
+    pieces: list[tuple[float, float, str, str | None]] = [(a, b, t, None) for a, b, t in segments(req.audio)]
+    if req.voices is not None:
+        pieces = [(v.start, v.end, v.text(i, req.audio.sha256), v.speaker) for i, v in enumerate(req.voices, start=1)]
+    suffix = f" (bias: {' '.join(req.bias)})" if req.bias else ""
+    return [(a, b, t + suffix, who) for a, b, t, who in pieces]
+
+
 def answer(req: ParsedTranscription, dialect: str) -> tuple[Any, dict | None]:
     """The answer body (a dict for JSON, a str for vLLM's ``text`` format) and the usage to log."""
-    pieces = segments(req.audio)
-    text = " ".join(t for _, _, t in pieces)
+    pieces = _pieces(req)
+    text = " ".join(t for _, _, t, _ in pieces)
     usage: dict[str, Any]
     if dialect == "mistral":
         prompt_tokens = audio_tokens(req.audio.duration_s)
         completion_tokens = len(text.split())
-        usage = {
-            "prompt_audio_seconds": req.billed_seconds,
-            "prompt_tokens": prompt_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "completion_tokens": completion_tokens,
-        }
-        segs = [{"text": t, "start": a, "end": b, "type": "transcription_segment"} for a, b, t in pieces]
-        return {
-            "model": req.model,
-            "text": text,
-            "language": req.language,
-            "segments": segs if req.timestamps else [],
-            "usage": usage,
-        }, usage
+        usage = {"prompt_audio_seconds": req.billed_seconds, "prompt_tokens": prompt_tokens}
+        usage |= {"total_tokens": prompt_tokens + completion_tokens, "completion_tokens": completion_tokens}
+        who_is = [{} if who is None else {"speaker_id": who} for _, _, _, who in pieces]  # Mistral's key order
+        segs = [
+            {"text": t, "start": a, "end": b} | w | {"type": "transcription_segment"}
+            for (a, b, t, _), w in zip(pieces, who_is, strict=True)
+        ]
+        body = {"model": req.model, "text": text, "language": req.language}
+        return body | {"segments": segs if req.timestamps else [], "usage": usage}, usage
     usage = {"type": "duration", "seconds": req.billed_seconds}
     if req.response_format == "text":
         return text, usage
     if req.response_format == "verbose_json":
         segs = [
-            {
-                "id": i,
-                "seek": 0,
-                "start": a,
-                "end": b,
-                "text": t,
-                "tokens": [],
-                "temperature": req.temperature,
-                "avg_logprob": 0.0,
-                "compression_ratio": 1.0,
-                "no_speech_prob": 0.0,
-            }
-            for i, (a, b, t) in enumerate(pieces)
+            {"id": i, "seek": 0, "start": a, "end": b, "text": t, "tokens": [], "temperature": req.temperature}
+            | {"avg_logprob": 0.0, "compression_ratio": 1.0, "no_speech_prob": 0.0}
+            for i, (a, b, t, _) in enumerate(pieces)
         ]
         return {
             "duration": str(round(req.audio.duration_s, 3)),

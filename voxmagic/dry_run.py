@@ -1,0 +1,60 @@
+"""What a batch would send — ``--dry-run``, :func:`voxmagic.batch.run` without sending: every source
+prepared as the run would (nothing cached read or written), the first request as JSON, and the
+estimate for all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import limits
+from .batch import Batch, prepared
+from .cost import Estimate
+from .prices import ensure_prices
+from .runner import Caching, Plan, map_bounded, planned
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What :func:`run` would send: the first request, and the estimate for every chunk."""
+
+    first: Plan | None
+    estimate: Estimate | None
+    files: int
+    requests: int
+    errors: list[str]
+
+    def __str__(self) -> str:
+        lines = [f"{self.files} files, {self.requests} requests would be sent"]
+        if self.first is not None:
+            lines.append(f"first request:\n{self.first.request.preview()}")
+        if self.estimate is not None:
+            lines.append(f"estimated cost for all of them {self.estimate}")
+        lines += [f"will fail: {e}" for e in self.errors]
+        return "\n\n".join(lines)
+
+
+async def plan_batch(items: Sequence[Any], batch: Batch, concurrency: int = limits.DEFAULT_CONCURRENCY) -> BatchPlan:
+    """Prepare every source as :func:`run` would, and send nothing."""
+    await ensure_prices(batch.settings)
+    cpu = asyncio.Semaphore(os.cpu_count() or 2)
+
+    async def one(item: Any) -> list[Plan] | str:
+        name, chunks = await prepared(item, replace(batch, caching=Caching(read=False, write=False)), cpu)
+        if isinstance(chunks, str):
+            return f"{name}: {chunks}"
+        return [planned(batch.request(c)) for c in chunks]
+
+    results = await map_bounded(items, one, limits.check("concurrency", concurrency))
+    plans = [p for r in results if isinstance(r, list) for p in r]
+    total = sum((p.estimate for p in plans[1:]), plans[0].estimate) if plans else None
+    return BatchPlan(
+        plans[0] if plans else None,
+        total,
+        sum(isinstance(r, list) for r in results),
+        len(plans),
+        [r for r in results if isinstance(r, str)],
+    )

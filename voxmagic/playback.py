@@ -1,0 +1,100 @@
+"""What a transcript player needs, as plain data: each source once (label, mime, a small Ogg/Opus
+preview of its audio, or a note why it cannot play) and one row per timed segment. The widget that
+shows it is :class:`voxmagic.notebook.player.TranscriptPlayer`; this half needs no notebook."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from contextlib import suppress
+from typing import Any
+
+from .codec import EncodedAudio, preview
+from .errors import AudioError
+
+MAX_AUDIO_BYTES = 4_000_000  # per source, as embedded: ~45 minutes of the 12 kbit/s Opus preview
+_MAGIC = {b"OggS": "audio/ogg", b"fLaC": "audio/flac", b"RIFF": "audio/wav", b"ID3": "audio/mpeg"}
+
+
+def clock(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` from an hour), truncated to the second as players show time."""
+    s = max(0, int(seconds))
+    h, m = s // 3600, s // 60 % 60
+    return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m}:{s % 60:02d}"
+
+
+def playable(
+    segments: Any, audio: Mapping[str, bytes | EncodedAudio] | None = None, *, compress: bool = True
+) -> tuple[list[dict], list[dict]]:
+    """``(sources, rows)`` from segments (a DataFrame or dicts: ``source, start, end, text``
+    [``speaker``], or ``start_s, end_s, speaker_id``) and each source's audio by label."""
+    records = segments.to_dict("records") if hasattr(segments, "to_dict") else list(segments)
+    labels, rows = _rows(records)
+    by_label = {str(k): v for k, v in (audio or {}).items()}
+    return [_embed(label, by_label.get(label), compress) for label in labels], rows
+
+
+def shown(sources: list[dict], rows: list[dict]) -> tuple[dict[str, list[str]], str]:
+    """The rows as table columns — time, [source], [speaker], text — and the table's caption."""
+    labels = [s.get("label", "") for s in sources]
+    data = {"time": [f"{clock(r['start'])}–{clock(r['end'])}" for r in rows]}
+    if len(labels) > 1:
+        data["source"] = [labels[r["source"]] for r in rows]
+    if any(r.get("speaker") for r in rows):
+        data["speaker"] = [r.get("speaker") or "" for r in rows]
+    data["text"] = [r.get("text") or "" for r in rows]
+    notes = [f"{s.get('label')}: {s['note']}" for s in sources if s.get("note")]
+    return data, "; ".join((labels[:1] if len(labels) == 1 else []) + notes)
+
+
+def _rows(records: Iterable[dict]) -> tuple[list[str], list[dict]]:
+    """Source labels in order of appearance, and one row per timed segment sorted by (source, start);
+    rows without times (a failed chunk) are left out: there is nothing to play."""
+    labels: dict[str, int] = {}
+    rows = []
+    for rec in records:
+        start, end = _number(rec, "start", "start_s"), _number(rec, "end", "end_s")
+        if start is None or end is None:
+            continue
+        source = labels.setdefault(_text(rec.get("source")), len(labels))
+        speaker = _text(rec.get("speaker", rec.get("speaker_id")))
+        rows.append({"source": source, "start": start, "end": end, "speaker": speaker, "text": _text(rec.get("text"))})
+    rows.sort(key=lambda r: (r["source"], r["start"]))
+    return list(labels), rows
+
+
+def _embed(label: str, audio: bytes | EncodedAudio | None, compress: bool) -> dict:
+    """One source as the front end gets it: label, mime, the bytes once (or None and a note)."""
+    entry: dict[str, Any] = {"label": label, "mime": "", "audio": None, "note": ""}
+    if audio is None:
+        return dict(entry, note="no audio given")
+    clip = audio if isinstance(audio, EncodedAudio) else EncodedAudio(bytes(audio), "", 0.0, label)
+    try:
+        data = _preview_of(clip.data, clip.label) if compress else clip.data
+    except AudioError as exc:
+        return dict(entry, note=f"audio not playable: {exc}")
+    if len(data) > MAX_AUDIO_BYTES:
+        return dict(entry, note=f"audio not embedded: {len(data) / 1e6:.1f} MB, over {MAX_AUDIO_BYTES / 1e6:.0f} MB")
+    mime = "audio/ogg" if compress else next((m for k, m in _MAGIC.items() if data.startswith(k)), "audio/mpeg")
+    return dict(entry, mime=mime, audio=data)
+
+
+@functools.lru_cache(maxsize=8)
+def _preview_of(data: bytes, label: str) -> bytes:
+    """Encoding a preview takes a while (~6 s per 10 minutes): a source shown again reuses it."""
+    return preview(EncodedAudio(data, "", 0.0, label))
+
+
+def _number(item: Mapping, *keys: str) -> float | None:
+    """The first of ``keys`` holding a number (NaN is none)."""
+    for value in map(item.get, keys):
+        with suppress(TypeError, ValueError):
+            if (x := float(value)) == x:  # type: ignore[arg-type]
+                return x
+    return None
+
+
+def _text(value: Any) -> str:
+    """A cell as text: None, NaN and pandas' NA are empty."""
+    missing = value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType"
+    return "" if missing else str(value)

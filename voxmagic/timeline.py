@@ -1,0 +1,148 @@
+"""A transcript on its source's timeline: one row per segment — ``source, start, end, speaker,
+text`` — from the chunk rows a batch returns (``batch.run(..., segments=True)``).
+
+A segment is a provider's timed piece (Mistral's and vLLM's transcriptions endpoints) or, where
+there is none (chat), the chunk itself. Times are moved onto the source's own timeline (a moment's
+too). A chunk's cost is shared among its segments by duration, so the costs still add up.
+
+Speakers: a provider numbers them per request, in order of appearance, so the second chunk of a
+long file may call ``speaker_1`` whoever speaks first in it. Diarized chunks therefore overlap
+(:data:`voxmagic.batch.DIARIZE_OVERLAP_S`): each label of a chunk is tied to the label, already
+settled, of the previous chunk's segment it overlaps most in time within the overlap; a voice
+heard only after the overlap gets the next free number. Each side keeps the segments that start
+on its side of the overlap's middle, so nothing is said twice.
+"""
+
+from __future__ import annotations
+
+from .moments import base_label
+
+# what a segment row carries over from its chunk's row
+CARRIED = ("cached", "finish_reason", "audio_format", "generation_id", "audio_sha256", "parsed", "parse_error")
+
+
+def segment_rows(rows: list[dict]) -> list[dict]:
+    """Chunk rows (in batch order; a source's rows start at chunk 0) as segment rows."""
+    out: list[dict] = []
+    for group in _by_source(rows):
+        out += _source_segments(group)
+    return out
+
+
+def _by_source(rows: list[dict]) -> list[list[dict]]:
+    groups: list[list[dict]] = []
+    for row in rows:
+        if row.get("chunk", 0) == 0 or not groups:
+            groups.append([])
+        groups[-1].append(row)
+    return groups
+
+
+def _source_segments(chunks: list[dict]) -> list[dict]:
+    kept: list[dict] = []
+    labels: dict[str, str] = {}  # a chunk's own label -> the source's label
+    previous: dict | None = None
+    for chunk in chunks:
+        pieces = _pieces(chunk)
+        if previous is not None and pieces and chunk.get("start_s", 0.0) < previous.get("end_s", 0.0):
+            middle = (chunk["start_s"] + previous["end_s"]) / 2
+            labels = _tie(pieces, kept, previous["end_s"])
+            kept = [s for s in kept if s["start"] < middle or s["chunk"] != previous.get("chunk")]
+            pieces = [p for p in pieces if p["start"] >= middle]
+        else:
+            labels = _tie(pieces, [], 0.0)
+        kept += [dict(p, speaker=labels.get(p["speaker"], p["speaker"])) for p in pieces]
+        previous = chunk
+    _share_cost(chunks, kept)
+    return kept
+
+
+def _pieces(chunk: dict) -> list[dict]:
+    """A chunk's segments on the source's timeline (the chunk itself when it has none)."""
+    start = chunk.get("start_s") or 0.0
+    end = chunk.get("end_s", start + (chunk.get("duration_s") or 0.0))
+    base = {k: chunk.get(k) for k in CARRIED if k in chunk}
+    base.update(source=base_label(str(chunk.get("source"))), chunk=chunk.get("chunk", 0), error=chunk.get("error"))
+    found = chunk.get("segments") if not chunk.get("error") else None
+    if not found:
+        return [dict(base, start=start, end=end, speaker=None, text=chunk.get("text"))]
+    spans = chunk.get("spans") or ((start, end),)
+    return [
+        dict(
+            base,
+            start=on_source(spans, s["start_s"], after_cut=True),
+            end=on_source(spans, s["end_s"]),
+            speaker=s.get("speaker"),
+            text=s.get("text"),
+        )  # fmt: skip
+        for s in found
+    ]
+
+
+def on_source(spans: tuple[tuple[float, float], ...], t: float, *, after_cut: bool = False) -> float:
+    """Time ``t`` of a clip made of these stretches of its source (end to end) on the source's
+    timeline. A time at a cut (where silence was taken out) is where the silence began, or with
+    ``after_cut`` (a segment's start) where speech resumed."""
+    clip = 0.0
+    for a, b in spans:
+        if t < clip + (b - a) or (t == clip + (b - a) and not after_cut):
+            return a + max(0.0, t - clip)
+        clip += b - a
+    return spans[-1][1] + (t - clip)  # past the end (a provider's rounding): the same distance on
+
+
+def sub_spans(spans: tuple[tuple[float, float], ...], a: float, b: float) -> tuple[tuple[float, float], ...]:
+    """The stretches of the source that clip time [a, b) holds (empty for a clip without cuts)."""
+    out, clip = [], 0.0
+    for x, y in spans:
+        lo, hi = max(a, clip), min(b, clip + (y - x))
+        if hi > lo:
+            out.append((x + lo - clip, x + hi - clip))
+        clip += y - x
+    return tuple(out)
+
+
+def _tie(pieces: list[dict], before: list[dict], overlap_end: float) -> dict[str, str]:
+    """This chunk's labels as the source's: by the most shared time with earlier segments within
+    the overlap (ending at ``overlap_end``); the rest numbered after every label used so far."""
+    shared: dict[str, dict[str, float]] = {}
+    for p in pieces:
+        if p["speaker"] is None or p["start"] >= overlap_end:
+            continue
+        for b in before:
+            common = min(p["end"], b["end"], overlap_end) - max(p["start"], b["start"])
+            if b["speaker"] is not None and common > 0:
+                votes = shared.setdefault(p["speaker"], {})
+                votes[b["speaker"]] = votes.get(b["speaker"], 0.0) + common
+    labels = {own: max(votes, key=votes.__getitem__) for own, votes in shared.items()}
+    used = {b["speaker"] for b in before if b["speaker"]} | set(labels.values())
+    for p in pieces:
+        own = p["speaker"]
+        if own is not None and own not in labels:
+            labels[own] = own if not before and own not in used else _next_label(used)
+            used.add(labels[own])
+    return labels
+
+
+def _next_label(used: set[str]) -> str:
+    n = 1
+    while f"speaker_{n}" in used:
+        n += 1
+    return f"speaker_{n}"
+
+
+def _share_cost(chunks: list[dict], kept: list[dict]) -> None:
+    """Each chunk's cost over its kept segments, in proportion to their duration."""
+    for chunk in chunks:
+        mine = [s for s in kept if s["chunk"] == chunk.get("chunk", 0)]
+        cost, total = chunk.get("cost_usd"), sum(max(0.0, s["end"] - s["start"]) for s in mine)
+        for s in mine:
+            share = (s["end"] - s["start"]) / total if total > 0 else 1 / len(mine)
+            s["cost_usd"] = None if cost is None else cost * share
+
+
+def text_of(rows: list[dict]) -> str | None:
+    """A source's whole text from its chunk rows, overlaps said once."""
+    numbered = [dict(r, chunk=i) for i, r in enumerate(rows)]
+    texts = [str(s["text"]).strip() for s in _source_segments(numbered) if s.get("text") and not s.get("error")]
+    return " ".join(texts) if texts else None
