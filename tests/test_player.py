@@ -205,3 +205,30 @@ def test_terminal_ipython_prints_the_table(talk):
         assert f"{row.Index}  {clock(row.start)}–{clock(row.end)}  {row.speaker}" in out.stdout
         assert words(row.text) in words(out.stdout)
     assert "model_id" not in out.stdout and "TranscriptPlayer(" not in out.stdout
+
+
+def test_the_magic_shows_diarized_segments_as_a_player_in_a_kernel(tmp_path):
+    """``%voxtral_transcribe --segments`` in a real kernel: the shown result is the player, its
+    rows are the table bound to ``-o`` (speakers too), and the recording is embedded once."""
+    from nbclient import NotebookClient
+
+    from voxmagic.demo import meeting_path
+
+    shutil.copy(meeting_path(), tmp_path / "meeting.mp3")
+    cells = ["from voxmagic.testing import use_local_server\n"
+             "server = use_local_server(provider='mistral', force=True, latency=0, token_rate=0)\n"
+             "%load_ext voxmagic",
+             "%voxtral_transcribe meeting.mp3 --diarize --segments -o seg",
+             "print(seg[['start', 'end', 'speaker']].to_json(orient='values'))"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    shown = [o for o in nb.cells[1].outputs if WIDGET_MIME in o.get("data", {})]
+    (view,) = [o for o in shown if "meeting.mp3" in o["data"]["text/plain"]]
+    rows = json.loads(nb.cells[2].outputs[0]["text"])
+    assert len(rows) >= 5 and {r[2] for r in rows} == {"speaker_1", "speaker_2"}
+    states = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    player = states[view["data"][WIDGET_MIME]["model_id"]]["state"]
+    assert [[r["start"], r["end"], r["speaker"]] for r in player["rows"]] == rows
+    (source,) = player["sources"]
+    assert source["label"].endswith("meeting.mp3") and source["mime"] == "audio/ogg" and not source["note"]

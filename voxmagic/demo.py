@@ -21,6 +21,11 @@ def sample_paths() -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".mp3"))
 
 
+def meeting_path() -> Path:
+    """A 28 s meeting of two voices (espeak-ng) with one long pause: see samples/meeting/README.md."""
+    return Path(str(resources.files("voxmagic") / "samples" / "meeting" / "meeting.mp3"))
+
+
 def run_notebook(path: str | Path, out_dir: str | Path = "build") -> int:
     """Execute a notebook in a real kernel, print what each cell showed, save the executed copy."""
     import nbformat

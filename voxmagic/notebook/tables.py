@@ -19,6 +19,7 @@ from ..dry_run import plan_batch
 from ..errors import VoxmagicError
 from ..frames import COST_COLUMNS, HISTORY_COLUMNS, compact, table
 from ..loop import LOOP
+from ..moments import base_label
 from ..runner import ledger
 from ..settings import Settings
 from ..silence import report
@@ -102,7 +103,7 @@ def _playable(result: Any, options: TranscribeOptions, namespace: Namespace) -> 
 
     audio = {}
     for label in dict.fromkeys(result["source"].dropna()):
-        path = Path(str(label)).expanduser()
+        path = Path(base_label(str(label))).expanduser()  # a moment plays on its file's timeline
         if path.is_file():
             audio[str(label)] = path.read_bytes()
     namespace["_voxtral_df"] = result

@@ -59,7 +59,8 @@ MIN_PITCH, MAX_PITCH = 60.0, 500.0
 SILENCE_DB = 30.0
 MIN_PAUSE_S = 0.25
 MIN_TURN_S = 0.3
-TOLERANCE_ST = 2.0
+TOLERANCE_ST = 4.0
+MIN_VOICE_S = 0.8  # a shorter turn (a word, a pitch error) never starts a new voice
 MAX_SEGMENT_S = 10.0
 BIAS_TERM, MAX_BIAS_TERMS = r"^[^,\s]+$", 100
 _BOOLS = {"true": True, "t": True, "yes": True, "y": True, "on": True, "1": True}
@@ -196,9 +197,12 @@ def diarize(x: np.ndarray) -> list[Turn]:
     """Label each turn of `x` with its speaker, ``speaker_1`` the voice heard first."""
     spans = turns(x)
     centers: list[float] = []
-    voice_of = []
-    for _, _, hz in spans:
+    voice_of: list[int] = []
+    for a, b, hz in spans:
         match = [i for i, c in enumerate(centers) if same_voice(hz, c)]
+        if not match and b - a < MIN_VOICE_S and voice_of:
+            voice_of.append(voice_of[-1])  # too short to tell: the voice heard just before
+            continue
         if not match:
             centers.append(hz)
         voice_of.append(min(match, key=lambda i: abs(math.log2(hz / centers[i]))) if match else len(centers) - 1)
