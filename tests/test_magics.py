@@ -295,3 +295,16 @@ def test_unload_ext(ip):
     assert "voxtral" not in ip.magics_manager.magics["cell"]
     with pytest.raises(UsageError):
         ip.run_cell_magic("voxtral", "meeting.mp3", "Q")
+
+
+@pytest.mark.parametrize("line", ["%%voxtral --help\nignored", "%voxtral_transcribe x.mp3 --help",
+                                  "%voxtral_cost -h", "%voxtral_history --help", "%voxtral_models --help",
+                                  "%voxtral_reset --help"])
+def test_help_on_the_line_prints_every_option_and_runs_nothing(ip, server, line):
+    name = line.split()[0].lstrip("%")
+    out, err = run(ip, line)
+    assert not err and server.request_count == 0
+    magic = ip.find_cell_magic(name) if line.startswith("%%") else ip.find_line_magic(name)
+    flags = [f for action in magic.__func__.parser._actions for f in action.option_strings]
+    assert all(flag in out for flag in flags) and "--help" not in flags  # each with its help line
+    assert ip.user_ns.get("_voxtral_error") is None

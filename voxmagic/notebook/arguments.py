@@ -206,13 +206,17 @@ def without_comment(line: str) -> str:
     return line
 
 
-def parse(magic_method: Any, line: str) -> Namespace:
+def parse(magic_method: Any, line: str) -> Namespace | None:
     """POSIX shell splitting (quotes removed, unlike IPython's default; a trailing ``# comment``
-    ignored) with the magic's parser; a misspelt option gets a "did you mean"."""
+    ignored) with the magic's parser; a misspelt option gets a "did you mean". ``-h``/``--help``
+    prints the magic's help (as ``%magic?`` does) and gives None: nothing is run."""
     try:
         argv = shlex.split(without_comment(line))
     except ValueError as exc:  # e.g. an unclosed quote
         raise UsageError(f"cannot read the options: {exc}") from None
+    if "-h" in argv or "--help" in argv:
+        print(magic_method.__doc__)
+        return None
     parser = magic_method.parser
     try:
         args = parser.parse_args(argv)
@@ -233,7 +237,7 @@ def _suggest(message: str, parser: Any) -> str:
     return message + (f" (did you mean {', '.join(hints)}?)" if hints else "")
 
 
-def parse_line(magic_method: Any, line: str) -> tuple[Namespace, bool]:
+def parse_line(magic_method: Any, line: str) -> tuple[Namespace | None, bool]:
     """A line magic's options, and whether the line ended with ``;`` (store, don't display)."""
     line = without_comment(line).rstrip()
     return parse(magic_method, line.rstrip(";")), line.endswith(";")

@@ -158,6 +158,8 @@ class VoxtralMagics(Magics):
     def _table(self, magic_method: Any, line: str, run: Any) -> Any:
         """A line magic that returns a table: shown, unless the line ends with ``;``."""
         args, quiet = parse_line(magic_method, line)
+        if args is None:  # --help
+            return None
         with one_line_errors():
             df = run(args)
         return None if quiet else df
@@ -180,6 +182,8 @@ class VoxtralMagics(Magics):
         from .options import ask_options
 
         args = parse(self.voxtral, line)
+        if args is None:  # --help
+            return None
         with one_line_errors():
             return run_ask(ask_options(args, self.config_values), cell, self.namespace, self.session)
 
@@ -261,7 +265,8 @@ class VoxtralMagics(Magics):
     @line_magic("voxtral_reset")  # type: ignore[arg-type]
     def voxtral_reset(self, line: str) -> None:
         """Forget the conversation that ``%%voxtral --continue`` would follow up."""
-        parse(self.voxtral_reset, line)
+        if parse(self.voxtral_reset, line) is None:  # --help
+            return
         asked = len(self.session.conversation.responses) if self.session.conversation else 0
         self.session.conversation = None
         print("conversation cleared" if asked else "no conversation to clear")
