@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-if TYPE_CHECKING:
-    from .subtitles import Transcript
 
 INDEX = ".voxmagic-subtitles.json"  # which source each file in a save() directory came from
 FORMATS = ("srt", "vtt")
 
 
-def save(transcript: Transcript, directory: str | Path, formats: str | Sequence[str] = ("srt",)) -> list[Path]:
-    """Write ``<stem>.srt`` (and/or ``.vtt``) into ``directory`` (created); returns the paths. A
-    rerun overwrites the files this source wrote before; another source with the same stem
-    (``a/talk.mp3`` after ``b/talk.mp3``) gets ``talk-2.srt``."""
+def save(
+    source: str, render: Callable[[str], str], directory: str | Path, formats: str | Sequence[str] = ("srt",)
+) -> list[Path]:
+    """Write ``<stem>.srt`` (and/or ``.vtt``: ``render(ext)`` gives the text) for ``source`` into
+    ``directory`` (created); returns the paths. A rerun overwrites the files this source wrote
+    before; another source with the same stem (``a/talk.mp3`` after ``b/talk.mp3``) gets
+    ``talk-2.srt``."""
     formats = [formats] if isinstance(formats, str) else list(formats)
     exts = [str(f).lower().lstrip(".") for f in formats]
     if not exts or any(e not in FORMATS for e in exts):
@@ -34,7 +33,7 @@ def save(transcript: Transcript, directory: str | Path, formats: str | Sequence[
         index = index if isinstance(index, dict) else {}
     except (OSError, ValueError):
         index = {}
-    stem, me = _stem(transcript.source), _owner(transcript.source)
+    stem, me = _stem(source), _owner(source)
 
     def free(name: str) -> bool:
         owner = index.get(name)
@@ -46,7 +45,7 @@ def save(transcript: Transcript, directory: str | Path, formats: str | Sequence[
     paths = []
     for ext in exts:
         path = folder / f"{stem}{'' if n == 1 else f'-{n}'}.{ext}"
-        path.write_text(transcript.to_srt() if ext == "srt" else transcript.to_vtt(), encoding="utf-8")
+        path.write_text(render(ext), encoding="utf-8")
         index[path.name] = me
         paths.append(path)
     index_path.write_text(json.dumps(index, indent=1, ensure_ascii=False), encoding="utf-8")

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .subtitle_files import save
+
 # Without timed segments from the provider, subtitles come from chunks this long (cut at pauses):
 # one request each, and audio is billed in 30 s windows anyway, so shorter would cost more.
 CUE_CHUNK_S = 30.0
@@ -313,9 +315,7 @@ class Transcript:
         are never overwritten. Which source owns which name is kept in ``.voxmagic-subtitles.json``
         in the directory, since the subtitle files themselves have nowhere to say it.
         """
-        from .subtitle_files import save
-
-        return save(self, directory, formats)
+        return save(self.source, lambda ext: self.to_srt() if ext == "srt" else self.to_vtt(), directory, formats)
 
     def to_dataframe(self) -> Any:
         """The cues as a DataFrame with columns ``start_s, end_s, text``."""
