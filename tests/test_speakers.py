@@ -48,6 +48,8 @@ def test_diarized_segments_are_rows_with_speakers(opts, mistral, tmp_path):
     sent = mistral.requests[-1].body
     assert sent["diarize"] == "true" and sent["timestamp_granularities"] == ["segment"]
     assert seg["cost_usd"].sum() == pytest.approx(0.003 / 60 * mistral.requests[-1].usage["prompt_audio_seconds"])
+    whole = voxmagic.transcribe(str(path), diarize=True, **opts)  # one row per file: a line per turn
+    assert [line.split(": ")[0] for line in whole["text"].iloc[0].splitlines()] == ["Speaker 1", "Speaker 2"] * 2
 
 
 def test_speakers_keep_their_labels_across_the_chunks_of_a_long_file(opts, mistral, tmp_path):

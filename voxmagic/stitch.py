@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .timeline import text_of
+from .timeline import has_speakers, text_of
 
 
 def stitch(source: str, rows: list[dict]) -> dict:
@@ -26,7 +26,11 @@ def stitch(source: str, rows: list[dict]) -> dict:
     return {
         "source": source,
         "duration_s": rows[-1]["end_s"] - rows[0]["start_s"] if overlapping else sum(r["duration_s"] for r in rows),
-        "text": (text_of(rows) if overlapping else " ".join(r["text"].strip() for r in ok if r.get("text")))
+        "text": (
+            text_of(rows)
+            if overlapping or has_speakers(ok)
+            else " ".join(r["text"].strip() for r in ok if r.get("text"))
+        )
         if ok
         else None,
         "prompt_tokens": total("prompt_tokens"),

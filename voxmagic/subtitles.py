@@ -46,11 +46,15 @@ class Cue:
 
     @property
     def voice(self) -> str | None:
-        """The speaker as a person reads it: ``speaker_2`` → ``Speaker 2``."""
-        if not self.speaker:
-            return None
-        head, _, number = self.speaker.rpartition("_")
-        return f"{head.capitalize()} {number}" if head and number.isdigit() else self.speaker
+        return voice(self.speaker)
+
+
+def voice(speaker: str | None) -> str | None:
+    """A speaker label as a person reads it: ``speaker_2`` → ``Speaker 2``."""
+    if not speaker:
+        return None
+    head, _, number = speaker.rpartition("_")
+    return f"{head.capitalize()} {number}" if head and number.isdigit() else speaker
 
 
 def split_text(text: str, max_chars: int = MAX_CHARS, line_chars: int = LINE_CHARS) -> list[str]:

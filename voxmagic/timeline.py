@@ -16,6 +16,7 @@ on its side of the overlap's middle, so nothing is said twice.
 from __future__ import annotations
 
 from .moments import base_label
+from .subtitles import voice
 
 # what a segment row carries over from its chunk's row
 CARRIED = ("cached", "finish_reason", "audio_format", "generation_id", "audio_sha256", "parsed", "parse_error")
@@ -142,7 +143,19 @@ def _share_cost(chunks: list[dict], kept: list[dict]) -> None:
 
 
 def text_of(rows: list[dict]) -> str | None:
-    """A source's whole text from its chunk rows, overlaps said once."""
+    """A source's whole text from its chunk rows, overlaps said once; with speakers, a line per
+    turn: ``Speaker 1: …`` (consecutive segments of one speaker joined)."""
     numbered = [dict(r, chunk=i) for i, r in enumerate(rows)]
-    texts = [str(s["text"]).strip() for s in _source_segments(numbered) if s.get("text") and not s.get("error")]
-    return " ".join(texts) if texts else None
+    said = [s for s in _source_segments(numbered) if s.get("text") and not s.get("error")]
+    if not any(s["speaker"] for s in said):
+        return " ".join(str(s["text"]).strip() for s in said) or None
+    turns: list[tuple[str | None, list[str]]] = []
+    for s in said:
+        if not turns or turns[-1][0] != s["speaker"]:
+            turns.append((s["speaker"], []))
+        turns[-1][1].append(str(s["text"]).strip())
+    return "\n".join(f"{voice(who) or 'Unknown'}: {' '.join(words)}" for who, words in turns)
+
+
+def has_speakers(rows: list[dict]) -> bool:
+    return any(s.get("speaker") for r in rows if not r.get("error") for s in r.get("segments") or ())
