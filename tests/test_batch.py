@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import voxmagic
-from voxmagic import batch, runner, segment
+from voxmagic import batch, preparing, runner, segment
 from voxmagic.errors import BudgetError, ConfigError
 from voxmagic.testing.synth import speechlike, tone_file, write_audio
 
@@ -143,7 +143,7 @@ def test_a_rerun_costs_nothing_sends_nothing_and_decodes_nothing(server, opts, c
     spent = voxmagic.ledger.total_usd
     assert server.request_count == 6 and not first["cached"].any()
     decoded = []
-    monkeypatch.setattr(batch, "prepare_chunks", lambda *a: decoded.append(a) or [])
+    monkeypatch.setattr(preparing, "pieces", lambda *a: decoded.append(a) or iter(()))
     again = voxmagic.transcribe(clips, **opts)
     assert server.request_count == 6 and decoded == []  # nothing sent, nothing decoded
     assert again["cached"].all() and (again["cost_usd"] == 0).all()

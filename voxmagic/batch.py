@@ -27,7 +27,8 @@ from . import limits
 from .audio import PCM, SAMPLE_RATE, AudioSource, EncodedAudio
 from .chat import ChatRequest, Params
 from .cost import Estimate, pricing_for
-from .errors import AudioError, ConfigError, VoxmagicError
+from .errors import ConfigError, VoxmagicError
+from .preparing import Prepared, chunk_stream, prepared, why
 from .prices import ensure_prices
 from .prompts import extraction_prompt, transcription_prompt
 from .providers import sends_timestamps, transcription_price
@@ -44,7 +45,7 @@ from .runner import (
     send,
     store,
 )
-from .segment import find_cut, prepare_chunks
+from .segment import find_cut
 from .settings import Settings
 from .stitch import stitch
 from .subtitles import CUE_CHUNK_S
@@ -206,27 +207,6 @@ def question_batch(
     return Batch(prompt, settings, params, audio_format, None, caching, stream, system=system, transcript=False)
 
 
-async def chunks_for(item: Any, batch: Batch) -> list[EncodedAudio]:
-    """The source's chunks: references only (no audio bytes) when every answer is cached."""
-    if isinstance(item, EncodedAudio):
-        return [item]
-    source = await _audio.fetched(_audio.as_source(item), timeout_s=batch.settings.download_timeout)
-    fingerprint = await asyncio.to_thread(batch.fingerprint, source)
-    if fingerprint and batch.caching.read:
-        known = await in_store(store.source, fingerprint)
-        if known:
-            refs = [EncodedAudio.referring(c, source.label) for c in known]
-            keys = [batch.request(r).cache_key(batch.settings.base_url) for r in refs]
-            if all([await in_store(store.cached, k) is not None for k in keys]):
-                return refs
-    chunks = await asyncio.to_thread(
-        prepare_chunks, source, batch.audio_format, batch.max_chunk_s or None, batch.overlap_s
-    )
-    if fingerprint and batch.caching.write:
-        await in_store(store.remember_source, fingerprint, [c.reference() for c in chunks])
-    return chunks
-
-
 async def send_chunk(clip: EncodedAudio, batch: Batch, gate: Gate, depth: int = 0) -> list[dict]:
     """Rows for one chunk — or for its halves when its transcript was cut at the output limit."""
     row: dict[str, Any] = {
@@ -280,25 +260,8 @@ def _halve(clip: EncodedAudio) -> list[EncodedAudio]:
     ]
 
 
-Prepared = tuple[str, "list[EncodedAudio] | str"]
-
-
-async def prepared(item: Any, batch: Batch, cpu: asyncio.Semaphore) -> Prepared:
-    """A source's chunks, or why it could not be prepared: whatever goes wrong with one source
-    (unreadable, a bad array, a failed download) becomes its error row, never the batch's."""
-    name = label(item)
-    try:
-        async with cpu:
-            return name, await chunks_for(item, batch)
-    except AudioError as exc:
-        return name, exc.cause
-    except VoxmagicError as exc:
-        return name, str(exc)
-    except Exception as exc:  # noqa: BLE001 - e.g. a user object whose conversion fails
-        return name, f"could not be prepared ({type(exc).__name__}: {exc})"
-
-
 async def _finished(entry: Prepared, batch: Batch, gate: Gate, segments: bool) -> list[dict]:
+    """A prepared source's rows (every chunk in hand: a budget was checked first)."""
     name, chunks = entry
     if isinstance(chunks, str):
         return [{"source": name, "error": chunks}]
@@ -313,7 +276,36 @@ async def _finished(entry: Prepared, batch: Batch, gate: Gate, segments: bool) -
             }
         ]
     parts = await asyncio.gather(*(send_chunk(c, batch, gate) for c in chunks))
-    rows = [dict(r, source=name) for part in parts for r in part]
+    return _rows(name, [r for part in parts for r in part], segments)
+
+
+async def _streamed(item: Any, batch: Batch, gate: Gate, cpu: asyncio.Semaphore, segments: bool) -> list[dict]:
+    """A source's rows, each chunk sent as soon as it is prepared. A failure after some chunks
+    went out (a damaged end of file) keeps their answers and adds the error after them."""
+    if batch.structured and not segments:  # one answer per file: the chunks are counted first
+        return await _finished(await prepared(item, batch, cpu), batch, gate, segments)
+    name, sending, failure = label(item), [], None
+    try:
+        async with cpu:
+            async for clip in chunk_stream(item, batch):
+                sending.append(asyncio.ensure_future(send_chunk(clip, batch, gate)))
+    except Exception as exc:  # noqa: BLE001 - the source's error row (see preparing.why)
+        failure = why(exc)
+    except BaseException:  # cancelled: nothing more goes out
+        for task in sending:
+            task.cancel()
+        raise
+    rows = [r for part in await asyncio.gather(*sending) for r in part]
+    if failure is not None and not rows:
+        return [{"source": name, "error": failure}]
+    if failure is not None:
+        end = rows[-1]["end_s"]
+        rows.append({"error": failure, "start_s": end, "end_s": end, "duration_s": 0.0})
+    return _rows(name, rows, segments)
+
+
+def _rows(name: str, rows: list[dict], segments: bool) -> list[dict]:
+    rows = [dict(r, source=name) for r in rows]
     return [dict(r, chunk=i) for i, r in enumerate(rows)] if segments else [stitch(name, rows)]
 
 
@@ -350,7 +342,8 @@ async def run(
     if max_cost is None and ledger.budget_usd is None:
 
         async def one(indexed: tuple[int, Any]) -> list[dict]:
-            return await whole((indexed[0], await prepared(indexed[1], batch, cpu)))
+            index, item = indexed
+            return await _streamed(item, batch, _Sending(gate, on_start, index), cpu, segments)
 
         results = await map_bounded(list(enumerate(items)), one, 2 * concurrency, on_result)
     else:

@@ -11,8 +11,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import limits
-from .batch import Batch, prepared
+from .batch import Batch
 from .cost import Estimate
+from .preparing import prepared
 from .prices import ensure_prices
 from .runner import Caching, Plan, map_bounded, planned
 

@@ -86,28 +86,42 @@ def split_blocks(
         yield start, np.concatenate(pending)
 
 
+def pieces(source: AudioSource, max_s: float | None, overlap_s: float = 0.0) -> Iterator[tuple[float, np.ndarray]]:
+    """(start on the source's timeline, samples) of each piece to send, decoded as they are read:
+    pieces of at most ``max_s`` cut at pauses (overlapping by ``overlap_s``), or all of it."""
+    offset = source.offset_s
+    if not max_s:
+        yield offset, source.decode().samples
+        return
+    for start, samples in split_blocks(source.blocks(), SAMPLE_RATE, max_s, overlap_s=overlap_s):
+        yield offset + start / SAMPLE_RATE, samples
+
+
+def encode_piece(samples: np.ndarray, start_s: float, format: str, label: str, trim: bool) -> EncodedAudio | None:
+    """One piece as it will be uploaded (trimmed of long pauses with ``trim``: None when only
+    silence is left). A plain function of plain values, so another process can run it."""
+    if trim:
+        return trimmed_clip(PCM(samples), format, label, start_s)
+    return encode(PCM(samples), format, label=label, start_s=start_s)
+
+
+def sendable(source: AudioSource, clips: Iterable[EncodedAudio | None]) -> list[EncodedAudio]:
+    """The pieces worth sending; a trimmed source with nothing left is an error."""
+    kept = [c for c in clips if c is not None]
+    if not kept:
+        raise AudioError(source.label, NO_SPEECH)
+    return kept
+
+
 def prepare_chunks(source: AudioSource, format: str, max_s: float | None, overlap_s: float = 0.0) -> list[EncodedAudio]:
-    """Decode, cut (when longer than ``max_s``) and encode; each piece knows its ``start_s`` on
-    the source's timeline (a moment's too). A compact MP3 short enough to go whole is sent as it
-    is (see :meth:`AudioSource.as_is`). A source to be ``trim``-med loses its long pauses piece by
-    piece (so only one piece is held at a time); a piece of silence only is not sent."""
+    """Decode, cut (when longer than ``max_s``) and encode, one piece at a time; each piece knows
+    its ``start_s`` on the source's timeline (a moment's too). A compact MP3 short enough to go
+    whole is sent as it is (see :meth:`AudioSource.as_is`). A ``trim``-med source loses its long
+    pauses piece by piece; a piece of silence only is not sent. (The batch runner prepares the
+    same pieces as they are sent: :mod:`voxmagic.preparing`.)"""
     as_is = source.as_is(format, max_s)
     if as_is is not None:
         return [as_is]
-    offset = source.offset_s
-    pieces = (
-        split_blocks(source.blocks(), SAMPLE_RATE, max_s, overlap_s=overlap_s)
-        if max_s
-        else [(0, source.decode().samples)]
+    return sendable(
+        source, (encode_piece(x, t, format, source.label, source.trim) for t, x in pieces(source, max_s, overlap_s))
     )
-    if not source.trim:
-        return [
-            encode(PCM(samples), format, label=source.label, start_s=offset + start / SAMPLE_RATE)
-            for start, samples in pieces
-        ]
-    clips = [
-        trimmed_clip(PCM(samples), format, source.label, offset + start / SAMPLE_RATE) for start, samples in pieces
-    ]
-    if not any(clips):
-        raise AudioError(source.label, NO_SPEECH)
-    return [c for c in clips if c is not None]

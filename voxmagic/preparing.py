@@ -1,0 +1,147 @@
+"""A source's chunks for a batch, produced as they are sent.
+
+What a source became last time is looked up first (by a digest of its bytes): when every chunk's
+answer is cached, references stand in for the chunks and nothing is decoded. Otherwise the pieces
+are decoded and cut in a thread and each is handed on as soon as it is encoded, so the first
+request of a 2-hour file goes out after its first piece, not after the whole file. A source longer
+than one piece is encoded in a helper process (:mod:`voxmagic.worker`) while the next piece is
+decoded here: PyAV holds the GIL, so two threads would take turns on one core where two
+processes use two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from . import audio as _audio
+from .audio import AudioSource, EncodedAudio
+from .errors import AudioError, VoxmagicError
+from .runner import in_store, label, store
+from .segment import encode_piece, pieces, sendable
+from .worker import Worker, WorkerDied
+
+if TYPE_CHECKING:
+    from .batch import Batch
+
+AHEAD = 1  # pieces being encoded besides the one waited for: decoding the next overlaps encoding this one
+_WORKER: list[Worker] = []  # the helper process, started when a long source first needs it
+_STARTING = threading.Lock()
+
+
+async def chunks_for(item: Any, batch: Batch) -> list[EncodedAudio]:
+    """All of a source's chunks (see :func:`chunk_stream`)."""
+    return [clip async for clip in chunk_stream(item, batch)]
+
+
+async def chunk_stream(item: Any, batch: Batch) -> AsyncIterator[EncodedAudio]:
+    """The source's chunks in order, each as soon as it is ready: references only (no audio
+    bytes) when every answer is cached. Raises :class:`AudioError` when it cannot be read."""
+    if isinstance(item, EncodedAudio):
+        yield item
+        return
+    source = await _audio.fetched(_audio.as_source(item), timeout_s=batch.settings.download_timeout)
+    fingerprint = await asyncio.to_thread(batch.fingerprint, source)
+    if fingerprint and batch.caching.read:
+        known = await in_store(store.source, fingerprint)
+        if known:
+            refs = [EncodedAudio.referring(c, source.label) for c in known]
+            keys = [batch.request(r).cache_key(batch.settings.base_url) for r in refs]
+            if all([await in_store(store.cached, k) is not None for k in keys]):
+                for ref in refs:
+                    yield ref
+                return
+    made = []
+    async for clip in _produced(source, batch):
+        made.append(clip)
+        yield clip
+    if fingerprint and batch.caching.write:
+        await in_store(store.remember_source, fingerprint, [c.reference() for c in made])
+
+
+async def _produced(source: AudioSource, batch: Batch) -> AsyncIterator[EncodedAudio]:
+    as_is = await asyncio.to_thread(source.as_is, batch.audio_format, batch.max_chunk_s or None)
+    if as_is is not None:
+        yield as_is
+        return
+    limit = batch.max_chunk_s
+    long = bool(limit) and (await asyncio.to_thread(source.probe_duration) or 0.0) > (limit or 0.0)
+    encoding: deque[asyncio.Future] = deque()
+    produce = pieces(source, batch.max_chunk_s or None, batch.overlap_s)
+    kept, failure = 0, None
+    try:
+        while True:
+            try:
+                piece = await asyncio.to_thread(next, produce, None)
+            except Exception as exc:  # noqa: BLE001 - what was prepared before still goes out
+                piece, failure = None, exc
+            if piece is None:
+                break
+            encoding.append(_encode(long, piece[1], piece[0], batch.audio_format, source.label, source.trim))
+            while encoding and (encoding[0].done() or len(encoding) > AHEAD):
+                if (clip := await encoding.popleft()) is not None:
+                    kept += 1
+                    yield clip
+        while encoding:
+            if (clip := await encoding.popleft()) is not None:
+                kept += 1
+                yield clip
+    finally:
+        for future in encoding:
+            future.cancel()
+    if failure is not None:
+        raise failure
+    if not kept:
+        sendable(source, [])  # raises: only silence was left
+
+
+def _encode(in_worker: bool, *args: Any) -> asyncio.Future:
+    """Encode a piece in the helper process (``in_worker``) or a thread, started at once."""
+    return asyncio.ensure_future(asyncio.to_thread(_encoded, in_worker, *args))
+
+
+def _encoded(in_worker: bool, *args: Any) -> EncodedAudio | None:
+    helper = _worker() if in_worker else None
+    if helper is not None:
+        try:
+            return helper.call(encode_piece, *args)
+        except WorkerDied:
+            _WORKER.clear()  # here, then (and a new one for the next long source)
+    return encode_piece(*args)
+
+
+def _worker() -> Worker | None:
+    """The helper process, started when a long source first needs it; none on a single core."""
+    if (os.cpu_count() or 1) < 2:
+        return None
+    with _STARTING:
+        if not _WORKER or not _WORKER[0].alive:
+            _WORKER[:] = [Worker()]
+        return _WORKER[0]
+
+
+Prepared = tuple[str, "list[EncodedAudio] | str"]
+
+
+async def prepared(item: Any, batch: Batch, cpu: asyncio.Semaphore) -> Prepared:
+    """A source's chunks, or why it could not be prepared: whatever goes wrong with one source
+    (unreadable, a bad array, a failed download) becomes its error row, never the batch's."""
+    name = label(item)
+    try:
+        async with cpu:
+            return name, await chunks_for(item, batch)
+    except Exception as exc:  # noqa: BLE001 - see why()
+        return name, why(exc)
+
+
+def why(exc: Exception) -> str:
+    """A source's failure as its row's ``error``."""
+    if isinstance(exc, AudioError):
+        return exc.cause
+    if isinstance(exc, VoxmagicError):
+        return str(exc)
+    return f"could not be prepared ({type(exc).__name__}: {exc})"  # e.g. a user object whose conversion fails
