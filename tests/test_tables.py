@@ -214,7 +214,7 @@ def test_streamed_text_wraps_at_spaces(ip, server):
     with capture_output() as cap:
         ip.run_cell_magic("voxtral", "meeting.wav", "Q")
     view = magic(ip).session.last_view
-    assert "word-break:normal" in view.body.value and "overflow-wrap:anywhere" in view.body.value
+    assert "word-break:normal" in view.box._esm and "overflow-wrap:anywhere" in view.box._esm  # the live text
     final = cap.outputs[-1].data["text/html"]
     assert "<pre" in final and "word-break:normal" in final
     assert re.search(r"≈\$0\.\d{6} so far", view.status_line())  # money as format_usd

@@ -2,8 +2,9 @@
 
 One session (a module fixture) starts JupyterLab and the local server, opens the notebook in
 headless Chromium, runs all cells from the Run menu and watches the page: while the ``%%voxtral``
-cell runs (its prompt shows ``[*]``) the live widget's text is read several times a second; then
-the final output, the transcription's progress view and its table. The tests check what it saw.
+cell runs (its prompt shows ``[*]``) the live widget's text is read several times a second, and a
+second view of that output, opened mid-answer, is read too; then the final output, the
+transcription's progress view and its table. The tests check what it saw.
 Screenshots go to ``build/browser-screenshots/``.
 """
 from __future__ import annotations
@@ -32,8 +33,9 @@ TOKEN_RATE, ANSWER_TOKENS = 25.0, 100
 # One JS round trip per poll: for every cell, its prompt and what its output area shows.
 CELL_STATES = """() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].map(cell => {
   const prompt = cell.querySelector('.jp-InputArea-prompt');
-  const live = cell.querySelector('.jp-OutputArea-output .widget-html-content pre');
-  const status = cell.querySelector('.jp-OutputArea-output .widget-html-content');
+  const live = cell.querySelector('.jp-OutputArea-output .voxmagic-live pre.vm-text');
+  const status = cell.querySelector(
+    '.jp-OutputArea-output .voxmagic-live .vm-status, .jp-OutputArea-output .widget-html-content');
   const rendered = [...cell.querySelectorAll('.jp-OutputArea-output.jp-RenderedHTML')];
   const finalPre = rendered.map(e => e.querySelector('pre')).filter(Boolean).pop();
   return {
@@ -46,6 +48,19 @@ CELL_STATES = """() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].m
     html: rendered.map(e => e.textContent),
   };
 })"""
+
+# A second view of the %%voxtral cell's output (JupyterLab's "Create New View for Cell Output"),
+# opened while the answer streams, and what its live text shows.
+OPEN_SECOND_VIEW = """async () => {
+  await window.jupyterapp.commands.execute('notebook:create-output-view', {path: 'live.ipynb', index: 1});
+  return true;
+}"""
+SECOND_VIEW = """() => {
+  const live = document.querySelector('.jp-LinkedOutputView .voxmagic-live pre.vm-text');
+  if (!live) return null;
+  const style = getComputedStyle(live);
+  return {text: live.textContent, wrap: `${style.whiteSpace} ${style.wordBreak}`};
+}"""
 
 # The status bar's kernel item: "<kernel name> | Idle" once a kernel is connected and idle.
 KERNEL_IDLE = """() => [...document.querySelectorAll('#jp-main-statusbar .jp-StatusBar-TextItem')]
@@ -78,6 +93,8 @@ class Session:
     table_rows: dict[int, list[str]] = field(default_factory=dict)  # cell index → first column
     math: dict[int, dict] = field(default_factory=dict)
     elapsed: dict[str, float] = field(default_factory=dict)
+    opened_with: str | None = None  # the live text when a second view of the output was opened
+    second: list[dict] = field(default_factory=list)  # that view's live text, each time it changed
 
 
 def _launch(playwright):
@@ -103,6 +120,10 @@ class _Watcher:
         deadline = time.monotonic() + timeout
         while True:
             self.states = self.page.evaluate(CELL_STATES)
+            if self.session.opened_with is not None and self.states[1:2] and self.states[1]["prompt"] == "[*]:":
+                second = self.page.evaluate(SECOND_VIEW)
+                if second and (not self.session.second or self.session.second[-1]["text"] != second["text"]):
+                    self.session.second.append(second)
             self.record(self.states)
             if len(self.states) == len(NOTEBOOK_CELLS) and until(self.states):
                 return self.states
@@ -121,6 +142,8 @@ class _Watcher:
             if not self.streaming_shot and len(ask["live"]) >= 250:  # about 40% of the answer
                 self.shot("1-streaming.png")
                 self.streaming_shot = True
+                self.session.opened_with = ask["live"]
+                self.page.evaluate(OPEN_SECOND_VIEW)  # a view that renders late, mid-answer
         if batch["prompt"] == "[*]:" and batch["widgets"]:  # %voxtral_transcribe running
             self.session.batch_live.append(batch)
 
@@ -159,7 +182,8 @@ def _drive(page, lab, server, session: Session) -> None:
                         "the final answer to replace the live widget", 20)
     session.answer = states[1]
     cells.nth(1).scroll_into_view_if_needed()
-    shot("2-answer.png")
+    shot("2-answer.png")  # the second view below the notebook shows the result too
+    page.locator(".lm-TabBar-tab", has_text="Output View").locator(".lm-TabBar-tabCloseIcon").click()
 
     states = watch.wait(lambda s: _done(s[2]) and s[2]["widgets"] == 0 and len(s[2]["html"]) >= 2,
                         "%voxtral_transcribe's summary and table", 60)
@@ -200,7 +224,8 @@ def session(request, tmp_path_factory):
     if not request.config.pluginmanager.has_plugin("voxmagic-screenshots"):
         request.config.pluginmanager.register(_ScreenshotSummary(result.screenshots), "voxmagic-screenshots")
     with LocalServer(token_rate=TOKEN_RATE, answer_tokens=ANSWER_TOKENS) as server:
-        lab = start_jupyterlab(root, frontend_env(server, home), home)
+        lab = start_jupyterlab(root, frontend_env(server, home), home,
+                               extra_args=("--LabApp.expose_app_in_browser=True",))  # its commands: a second view
         try:
             with sync_playwright() as playwright:
                 browser = _launch(playwright)
@@ -243,6 +268,19 @@ def test_the_answer_grows_in_the_live_widget_while_the_cell_runs(session):
     assert span > 1.0, f"the updates came within {span:.2f} s: not a stream"
     status = session.samples[-1]["status"]
     assert "tokens" in status and "so far" in status, status  # the live status line above the text
+
+
+def test_a_view_opened_mid_answer_shows_the_whole_text_then_grows(session):
+    """A second view of the output renders late, while the cell runs (the kernel, busy, could not
+    answer a request): it shows the whole text the page's widget model kept, not only what
+    streamed after it appeared, then grows with the first view."""
+    assert session.opened_with, "no second view was opened while the answer streamed"
+    texts = [s["text"] for s in session.second if s["text"]]
+    assert texts, f"the second view showed no text while the cell ran: {session.second}"
+    assert len(texts[0]) >= len(session.opened_with), (texts[0], session.opened_with)
+    assert all(session.expected.startswith(t) for t in texts)  # prefixes of the answer: from its start
+    assert [len(t) for t in texts] == sorted({len(t) for t in texts})  # and then it only grew
+    assert all(s["wrap"] == "pre-wrap normal" for s in session.second)  # wrapped at spaces
 
 
 def test_the_final_output_is_the_answer_the_server_sent(session):

@@ -1,7 +1,7 @@
 """Live views of a running call, and what stays in the notebook afterwards.
 
-In a kernel: an ipywidgets view that voxmagic's loop thread updates at a bounded rate (a kernel
-drops iopub messages above ~1,000/s, and every update resends the whole text), which is then
+In a kernel: a widget that voxmagic's loop thread updates at a bounded rate (a kernel drops iopub
+messages above ~1,000/s; a streamed answer's view sends only what is new, :mod:`.live_text`), then
 replaced, through its display id, by a static HTML + text/plain result — what nbconvert and
 nbclient save, and what a frontend without widgets shows. Without a kernel (terminal IPython,
 scripts) the text is printed as it streams.
@@ -58,7 +58,7 @@ def _muted(text: str, color: str = "var(--jp-ui-font-color2,#666)") -> str:
 def _close(box: Any) -> None:
     """Close a view's widgets — the box, its children and their layout and style models: a saved
     notebook keeps the state of every widget still open (30 models, 25 KB, for the quickstart)."""
-    for widget in (*box.children, box):
+    for widget in (*getattr(box, "children", ()), box):
         for part in (getattr(widget, "style", None), getattr(widget, "layout", None), widget):
             if part is not None:
                 part.close()
@@ -77,13 +77,11 @@ class StreamView:
         self.handle = None
         self.updates = 0  # times the widget's text really changed
         if widget:
-            import ipywidgets as w
             from IPython.display import display
 
-            self.status, self.body = w.HTML(), w.HTML()
-            self.body.observe(self._count, "value")
-            self.box = w.VBox([self.status, self.body])
-            self.status.value = _muted(self.status_line())
+            from .live_text import LiveText
+
+            self.box = LiveText(self.status_line())
             self.handle = display(self.box, display_id=True)
 
     @property
@@ -123,13 +121,9 @@ class StreamView:
         """What starts a new line after the text so far."""
         return "\n" if self.text and not self.text.endswith("\n") else ""
 
-    def _count(self, change: Any) -> None:
-        self.updates += 1
-
     def _flush(self) -> None:
         if self.widget:
-            self.body.value = _pre(self.text)
-            self.status.value = _muted(self.status_line())
+            self.updates += self.box.show(self.text, self.status_line())
 
     def close(self) -> None:
         """The last, exact update; later events change nothing (loop thread, idempotent)."""
