@@ -19,10 +19,21 @@ from typing import Any
 
 import numpy as np
 
+from . import sniff
 from .arrays import is_array, is_array_pair, is_pandas
 from .arrays import sample_rate as sample_rate_of
 from .arrays import samples as samples_of
-from .codec import PCM, SAMPLE_RATE, EncodedAudio, array_blocks, container_blocks, encode, preview, probe_duration
+from .codec import (
+    PCM,
+    SAMPLE_RATE,
+    EncodedAudio,
+    array_blocks,
+    container_blocks,
+    encode,
+    opened,
+    preview,
+    probe_duration,
+)
 from .download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, download
 from .errors import AudioError
 from .files import did_you_mean, expand_all
@@ -206,6 +217,8 @@ class AudioSource:
         ``max_s`` long) and ``format`` is mp3: re-encoding would cost CPU and quality for nothing.
 
         Its exact duration comes from decoding (counting samples); None when it does not qualify.
+        A file whose first bytes say it is something else (:func:`voxmagic.sniff.container`) is
+        not opened at all.
         """
         if format != "mp3" or self.spans or self.trim or (self.path is None and self.data is None):
             return None
@@ -214,8 +227,11 @@ class AudioSource:
         import av
 
         file = io.BytesIO(self.data) if self.data is not None else str(self.path)
+        kind = sniff.container(file)
+        if kind not in (None, "mp3"):
+            return None
         try:
-            with av.open(file, metadata_errors="ignore") as container:
+            with opened(file, kind) as container:
                 streams = container.streams.audio
                 if container.format.name != "mp3" or len(streams) != 1:
                     return None
