@@ -18,7 +18,7 @@ from . import runner, stitch
 from .audio import source_options
 from .audio import sources as audio_sources
 from .batch import DEFAULT_CHUNK_S, TRANSCRIPT_TEMPERATURE, Batch, question_batch, transcription_batch
-from .batch import run as run_batch
+from .batch_run import run as run_batch
 from .conversation import Conversation
 from .errors import ConfigError
 from .frames import table

@@ -1,4 +1,4 @@
-"""What a batch would send — ``--dry-run``, :func:`voxmagic.batch.run` without sending: every source
+"""What a batch would send — ``--dry-run``, :func:`voxmagic.batch_run.run` without sending: every source
 prepared as the run would (nothing cached read or written), the first request as JSON, and the
 estimate for all of them."""
 

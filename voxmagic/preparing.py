@@ -16,17 +16,15 @@ import os
 import threading
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import audio as _audio
 from .audio import AudioSource, EncodedAudio
+from .batch import Batch
 from .errors import AudioError, VoxmagicError
 from .runner import in_store, label, store
 from .segment import encode_piece, pieces, sendable
 from .worker import Worker, WorkerDied
-
-if TYPE_CHECKING:
-    from .batch import Batch
 
 AHEAD = 1  # pieces being encoded besides the one waited for: decoding the next overlaps encoding this one
 _WORKER: list[Worker] = []  # the helper process, started when a long source first needs it

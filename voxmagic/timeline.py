@@ -1,5 +1,5 @@
 """A transcript on its source's timeline: one row per segment — ``source, start, end, speaker,
-text`` — from the chunk rows a batch returns (``batch.run(..., segments=True)``).
+text`` — from the chunk rows a batch returns (``batch_run.run(..., segments=True)``).
 
 A segment is a provider's timed piece (Mistral's and vLLM's transcriptions endpoints) or, where
 there is none (chat), the chunk itself. Times are moved onto the source's own timeline (a moment's

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import batch as batches
-from .. import runner
+from .. import batch_run, runner
 from ..api import history
 from ..batch import Batch
 from ..dry_run import plan_batch
@@ -167,7 +167,7 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
 
     view.start()
     try:
-        rows = await batches.run(
+        rows = await batch_run.run(
             run.sources,
             run.batch,
             concurrency=options.concurrency,
