@@ -421,3 +421,35 @@ def test_probe_duration_of_three_hour_files_is_cheap(tmp_path):
     for (seconds, took_s, grew_mb), truth in zip(json.loads(done.stdout), truths):
         assert abs(seconds - truth) < 0.01 * truth
         assert took_s < 5 and grew_mb < 200  # loose: real figures belong in benchmarks (ms, a few MB)
+
+
+@pytest.mark.parametrize("seconds", [0.3, 1.0, 7.25])
+@pytest.mark.parametrize("encoder", ["lameenc", "pyav"])
+def test_mp3_uploads_decode_to_exactly_the_samples_sent_in_place(monkeypatch, seconds, encoder):
+    """The MP3 path (lameenc's LAME plus an Info frame, or PyAV's libmp3lame without lameenc)
+    gives back as many samples as were encoded, not shifted by LAME's delay: timestamps the
+    model reports map onto the source."""
+    import av
+
+    if encoder == "pyav":
+        monkeypatch.setitem(sys.modules, "lameenc", None)  # `import lameenc` raises ImportError
+    rng = np.random.default_rng(7)
+    t = np.arange(round(seconds * 16_000)) / 16_000
+    samples = (np.sin(2 * np.pi * 330 * t) * 9000 + rng.normal(0, 400, t.size)).astype(np.int16)
+    enc = audio.encode(audio.PCM(samples), "mp3")
+    with av.open(__import__("io").BytesIO(enc.data)) as container:
+        back = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio=0)])
+    assert back.size == samples.size
+    sent = samples[800:-800].astype(float)
+    assert np.corrcoef(sent, back[800:-800])[0, 1] > 0.99  # in place: a 576-sample shift gives ~0.5
+    assert len(enc.data) < seconds * 32_000 / 8 + 1000  # 32 kbit/s plus the Info frame and padding
+
+
+def test_lameenc_and_pyav_mp3_uploads_are_the_same_size():
+    from voxmagic import codec
+
+    pcm = audio.PCM((np.sin(np.arange(48_000) / 9) * 5000).astype(np.int16))
+    fast = codec._lame_mp3(pcm, codec.ENCODERS["mp3"].bit_rate)
+    assert fast is not None and fast[:4] == b"\xff\xf3\x58\xc4" and b"Info" in fast[:60]
+    assert abs(len(fast) - len(codec._pyav_encoded(pcm, "mp3", codec.ENCODERS["mp3"].bit_rate))) < 200
+    assert codec._info_frame(b"not mp3 frames at all", 100) is None
