@@ -115,6 +115,20 @@ ASK = [
         "source (implied by --schema with several sources)",
     ),
     option("--together", action="store_true", help="with --schema and several sources, one answer about all of them"),
+    option(
+        "--mic",
+        action="store_true",
+        help="push-to-talk: record in the notebook (no AUDIO); when you stop, the answer streams",
+    ),
+]
+RECORD = [
+    option("-o", "--out", metavar="NAME", help="store the recording here when it stops (and NAME_text its transcript)"),
+    option("--no-captions", action="store_true", help="no live captions and no transcript (nothing is sent)"),
+    option("--language", metavar="LANG", help="the spoken language of the captions, e.g. en, fr"),
+    option("--max-seconds", type=float, metavar="S", help="stop by itself after this long (default 300, at most 3600)"),
+    option("--model", help="model of the captions (default: %%config VoxtralMagics.model)"),
+    option("--provider", choices=list(PROVIDER_NAMES), metavar="NAME", help="openrouter, mistral or openai-compatible"),
+    option("--base-url", metavar="URL", help="OpenAI-compatible endpoint of the captions"),
 ]
 TRANSCRIBE = [
     option("--language", metavar="LANG", help="the spoken language, e.g. en, fr, de"),

@@ -20,6 +20,7 @@ from ..cost import pricing_for
 from ..errors import ConfigError, VoxmagicError
 from ..jobs import Job
 from ..loop import LOOP
+from ..progress import Answering
 from ..providers import MIME_TYPES
 from ..runner import Plan, ledger
 from ..silence import report
@@ -45,6 +46,9 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
         raise ConfigError(
             "nothing to continue: ask a first question with %%voxtral AUDIO, then follow up with %%voxtral --continue"
         )
+    if options.mic:
+        _mic(*_with_schema_and_tools(options, namespace), prompt, namespace, session)
+        return None
     sources = (
         []
         if options.resume
@@ -75,6 +79,53 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
         ),
     )
     return result if options.background else None
+
+
+def _mic(
+    options: AskOptions, functions: dict[str, Callable], prompt: str, namespace: Namespace, session: Session
+) -> None:
+    """``--mic``: a record/stop control, and under it the view the answer streams into once the
+    recording stops (the cell returns at once: a busy kernel would not receive the audio)."""
+    from .options import RecordOptions
+    from .recorder import record
+
+    options.settings.check()
+
+    def on_stop(source: Any) -> None:  # on voxmagic's loop
+        work = _spoken(options, source, prompt, functions, view, namespace, session)
+        namespace["_voxtral_job"] = Job(LOOP.submit(work), "%%voxtral --mic")
+
+    def on_fail(message: str) -> None:
+        view.fail(message)
+
+    settings = RecordOptions(settings=options.settings, mode=options.view.mode)
+    if record(settings, namespace, on_stop=on_stop, on_fail=on_fail) is not None:
+        view = session.last_view = StreamView(None, widget=True, rate=options.view.rate)
+        view.box.show("", "the answer streams here when you stop recording")
+
+
+async def _spoken(
+    options: AskOptions,
+    source: Any,
+    prompt: str,
+    functions: dict[str, Callable],
+    view: StreamView,
+    namespace: Namespace,
+    session: Session,
+) -> Any:
+    """On voxmagic's loop once the recording stopped: the question about it, planned and answered."""
+    try:
+        plan = await runner.plan(
+            [source], prompt, settings=options.settings, params=options.params, system=options.system,
+            audio_format=options.audio_format,
+        )  # fmt: skip
+        await runner.check_before_sending(plan, options.settings, options.max_cost, options.caching)
+    except VoxmagicError as exc:
+        namespace["_voxtral_error"] = exc
+        view.fail(str(exc))
+        raise
+    view.answering = Answering(plan.request)  # its clock starts now, not at the cell
+    return await _answer(options, plan, functions, view, namespace, session)
 
 
 def _with_schema_and_tools(options: AskOptions, namespace: Namespace) -> tuple[AskOptions, dict[str, Callable]]:

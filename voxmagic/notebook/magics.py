@@ -25,13 +25,14 @@ from ..errors import ConfigError, VoxmagicError
 from ..formats import DEFAULT_FORMAT, UPLOAD_FORMATS
 from ..providers import PROVIDER_NAMES
 from ..settings import Settings
-from .arguments import ASK, COMMON, TRANSCRIBE, arguments, parse, parse_line, plain_help
+from .arguments import ASK, COMMON, RECORD, TRANSCRIBE, arguments, parse, parse_line, plain_help
 from .session import Session
 
 MAGICS = {
     "cell": ["voxtral"],
-    "line": ["voxtral_transcribe", "voxtral_cost", "voxtral_history", "voxtral_reset", "voxtral_models"],
-}
+    "line": ["voxtral_transcribe", "voxtral_cost", "voxtral_history", "voxtral_reset", "voxtral_models",
+             "voxtral_record"],
+}  # fmt: skip
 
 
 @contextmanager
@@ -259,6 +260,26 @@ class VoxtralMagics(Magics):
             return run_models(args, self.namespace, settings)
 
         return self._table(self.voxtral_models, line, run)
+
+    @plain_help
+    @magic_arguments()
+    @arguments(*RECORD)
+    @line_magic("voxtral_record")  # type: ignore[arg-type]
+    def voxtral_record(self, line: str) -> None:
+        """Record from the microphone in the notebook: press ● to record, ■ to stop. Live captions
+        grow under the control while you speak (pieces cut at pauses, transcribed as they come)
+        and the transcript of the whole replaces them at the stop. The recording is then audio
+        like any other, in ``-o NAME`` and ``_voxtral_clip`` (``%%voxtral clip``,
+        ``voxmagic.transcribe(clip)``), with a player; its transcript in ``NAME_text``. Where no
+        microphone can be had (a terminal, nbconvert, a refused permission) one line says so."""
+        from .options import record_options
+        from .recorder import record
+
+        args = parse(self.voxtral_record, line)
+        if args is None:  # --help
+            return
+        with one_line_errors():
+            record(record_options(args, self.config_values), self.namespace)
 
     @plain_help
     @magic_arguments()

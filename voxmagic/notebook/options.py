@@ -20,6 +20,7 @@ from ..chat import Params
 from ..errors import ConfigError
 from ..moments import Span, parse_span
 from ..providers import vocabulary
+from ..recording import DEFAULT_MAX_S, check_max_seconds
 from ..runner import Caching
 from ..settings import Settings
 
@@ -76,8 +77,11 @@ class AskOptions(CallOptions):
     resume: bool = False
     each: bool = False
     together: bool = False
+    mic: bool = False  # record the audio in the notebook (push-to-talk)
 
     def __post_init__(self) -> None:
+        if self.mic and (self.audio or self.resume or self.each):
+            raise ConfigError("--mic records the audio to ask about: it takes no AUDIO, --continue or --each")
         if self.each and self.together:
             raise ConfigError("--each asks about every source separately and --together about all at once: choose one")
         if self.resume and (self.each or self.together):
@@ -103,6 +107,18 @@ class TranscribeOptions(CallOptions):
     api: str | None = None
     diarize: bool = False
     vocab: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordOptions:
+    """``%voxtral_record`` (and ``--mic``): where the take goes, and how it is captioned."""
+
+    out: str | None = None
+    captions: bool = True
+    language: str | None = None
+    max_seconds: float = DEFAULT_MAX_S
+    settings: Settings = field(default_factory=Settings)
+    mode: str = "auto"  # the display mode: no widgets, no microphone
 
 
 def _pick(given: Any, default: Any) -> Any:
@@ -170,6 +186,7 @@ def ask_options(args: Namespace, config: Mapping[str, Any]) -> AskOptions:
         resume=args.resume,
         each=args.each,
         together=args.together,
+        mic=args.mic,
     )
 
 
@@ -190,4 +207,18 @@ def transcribe_options(args: Namespace, config: Mapping[str, Any]) -> Transcribe
         api=args.api,
         diarize=args.diarize,
         vocab=vocabulary(args.vocab),
+    )
+
+
+def record_options(args: Namespace, config: Mapping[str, Any]) -> RecordOptions:
+    """``%voxtral_record``'s line over the session's connection settings."""
+    chosen = {n: _pick(getattr(args, n), config[n]) for n in ("model", "base_url", "provider")}
+    settings = Settings.resolve(key_env=config["api_key_env"], **chosen, **{n: config[n] for n in _CONFIG_ONLY})
+    return RecordOptions(
+        out=args.out,
+        captions=not args.no_captions,
+        language=args.language,
+        max_seconds=check_max_seconds(_pick(args.max_seconds, DEFAULT_MAX_S)),
+        settings=settings,
+        mode=config["display_mode"],
     )

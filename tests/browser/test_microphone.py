@@ -1,0 +1,243 @@
+"""Proof in a real browser that the notebook hears the person in the room: JupyterLab in headless
+Chromium whose microphone is a speech file (``--use-fake-device-for-media-stream
+--use-file-for-fake-audio-capture``, permission granted by ``--use-fake-ui-for-media-stream``).
+
+``%voxtral_record -o clip`` is recorded for about 4 s: the kernel's ``clip`` must last as long as
+the control said it was recording (±0.3 s) and its samples must correlate with the file's; live
+captions must grow at least twice before the stop, and the transcript of the whole replace them.
+Then ``%%voxtral --mic`` is recorded for about 3 s, and its answer must stream into the widget
+under the control (the local server sends it at 20 tokens a second). A page sampler reads the
+controls every 20 ms. Screenshots go to build/browser-screenshots/microphone*.png.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from _frontends import SCREENSHOTS, frontend_env, start_jupyterlab, stop_jupyterlab
+
+from voxmagic.testing.server import LocalServer
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("VOXMAGIC_CHROMIUM", "/usr/bin/chromium")
+RATE = 16_000
+RECORD_S, MIC_S = 4.0, 3.0
+PHRASES = ["Good morning.", "Rivers flow.", "Fish swim.", "The sea is salty.", "Birds sing.", "Thank you."]
+PROMPT = "What is said in this recording?"
+CELLS = [
+    "%load_ext voxmagic",
+    "%voxtral_record -o clip",
+    "import numpy as np\nnp.save('clip.npy', clip.array)\nprint(f'{clip.array.size / 16000:.3f} s')\nclip_text",
+    f"%%voxtral --mic -o said\n{PROMPT}",
+]
+SCOPE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+KERNEL_IDLE = """() => [...document.querySelectorAll('#jp-main-statusbar .jp-StatusBar-TextItem')]
+  .map(e => e.textContent.trim()).some(t => / \\| Idle$/.test(t) && !t.startsWith('No Kernel'))"""
+
+# Installed on a cell's recorder: every 20 ms its state, status and captions, and the cell's live
+# answer; the time of the click that stops it.
+SAMPLER = """(root) => {
+  const cell = root.closest('.jp-Cell');
+  const vm = window.__vm = {samples: [], stopClick: null, startClick: null};
+  root.querySelector('.vm-record').addEventListener('click', () => {
+    if (root.dataset.state === 'recording') vm.stopClick = performance.now();
+    else if (vm.startClick === null) vm.startClick = performance.now();
+  }, true);
+  vm.timer = setInterval(() => {
+    const live = cell.querySelector('.voxmagic-live pre.vm-text');
+    const final = [...cell.querySelectorAll('.jp-RenderedHTMLCommon pre')].pop();
+    vm.samples.push({ms: performance.now(), state: root.dataset.state,
+      status: root.querySelector('.vm-status').textContent, captions: root.querySelector('.vm-captions').textContent,
+      live: live ? live.textContent : null, final: final ? final.textContent : null,
+      player: root.querySelectorAll('.vm-player audio').length});
+  }, 20);
+}"""
+
+
+@dataclass
+class Take:
+    samples: list[dict] = field(default_factory=list)
+    start_click: float = 0.0
+    stop_click: float = 0.0
+
+
+@dataclass
+class Seen:
+    record: Take = field(default_factory=Take)
+    mic: Take = field(default_factory=Take)
+    printed: str = ""  # cell 2's output: the kernel's duration and transcript
+    clip: np.ndarray | None = None
+    speech: np.ndarray | None = None
+
+
+def speech_wav(path: Path) -> np.ndarray:
+    """Short espeak-ng phrases with 0.5 s between them, 16 kHz mono 16-bit WAV; the samples."""
+    parts = []
+    for phrase in PHRASES:
+        out = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "165", "--stdout", phrase],
+                             capture_output=True, check=True).stdout
+        with wave.open(io.BytesIO(out)) as f:
+            rate, x = f.getframerate(), np.frombuffer(f.readframes(f.getnframes()), np.int16).astype(np.float64)
+        t = np.arange(int(x.size * RATE / rate)) * rate / RATE
+        parts += [np.interp(t, np.arange(x.size), x), np.zeros(RATE // 2)]
+    samples = np.concatenate(parts).astype(np.int16)
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(RATE)
+        f.writeframes(samples.tobytes())
+    return samples
+
+
+def _run_cell(page, index: int) -> str:
+    """Run cell ``index`` (Ctrl+Enter on its prompt); its last output's text once it finished."""
+    cell = page.locator(f"{SCOPE} .jp-Notebook .jp-Cell").nth(index)
+    before = cell.locator(".jp-InputArea-prompt").text_content()
+    cell.locator(".jp-InputArea-prompt").click()
+    page.keyboard.press("Control+Enter")
+    deadline = time.monotonic() + 60
+    while True:
+        prompt = cell.locator(".jp-InputArea-prompt").text_content().strip()
+        if re.fullmatch(r"\[\d+\]:", prompt) and prompt != before.strip():
+            outputs = cell.locator(".jp-OutputArea-output")
+            return "\n".join(o.strip() for o in outputs.all_text_contents())
+        assert time.monotonic() < deadline, f"cell {index} did not finish (prompt {prompt})"
+        time.sleep(0.05)
+
+
+def _record(page, index: int, seconds: float, take: Take, until: str) -> None:
+    """Record with cell ``index``'s control for ``seconds`` from when it says it records, stop,
+    and sample until ``until`` (a JS condition on the last sample ``s``) holds."""
+    root = page.locator(f"{SCOPE} .jp-Notebook .jp-Cell").nth(index).locator(".voxmagic-recorder")
+    root.wait_for(timeout=30_000)
+    page.evaluate(SAMPLER, root.element_handle())
+    root.locator(".vm-record").click()
+    page.wait_for_function("() => document.querySelector('" + SCOPE + " .voxmagic-recorder[data-state=recording]')",
+                           timeout=20_000)
+    time.sleep(seconds)
+    root.locator(".vm-record").click()
+    page.wait_for_function(f"() => {{ const v = window.__vm.samples; const s = v[v.length - 1]; return {until}; }}",
+                           timeout=30_000)
+    time.sleep(0.2)
+    vm = page.evaluate("() => { clearInterval(window.__vm.timer); return window.__vm; }")
+    take.samples, take.start_click, take.stop_click = vm["samples"], vm["startClick"], vm["stopClick"]
+
+
+def _drive(page, lab, server, seen: Seen) -> None:
+    page.goto(lab.notebook_url("mic.ipynb"), wait_until="domcontentloaded", timeout=60_000)
+    page.wait_for_selector(f"{SCOPE} .jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_function(KERNEL_IDLE, timeout=60_000)
+    page.keyboard.press("Control+b")  # fold the file browser away
+    _run_cell(page, 0)
+    _run_cell(page, 1)
+    _record(page, 1, RECORD_S, seen.record, "s.state === 'stopped' && s.player && !s.captions.includes('…')"
+            " && /recorded/.test(s.status) && s.captions === s.captions.trim() && s.captions.length > 0")
+    page.locator(f"{SCOPE} .voxmagic-recorder").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "microphone-record.png"))
+    seen.printed = _run_cell(page, 2)
+    server.configure(token_rate=20.0, answer_tokens=60)  # from now on answers stream for ~3 s
+    _run_cell(page, 3)
+    _record(page, 3, MIC_S, seen.mic, "s.final !== null")
+    page.screenshot(path=str(SCREENSHOTS / "microphone-mic.png"))
+
+
+@pytest.fixture(scope="module")
+def seen(tmp_path_factory) -> Seen:
+    from playwright.sync_api import sync_playwright
+
+    if not shutil.which("espeak-ng"):
+        pytest.fail("espeak-ng is not installed: apt-get install espeak-ng", pytrace=False)
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: apt-get install chromium", pytrace=False)
+    root, home = tmp_path_factory.mktemp("mic-root"), tmp_path_factory.mktemp("mic-home")
+    result = Seen(speech=speech_wav(home / "speech.wav"))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, root / "mic.ipynb")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync",
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={home / 'speech.wav'}"]
+    with LocalServer() as server:
+        lab = start_jupyterlab(root, frontend_env(server, home), home)
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, timeout=60_000)
+                try:
+                    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                    try:
+                        _drive(page, lab, server, result)
+                    except Exception as exc:
+                        page.screenshot(path=str(SCREENSHOTS / "microphone-failure.png"))
+                        raise AssertionError(f"{exc}\nscreenshot: {SCREENSHOTS / 'microphone-failure.png'}\n"
+                                             f"JupyterLab log tail:\n{lab.log_tail(25)}") from exc
+                finally:
+                    browser.close()
+        finally:
+            stop_jupyterlab(lab)
+    result.clip = np.load(root / "clip.npy")
+    return result
+
+
+def _recording_s(take: Take) -> float:
+    """From the first sample where the control said it records to the click that stopped it."""
+    began = next(s["ms"] for s in take.samples if s["state"] == "recording")
+    return (take.stop_click - began) / 1000
+
+
+def test_the_kernel_holds_as_much_audio_as_was_recorded(seen):
+    kernel_s = seen.clip.size / RATE
+    recorded = _recording_s(seen.record)
+    print(f"recording {recorded:.3f} s (click to click {(seen.record.stop_click - seen.record.start_click) / 1000:.3f} s)"
+          f" → kernel {kernel_s:.3f} s")
+    assert kernel_s == pytest.approx(recorded, abs=0.3)
+    assert f"{kernel_s:.3f} s" in seen.printed
+
+
+def test_its_samples_are_the_file_s(seen):
+    """The best-aligned stretch of the (looping) file correlates with what the kernel received."""
+    x = seen.clip.astype(np.float64)
+    looped = np.tile(seen.speech.astype(np.float64), 3)
+    n = 1 << (looped.size + x.size - 1).bit_length()
+    scores = np.fft.irfft(np.fft.rfft(looped, n) * np.conj(np.fft.rfft(x, n)), n)[: looped.size - x.size]
+    lag = int(np.argmax(scores))
+    r = float(np.corrcoef(looped[lag : lag + x.size], x)[0, 1])
+    print(f"correlation {r:.3f} at {lag / RATE:.3f} s into the file")
+    assert r > 0.8
+
+
+def test_live_captions_grow_while_recording_and_the_transcript_replaces_them(seen):
+    take = seen.record
+    before = [s["captions"] for s in take.samples if s["ms"] < take.stop_click]
+    shown = [c for i, c in enumerate(before) if c and "…" not in c and (i == 0 or c != before[i - 1])]
+    print(f"captions before the stop: {len(shown)}")
+    assert len(set(shown)) >= 2, before
+    last = take.samples[-1]
+    assert last["captions"] not in shown and "Heard 1 clips" in last["captions"]  # the local server's transcript
+    assert last["captions"] in seen.printed  # clip_text, the same text in the kernel
+    assert last["player"] == 1 and last["status"].startswith("recorded")
+
+
+def test_the_mic_answer_streams_in_the_widget(seen):
+    take = seen.mic
+    after = [s for s in take.samples if s["ms"] > take.stop_click]
+    growing = [s["live"] for s in after if s["live"]]
+    distinct = list(dict.fromkeys(growing))
+    print(f"--mic: {len(distinct)} distinct live texts, recorded {_recording_s(take):.2f} s")
+    assert len(distinct) >= 5, distinct
+    assert all(b.startswith(a) for a, b in zip(distinct, distinct[1:], strict=False))
+    final = after[-1]["final"]
+    assert final and final.startswith(distinct[-1].strip()[:20])
+
