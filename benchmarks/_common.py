@@ -153,7 +153,7 @@ def memo_clips(n: int, prefix: str = "memo") -> list[str]:
     return paths
 
 
-def _one_minute() -> bytes:
+def _one_minute(seed: int = 1) -> bytes:
     """One minute of speech-like sound as a 44.1 kHz stereo 128 kbit/s MP3 (about 3 s to encode)."""
     import io
     from fractions import Fraction
@@ -163,7 +163,7 @@ def _one_minute() -> bytes:
 
     from voxmagic.testing.synth import speechlike
 
-    mono = speechlike(60.0, 44_100, seed=1)[0]
+    mono = speechlike(60.0, 44_100, seed=seed)[0]
     stereo = np.stack([mono, np.roll(mono, 37) * 0.9]).astype(np.float32)  # not quite the same channels
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp3") as out:
@@ -178,7 +178,7 @@ def _one_minute() -> bytes:
     return buf.getvalue()
 
 
-def speech_mp3(minutes: int, name: str | None = None) -> Path:
+def speech_mp3(minutes: int, name: str | None = None, seed: int = 1) -> Path:
     """A ``minutes``-long 44.1 kHz stereo 128 kbit/s MP3 in the cache, made (once) by remuxing the
     packets of one encoded minute ``minutes`` times into one file with a proper Xing header."""
     import io
@@ -188,7 +188,7 @@ def speech_mp3(minutes: int, name: str | None = None) -> Path:
     path = CACHE / (name or f"speech_{minutes}min.mp3")
     if path.exists():
         return path
-    minute = _one_minute()
+    minute = _one_minute(seed)
     tmp = _atomic(path)
     with av.open(str(tmp), "w", format="mp3") as out:
         stream, pts = None, 0

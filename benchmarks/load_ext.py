@@ -5,7 +5,9 @@
 Starts a real ipykernel (``jupyter_client.KernelManager``, this Python) ``kernels`` times; in
 each, times ``get_ipython().run_line_magic('load_ext', 'voxmagic')`` with ``time.perf_counter``
 inside the kernel, and lists which of numpy, pandas, av, httpx (and a few more) are in
-``sys.modules`` before and after. The figure is the median over the fresh kernels.
+``sys.modules`` before and after. The figure is the median over the fresh kernels. ``%load_ext``
+then imports what the first call needs on a background thread (``voxmagic/warmup.py``): how long
+that takes, and what it imported, is printed too.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import json, sys, time
 heavy = {HEAVY!r}
 before = [m for m in heavy if m in sys.modules]
 t = time.perf_counter(); get_ipython().run_line_magic('load_ext', 'voxmagic'); dt = time.perf_counter() - t
-print(json.dumps({{"seconds": dt, "before": before, "after": [m for m in heavy if m in sys.modules],
-                  "python": sys.executable}}))
+after = [m for m in heavy if m in sys.modules]
+from voxmagic import warmup; warmup.wait(); background = time.perf_counter() - t
+print(json.dumps({{"seconds": dt, "before": before, "after": after, "background": background,
+                  "warmed": [m for m in heavy if m in sys.modules], "python": sys.executable}}))
 """
 
 
@@ -67,19 +71,23 @@ def main() -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kernels", type=int, default=3)
     args = parser.parse_args()
-    seconds, loaded = [], set()
+    seconds, loaded, background, warmed = [], set(), [], set()
     with temp_history() as work:
         for i in range(args.kernels):
             result = json.loads(in_fresh_kernel(CODE, work).strip().splitlines()[-1])
             seconds.append(result["seconds"])
             new = sorted(set(result["after"]) - set(result["before"]))
             loaded |= set(new)
+            background.append(result["background"])
+            warmed |= set(result["warmed"]) - set(result["before"])
             print(f"kernel {i + 1} ({result['python']}): load_ext {result['seconds']:.3f} s; heavy modules "
                   f"already loaded by the kernel {result['before']}; imported by load_ext: {new or 'none'}")
     value = median(seconds)
-    print(f"load_ext {runs(seconds)} s, median {value:.3f} s")
+    print(f"load_ext {runs(seconds)} s, median {value:.3f} s; then in the background (voxmagic/warmup.py) "
+          f"{', '.join(sorted(warmed))}: done {median(background):.2f} s after the call began (median)")
     return [Row(f"load_ext: %load_ext voxmagic in a fresh kernel (median of {args.kernels})", f"< {TARGET_S:g} s",
-                f"{value:.3f} s; imports {', '.join(sorted(loaded)) or 'none of numpy/pandas/av/httpx'}",
+                f"{value:.3f} s; imports {', '.join(sorted(loaded)) or 'none of numpy/pandas/av/httpx'} (then "
+                f"{', '.join(sorted(warmed))} in the background, done after {median(background):.2f} s)",
                 value < TARGET_S)]
 
 

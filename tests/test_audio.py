@@ -446,10 +446,45 @@ def test_mp3_uploads_decode_to_exactly_the_samples_sent_in_place(monkeypatch, se
 
 
 def test_lameenc_and_pyav_mp3_uploads_are_the_same_size():
-    from voxmagic import codec
+    from voxmagic import codec, lame
 
     pcm = audio.PCM((np.sin(np.arange(48_000) / 9) * 5000).astype(np.int16))
-    fast = codec._lame_mp3(pcm, codec.ENCODERS["mp3"].bit_rate)
-    assert fast is not None and fast[:4] == b"\xff\xf3\x58\xc4" and b"Info" in fast[:60]
+    fast = lame.mp3([pcm.samples], 16_000, codec.ENCODERS["mp3"].bit_rate)
+    assert fast is not None and fast[1] == pcm.samples.size
+    fast = fast[0]
+    assert fast[:4] == b"\xff\xf3\x58\xc4" and b"Info" in fast[:60]
     assert abs(len(fast) - len(codec._pyav_encoded(pcm, "mp3", codec.ENCODERS["mp3"].bit_rate))) < 200
-    assert codec._info_frame(b"not mp3 frames at all", 100) is None
+    assert lame._info_frame(b"not mp3 frames at all", 100) is None
+
+
+def test_a_file_is_encoded_while_it_is_decoded_into_the_same_bytes(tmp_path, monkeypatch):
+    """AudioSource.prepare feeds decoded 10 s blocks to LAME on another thread: the upload is the
+    one encoding all the samples at once gives, and without lameenc PyAV's gives the same audio."""
+    import threading
+
+    path = tone_file(tmp_path / "long.wav", 25.0, rate=44_100, channels=2)
+    source = audio.as_source(str(path))
+    whole = audio.encode(source.decode(), "mp3")
+    before = threading.active_count()
+    piped = source.prepare("mp3")
+    assert piped.data == whole.data and piped.duration_s == whole.duration_s == 25.0
+    assert threading.active_count() == before  # the encoder's thread is gone
+    monkeypatch.setitem(sys.modules, "lameenc", None)
+    slow = source.prepare("mp3")
+    assert slow.duration_s == 25.0 and abs(len(slow.data) - len(piped.data)) < 1000
+
+
+def test_a_source_that_breaks_while_it_is_encoded_raises_its_error_and_leaves_no_thread():
+    import threading
+
+    from voxmagic import codec
+
+    def blocks():
+        yield np.zeros(160_000, np.int16)
+        yield np.ones(160_000, np.int16)
+        raise AudioError("broken.mp3", "the file ends in the middle of a frame")
+
+    before = threading.active_count()
+    with pytest.raises(AudioError, match="middle of a frame"):
+        codec.encode_blocks(blocks(), "mp3", label="broken.mp3")
+    assert threading.active_count() == before

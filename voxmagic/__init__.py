@@ -70,11 +70,26 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+# What a first ``%%voxtral`` needs (numpy, PyAV, LAME, httpx, anywidget come with them) and the TLS
+# set-up its connection will use: from ``%load_ext`` on, in the background (see warmup.py). Not
+# pandas (0.4 s): a first cell run at once would wait for it; tables import it when they need it.
+FIRST_CALL_MODULES = (
+    "voxmagic.notebook.ask",
+    "voxmagic.notebook.live_text",
+    "av",
+    "lameenc",
+    "voxmagic.client:tls_context",
+)
+
+
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext voxmagic``: register the magics (their modules load only now)."""
+    """``%load_ext voxmagic``: register the magics (their modules load only now) and start
+    importing what the first call will need."""
+    from . import warmup
     from .notebook.magics import VoxtralMagics
 
     ipython.register_magics(VoxtralMagics)
+    warmup.start(FIRST_CALL_MODULES)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

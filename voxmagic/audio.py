@@ -30,6 +30,7 @@ from .codec import (
     array_blocks,
     container_blocks,
     encode,
+    encode_blocks,
     opened,
     preview,
     probe_duration,
@@ -206,7 +207,7 @@ class AudioSource:
         and encoded."""
         source = self._fetched_now()
         if not self.trim:
-            return source.as_is(format) or encode(source.decode(), format, label=self.label)
+            return source.as_is(format) or encode_blocks(source.blocks(), format, label=self.label)
         clip = trimmed_clip(source.decode(), format, self.label, self.offset_s)
         if clip is None:
             raise AudioError(self.label, NO_SPEECH)

@@ -15,8 +15,10 @@ Errors are mapped in :mod:`voxmagic.http_errors`, streams joined in :mod:`voxmag
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,14 @@ MAX_RETRY_AFTER_S = 60.0
 MAX_BACKOFF_S = 30.0
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's TLS set-up (certifi's CA bundle, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``), built once:
+    loading the bundle took 50–90 ms of every new client's creation, the first request's included;
+    ``%load_ext`` now builds it in the background (voxmagic/warmup.py)."""
+    return httpx.create_ssl_context()
+
+
 class Client:
     """Async client for one :class:`~voxmagic.settings.Settings`; owns an ``httpx.AsyncClient``
     (so one event loop). ``settings.transport`` replaces the network (``httpx.MockTransport``)."""
@@ -63,6 +73,7 @@ class Client:
             headers["X-Title"] = settings.title
         self._http = httpx.AsyncClient(
             headers=headers,
+            verify=tls_context(),
             transport=settings.transport,
             timeout=httpx.Timeout(settings.timeout, read=settings.read_timeout, pool=None),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),

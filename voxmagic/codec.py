@@ -13,7 +13,6 @@ import base64
 import hashlib
 import io
 import math
-import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import sniff
+from . import lame, sniff
 from .errors import AudioError
 from .formats import DEFAULT_FORMAT, ENCODERS, UPLOAD_FORMATS
 
@@ -121,9 +120,28 @@ def encode(
             label or "<audio>", f"unknown upload format {format!r}; choose one of {', '.join(UPLOAD_FORMATS)}"
         )
     rate = bit_rate or ENCODERS[format].bit_rate
-    fast = _lame_mp3(pcm, rate) if format == "mp3" and rate and pcm.samples.size else None
-    data = _pyav_encoded(pcm, format, rate) if fast is None else fast
+    fast = lame.mp3([pcm.samples], pcm.sample_rate, rate) if format == "mp3" and rate and pcm.samples.size else None
+    data = _pyav_encoded(pcm, format, rate) if fast is None else fast[0]
     return EncodedAudio(data, format, pcm.duration_s, label, start_s, spans=spans, trimmed_s=trimmed_s)
+
+
+def encode_blocks(blocks: Iterable[np.ndarray], format: str = DEFAULT_FORMAT, *, label: str = "") -> EncodedAudio:
+    """:func:`encode` of 16 kHz int16 ``blocks`` as they are decoded: MP3 is encoded on another core
+    meanwhile (see :func:`voxmagic.lame.mp3`), other formats once all are in."""
+    kept: list[np.ndarray] = []
+    todo = iter(blocks)
+
+    def keeping() -> Iterator[np.ndarray]:
+        for block in todo:
+            kept.append(block)
+            yield block
+
+    rate = ENCODERS["mp3"].bit_rate
+    fast = lame.mp3(keeping(), SAMPLE_RATE, rate) if format == "mp3" and rate else None
+    if fast is not None:
+        return EncodedAudio(fast[0], format, fast[1] / SAMPLE_RATE, label)
+    rest = list(todo)  # what lame.mp3 left (all of it without lameenc)
+    return encode(PCM(np.concatenate(kept + rest) if kept or rest else np.zeros(0, np.int16)), format, label=label)
 
 
 def _pyav_encoded(pcm: PCM, format: str, bit_rate: int | None) -> bytes:
@@ -145,66 +163,6 @@ def _pyav_encoded(pcm: PCM, format: str, bit_rate: int | None) -> bytes:
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return buf.getvalue()
-
-
-def _lame_mp3(pcm: PCM, bit_rate: int) -> bytes | None:
-    """``pcm`` as CBR MP3 by the ``lameenc`` package's LAME: the frames PyAV's libmp3lame makes
-    at the same quality (``compression_level``), 3.5× faster (16 kHz mono at 32 kbit/s, one core:
-    ~870× real time against ~250×; ~2.4 ms against ~7.6 ms for a 1-s clip), with the GIL released.
-    lameenc writes no Info frame, so :func:`_info_frame` adds one, as FFmpeg's MP3 muxer does: it
-    tells decoders to drop LAME's delay and padding, giving back exactly ``pcm``'s samples. None
-    (PyAV encodes then) without lameenc, or if its frames are not all of one size."""
-    try:
-        import lameenc
-    except ImportError:
-        return None
-    encoder = lameenc.Encoder()
-    encoder.set_bit_rate(bit_rate // 1000)
-    encoder.set_in_sample_rate(pcm.sample_rate)
-    encoder.set_out_sample_rate(pcm.sample_rate)
-    encoder.set_channels(1)
-    encoder.set_quality(int(ENCODERS["mp3"].options["compression_level"]))
-    encoder.silence()
-    body, block = bytearray(), pcm.sample_rate * 10
-    for start in range(0, pcm.samples.size, block):
-        body += encoder.encode(np.ascontiguousarray(pcm.samples[start : start + block], "<i2"))
-    body += encoder.flush()
-    info = _info_frame(body, pcm.samples.size)
-    return None if info is None else info + body
-
-
-MPEG2_KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)  # layer III, by bit-rate index
-LAME_DELAY = 576  # samples LAME puts before the audio (decoders add their 529; FFmpeg drops both)
-
-
-def _info_frame(body: bytes | bytearray, samples: int) -> bytes | None:
-    """The "Info" frame (a Xing header and LAME tag, laid out as FFmpeg's MP3 muxer writes them) for
-    LAME's frames ``body`` of ``samples`` samples: their count, the file size, LAME's delay and end
-    padding. None unless they are MPEG-2 layer III, 16 kHz mono, unpadded (so all of one size)."""
-    head = int.from_bytes(body[:4], "big")
-    size = MPEG2_KBPS[head >> 12 & 15] * 9 // 2  # bytes: 576 samples at 16 kHz, 72 bytes per 16 kbit/s
-    frames = len(body) // size if size else 0
-    if head & 0xFFFF0EC0 != 0xFFF308C0 or not frames or len(body) % size or body[::size] != b"\xff" * frames:
-        return None
-    total = len(body) + 180  # the Info frame at 40 kbit/s, the smallest that holds the tag
-    tag = b"".join([
-        (head & ~0xF000 | 5 << 12).to_bytes(4, "big"), bytes(9),  # no side information
-        b"Info", struct.pack(">III", 15, frames, total), bytes(i * 256 // 100 for i in range(100)), bytes(4),
-        b"LAME3.100", bytes(12), (LAME_DELAY << 12 | frames * 576 - LAME_DELAY - samples).to_bytes(3, "big"),
-        bytes(4), total.to_bytes(4, "big"), bytes(2),
-    ])  # fmt: skip
-    tag += _crc16(tag).to_bytes(2, "big")
-    return tag + bytes(180 - len(tag))
-
-
-def _crc16(data: bytes) -> int:
-    """CRC-16/ARC (polynomial 0x8005, reflected), the LAME tag's checksum of the bytes before it."""
-    crc = 0
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = crc >> 1 ^ (0xA001 if crc & 1 else 0)
-    return crc
 
 
 PREVIEW_BIT_RATE = 12_000  # Opus at 12 kbit/s: speech stays clear at 1.5 KB per second
