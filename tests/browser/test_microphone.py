@@ -40,6 +40,9 @@ CELLS = [
     "%voxtral_record -o clip",
     "import numpy as np\nnp.save('clip.npy', clip.array)\nprint(f'{clip.array.size / 16000:.3f} s')\nclip_text",
     f"%%voxtral --mic -o said\n{PROMPT}",
+    f"%%voxtral --mic\n{PROMPT}",  # recorded where the browser refuses the microphone
+    "from ipywidgets.widgets.widget import _instances\n"
+    "print([w.state for w in list(_instances.values()) if type(w).__name__ == 'Recorder'][-1])",
 ]
 SCOPE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 KERNEL_IDLE = """() => [...document.querySelectorAll('#jp-main-statusbar .jp-StatusBar-TextItem')]
@@ -77,6 +80,7 @@ class Seen:
     record: Take = field(default_factory=Take)
     mic: Take = field(default_factory=Take)
     printed: str = ""  # cell 2's output: the kernel's duration and transcript
+    refused: dict = field(default_factory=dict)  # what the page and the kernel said when refused
     clip: np.ndarray | None = None
     speech: np.ndarray | None = None
 
@@ -150,6 +154,24 @@ def _drive(page, lab, server, seen: Seen) -> None:
     _run_cell(page, 3)
     _record(page, 3, MIC_S, seen.mic, "s.final !== null")
     page.screenshot(path=str(SCREENSHOTS / "microphone-mic.png"))
+    _refuse(page, seen)
+
+
+# A browser that refuses: getUserMedia rejects as it does when the permission is denied.
+REFUSE = """() => { navigator.mediaDevices.getUserMedia = () =>
+  Promise.reject(new DOMException('Permission denied', 'NotAllowedError')); }"""
+
+
+def _refuse(page, seen: Seen) -> None:
+    page.evaluate(REFUSE)
+    _run_cell(page, 4)
+    cell = page.locator(f"{SCOPE} .jp-Notebook .jp-Cell").nth(4)
+    cell.locator(".voxmagic-recorder .vm-record").click()
+    cell.locator(".voxmagic-recorder[data-state=failed]").wait_for(timeout=10_000)
+    cell.locator(".jp-RenderedHTMLCommon", has_text="no microphone here").wait_for(timeout=10_000)
+    seen.refused = {"control": cell.locator(".voxmagic-recorder .vm-status").text_content(),
+                    "view": cell.locator(".jp-RenderedHTMLCommon", has_text="no microphone here").text_content(),
+                    "kernel": _run_cell(page, 5)}
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +263,10 @@ def test_the_mic_answer_streams_in_the_widget(seen):
     final = after[-1]["final"]
     assert final and final.startswith(distinct[-1].strip()[:20])
 
+
+def test_a_refused_microphone_is_one_line_in_the_control_the_kernel_knows_and_nothing_waits(seen):
+    line = ("no microphone here: the browser refused the microphone (Permission denied); "
+            "pass a file instead: %%voxtral path/to/clip.wav")
+    assert seen.refused["control"] == line
+    assert seen.refused["view"].strip() == line  # the --mic answer's view ended with it
+    assert seen.refused["kernel"] == "failed"
