@@ -148,12 +148,19 @@ async def transcribe_async(
     max_chunk_s: float | None = DEFAULT_CHUNK_S,
     api: str | None = None,
     on_result: Callable[[int, dict], None] | None = None,
+    dask: Any = None,
     **options: Any,
 ) -> pd.DataFrame:
     """Transcribe every source concurrently; see :func:`transcribe`."""
+    if dask is not None and dask is not False:  # on a Dask cluster: voxmagic.dask (imported only then)
+        from .dask import on_cluster
+
+        cluster = on_cluster(dask, options)
     batch, sent = _transcript_batch(options, timed=segments, language=language, hint=hint, prompt=prompt,
                                       translate_to=translate_to, audio_format=audio_format, max_chunk_s=max_chunk_s,
                                       caching=Caching.of(cache, refresh), api=api)  # fmt: skip
+    if dask is not None and dask is not False:
+        return await cluster.table(audio_sources(sources, **sent), batch, concurrency, max_cost, segments, on_result)
     return await _table(audio_sources(sources, **sent), batch, concurrency, max_cost, segments, on_result)
 
 
@@ -303,6 +310,7 @@ def transcribe(
     max_chunk_s: float | None = DEFAULT_CHUNK_S,
     api: str | None = None,
     on_result: Callable[[int, dict], None] | None = None,
+    dask: Any = None,
     **options: Any,
 ) -> pd.DataFrame:
     """One row per source: ``source, text, duration_s, cost_usd, error`` (+ ``prompt_tokens,
@@ -334,11 +342,17 @@ def transcribe(
     With ``response_format`` (a pydantic model or JSON-schema dict) each source gets a JSON
     answer instead of a transcript, parsed into columns as in :func:`ask_each`; a source cut into
     several chunks then needs ``segments=True`` (one answer per chunk).
+
+    ``dask=client`` (a ``distributed.Client`` or True: the active one) runs it on that Dask cluster
+    (:mod:`voxmagic.dask`): ``concurrency`` bounds requests in flight cluster-wide, ``max_cost`` is a
+    budget that stops sending once reached, and answered rows go to a Parquet dataset at ``output=``
+    (any fsspec path; default ``$VOXMAGIC_DASK_OUTPUT`` or ``./voxmagic-transcripts``) that a rerun
+    skips; ``partition_size=`` sets the sources per task.
     """
     return LOOP.run(transcribe_async(
         sources, language, hint=hint, prompt=prompt, translate_to=translate_to, concurrency=concurrency,
         audio_format=audio_format, max_cost=max_cost, cache=cache, refresh=refresh, segments=segments,
-        max_chunk_s=max_chunk_s, api=api, on_result=on_result, **options,
+        max_chunk_s=max_chunk_s, api=api, on_result=on_result, dask=dask, **options,
     ))  # fmt: skip
 
 

@@ -177,6 +177,12 @@ TRANSCRIBE = [
         "speech-to-text endpoint, with timed segments); default: transcriptions for "
         "plain transcripts on mistral, else chat",
     ),
+    option(
+        "--dask",
+        action="store_true",
+        help="run on the active dask.distributed Client (pip install 'voxmagic[dask]'); rows also go to "
+        "$VOXMAGIC_DASK_OUTPUT (Parquet; default ./voxmagic-transcripts)",
+    ),
 ]
 
 

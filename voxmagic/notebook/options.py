@@ -107,6 +107,7 @@ class TranscribeOptions(CallOptions):
     api: str | None = None
     diarize: bool = False
     vocab: tuple[str, ...] = ()
+    dask: bool = False  # on the active dask.distributed Client (voxmagic.dask)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,6 +208,7 @@ def transcribe_options(args: Namespace, config: Mapping[str, Any]) -> Transcribe
         api=args.api,
         diarize=args.diarize,
         vocab=vocabulary(args.vocab),
+        dask=args.dask,
     )
 
 

@@ -73,10 +73,10 @@ def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Se
         diarize=options.diarize,
         vocabulary=options.vocab,
     )
-    what = "%voxtral_transcribe"
+    what, runner = "%voxtral_transcribe", _runner(options)
     if not options.subtitles:
-        result = run_with_progress(options, Run(sources, spec, what, options.segments), namespace, session)
-        return _playable(result, options, namespace)
+        run = Run(sources, spec, what, options.segments, runner=runner)
+        return _playable(run_with_progress(options, run, namespace, session), options, namespace)
 
     def write(rows: list[dict]) -> tuple[list[dict], str]:
         found = transcripts(segment_rows(rows))
@@ -89,7 +89,18 @@ def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Se
         )
         return (rows if options.segments else per_source(rows)), note
 
-    return run_with_progress(options, Run(sources, spec, what, options.segments, True, write), namespace, session)
+    return run_with_progress(
+        options, Run(sources, spec, what, options.segments, True, write, runner=runner), namespace, session
+    )
+
+
+def _runner(options: TranscribeOptions) -> Callable[..., Any]:
+    """Where the batch runs: here, or with ``--dask`` on the active Dask cluster (voxmagic.dask)."""
+    if not options.dask:
+        return batch_run.run
+    from ..dask import on_cluster
+
+    return on_cluster(True, what="--dask").run
 
 
 def _playable(result: Any, options: TranscribeOptions, namespace: Namespace) -> Any:
@@ -123,6 +134,7 @@ class Run:
     segments: bool | None = None
     after: After | None = None
     finished: dict[int, list[dict]] = field(default_factory=dict)
+    runner: Callable[..., Any] = batch_run.run  # or a Dask cluster's (--dask)
 
     @property
     def sent_segments(self) -> bool:
@@ -167,7 +179,7 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
 
     view.start()
     try:
-        rows = await batch_run.run(
+        rows = await run.runner(
             run.sources,
             run.batch,
             concurrency=options.concurrency,

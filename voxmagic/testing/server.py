@@ -126,6 +126,8 @@ class LocalServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._startup_error: BaseException | None = None
+        self._in_flight = 0  # chat and transcription requests being answered now, and the most at once
+        self._peak_in_flight = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -200,7 +202,7 @@ class LocalServer:
         await runner.cleanup()
 
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=_MAX_BODY)
+        app = web.Application(client_max_size=_MAX_BODY, middlewares=[self._counted])
         for prefix in ("/api/v1", "/v1"):
             app.router.add_post(prefix + "/chat/completions", self._completions)
             app.router.add_post(prefix + "/audio/transcriptions", self._transcriptions)
@@ -210,6 +212,33 @@ class LocalServer:
         app.router.add_post("/_control/reset", self._control_reset)
         app.router.add_get("/_control/requests", self._control_requests)
         return app
+
+    @web.middleware
+    async def _counted(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Count a chat or transcription request in flight from its arrival until its answer is
+        written (a stream) or handed over (a whole reply): the peak is what clients let through."""
+        if request.method != "POST" or request.path.startswith("/_control/"):
+            return await handler(request)
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            return await handler(request)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    @property
+    def in_flight(self) -> int:
+        """Chat and transcription requests being answered right now."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most chat and transcription requests answered at once since the start (or reset)."""
+        with self._lock:
+            return self._peak_in_flight
 
     # -- control ---------------------------------------------------------------------------
     def add_fault(
@@ -271,9 +300,10 @@ class LocalServer:
             return self._models_requests
 
     def reset(self) -> None:
-        """Forget queued faults, the request log and rate-limit state."""
+        """Forget queued faults, the request log, the peak in flight and rate-limit state."""
         with self._lock:
             self._log.clear()
+            self._peak_in_flight = self._in_flight
         self._faults.clear()
         self._admission.clear()
 
