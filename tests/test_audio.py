@@ -488,3 +488,23 @@ def test_a_source_that_breaks_while_it_is_encoded_raises_its_error_and_leaves_no
     with pytest.raises(AudioError, match="middle of a frame"):
         codec.encode_blocks(blocks(), "mp3", label="broken.mp3")
     assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("rate", [22_050, 44_100, 48_000])
+def test_resampling_keeps_speech_frequencies_and_removes_what_16k_cannot_hold(rate):
+    """A 1 kHz and a 7 kHz tone pass at their amplitude; a 10 kHz tone, above the new Nyquist
+    frequency, does not fold back into the band as an alias (≥ 40 dB down)."""
+    t = np.arange(rate * 2) / rate
+
+    def level(freq: float) -> tuple[float, float]:
+        pcm = audio.as_source((np.sin(2 * np.pi * freq * t) * 0.5).astype(np.float32), sample_rate=rate).decode()
+        x = pcm.samples[4000:-4000].astype(float) / 32768
+        spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+        freqs = np.fft.rfftfreq(x.size, 1 / 16_000)
+        return float(np.sqrt(np.mean(x**2)) * np.sqrt(2)), float(freqs[spectrum.argmax()])
+
+    for freq in (1_000, 7_000):
+        amplitude, peak = level(freq)
+        assert abs(amplitude - 0.5) < 0.01 and abs(peak - freq) < 5
+    amplitude, _ = level(10_000)
+    assert amplitude < 0.5 / 100

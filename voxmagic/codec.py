@@ -332,29 +332,31 @@ def _resampled(pieces: Iterable[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]
 
     Downmixing and resampling run once per ~10 s of input rather than once per decoded frame (a
     10-minute MP3 has 23,000 frames): per-call overhead, not the filtering, dominated decoding.
+    The resampler is libsoxr's (``soxr``, "HQ"): as fast as FFmpeg's on long audio and ready at
+    once, where PyAV's filter graph took ~2.3 ms to set up for every file (most of a 1-s clip's
+    cost); a rate of 16 kHz is passed through.
     """
-    import av
+    import soxr
 
-    resampler: av.AudioResampler | None = None
+    stream: Any = None
     rate, held, out = 0, 0, bytearray()
     pending: list[np.ndarray] = []
 
     def push(final: bool) -> None:
         nonlocal pending, held
-        if pending and resampler is not None:
+        if pending:
             mono = _mono(np.concatenate(pending, axis=1) if len(pending) > 1 else pending[0])
-            frame = av.AudioFrame.from_ndarray(mono[None, :], format="flt", layout="mono")
-            frame.sample_rate = rate
-            _append(out, resampler.resample(frame))
+            out.extend(_int16(stream.resample_chunk(mono) if stream is not None else mono))
             pending, held = [], 0
-        if final and resampler is not None:
-            _append(out, resampler.resample(None))
+        if final and stream is not None:
+            out.extend(_int16(stream.resample_chunk(np.zeros(0, np.float32), last=True)))
 
     for samples, piece_rate in pieces:
         if piece_rate != rate or (pending and samples.shape[0] != pending[0].shape[0]):
             push(final=piece_rate != rate)  # a stream may change rate or channels midway
             if piece_rate != rate:
-                resampler, rate = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE), piece_rate
+                rate = piece_rate
+                stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, "float32", "HQ")
         pending.append(samples)
         held += samples.shape[1]
         if held >= rate * 10:
@@ -366,9 +368,9 @@ def _resampled(pieces: Iterable[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]
         yield _take(out)
 
 
-def _append(out: bytearray, frames: list) -> None:
-    for f in frames:
-        out += memoryview(f.planes[0])[: f.samples * 2]
+def _int16(mono: np.ndarray) -> bytes:
+    """float32 samples in [-1, 1] as int16 bytes, rounded and clipped as FFmpeg's s16 conversion."""
+    return np.clip(np.rint(mono * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
 def _take(buffer: bytearray) -> np.ndarray:

@@ -46,8 +46,9 @@ class BackgroundLoop:
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Block until ``coro`` finishes on the loop; Ctrl-C / kernel interrupt cancels it cleanly."""
+    def run(self, coro: Coroutine[Any, Any, T], meanwhile: Callable[[], object] | None = None) -> T:
+        """Block until ``coro`` finishes on the loop; Ctrl-C / kernel interrupt cancels it cleanly.
+        ``meanwhile`` runs on this thread once ``coro`` has started (work that can overlap it)."""
         if self.on_loop_thread():
             coro.close()
             raise RuntimeError(
@@ -63,6 +64,8 @@ class BackgroundLoop:
 
         future = self.submit(tracked())
         try:
+            if meanwhile is not None:
+                meanwhile()
             return self.wait(future)
         except KeyboardInterrupt:
             future.cancel()

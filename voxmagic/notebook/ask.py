@@ -155,8 +155,15 @@ def _plan(options: AskOptions, sources: list, prompt: str, session: Session) -> 
             params=options.params,
             system=options.system,
             audio_format=options.audio_format,
-        )
+        ),
+        meanwhile=_live_view_module if widgets_available(options.view.mode) else None,
     )
+
+
+def _live_view_module() -> None:
+    """Imported while the audio is decoded (PyAV and LAME mostly run without the GIL): in a fresh
+    kernel anywidget's import then costs the first answer nothing."""
+    from . import live_text  # noqa: F401
 
 
 async def _answer(
