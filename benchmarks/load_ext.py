@@ -7,7 +7,8 @@ each, times ``get_ipython().run_line_magic('load_ext', 'voxmagic')`` with ``time
 inside the kernel, and lists which of numpy, pandas, av, httpx (and a few more) are in
 ``sys.modules`` before and after. The figure is the median over the fresh kernels. ``%load_ext``
 then imports what the first call needs on a background thread (``voxmagic/warmup.py``): how long
-that takes, and what it imported, is printed too.
+that takes, and what it imported, is printed too. voxmagic is compiled to bytecode first, as after
+``pip install`` (this machine sets PYTHONDONTWRITEBYTECODE, which users don't).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def in_fresh_kernel(code: str, work: Path) -> str:
 
     km = KernelManager(kernel_name="python3", transport="ipc", ip=str(work / "kernel-ipc"),
                        connection_file=str(work / "kernel.json"))
-    km.start_kernel(env={**os.environ, "IPYTHONDIR": str(work / "ipython"), "JUPYTER_RUNTIME_DIR": str(work),
+    plain = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as users have it
+    km.start_kernel(env={**plain, "IPYTHONDIR": str(work / "ipython"), "JUPYTER_RUNTIME_DIR": str(work),
                          "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
     kc = km.client()
     kc.start_channels()
@@ -71,6 +73,9 @@ def main() -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kernels", type=int, default=3)
     args = parser.parse_args()
+    from first_token import compiled
+
+    compiled()
     seconds, loaded, background, warmed = [], set(), [], set()
     with temp_history() as work:
         for i in range(args.kernels):
