@@ -67,6 +67,15 @@ _BY_DIALECT = {"openrouter": "openrouter", "mistral": "mistral", "openai": "open
 KEY_ENVS = tuple(dict.fromkeys(p.key_env for p in PROVIDERS.values()))
 
 
+# Realtime transcription over a WebSocket, by dialect: the path under the base URL. Mistral's takes
+# pcm_s16le and the model in the query (docs.mistral.ai/capabilities/audio_transcription/
+# realtime_transcription: ``wss://api.mistral.ai/v1/audio/transcriptions/realtime?model=
+# voxtral-mini-transcribe-realtime-2602``); vLLM serves ``/v1/realtime`` only when its model is a
+# realtime one (named in ``session.update``; elsewhere the handshake is refused). OpenRouter has none.
+REALTIME_PATHS = {"mistral": "audio/transcriptions/realtime", "openai": "realtime"}
+REALTIME_MODEL = "voxtral-mini-transcribe-realtime-2602"  # Mistral's; vLLM is told the served model
+
+
 def dialect_for(base_url: str) -> str:
     """Guess the server's dialect from its URL: OpenRouter, Mistral's API, or plain OpenAI-style."""
     if "openrouter.ai" in base_url or base_url.rstrip("/").endswith("/api/v1"):

@@ -9,6 +9,14 @@ runner (:func:`transcriber`), and when the recording stops becomes an :class:`Au
 (an ``(array, 16000)`` source: ``%%voxtral clip``, ``voxmagic.transcribe(clip)``), a small Opus
 copy for a player, and a transcript of the whole that replaces the captions.
 
+Where the provider has a realtime transcription endpoint (Mistral's, vLLM's: :mod:`voxmagic.realtime`)
+the captions come from it instead: every block goes to the session as it arrives and its deltas
+grow the caption. If the session cannot be had (the handshake refused: 403 or 404 from an older
+vLLM or one serving a model without realtime; no answer; an error event) the take says so in one
+note and cuts pieces as above, from the first sample when nothing was captioned yet, else from
+where the audio has got to: every sample is kept in the take either way, and the transcript of
+the whole at the stop is made as always.
+
 Why PCM and not the browser's MediaRecorder: measured in headless Chromium on 4 s of speech,
 MediaRecorder's WebM/Opus (250 ms timeslices) came to 14,400 bytes a second and raw 16-bit PCM
 at 16 kHz to 32,000 — 2.2 times the bytes, 256 kbit/s, nothing on any connection a notebook
@@ -25,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +42,7 @@ import numpy as np
 from .audio import AudioSource
 from .codec import PCM, PREVIEW_BIT_RATE, SAMPLE_RATE, encode
 from .errors import ConfigError, VoxmagicError
+from .realtime import realtime_url, transcribe_stream
 from .silence import detect, frame_rms
 
 if TYPE_CHECKING:
@@ -49,6 +58,8 @@ MAX_S = 3600.0  # ... and may be allowed at most an hour
 NO_MICROPHONE = "no microphone here: {why}; pass a file instead: %%voxtral path/to/clip.wav"
 
 Transcriber = Callable[[AudioSource], Awaitable[str]]
+#: Realtime captions: stream the blocks, report the text each time it grows, return the whole.
+Live = Callable[[AsyncIterator[bytes], Callable[[str], None]], Awaitable[str]]
 
 
 def no_microphone(why: str) -> str:
@@ -95,36 +106,52 @@ def next_cut(tail: np.ndarray, rate: int = SAMPLE_RATE) -> tuple[int, bool] | No
     return (first + int(np.argmin(rms[first:]))) * hop, True
 
 
-def transcriber(settings: Settings, language: str | None = None, caching: Caching | None = None) -> Transcriber:
-    """Transcribe a piece with the batch runner, as ``%voxtral_transcribe`` would (the provider's
-    transcriptions endpoint where it has one): its text, or a :class:`VoxmagicError`."""
-    from .batch import TRANSCRIPT_TEMPERATURE, transcription_batch
-    from .batch_run import run
-    from .chat import Params
-    from .runner import Caching
+class PieceTranscriber:
+    """Transcribes a piece with the batch runner, as ``%voxtral_transcribe`` would (the provider's
+    transcriptions endpoint where it has one): its text, or a :class:`VoxmagicError`. ``live`` is
+    the provider's realtime session for captions (Mistral, vLLM), None where it has none."""
 
-    batch = transcription_batch(
-        settings,
-        Params(temperature=TRANSCRIPT_TEMPERATURE),
-        stream=False,
-        language=language,
-        caching=caching or Caching(),
-    )
+    def __init__(self, settings: Settings, language: str | None = None, caching: Caching | None = None):
+        from .batch import TRANSCRIPT_TEMPERATURE, transcription_batch
+        from .chat import Params
+        from .runner import Caching
 
-    async def transcribe(source: AudioSource) -> str:
-        row = (await run([source], batch, concurrency=1))[0]
+        self.batch = transcription_batch(
+            settings,
+            Params(temperature=TRANSCRIPT_TEMPERATURE),
+            stream=False,
+            language=language,
+            caching=caching or Caching(),
+        )
+        self.live: Live | None = None
+        if realtime_url(settings) is not None:
+
+            async def live(blocks: AsyncIterator[bytes], on_text: Callable[[str], None]) -> str:
+                return await transcribe_stream(settings, blocks, language=language, on_text=on_text)
+
+            self.live = live
+
+    async def __call__(self, source: AudioSource) -> str:
+        from .batch_run import run
+
+        row = (await run([source], self.batch, concurrency=1))[0]
         if row.get("error"):
             raise VoxmagicError(str(row["error"]))
         return str(row.get("text") or "").strip()
 
-    return transcribe
+
+def transcriber(settings: Settings, language: str | None = None, caching: Caching | None = None) -> PieceTranscriber:
+    """What transcribes a take's pieces and its whole (and, where it can, captions it live)."""
+    return PieceTranscriber(settings, language, caching)
 
 
 class Take:
     """One recording: ``waiting`` → ``recording`` → ``stopped``, or ``failed`` (no microphone,
     nothing recorded). :meth:`feed` blocks of little-endian int16 samples at 16 kHz as they arrive;
     :meth:`stop` makes the source. With ``transcribe``, pieces cut at pauses are captioned as they
-    arrive and the whole is transcribed once stopped.
+    arrive and the whole is transcribed once stopped; with ``live`` too (by default the
+    transcriber's own, :class:`PieceTranscriber`), the captions come from a realtime session, and
+    from pieces only if it fails (``note`` says why).
 
     Callbacks (loop thread): ``on_change()`` after anything shown changed, ``on_stop(source)``,
     ``on_transcript(text)`` and ``on_fail(message)``."""
@@ -134,6 +161,7 @@ class Take:
         label: str = "recording",
         *,
         transcribe: Transcriber | None = None,
+        live: Live | None = None,
         max_seconds: float = DEFAULT_MAX_S,
         on_change: Callable[[], None] | None = None,
         on_stop: Callable[[AudioSource], None] | None = None,
@@ -150,6 +178,10 @@ class Take:
         self.final: str | None = None  # the whole recording's transcript
         self.preview = b""  # a small Ogg/Opus copy for a player
         self.tasks: set[asyncio.Task] = set()
+        self.live = live or getattr(transcribe, "live", None)
+        self.live_text = ""  # the realtime session's captions so far
+        self.note = ""  # why the captions came from pieces after all
+        self._blocks: asyncio.Queue[bytes | None] | None = None  # on their way to the realtime session
 
     @property
     def samples(self) -> np.ndarray:
@@ -162,6 +194,9 @@ class Take:
     def start(self) -> None:
         if self.state == "waiting":
             self.state = "recording"
+            if self.transcribe and self.live:
+                self._blocks = asyncio.Queue()
+                self._spawn(self._caption_live(self._blocks))
             self.on_change()
 
     def feed(self, data: bytes) -> None:
@@ -177,7 +212,10 @@ class Take:
             self.buffer = grown
         self.buffer[self.n : self.n + block.size] = block
         self.n += block.size
-        if self.transcribe and self.n - self.checked >= CHECK_S * SAMPLE_RATE:
+        if self._blocks is not None:
+            if block.size:
+                self._blocks.put_nowait(block.tobytes())
+        elif self.transcribe and self.n - self.checked >= CHECK_S * SAMPLE_RATE:
             self.checked = self.n
             found = next_cut(self.samples[self.cut :])
             if found:
@@ -200,6 +238,37 @@ class Take:
             piece.text, piece.error = "", str(exc)
         self.on_change()
 
+    async def _caption_live(self, queue: asyncio.Queue[bytes | None]) -> None:
+        """Captions from the realtime session, fed from ``queue`` until the stop (None)."""
+
+        async def blocks() -> AsyncIterator[bytes]:
+            while (block := await queue.get()) is not None:
+                yield block
+
+        assert self.live is not None
+        try:
+            self.live_text = (await self.live(blocks(), self._live_caption)).strip()
+        except VoxmagicError as exc:
+            self._fall_back(exc)
+        self.on_change()
+
+    def _live_caption(self, text: str) -> None:
+        self.live_text = text.strip()
+        self.on_change()
+
+    def _fall_back(self, exc: VoxmagicError) -> None:
+        """No realtime captions after all: pieces from the first sample if nothing was captioned,
+        else from where the audio has got to."""
+        self._blocks = None
+        self.note = f"live captions from pieces instead: {exc}"
+        self.cut = self.checked = self.n if self.live_text else 0
+        if self.state == "stopped":
+            self.message += f" · {self.note}"
+
+    def _end_live(self) -> None:
+        if self._blocks is not None:
+            self._blocks.put_nowait(None)
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self.tasks.add(task)
@@ -217,8 +286,9 @@ class Take:
             self.fail("nothing was recorded: no sound arrived before the stop")
             return None
         self.state = "stopped"
+        self._end_live()
         source = self._source(0, self.n, self.label)
-        self.message = f"recorded {self.duration_s:.1f} s"
+        self.message = f"recorded {self.duration_s:.1f} s" + (f" · {self.note}" if self.note else "")
         self._spawn(self._after_stop(source))
         if self.on_stop:
             self.on_stop(source)
@@ -243,6 +313,7 @@ class Take:
         if self.state in ("stopped", "failed"):
             return
         self.state, self.message = "failed", message
+        self._end_live()
         if self.on_fail:
             self.on_fail(message)
         self.on_change()
@@ -254,11 +325,12 @@ class Take:
     @property
     def captions(self) -> str:
         """What to show under the control: the pieces' captions so far (``…`` for one on its
-        way), then, once stopped, the transcript of the whole in their place."""
+        way) after the realtime session's, then, once stopped, the transcript of the whole in
+        their place."""
         if self.final is not None:
             return self.final
         shown = [p.text if p.text is not None else "…" for p in self.pieces if p.speech]
-        return " ".join(t for t in shown if t)
+        return " ".join(t for t in [self.live_text, *shown] if t)
 
     async def settled(self) -> None:
         """Returns when no caption or transcript is on its way (loop thread)."""

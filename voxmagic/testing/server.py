@@ -27,6 +27,7 @@ from ._fake_admission import Admission, echoed
 from ._fake_answers import build_answer
 from ._fake_faults import FAULTS, FaultQueue
 from ._fake_models import models_payload
+from ._fake_realtime import add_routes as add_realtime_routes
 from ._fake_requests import DIALECTS, AudioInfo, BadRequest, prompt_text, redact, validate
 from ._fake_streams import ChunkMaker, error_body, fault_error, refusal, reply_answer, stream_answer
 
@@ -207,6 +208,7 @@ class LocalServer:
             app.router.add_post(prefix + "/chat/completions", self._completions)
             app.router.add_post(prefix + "/audio/transcriptions", self._transcriptions)
             app.router.add_get(prefix + "/models", self._models)
+        add_realtime_routes(app, self)  # the realtime WebSockets (GET /v1/...): _fake_realtime
         app.router.add_post("/_control/faults", self._control_faults)
         app.router.add_post("/_control/config", self._control_config)
         app.router.add_post("/_control/reset", self._control_reset)
