@@ -234,3 +234,23 @@ def test_a_session_that_breaks_midway_leaves_its_captions_and_pieces_go_on():
     assert take.note.startswith("live captions from pieces instead: ") and "injected fault" in take.note
     assert take.live_text == expected(x[: 2 * RATE])
     assert take.pieces and take.pieces[0].start >= 2 * RATE and all(p.text is not None for p in take.pieces)
+
+
+@pytest.mark.parametrize("dialect", ["mistral", "vllm"])
+def test_what_a_session_cost_is_in_the_session_ledger(dialect):
+    """%voxtral_cost counts live captions: Mistral's billed seconds at its realtime price; a
+    self-hosted vLLM's cost is unknown, with the seconds sent."""
+    from voxmagic.runner import ledger
+
+    x = pcm(3.3)
+    before = len(ledger.entries)
+    with LocalServer(dialect=dialect, api_key=KEY) as srv:
+        asyncio.run(transcribe_stream(settings(srv, dialect), paced(x, [])))
+    (entry,) = ledger.entries[before:]
+    assert entry.outcome == "answered" and entry.label == "microphone (realtime captions)"
+    if dialect == "mistral":
+        assert entry.audio_seconds == 4 and entry.cost_usd == pytest.approx(4 * 0.006 / 60)
+        assert entry.cost_source == "estimated"
+    else:
+        assert entry.audio_seconds == pytest.approx(3.3) and entry.cost_usd is None
+        assert entry.cost_source == "unknown"

@@ -128,10 +128,13 @@ MIME_TYPES = {
 # - docs.mistral.ai/capabilities/audio_transcription/offline_transcription: "voxtral-mini-latest
 #   for transcription points to voxtral-mini-2602".
 # Self-hosted (vLLM) models have no price here: their cost is unknown to voxmagic.
+# Realtime (the live captions' WebSocket): $0.006/min for Voxtral Mini Transcribe 2 Realtime
+# (mistral.ai/news/voxtral-transcribe-2: "$0.006 per minute" for the realtime model).
 TRANSCRIPTION_PRICES: dict[str, float] = {
     "voxtral-mini-2507": 0.002 / 60,
     "voxtral-mini-2602": 0.003 / 60,
     "voxtral-mini-latest": 0.003 / 60,
+    "voxtral-mini-transcribe-realtime-2602": 0.006 / 60,
 }
 
 

@@ -57,11 +57,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import AsyncIterable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from .cost import LedgerEntry
 from .errors import (
     APIConnectionError,
     APIError,
@@ -72,8 +74,9 @@ from .errors import (
     ServerError,
     error_for_status,
 )
-from .providers import REALTIME_MODEL, REALTIME_PATHS, is_loopback
+from .providers import REALTIME_MODEL, REALTIME_PATHS, is_loopback, transcription_price
 from .redact import Redactor
+from .runner import ledger
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -112,6 +115,8 @@ class RealtimeSession:
         self.redactor = Redactor.for_key(settings.api_key)
         self._deltas = self.redactor.stream()
         self.text = ""
+        self.sent_bytes = 0  # of PCM: 32,000 a second
+        self.usage: dict[str, Any] = {}  # transcription.done's, when it says what was billed
         self.final: str | None = None
         self.error: APIError | None = None
         self._ws: Any = None
@@ -166,9 +171,11 @@ class RealtimeSession:
         kind = "input_audio.append" if self.mistral else "input_audio_buffer.append"
         for i in range(0, len(pcm), MAX_APPEND_BYTES):
             self._raise_if_failed()
-            audio = base64.b64encode(pcm[i : i + MAX_APPEND_BYTES]).decode("ascii")
+            piece = pcm[i : i + MAX_APPEND_BYTES]
+            audio = base64.b64encode(piece).decode("ascii")
             with self._translated():
                 await self._ws.send(json.dumps({"type": kind, "audio": audio}))
+            self.sent_bytes += len(piece)
 
     async def finish(self, timeout: float | None = None) -> str:
         """The audio is over: wait for the whole text (at most ``timeout``, default the settings'
@@ -200,6 +207,26 @@ class RealtimeSession:
         if self._ws is not None:
             ws, self._ws = self._ws, None
             await asyncio.gather(ws.close(), return_exceptions=True)
+
+    def cost_entry(self) -> LedgerEntry:
+        """What the session cost, for the session's ledger (``%voxtral_cost``): billed per second
+        of audio sent — the seconds ``transcription.done`` reports, else those sent — at the
+        model's price; unknown for a model without one (a self-hosted vLLM)."""
+        reported = self.usage.get("prompt_audio_seconds")
+        seconds = float(reported) if isinstance(reported, (int, float)) else self.sent_bytes / (2 * SAMPLE_RATE)
+        price = transcription_price(self.model)
+        return LedgerEntry(
+            time.time(),
+            "microphone (realtime captions)",
+            self.model,
+            None if price is None else price * seconds,
+            None,
+            None,
+            seconds,
+            "unknown" if price is None else "estimated",
+            None,
+            "answered" if self.final is not None else "failed",
+        )
 
     def _raise_if_failed(self) -> None:
         if self.error is not None:
@@ -233,6 +260,8 @@ class RealtimeSession:
             self._grow(self._deltas.flush())
             text = event.get("text")
             self.final = self.redactor.text(text) if isinstance(text, str) else self.text
+            usage = event.get("usage")
+            self.usage = usage if isinstance(usage, dict) else {}
             self._done.set()
         elif kind == "error":
             self.error = self._event_error(event)
@@ -337,3 +366,5 @@ async def transcribe_stream(
         return await session.finish(finish_timeout)
     finally:
         await session.close()
+        if session.sent_bytes:
+            ledger.add(session.cost_entry())
