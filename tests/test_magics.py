@@ -306,3 +306,31 @@ def test_help_on_the_line_prints_every_option_and_runs_nothing(ip, server, line)
     flags = [f for action in magic.__func__.parser._actions for f in action.option_strings]
     assert all(flag in out for flag in flags) and "--help" not in flags  # each with its help line
     assert ip.user_ns.get("_voxtral_error") is None
+
+
+def test_the_player_is_made_while_the_question_goes_out(ip, server, tmp_path, monkeypatch):
+    """Encoding the player's preview (~0.2 s a minute) must not hold up the request: the preview is
+    made once the request is on its way, in the place kept for it above the answer."""
+    import time
+
+    from IPython.utils.capture import capture_output
+
+    from voxmagic.notebook import ask
+
+    seen: list[int] = []
+
+    def after_the_request(clip):
+        deadline = time.monotonic() + 5
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.01)  # made before sending (as it was), this would wait in vain
+        seen.append(len(server.requests))
+        return real(clip)
+
+    real = ask.preview
+    monkeypatch.setattr(ask, "preview", after_the_request)
+    tone_file(tmp_path / "five.wav", 5.0)
+    ip.run_line_magic("config", "VoxtralMagics.display_mode = 'widget'")
+    with capture_output() as cap:
+        ip.run_cell(f"%%voxtral {tmp_path / 'five.wav'} -o ans\nQ?")
+    assert seen == [1] and ip.user_ns["ans"]
+    assert any('type="audio/ogg"' in o.data.get("text/html", "") for o in cap.outputs)

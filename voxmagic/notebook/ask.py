@@ -65,8 +65,9 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
         return None
     LOOP.run(runner.check_before_sending(plan, options.settings, options.max_cost, options.caching))
     widget = widgets_available(options.view.mode)
+    players = None
     if widget and not options.resume and 0 < plan.request.audio_seconds <= options.view.player_max_seconds:
-        _players(plan.request.audio, session)
+        players = _players(plan.request.audio, session)
     view = session.last_view = StreamView(plan.request, widget=widget, rate=options.view.rate)
     result = start(
         _answer(options, plan, functions, view, namespace, session),
@@ -77,6 +78,7 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
             "interrupted: the request was cancelled (it may still be billed; "
             "see %voxtral_history); the text so far is in _voxtral_partial"
         ),
+        meanwhile=players,
     )
     return result if options.background else None
 
@@ -215,18 +217,34 @@ async def _answer(
 PREVIEW_MAX_BYTES = 96_000  # never more than this per player (before base64)
 
 
-def _players(clips: tuple, session: Session) -> None:
+def _players(clips: tuple, session: Session) -> Callable[[], None] | None:
     """A player per source, once per notebook session: a small Opus preview (the notebook keeps
-    it, so its size matters), not the upload bytes; none when it would still be too big."""
-    from IPython.display import Audio, display
+    it, so its size matters), not the upload bytes; none when it would still be too big. Their
+    places are kept above the answer now; the previews are made and shown by the function this
+    returns, which runs while the request goes out (encoding a minute of Opus takes ~0.2 s, which
+    the first token no longer waits for)."""
+    from IPython.display import HTML, Audio, DisplayHandle
 
-    for clip in clips:
-        if clip.sha256 in session.players:
-            continue
-        data = preview(clip)
-        if len(data) > PREVIEW_MAX_BYTES:
-            continue
+    todo = [clip for clip in clips if clip.sha256 not in session.players]
+    if not todo:
+        return None
+    places = []
+    for clip in todo:
         session.players.add(clip.sha256)
-        player = Audio(data=data)
-        player.mimetype = MIME_TYPES["ogg"]
-        display(player)
+        places.append(DisplayHandle())
+        places[-1].display(HTML(""))
+
+    def fill() -> None:
+        for clip, place in zip(todo, places, strict=True):
+            try:
+                data = preview(clip)
+            except Exception:  # noqa: BLE001 - a player is a nicety; the question goes on without it
+                data = b""
+            if not data or len(data) > PREVIEW_MAX_BYTES:
+                session.players.discard(clip.sha256)
+                continue
+            player = Audio(data=data)
+            player.mimetype = MIME_TYPES["ogg"]
+            place.update(player)
+
+    return fill

@@ -32,14 +32,18 @@ def start(
     namespace: MutableMapping[str, Any],
     description: str,
     on_interrupt: Callable[[], str],
+    meanwhile: Callable[[], object] | None = None,
 ) -> Any:
     """Run ``work`` (which closes and finishes its view and binds variables itself) until it
-    ends, or hand back a Job at once; an interrupt becomes one line saying what was kept."""
+    ends, or hand back a Job at once; an interrupt becomes one line saying what was kept.
+    ``meanwhile`` runs in the cell once ``work`` has started (a player drawn while it sends)."""
     if background:
         job = Job(LOOP.submit(work), description)
         namespace["_voxtral_job"] = job
+        if meanwhile is not None:
+            meanwhile()
         return job
     try:
-        return LOOP.run(work)
+        return LOOP.run(work, meanwhile=meanwhile)
     except KeyboardInterrupt:
         raise Interrupted(on_interrupt()) from None
