@@ -19,7 +19,7 @@ from _common import HEADER
 HERE = Path(__file__).parent
 SCRIPTS = [
     "batch", "baseline", "widgets", "prepare", "memory", "upload_size", "rerun", "locked_history", "load_ext", "vad",
-    "long_audio", "client_cpu",
+    "long_audio", "client_cpu", "first_token", "dask_scale",
 ]
 
 

@@ -114,6 +114,31 @@ def test_200_clips_once_each_within_the_cluster_limit_and_a_rerun_sends_nothing(
     assert len(stored(tmp_path)) == 200
 
 
+def _profiling(dask_worker=None):
+    return dask_worker.periodic_callbacks["profile"].is_running()
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="the profiler deadlock (CPython gh-106883) is fixed there")
+def test_the_workers_profiler_sleeps_while_a_job_runs_and_wakes_after(client, server, clips, tmp_path):
+    """Its sys._current_frames() every 10 ms deadlocked PyAV's decoding on Python 3.11 (see
+    partitions._profiler_paused): stopped while partitions run, running again after."""
+    server.configure(latency=0.3)
+    assert all(client.run(_profiling).values())
+    job = threading.Thread(target=voxmagic.transcribe, args=(clips[:40],),
+                           kwargs=dict(dask=client, concurrency=CAP, **opts(server, tmp_path)))  # fmt: skip
+    job.start()
+    seen = set()
+    while job.is_alive():
+        if server.request_count:  # partitions are running on both workers
+            seen |= set(client.run(_profiling).values())
+        job.join(0.05)
+    assert False in seen
+    deadline = time.monotonic() + 5
+    while not all(client.run(_profiling).values()) and time.monotonic() < deadline:
+        job.join(0.05)
+    assert all(client.run(_profiling).values())
+
+
 def test_the_budget_stops_sending_and_nothing_past_it_is_sent(client, server, clips, tmp_path):
     server.configure(latency=0.02)
     budget = 0.002
