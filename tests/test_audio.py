@@ -455,6 +455,7 @@ def test_lameenc_and_pyav_mp3_uploads_are_the_same_size():
     assert fast[:4] == b"\xff\xf3\x58\xc4" and b"Info" in fast[:60]
     assert abs(len(fast) - len(codec._pyav_encoded(pcm, "mp3", codec.ENCODERS["mp3"].bit_rate))) < 200
     assert lame._info_frame(b"not mp3 frames at all", 100) is None
+    assert lame._crc16(b"123456789") == 0xBB3D  # CRC-16/ARC's check value (the LAME tag's checksum)
 
 
 def test_a_file_is_encoded_while_it_is_decoded_into_the_same_bytes(tmp_path, monkeypatch):

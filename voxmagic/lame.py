@@ -129,11 +129,23 @@ def _info_frame(body: bytes | bytearray, samples: int) -> bytes | None:
     return tag + bytes(180 - len(tag))
 
 
-def _crc16(data: bytes) -> int:
-    """CRC-16/ARC (polynomial 0x8005, reflected), the LAME tag's checksum of the bytes before it."""
-    crc = 0
-    for byte in data:
-        crc ^= byte
+def _crc_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
         for _ in range(8):
             crc = crc >> 1 ^ (0xA001 if crc & 1 else 0)
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC = _crc_table()
+
+
+def _crc16(data: bytes) -> int:
+    """CRC-16/ARC (polynomial 0x8005, reflected), the LAME tag's checksum of the bytes before it;
+    a byte at a time from a table (bit by bit it was 0.7 ms of every clip)."""
+    crc = 0
+    for byte in data:
+        crc = crc >> 8 ^ _CRC[(crc ^ byte) & 0xFF]
     return crc

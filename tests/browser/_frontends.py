@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -222,3 +223,22 @@ def register_screenshot_summary(config, folder: Path, name: str,
         plugin = ScreenshotSummary(folder, title)
         config.pluginmanager.register(plugin, name)
     return plugin
+
+
+NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in view
+
+
+def run_cell(page, index: int, timeout: float = 60.0) -> list[str]:
+    """Select cell ``index`` (its prompt, so the notebook is in command mode), run it with
+    Ctrl+Enter, and return the text of each of its outputs once its prompt shows a number again."""
+    cell = page.locator(f"{NOTEBOOK} .jp-Notebook .jp-Cell").nth(index)
+    before = cell.locator(".jp-InputArea-prompt").text_content()
+    cell.locator(".jp-InputArea-prompt").click()
+    page.keyboard.press("Control+Enter")
+    deadline = time.monotonic() + timeout
+    while True:
+        prompt = cell.locator(".jp-InputArea-prompt").text_content().strip()
+        if re.fullmatch(r"\[\d+\]:", prompt) and prompt != before.strip():
+            return [o.strip() for o in cell.locator(".jp-OutputArea-output").all_text_contents()]
+        assert time.monotonic() < deadline, f"cell {index} did not finish (prompt {prompt})"
+        time.sleep(0.05)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from _frontends import SCREENSHOTS, frontend_env, start_jupyterlab, stop_jupyterlab
+from _frontends import SCREENSHOTS, frontend_env, run_cell, start_jupyterlab, stop_jupyterlab
 
 from voxmagic.testing.server import LocalServer
 
@@ -105,19 +104,8 @@ def speech_wav(path: Path) -> np.ndarray:
 
 
 def _run_cell(page, index: int) -> str:
-    """Run cell ``index`` (Ctrl+Enter on its prompt); its last output's text once it finished."""
-    cell = page.locator(f"{SCOPE} .jp-Notebook .jp-Cell").nth(index)
-    before = cell.locator(".jp-InputArea-prompt").text_content()
-    cell.locator(".jp-InputArea-prompt").click()
-    page.keyboard.press("Control+Enter")
-    deadline = time.monotonic() + 60
-    while True:
-        prompt = cell.locator(".jp-InputArea-prompt").text_content().strip()
-        if re.fullmatch(r"\[\d+\]:", prompt) and prompt != before.strip():
-            outputs = cell.locator(".jp-OutputArea-output")
-            return "\n".join(o.strip() for o in outputs.all_text_contents())
-        assert time.monotonic() < deadline, f"cell {index} did not finish (prompt {prompt})"
-        time.sleep(0.05)
+    """Cell ``index`` run (see run_cell); its outputs' text."""
+    return "\n".join(run_cell(page, index))
 
 
 def _record(page, index: int, seconds: float, take: Take, until: str) -> None:

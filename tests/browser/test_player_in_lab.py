@@ -8,14 +8,13 @@ the row plays, goes to build/browser-screenshots/player.png.
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 import pytest
-from _frontends import SCREENSHOTS, frontend_env, start_jupyterlab, stop_jupyterlab
+from _frontends import SCREENSHOTS, frontend_env, run_cell, start_jupyterlab, stop_jupyterlab
 
 from voxmagic.testing.server import LocalServer
 from voxmagic.testing.synth import speechlike, write_audio
@@ -89,20 +88,8 @@ def _write_notebook(root: Path) -> None:
 
 
 def _run_cell(page, index: int) -> str:
-    """Select cell ``index`` (its prompt, so the notebook is in command mode), run it with Ctrl+Enter,
-    and return its output's text (empty without one) once its prompt shows a number again."""
-    cell = page.locator(f"{SCOPE} .jp-Notebook .jp-Cell").nth(index)
-    before = cell.locator(".jp-InputArea-prompt").text_content()
-    cell.locator(".jp-InputArea-prompt").click()
-    page.keyboard.press("Control+Enter")
-    deadline = time.monotonic() + 60
-    while True:
-        prompt = cell.locator(".jp-InputArea-prompt").text_content().strip()
-        if re.fullmatch(r"\[\d+\]:", prompt) and prompt != before.strip():
-            outputs = cell.locator(".jp-OutputArea-output")
-            return outputs.last.text_content().strip() if outputs.count() else ""
-        assert time.monotonic() < deadline, f"cell {index} did not finish (prompt {prompt})"
-        time.sleep(0.05)
+    """Cell ``index`` run (see run_cell); its last output's text, empty without one."""
+    return (run_cell(page, index) or [""])[-1]
 
 
 def _drive(page, lab, seen: Seen) -> None:
