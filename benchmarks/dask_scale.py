@@ -22,8 +22,10 @@ audio seconds prepared per wall second per worker, the input for the 10,000-hour
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
+from pathlib import Path
 
 from _common import CACHE, Row, _atomic, local_server, median, report, runs, speech_mp3, temp_history
 
@@ -65,7 +67,14 @@ def _warm(path: str) -> None:
     voxmagic.audio.prepare(path)
 
 
-def timed(workers: int, files: list[str], options: dict) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(workers: int, files: list[str], options: dict, server_pid: int) -> tuple[float, float, float]:
+    """(wall, CPU seconds of the local server, of this process — the client and the scheduler)."""
     from dask.distributed import Client, LocalCluster
 
     import voxmagic
@@ -74,12 +83,14 @@ def timed(workers: int, files: list[str], options: dict) -> float:
             Client(cluster) as client:  # fmt: skip
         client.run(_warm, files[0])
         output = tempfile.mkdtemp(prefix="voxmagic-dask-bench-")
+        server_cpu, own_cpu = cpu_seconds(server_pid), time.process_time()
         started = time.perf_counter()
         df = voxmagic.transcribe(files, dask=client, output=output, **options)
         wall = time.perf_counter() - started
+        server_cpu, own_cpu = cpu_seconds(server_pid) - server_cpu, time.process_time() - own_cpu
     if df["error"].notna().any() or df["cached"].any() or len(df) != len(files):
         raise SystemExit(f"{workers} workers: errors or cached rows:\n{df[['source', 'error', 'cached']]}")
-    return wall
+    return wall, server_cpu, own_cpu
 
 
 def main() -> list[Row]:
@@ -91,12 +102,16 @@ def main() -> list[Row]:
     args = parser.parse_args()
     files = clips(args.clips, args.seconds)
     walls: dict[int, list[float]] = {1: [], 2: []}
+    others: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
     with temp_history(), local_server(latency=0) as server:
         options = {"base_url": server.base_url, "api_key": "bench", "concurrency": args.concurrency}
         for _ in range(args.repeat):
             for workers in (1, 2):
-                walls[workers].append(timed(workers, files, options))
-                print(f"{workers} worker(s): {walls[workers][-1]:.2f} s", flush=True)
+                wall, server_cpu, own_cpu = timed(workers, files, options, server.proc.pid)
+                walls[workers].append(wall)
+                others[workers].append((server_cpu, own_cpu))
+                print(f"{workers} worker(s): {wall:.2f} s; meanwhile the local server used {server_cpu:.1f} s of CPU, "
+                      f"the client and scheduler {own_cpu:.1f} s", flush=True)
     one, two = median(walls[1]), median(walls[2])
     audio = args.clips * args.seconds
     print(f"{args.clips} clips × {args.seconds:g} s of 44.1 kHz stereo MP3; walls 1 worker "
@@ -109,6 +124,9 @@ def main() -> list[Row]:
             f"{one / two:.2f}× ({one:.1f} s / {two:.1f} s)", one / two >= TARGET),  # fmt: skip
         Row("dask_scale: audio prepared and sent per wall second, per worker (1 worker; 2 workers)", "—",
             f"{audio / one:.0f}×; {audio / two / 2:.0f}× real time", None),
+        Row("dask_scale: CPU the local server and the client+scheduler used during a 2-worker run, of the "
+            "2 cores × its wall", "—", f"{median([o[0] for o in others[2]]):.1f} s + {median([o[1] for o in others[2]]):.1f} s "
+            f"of {2 * two:.1f} core-seconds", None),
     ]
 
 
