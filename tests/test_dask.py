@@ -121,7 +121,7 @@ def _profiling(dask_worker=None):
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="the profiler deadlock (CPython gh-106883) is fixed there")
 def test_the_workers_profiler_sleeps_while_a_job_runs_and_wakes_after(client, server, clips, tmp_path):
     """Its sys._current_frames() every 10 ms deadlocked PyAV's decoding on Python 3.11 (see
-    partitions._profiler_paused): stopped while partitions run, running again after."""
+    cluster_limits.profiler_paused): stopped while partitions run, running again after."""
     server.configure(latency=0.3)
     assert all(client.run(_profiling).values())
     job = threading.Thread(target=voxmagic.transcribe, args=(clips[:40],),

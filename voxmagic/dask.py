@@ -257,6 +257,8 @@ class _Reports:
         self.loop.call_soon_threadsafe(self._apply, msg)
 
     def _apply(self, msg: dict) -> None:
+        for each in msg.get("batch", ()):  # a partition's progress of the last half second
+            self._apply(each)
         if "start" in msg and msg["start"] not in self.started | self.done:
             self.started.add(msg["start"])
             if self.on_start:

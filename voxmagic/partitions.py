@@ -2,33 +2,26 @@
 prepared there and sent under the run's cluster-wide limits — and the Parquet dataset it writes to.
 
 **The dataset** (:class:`ParquetStore`), at any fsspec path (a folder, ``s3://``, ``gs://``, ...):
-one file per partition, written by the worker that ran it the moment it finishes. A file holds the
-partition's *answered* rows — one per source, the columns of :func:`voxmagic.transcribe` plus
-``key`` (sha256 of the audio's content digest and the request parameters) and ``run`` — never a
-failure, so a rerun retries what failed and skips what is here. Its name is fixed by the run and
+one file per partition, written by the worker that ran it the moment it finishes, of its
+*answered* rows — the columns of :func:`voxmagic.transcribe` plus ``key`` (sha256 of the audio's
+content digest and the request parameters) and ``run`` — never a failure, so a rerun retries
+what failed and skips what is here. Its name is fixed by the run and
 the partition (``part-<run>-<partition>.parquet``): a partition redone after its worker died
 overwrites its own file and never adds a second copy. A file is written under a ``_``-prefixed
 name (which readers skip) and then moved into place, so a reader never sees half of one. Every
 file has the same schema (:func:`schema`).
 
-**The task** (:func:`run_partition`): every request holds a lease of the run's
-``distributed.Semaphore`` while it is in flight; with a budget, its upper-bound estimate is first
-reserved in the run's ``distributed.Variable`` under a ``distributed.Lock``; a thread watches the
-run's ``distributed.Event`` and cancels the partition when the client stops; each source's start
-and end are published with ``Worker.log_event``. Those calls block, so voxmagic's loop makes them
-on a small pool of threads. ``pyarrow``, ``fsspec`` and ``distributed`` are imported when used.
+**The task** (:func:`run_partition`): the partition's sources prepared on the worker and sent
+within the run's limits (:mod:`voxmagic.cluster_limits`: the cluster-wide ``Semaphore``, the
+budget, the stop event, progress). pyarrow, fsspec and distributed load when used.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import hashlib
-import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +29,7 @@ from typing import Any
 from . import audio as _audio
 from .batch import PIPELINE, Batch
 from .batch_run import send_chunk
+from .cluster_limits import Gate, Primitives, profiler_paused
 from .frames import KINDS, TRANSCRIPT_COLUMNS, table
 from .loop import LOOP
 from .preparing import chunk_stream, why
@@ -43,9 +37,6 @@ from .prices import ensure_prices
 from .results import format_usd
 from .runner import label, map_bounded, planned
 from .stitch import stitch, summary
-
-WATCH_S = 0.5  # how often a partition looks at the stop event
-SLOW_S = 30  # a budget Variable that cannot be read this long is gone: the job has ended
 
 #: What every file holds, in this order.
 COLUMNS = [*TRANSCRIPT_COLUMNS, "trimmed_s", "key", "run"]
@@ -173,48 +164,15 @@ def run_partition(job: Job, number: int, items: list[tuple[int, Any]], done: dic
     worker = get_worker()
     _own_history(worker.local_directory)
     own = job.store.partition_rows(job.run, number)  # an earlier attempt's (its worker died after writing)
-    cluster = _Primitives(job, worker)
+    cluster = Primitives(job, worker)
     finished: list[tuple[int, str | None, list[dict] | None]] = []
     try:
-        with _profiler_paused(worker):
+        with profiler_paused(worker):
             LOOP.run(_partition_async(job, cluster, items, done, own, finished))
     finally:
         cluster.close()
         job.store.write(job.run, number, [r for _, _, rows in finished for r in rows or []])
     return sorted(finished, key=lambda f: f[0])
-
-
-_PAUSES: list[Any] = []  # the profiler callbacks stopped while partitions run in this process
-_RUNNING = [0]
-_PAUSING = threading.Lock()
-
-
-@contextlib.contextmanager
-def _profiler_paused(worker: Any) -> Iterator[None]:
-    """The worker's statistical profiler stopped while any partition runs in this process. On
-    Python < 3.12 its ``sys._current_frames()`` every 10 ms can deadlock the worker for good: a
-    garbage collection inside it, holding the interpreter's thread-list lock, runs a finalizer
-    while a PyAV decoding thread waits to resume (CPython gh-106883, fixed in 3.12). Measured:
-    3 of 4 1,000-clip jobs stalled with it running, none of 4 without."""
-    if sys.version_info >= (3, 12):
-        yield
-        return
-    with _PAUSING:
-        _RUNNING[0] += 1
-        if _RUNNING[0] == 1:
-            callbacks = [worker.periodic_callbacks.get(n) for n in ("profile", "profile-cycle")]
-            _PAUSES[:] = [c for c in callbacks if c is not None and c.is_running()]
-            for callback in _PAUSES:
-                worker.loop.add_callback(callback.stop)  # tornado's callbacks belong to the worker's loop
-    try:
-        yield
-    finally:
-        with _PAUSING:
-            _RUNNING[0] -= 1
-            if _RUNNING[0] == 0:
-                for callback in _PAUSES:
-                    worker.loop.add_callback(callback.start)
-                _PAUSES.clear()
 
 
 _HISTORY = threading.Lock()
@@ -230,14 +188,14 @@ def _own_history(folder: str) -> None:
             store.use(target)
 
 
-async def _partition_async(job: Job, cluster: _Primitives, items: list, done: dict, own: dict, finished: list) -> None:
+async def _partition_async(job: Job, cluster: Primitives, items: list, done: dict, own: dict, finished: list) -> None:
     await ensure_prices(job.batch.settings)
     cluster.start(asyncio.get_running_loop(), asyncio.current_task())
     cpu = asyncio.Semaphore(max(1, getattr(cluster.worker, "nthreads", 1)))  # the cores Dask gave this worker
 
     async def one(pair: tuple[int, Any]) -> None:
         index, item = pair
-        key, rows = await _source(item, job, _Gate(cluster, index), cpu, done, own)
+        key, rows = await _source(item, job, Gate(cluster, index), cpu, done, own)
         finished.append((index, key, rows))
         name = label(item)
         shown = rows or [{"source": name, "duration_s": done.get(key or ""), "cost_usd": 0.0, "cached": True}]
@@ -246,7 +204,7 @@ async def _partition_async(job: Job, cluster: _Primitives, items: list, done: di
     await map_bounded(items, one, 2 * job.concurrency)
 
 
-async def _source(item: Any, job: Job, gate: _Gate, cpu: asyncio.Semaphore, done: dict, own: dict) -> tuple:
+async def _source(item: Any, job: Job, gate: Gate, cpu: asyncio.Semaphore, done: dict, own: dict) -> tuple:
     """``(key, rows)`` for one source: None rows when the dataset has it already."""
     name = label(item)
     try:
@@ -278,7 +236,7 @@ async def _source(item: Any, job: Job, gate: _Gate, cpu: asyncio.Semaphore, done
     return key, [dict(stitch(name, rows), key=key)]
 
 
-async def _chunk(clip: Any, job: Job, gate: _Gate) -> list[dict]:
+async def _chunk(clip: Any, job: Job, gate: Gate) -> list[dict]:
     """One chunk sent under the cluster's limit — and, with a budget, only if its estimate fits."""
     if job.budget is None:
         return await send_chunk(clip, job.batch, gate)
@@ -291,102 +249,3 @@ async def _chunk(clip: Any, job: Job, gate: _Gate) -> list[dict]:
     cost = sum(r.get("cost_usd") or 0.0 for r in rows) if known else usd
     await asyncio.shield(gate.cluster.call(gate.cluster.settle, cost - usd))
     return rows
-
-
-class _Primitives:
-    """A partition's handles on its run's Dask primitives. Their calls block, so voxmagic's loop
-    makes them on a small pool of threads (:meth:`call`)."""
-
-    def __init__(self, job: Job, worker: Any):
-        from distributed import Event, Lock, Semaphore, Variable, get_client
-
-        self.job, self.worker, client = job, worker, get_client()  # bound here: the pool's threads cannot find them
-        self.leases = Semaphore(job.concurrency, job.name("in-flight"), worker.scheduler, worker.loop)
-        self.stop = Event(job.name("stop"), client)
-        self.lock = Lock(job.name("budget-lock"), worker.scheduler, worker.loop) if job.budget is not None else None
-        self.spent = Variable(job.name("budget"), client) if job.budget is not None else None
-        self.pool = concurrent.futures.ThreadPoolExecutor(job.concurrency + 2, thread_name_prefix="voxmagic-dask")
-        self.local: asyncio.Semaphore | None = None  # this process's requests waiting for or holding a lease
-        self.ended = threading.Event()
-
-    def start(self, loop: asyncio.AbstractEventLoop, task: Any) -> None:
-        """Begin watching the stop event: when it is set, the partition is cancelled."""
-        self.local = asyncio.Semaphore(self.job.concurrency)
-
-        def watch() -> None:
-            while not self.ended.is_set():
-                try:
-                    if self.stop.wait(WATCH_S):
-                        loop.call_soon_threadsafe(task.cancel)
-                        return
-                except Exception:  # noqa: BLE001 - the scheduler is briefly out of reach: look again later
-                    self.ended.wait(WATCH_S)
-
-        threading.Thread(target=watch, daemon=True, name="voxmagic-dask-stop").start()
-
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
-
-    def emit(self, msg: dict) -> None:
-        with contextlib.suppress(Exception):  # progress is a convenience, never a failure
-            self.worker.log_event(self.job.name("progress"), msg)
-
-    def reserve(self, usd: float) -> bool:
-        """Reserve ``usd`` of the budget, or refuse (and refuse from then on) when it would not fit."""
-        assert self.lock is not None and self.spent is not None and self.job.budget is not None
-        try:
-            with self.lock:
-                state = self.spent.get(timeout=SLOW_S)
-                fits = not state["stopped"] and state["spent"] + usd <= self.job.budget
-                self.spent.set(
-                    {"spent": state["spent"] + usd, "stopped": False} if fits else {**state, "stopped": True}
-                )
-        except Exception:  # noqa: BLE001 - the job has ended (its Variable is gone): send nothing more
-            return False
-        return fits
-
-    def settle(self, change: float) -> None:
-        assert self.lock is not None and self.spent is not None
-        with contextlib.suppress(Exception), self.lock:
-            state = self.spent.get(timeout=SLOW_S)
-            self.spent.set({**state, "spent": state["spent"] + change})
-
-    def close(self) -> None:
-        self.ended.set()
-        self.pool.shutdown(wait=True)
-
-
-class _Gate:
-    """One source's way through the cluster's limit: a lease of the run's Semaphore around each
-    request; the first one tells the client the source has started."""
-
-    def __init__(self, cluster: _Primitives, index: int):
-        self.cluster, self.index, self.told = cluster, index, False
-
-    async def __aenter__(self) -> None:
-        cluster = self.cluster
-        assert cluster.local is not None
-        await cluster.local.acquire()
-        leased = asyncio.get_running_loop().run_in_executor(cluster.pool, cluster.leases.acquire)
-        try:
-            await asyncio.shield(leased)
-        except BaseException:
-            leased.add_done_callback(self._give_back)  # cancelled while waiting: the lease is returned
-            cluster.local.release()
-            raise
-        if not self.told:
-            self.told = True
-            cluster.emit({"start": self.index})
-
-    def _give_back(self, leased: asyncio.Future) -> None:
-        if not leased.cancelled() and leased.exception() is None:
-            with contextlib.suppress(Exception):
-                self.cluster.pool.submit(self.cluster.leases.release)
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.cluster.local is not None
-        try:
-            with contextlib.suppress(Exception):  # a closed semaphore (the job ended): nothing to give back
-                await asyncio.shield(self.cluster.call(self.cluster.leases.release))
-        finally:
-            self.cluster.local.release()
