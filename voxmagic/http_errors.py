@@ -78,6 +78,19 @@ async def raise_for_status(resp: httpx.Response, redactor: Redactor) -> None:
     if resp.status_code < 400:
         return
     raw = redactor.text((await resp.aread()).decode("utf-8", "replace"))
+    error, message = error_body(raw)
+    raise payload_error(
+        {**error, "message": message or resp.reason_phrase},
+        status=resp.status_code,
+        retry_after=retry_after(resp.headers.get("retry-after")),
+        generation_id=resp.headers.get("x-generation-id"),
+    )
+
+
+def error_body(raw: str) -> tuple[dict, Any]:
+    """An error response's body (already redacted): its error object (OpenRouter's ``{"error":
+    {...}}``, else the body's own fields) and its message — ``message``, a FastAPI ``detail``, or
+    the start of the text — on one line (vLLM's validation errors come in several)."""
     try:
         payload = json.loads(raw)
     except ValueError:
@@ -86,14 +99,7 @@ async def raise_for_status(resp: httpx.Response, redactor: Redactor) -> None:
         payload = {}
     error = payload["error"] if isinstance(payload.get("error"), dict) else payload
     message = error.get("message") or _detail(error.get("detail")) or raw[:200].strip()
-    if isinstance(message, str):  # some servers (vLLM's validation errors) answer several lines
-        message = " ".join(message.split())
-    raise payload_error(
-        {**error, "message": message or resp.reason_phrase},
-        status=resp.status_code,
-        retry_after=retry_after(resp.headers.get("retry-after")),
-        generation_id=resp.headers.get("x-generation-id"),
-    )
+    return error, " ".join(message.split()) if isinstance(message, str) else message
 
 
 def _detail(detail: Any) -> Any:

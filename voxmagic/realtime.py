@@ -68,15 +68,15 @@ from .errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
-    AuthenticationError,
     BadRequestError,
     ConfigError,
     ServerError,
     error_for_status,
 )
+from .http_errors import error_body
 from .providers import REALTIME_MODEL, REALTIME_PATHS, is_loopback, transcription_price
 from .redact import Redactor
-from .runner import ledger
+from .runner import advise, ledger
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -329,20 +329,12 @@ class RealtimeSession:
 
     def _refused(self, status: int, body: bytes | bytearray | None) -> APIError:
         """A handshake answered with an HTTP status instead of a WebSocket."""
-        said = self.redactor.text((body or b"").decode("utf-8", "replace"))
-        try:
-            payload = json.loads(said)
-            error = payload.get("error", payload) if isinstance(payload, dict) else {}
-            said = str(error.get("message") or error.get("detail") or "") if isinstance(error, dict) else said
-        except ValueError:
-            pass
-        said = " ".join(said.split())[:200]
+        said = str(error_body(self.redactor.text((body or b"").decode("utf-8", "replace")))[1] or "")[:200]
         message = f"{self.where} refused the WebSocket" + (f": {said}" if said else "")
         unrouted = status in (403, 404, 405)  # vLLM without a realtime model, or an older one: 403
         error = (BadRequestError if unrouted else error_for_status(status))(message, status=status)
-        if isinstance(error, AuthenticationError):
-            error.advice = f"check the key in {self.settings.key_env} (or pass api_key=)"
-        elif unrouted:
+        advise(error, self.settings)
+        if unrouted:
             error.advice = "no realtime transcription there: an older server, or a model without it"
         return error
 

@@ -255,7 +255,7 @@ async def send(
         else:
             response = await client.complete(request, attempts.on_event)
     except (APIError, asyncio.CancelledError) as exc:
-        _advise(exc, settings)
+        advise(exc, settings)
         await asyncio.shield(attempts.failed(exc))
         raise
     priced(response, request)
@@ -341,7 +341,7 @@ def priced(response: Response, request: Request) -> Response:
     return response
 
 
-def _advise(exc: BaseException, settings: Settings) -> None:
+def advise(exc: BaseException, settings: Settings) -> None:
     """What to do about a refused key or credits depends on the provider."""
     if isinstance(exc, AuthenticationError):
         exc.advice = f"check the key in {settings.key_env} (or pass api_key=)"
