@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,3 +243,36 @@ def run_cell(page, index: int, timeout: float = 60.0) -> list[str]:
             return [o.strip() for o in cell.locator(".jp-OutputArea-output").all_text_contents()]
         assert time.monotonic() < deadline, f"cell {index} did not finish (prompt {prompt})"
         time.sleep(0.05)
+
+
+CHROMIUM = os.environ.get("VOXMAGIC_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
+
+
+@contextmanager
+def lab_page(root: Path, home: Path, server, *, args: list[str], height: int, failure: str):
+    """JupyterLab on ``root`` against ``server`` and a headless Chromium page (1280 × ``height``,
+    launched with ``args``), both stopped after; an error in the block becomes an AssertionError
+    with a screenshot (``SCREENSHOTS / failure``) and the end of JupyterLab's log."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: apt-get install chromium", pytrace=False)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    lab = start_jupyterlab(root, frontend_env(server, home), home)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, timeout=60_000)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": height})
+                try:
+                    yield page, lab
+                except Exception as exc:
+                    page.screenshot(path=str(SCREENSHOTS / failure))
+                    raise AssertionError(f"{exc}\nscreenshot: {SCREENSHOTS / failure}\n"
+                                         f"JupyterLab log tail:\n{lab.log_tail(25)}") from exc
+            finally:
+                browser.close()
+    finally:
+        stop_jupyterlab(lab)

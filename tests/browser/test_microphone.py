@@ -12,7 +12,6 @@ controls every 20 ms. Screenshots go to build/browser-screenshots/microphone*.pn
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 import time
@@ -23,13 +22,12 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from _frontends import SCREENSHOTS, frontend_env, run_cell, start_jupyterlab, stop_jupyterlab
+from _frontends import CHROMIUM_ARGS, SCREENSHOTS, lab_page, run_cell
 
 from voxmagic.testing.server import LocalServer
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("VOXMAGIC_CHROMIUM", "/usr/bin/chromium")
 RATE = 16_000
 RECORD_S, MIC_S = 4.0, 3.0
 PHRASES = ["Good morning.", "Rivers flow.", "Fish swim.", "The sea is salty.", "Birds sing.", "Thank you."]
@@ -164,39 +162,18 @@ def _refuse(page, seen: Seen) -> None:
 
 @pytest.fixture(scope="module")
 def seen(tmp_path_factory) -> Seen:
-    from playwright.sync_api import sync_playwright
-
     if not shutil.which("espeak-ng"):
         pytest.fail("espeak-ng is not installed: apt-get install espeak-ng", pytrace=False)
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: apt-get install chromium", pytrace=False)
     root, home = tmp_path_factory.mktemp("mic-root"), tmp_path_factory.mktemp("mic-home")
     result = Seen(speech=speech_wav(home / "speech.wav"))
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nbformat.write(nb, root / "mic.ipynb")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={home / 'speech.wav'}"]
-    with LocalServer() as server:
-        lab = start_jupyterlab(root, frontend_env(server, home), home)
-        try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, timeout=60_000)
-                try:
-                    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-                    try:
-                        _drive(page, lab, server, result)
-                    except Exception as exc:
-                        page.screenshot(path=str(SCREENSHOTS / "microphone-failure.png"))
-                        raise AssertionError(f"{exc}\nscreenshot: {SCREENSHOTS / 'microphone-failure.png'}\n"
-                                             f"JupyterLab log tail:\n{lab.log_tail(25)}") from exc
-                finally:
-                    browser.close()
-        finally:
-            stop_jupyterlab(lab)
+    with LocalServer() as server, lab_page(root, home, server, args=args, height=1000,
+                                           failure="microphone-failure.png") as (page, lab):  # fmt: skip
+        _drive(page, lab, server, result)
     result.clip = np.load(root / "clip.npy")
     return result
 

@@ -7,24 +7,21 @@ the row plays, goes to build/browser-screenshots/player.png.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 import pytest
-from _frontends import SCREENSHOTS, frontend_env, run_cell, start_jupyterlab, stop_jupyterlab
+from _frontends import CHROMIUM_ARGS as BROWSER_ARGS
+from _frontends import SCREENSHOTS, lab_page, run_cell
 
 from voxmagic.testing.server import LocalServer
 from voxmagic.testing.synth import speechlike, write_audio
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("VOXMAGIC_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync",
-                 "--autoplay-policy=no-user-gesture-required"]
+CHROMIUM_ARGS = [*BROWSER_ARGS, "--autoplay-policy=no-user-gesture-required"]
 SECONDS, ROWS = 12.0, 4
 STEP = SECONDS / ROWS
 ROW = 2  # the third row: 6.0–9.0 s, so the stop at its end is the player's, not the end of the file
@@ -140,32 +137,13 @@ STATE = """(scope) => { const a = document.querySelector(scope + ' .voxmagic-pla
 
 @pytest.fixture(scope="module")
 def seen(tmp_path_factory) -> Seen:
-    from playwright.sync_api import sync_playwright
-
     root, home = tmp_path_factory.mktemp("player-root"), tmp_path_factory.mktemp("player-home")
     _write_notebook(root)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     (SCREENSHOTS / "player-failure.png").unlink(missing_ok=True)  # an earlier run's
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: apt-get install chromium", pytrace=False)
     result = Seen()
-    with LocalServer() as server:
-        lab = start_jupyterlab(root, frontend_env(server, home), home)
-        try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
-                try:
-                    page = browser.new_page(viewport={"width": 1280, "height": 900})
-                    try:
-                        _drive(page, lab, result)
-                    except Exception as exc:
-                        page.screenshot(path=str(SCREENSHOTS / "player-failure.png"))
-                        raise AssertionError(f"{exc}\nscreenshot: {SCREENSHOTS / 'player-failure.png'}\n"
-                                             f"JupyterLab log tail:\n{lab.log_tail(25)}") from exc
-                finally:
-                    browser.close()
-        finally:
-            stop_jupyterlab(lab)
+    with LocalServer() as server, lab_page(root, home, server, args=CHROMIUM_ARGS, height=900,
+                                           failure="player-failure.png") as (page, lab):  # fmt: skip
+        _drive(page, lab, result)
     return result
 
 
