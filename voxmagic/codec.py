@@ -291,22 +291,48 @@ def array_blocks(a: np.ndarray, rate: int, start_s: float = 0.0, end_s: float | 
 def _frame_arrays(
     frames: Iterator[Any], start_s: float = 0.0, end_s: float | None = None
 ) -> Iterator[tuple[np.ndarray, int]]:
-    """Each decoded frame as (samples of shape (channels, n), rate), as cheaply as possible, cut
-    to [start_s, end_s) by the frames' own times (counted from the first when they have none)."""
+    """Decoded frames as (samples of shape (channels, n), rate) of about 10 s each (a new piece
+    whenever rate, layout or sample format change), cut to [start_s, end_s) by the frames' own
+    times (counted from the first when they have none).
+
+    Each frame's planes are copied as bytes into one buffer per channel, and numpy sees them once
+    per piece: an array per frame (a second of AAC is 43 frames) cost more than decoding them."""
     counted = 0.0
+    kind: tuple[str, int, int] | None = None
+    buffers: list[bytearray] = []
+    held = 0
     for frame in frames:
-        a = frame.to_ndarray()
-        if not frame.format.is_planar:
-            a = a.reshape(-1, len(frame.layout.channels)).T
-        rate = frame.sample_rate
+        rate, n = frame.sample_rate, frame.samples
         at = frame.time if frame.time is not None else counted
-        counted = at + a.shape[1] / rate
+        counted = at + n / rate
         if end_s is not None and at >= end_s:
-            return
+            break
         first = max(0, round((start_s - at) * rate))
-        last = a.shape[1] if end_s is None else min(a.shape[1], round((end_s - at) * rate))
-        if first < last:
-            yield (a if first == 0 and last == a.shape[1] else a[:, first:last]), rate
+        last = n if end_s is None else min(n, round((end_s - at) * rate))
+        if first >= last:
+            continue
+        now = (frame.format.name, len(frame.layout.channels), rate)
+        if now != kind or held >= rate * 10:
+            if kind is not None:
+                yield _gathered(buffers, *kind), kind[2]
+            kind, held = now, 0
+            buffers = [bytearray() for _ in frame.planes]
+        width = frame.format.bytes * (1 if frame.format.is_planar else now[1])
+        for buffer, plane in zip(buffers, frame.planes, strict=True):
+            buffer += memoryview(plane)[first * width : last * width]
+        held += last - first
+    if kind is not None:
+        yield _gathered(buffers, *kind), kind[2]
+
+
+def _gathered(buffers: list[bytearray], format: str, channels: int, rate: int) -> np.ndarray:
+    """One channel's bytes per buffer (planar), or all channels interleaved in one → (channels, n)."""
+    import av
+
+    dtype = np.dtype(av.audio.frame.format_dtypes[format]).newbyteorder("=")
+    if len(buffers) == 1:
+        return np.frombuffer(buffers[0], dtype).reshape(-1, channels).T
+    return np.stack([np.frombuffer(buffer, dtype) for buffer in buffers])
 
 
 def _mono(a: np.ndarray) -> np.ndarray:
