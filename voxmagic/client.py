@@ -109,8 +109,36 @@ class Client:
     async def _retrying(self, attempt: Callable[[], Awaitable[Response]], on_event: EventHandler | None) -> Response:
         """Run ``attempt`` until it succeeds, a failure is not retryable, or the retries run out;
         the response (or the error) tells how many attempts it took and how long it waited."""
-        retries: list[tuple[str, float]] = []
         started = time.monotonic()
+        try:  # most requests succeed at once: tenacity's machinery (~0.3 ms) only after a failure
+            response = await attempt()
+        except APIError as exc:
+            if not exc.retryable:
+                exc.attempts, exc.waited_s = 1, time.monotonic() - started
+                raise
+            failure = exc
+        else:
+            response.attempts, response.retries = 1, []
+            return response
+        return await self._retried(attempt, failure, on_event, started)
+
+    async def _retried(
+        self,
+        attempt: Callable[[], Awaitable[Response]],
+        failure: APIError,
+        on_event: EventHandler | None,
+        started: float,
+    ) -> Response:
+        """:meth:`_retrying` after a first, retryable ``failure``: tenacity sees it as its first
+        attempt (so the backoff, the stop rule and the events treat it as any other)."""
+        first = [failure]
+
+        async def replayed() -> Response:
+            if first:
+                raise first.pop()
+            return await attempt()
+
+        retries: list[tuple[str, float]] = []
 
         def before_sleep(state: Any) -> None:
             exc = state.outcome.exception()
@@ -126,7 +154,7 @@ class Client:
             is not failing); every other failure counts towards ``max_attempts``."""
             nonlocal failures
             if isinstance(state.outcome.exception(), RateLimitError):
-                return state.seconds_since_start >= self.settings.rate_limit_patience
+                return time.monotonic() - started >= self.settings.rate_limit_patience
             failures += 1
             return failures >= self.settings.max_attempts
 
@@ -140,7 +168,7 @@ class Client:
         try:
             async for attempt_state in retrying:
                 with attempt_state:
-                    response = await attempt()
+                    response = await replayed()
         except APIError as exc:
             exc.attempts = retrying.statistics.get("attempt_number", 1)
             exc.waited_s = time.monotonic() - started
