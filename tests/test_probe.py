@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from voxmagic import audio, codec, sniff
+from voxmagic import audio, resample, sniff
 from voxmagic.errors import AudioError
 from voxmagic.testing.synth import CONTAINERS, speechlike, tone, tone_file, write_audio
 
@@ -185,7 +185,7 @@ def test_stereo_is_averaged_to_the_same_float32_values_as_numpys_mean():
                 scaled = (scaled - 128.0) / 128.0
             elif a.dtype.kind == "i":
                 scaled = scaled / float(np.iinfo(a.dtype).max + 1)
-            assert np.array_equal(codec._mono(a), scaled.mean(axis=0, dtype=np.float32)), dtype
+            assert np.array_equal(resample.mono(a), scaled.mean(axis=0, dtype=np.float32)), dtype
 
 
 # -- lies, damage, and what is not opened ------------------------------------------------------

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from . import sniff
 from .arrays import is_array, is_array_pair, is_pandas
 from .arrays import sample_rate as sample_rate_of
 from .arrays import samples as samples_of
+from .as_is import MP3_ONLY
+from .as_is import as_is as unchanged
 from .codec import (
     PCM,
     SAMPLE_RATE,
@@ -31,7 +32,6 @@ from .codec import (
     container_blocks,
     encode,
     encode_blocks,
-    opened,
     preview,
     probe_duration,
 )
@@ -61,7 +61,6 @@ __all__ = [
     "MAX_DOWNLOAD_BYTES",
 ]
 
-MAX_AS_IS_BIT_RATE = 64_000  # an MP3 at or under this is uploaded as it is
 NO_SPEECH = "holds no speech: --trim-silence (trim_silence=True) found only silence; leave it out to send the audio"
 
 
@@ -202,54 +201,30 @@ class AudioSource:
             out += block.tobytes()
         return PCM(np.frombuffer(out, dtype=np.int16))
 
-    def prepare(self, format: str = DEFAULT_FORMAT) -> EncodedAudio:
-        """Bytes to upload: the file as it is when already compact in ``format``, else decoded
-        and encoded."""
+    def prepare(self, format: str = DEFAULT_FORMAT, accepted: tuple[str, ...] = MP3_ONLY) -> EncodedAudio:
+        """Bytes to upload: the file as it is when :meth:`as_is` lets it go (``accepted``: the
+        containers the provider decodes), else decoded and encoded."""
         source = self._fetched_now()
         if not self.trim:
-            return source.as_is(format) or encode_blocks(source.blocks(), format, label=self.label)
+            return source.as_is(format, None, accepted) or encode_blocks(source.blocks(), format, label=self.label)
         clip = trimmed_clip(source.decode(), format, self.label, self.offset_s)
         if clip is None:
             raise AudioError(self.label, NO_SPEECH)
         return clip
 
-    def as_is(self, format: str, max_s: float | None = None) -> EncodedAudio | None:
-        """The source's own bytes when it is already an MP3 of at most 64 kbit/s (and at most
-        ``max_s`` long) and ``format`` is mp3: re-encoding would cost CPU and quality for nothing.
-
-        Its exact duration comes from decoding (counting samples); None when it does not qualify.
-        A file whose first bytes say it is something else (:func:`voxmagic.sniff.container`) is
-        not opened at all.
-        """
-        if format != "mp3" or self.spans or self.trim or (self.path is None and self.data is None):
+    def as_is(
+        self, format: str, max_s: float | None = None, accepted: tuple[str, ...] = MP3_ONLY
+    ) -> EncodedAudio | None:
+        """The source's own bytes when ``format`` is the default and :mod:`voxmagic.as_is` lets the
+        file go unchanged (a compact MP3, or a small file in a container of ``accepted``), with its
+        exact duration; None otherwise. A file whose first bytes say it is something else is not
+        opened at all."""
+        if format != DEFAULT_FORMAT or self.spans or self.trim or (self.path is None and self.data is None):
             return None
         if self.path is not None and not self.path.is_file():
             return None
-        import av
-
-        file = io.BytesIO(self.data) if self.data is not None else str(self.path)
-        kind = sniff.container(file)
-        if kind not in (None, "mp3"):
-            return None
-        try:
-            with opened(file, kind) as container:
-                streams = container.streams.audio
-                if container.format.name != "mp3" or len(streams) != 1:
-                    return None
-                stream = streams[0]
-                if not stream.codec_context.bit_rate or stream.codec_context.bit_rate > MAX_AS_IS_BIT_RATE:
-                    return None
-                if max_s and container.duration and container.duration / 1e6 > max_s * 1.05:
-                    return None  # clearly too long to go whole: don't decode it just to count
-                samples = sum(frame.samples for frame in container.decode(stream))
-                rate = stream.codec_context.sample_rate
-        except av.error.FFmpegError:
-            return None  # the decoding path gives the proper error
-        seconds = samples / rate if rate else 0.0
-        if not seconds or (max_s and seconds > max_s):
-            return None
-        data = self.data if self.data is not None else Path(str(file)).read_bytes()
-        return EncodedAudio(data, "mp3", seconds, self.label)
+        found = unchanged(io.BytesIO(self.data) if self.data is not None else str(self.path), accepted, max_s)
+        return None if found is None else EncodedAudio(found.data, found.format, found.seconds, self.label)
 
 
 async def fetched(

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import audio as _audio
 from . import limits
+from .as_is import MP3_ONLY, unchanged_formats
 from .audio import AudioSource, EncodedAudio
 from .chat import ChatRequest, Params
 from .cost import pricing_for
@@ -117,11 +118,17 @@ class Batch:
             )
         return self
 
+    @property
+    def unchanged_formats(self) -> tuple[str, ...]:
+        """Containers a file may be uploaded in as it is (see :mod:`voxmagic.as_is`)."""
+        return MP3_ONLY if self.endpoint == "transcriptions" else unchanged_formats(self.settings.effective_dialect)
+
     def fingerprint(self, source: AudioSource) -> str | None:
         digest = source.content_digest()
         if digest is None:
             return None
-        key = f"{digest}|{self.audio_format}|{self.max_chunk_s or None}|{self.overlap_s}|{PIPELINE}"
+        unchanged = ",".join(self.unchanged_formats)
+        key = f"{digest}|{self.audio_format}|{self.max_chunk_s or None}|{self.overlap_s}|{unchanged}|{PIPELINE}"
         return hashlib.sha256(key.encode()).hexdigest()
 
 

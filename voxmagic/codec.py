@@ -24,9 +24,8 @@ import numpy as np
 from . import lame, sniff
 from .errors import AudioError
 from .formats import DEFAULT_FORMAT, ENCODERS, UPLOAD_FORMATS
+from .resample import SAMPLE_RATE, resampled
 
-SAMPLE_RATE = 16_000
-BLOCK_BYTES = SAMPLE_RATE * 2 * 10  # decode in ~10 s blocks
 PROBE_BYTES = 64 * 1024  # read at most this much of a container to learn its duration
 # With the demuxer known from the first bytes (voxmagic.sniff) FFmpeg need not probe the format;
 # and in an audio-only container it need not look further than the first packet either: its
@@ -254,7 +253,7 @@ def container_blocks(
             if start_s > 0:
                 container.seek(int(start_s * av.time_base), backward=True, any_frame=False)
             frames = _frame_arrays(container.decode(streams[0]), start_s, end_s)
-            for block in _resampled(frames):
+            for block in resampled(frames):
                 produced = True
                 yield block
         except av.error.FFmpegError as exc:  # damage after good audio: keep what decoded
@@ -276,7 +275,7 @@ def wav_blocks(
             raw = sniff.read_at(file, wav.offset + a * width, min(last - a, rate * 10) * width)
             yield np.frombuffer(raw, "<i2", len(raw) // width * wav.channels).reshape(-1, wav.channels).T, rate
 
-    yield from _resampled(pieces())
+    yield from resampled(pieces())
 
 
 def array_blocks(a: np.ndarray, rate: int, start_s: float = 0.0, end_s: float | None = None) -> Iterator[np.ndarray]:
@@ -285,7 +284,7 @@ def array_blocks(a: np.ndarray, rate: int, start_s: float = 0.0, end_s: float | 
     a = a[None, :] if a.ndim == 1 else a
     a = a[:, round(start_s * rate) : None if end_s is None else round(end_s * rate)]
     block = rate * 10
-    yield from _resampled((a[:, i : i + block], rate) for i in range(0, a.shape[1], block))
+    yield from resampled((a[:, i : i + block], rate) for i in range(0, a.shape[1], block))
 
 
 def _frame_arrays(
@@ -333,77 +332,6 @@ def _gathered(buffers: list[bytearray], format: str, channels: int, rate: int) -
     if len(buffers) == 1:
         return np.frombuffer(buffers[0], dtype).reshape(-1, channels).T
     return np.stack([np.frombuffer(buffer, dtype) for buffer in buffers])
-
-
-def _mono(a: np.ndarray) -> np.ndarray:
-    """(channels, n) samples of any sample format → float32 mono in [-1, 1] (channels averaged).
-
-    Stereo is averaged as ``(left + right) / 2``, the same float32 values as numpy's mean but
-    without its per-sample inner loop over an interleaved (strided) array: 0.7 ms per second of
-    44.1 kHz stereo, more than decoding it."""
-    if a.dtype.kind == "u":  # unsigned PCM is offset binary: silence is the middle value
-        middle = float(np.iinfo(a.dtype).max // 2 + 1)
-        a = (a.astype(np.float32) - middle) / middle
-    elif a.dtype.kind == "i":
-        a = a.astype(np.float32) / float(np.iinfo(a.dtype).max + 1)
-    if a.shape[0] == 2:
-        mono = np.add(a[0], a[1], dtype=np.float32)
-        mono *= np.float32(0.5)
-        return mono
-    return a.mean(axis=0, dtype=np.float32) if a.shape[0] > 1 else a[0].astype(np.float32, copy=False)
-
-
-def _resampled(pieces: Iterable[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
-    """(channels, n) pieces at any rate → 16 kHz mono int16 blocks of about 10 s.
-
-    Downmixing and resampling run once per ~10 s of input rather than once per decoded frame (a
-    10-minute MP3 has 23,000 frames): per-call overhead, not the filtering, dominated decoding.
-    The resampler is libsoxr's (``soxr``, "HQ"): as fast as FFmpeg's on long audio and ready at
-    once, where PyAV's filter graph took ~2.3 ms to set up for every file (most of a 1-s clip's
-    cost); a rate of 16 kHz is passed through.
-    """
-    import soxr
-
-    stream: Any = None
-    rate, held, out = 0, 0, bytearray()
-    pending: list[np.ndarray] = []
-
-    def push(final: bool) -> None:
-        nonlocal pending, held
-        if pending:
-            mono = _mono(np.concatenate(pending, axis=1) if len(pending) > 1 else pending[0])
-            out.extend(_int16(stream.resample_chunk(mono) if stream is not None else mono))
-            pending, held = [], 0
-        if final and stream is not None:
-            out.extend(_int16(stream.resample_chunk(np.zeros(0, np.float32), last=True)))
-
-    for samples, piece_rate in pieces:
-        if piece_rate != rate or (pending and samples.shape[0] != pending[0].shape[0]):
-            push(final=piece_rate != rate)  # a stream may change rate or channels midway
-            if piece_rate != rate:
-                rate = piece_rate
-                stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, "float32", "HQ")
-        pending.append(samples)
-        held += samples.shape[1]
-        if held >= rate * 10:
-            push(final=False)
-        if len(out) >= BLOCK_BYTES:
-            yield _take(out)
-    push(final=True)
-    if out:
-        yield _take(out)
-
-
-def _int16(mono: np.ndarray) -> bytes:
-    """float32 samples in [-1, 1] as int16 bytes, rounded and clipped as FFmpeg's s16 conversion."""
-    return np.clip(np.rint(mono * 32768.0), -32768, 32767).astype("<i2").tobytes()
-
-
-def _take(buffer: bytearray) -> np.ndarray:
-    """The buffer's samples as a new int16 array; the buffer is emptied."""
-    block = np.frombuffer(bytes(buffer), dtype=np.int16)
-    buffer.clear()
-    return block
 
 
 def _ffmpeg_reason(exc: Exception) -> str:

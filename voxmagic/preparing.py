@@ -62,7 +62,9 @@ async def chunk_stream(item: Any, batch: Batch) -> AsyncIterator[EncodedAudio]:
 
 
 async def _produced(source: AudioSource, batch: Batch) -> AsyncIterator[EncodedAudio]:
-    as_is = await asyncio.to_thread(source.as_is, batch.audio_format, batch.max_chunk_s or None)
+    as_is = await asyncio.to_thread(
+        source.as_is, batch.audio_format, batch.max_chunk_s or None, batch.unchanged_formats
+    )
     if as_is is not None:
         yield as_is
         return

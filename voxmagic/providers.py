@@ -21,6 +21,10 @@ DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 KEY_ENV = "OPENROUTER_API_KEY"
 TRANSCRIPTIONS_ENDPOINT = "audio/transcriptions"
 TRANSCRIPTION_DIALECTS = ("mistral", "openai")
+#: Containers a dialect's chat endpoint is documented to decode from ``input_audio``, so that a
+#: file may go as it is (:mod:`voxmagic.as_is`): OpenRouter names ``m4a`` among its formats;
+#: Mistral's chat part carries no format name, and vLLM decodes with whatever its host has.
+UNCHANGED_FORMATS: dict[str, tuple[str, ...]] = {"openrouter": ("mp3", "m4a"), "mistral": ("mp3",), "openai": ("mp3",)}
 
 
 @dataclass(frozen=True)

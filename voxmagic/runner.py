@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import audio as _audio
+from .as_is import MP3_ONLY, unchanged_formats
 from .audio import EncodedAudio
 from .chat import ChatRequest, Params
 from .client import Client
@@ -145,8 +146,10 @@ def _durations(sources: Sequence[Any]) -> list[float | None]:
     return [s.duration_s if isinstance(s, EncodedAudio) else s.probe_duration() for s in sources]
 
 
-def prepare(items: Sequence[Any], audio_format: str) -> tuple[EncodedAudio, ...]:
-    return tuple(a if isinstance(a, EncodedAudio) else _audio.as_source(a).prepare(audio_format) for a in items)
+def prepare(items: Sequence[Any], audio_format: str, accepted: tuple[str, ...] = MP3_ONLY) -> tuple[EncodedAudio, ...]:
+    return tuple(
+        a if isinstance(a, EncodedAudio) else _audio.as_source(a).prepare(audio_format, accepted) for a in items
+    )
 
 
 async def plan(
@@ -163,7 +166,7 @@ async def plan(
     await ensure_prices(settings)  # today's prices for the estimate (once a day, never fails)
     sources = await prepared_sources(items, settings.download_timeout)
     check_length(await asyncio.to_thread(_durations, sources))
-    clips = await asyncio.to_thread(prepare, sources, audio_format)
+    clips = await asyncio.to_thread(prepare, sources, audio_format, unchanged_formats(settings.effective_dialect))
     return planned(ChatRequest(prompt, clips, params, settings.model, system, settings.effective_dialect))
 
 

@@ -114,6 +114,22 @@ def _frame(data: bytes) -> tuple[str | None, int]:
     return "mp3", (144 if mpeg1 else 72) * kbps * 1000 // rate + ((data[2] >> 1) & 1)
 
 
+def mp3_length_tag(file: str | io.BytesIO) -> bool:
+    """Whether an MP3's first frame (after any ID3v2 tag) is a Xing/Info header that gives the
+    frame count, or a VBRI header: then FFmpeg's duration is exact, not estimated from the bit rate."""
+    head = read_at(file, 0, 10)
+    start = 10 + _syncsafe(head[6:10]) + (10 if head[5] & 0x10 else 0) if head[:3] == b"ID3" and len(head) == 10 else 0
+    frame = read_at(file, start, 4 + 32 + 12)
+    if _frame(frame)[0] != "mp3":
+        return False
+    mono = frame[3] >> 6 == 3
+    side = (17 if mono else 32) if (frame[1] >> 3) & 3 == 3 else (9 if mono else 17)
+    tag = frame[4 + side : 4 + side + 8]
+    if tag[:4] in (b"Xing", b"Info"):
+        return bool(tag[7] & 1)  # the flags' "frames" bit
+    return frame[36:40] == b"VBRI"
+
+
 def _syncsafe(b: bytes) -> int:
     return (b[0] & 0x7F) << 21 | (b[1] & 0x7F) << 14 | (b[2] & 0x7F) << 7 | (b[3] & 0x7F)
 
