@@ -9,7 +9,7 @@ only about one chunk of 16 kHz samples is held at a time, so a 2-hour file strea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 
 import numpy as np
 
@@ -86,7 +86,9 @@ def split_blocks(
         yield start, np.concatenate(pending)
 
 
-def pieces(source: AudioSource, max_s: float | None, overlap_s: float = 0.0) -> Iterator[tuple[float, np.ndarray]]:
+def pieces(
+    source: AudioSource, max_s: float | None, overlap_s: float = 0.0
+) -> Generator[tuple[float, np.ndarray], None, None]:
     """(start on the source's timeline, samples) of each piece to send, decoded as they are read:
     pieces of at most ``max_s`` cut at pauses (overlapping by ``overlap_s``), or all of it."""
     offset = source.offset_s
