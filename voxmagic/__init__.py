@@ -70,16 +70,13 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-# What a first ``%%voxtral`` needs (numpy, PyAV, LAME, httpx, anywidget come with them) and the TLS
-# set-up its connection will use: from ``%load_ext`` on, in the background (see warmup.py). Not
-# pandas (0.4 s): a first cell run at once would wait for it; tables import it when they need it.
-FIRST_CALL_MODULES = (
-    "voxmagic.notebook.ask",
-    "voxmagic.notebook.live_text",
-    "av",
-    "lameenc",
-    "voxmagic.client:tls_context",
-)
+# What a first ``%%voxtral`` needs before its request leaves (numpy and httpx come with the first;
+# PyAV, libsoxr and LAME decode and encode; httpcore and the TLS set-up make the connection), in
+# that order: from ``%load_ext`` on, in the background (see warmup.py). Then the live view
+# (anywidget, ~0.1 s), only while no call has begun: a cell run at once shows it after sending.
+# Not pandas (0.4 s): a first cell run at once would wait for it; tables import it when needed.
+FIRST_CALL_MODULES = ("voxmagic.notebook.ask", "av", "soxr", "lameenc", "httpcore", "voxmagic.client:tls_context")
+AFTER_SENDING_MODULES = ("voxmagic.notebook.live_text",)
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -89,7 +86,7 @@ def load_ipython_extension(ipython: Any) -> None:
     from .notebook.magics import VoxtralMagics
 
     ipython.register_magics(VoxtralMagics)
-    warmup.start(FIRST_CALL_MODULES)
+    warmup.start(FIRST_CALL_MODULES, then=AFTER_SENDING_MODULES)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

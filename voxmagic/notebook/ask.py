@@ -13,7 +13,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import replace
 from typing import Any
 
-from .. import runner
+from .. import runner, warmup
 from ..audio import preview
 from ..conversation import exchange, follow_up, split_tools
 from ..cost import pricing_for
@@ -36,6 +36,7 @@ Namespace = MutableMapping[str, Any]
 def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Session) -> Job | None:
     """Plan, check and send one question; a Job with ``--background``, else None (the view shows
     the answer and ``-o`` holds it)."""
+    warmup.call_began()
     if not cell.strip():
         raise ConfigError(
             "the cell is empty: write your question about the audio below the "
@@ -68,19 +69,55 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
     players = None
     if widget and not options.resume and 0 < plan.request.audio_seconds <= options.view.player_max_seconds:
         players = _players(plan.request.audio, session)
-    view = session.last_view = StreamView(plan.request, widget=widget, rate=options.view.rate)
-    result = start(
-        _answer(options, plan, functions, view, namespace, session),
-        background=options.background,
-        namespace=namespace,
-        description=f"%%voxtral {' '.join(options.audio)}",
-        on_interrupt=lambda: (
-            "interrupted: the request was cancelled (it may still be billed; "
-            "see %voxtral_history); the text so far is in _voxtral_partial"
-        ),
-        meanwhile=players,
-    )
+    # in a fresh kernel the live view's module (anywidget, ~0.1 s) is imported once the request is sent
+    later = widget and LIVE_VIEW_MODULE not in sys.modules
+    view = session.last_view = StreamView(plan.request, widget=widget, rate=options.view.rate, later=later)
+    result = _start(options, plan, functions, view, namespace, session, players, later)
     return result if options.background else None
+
+
+LIVE_VIEW_MODULE = f"{__package__}.live_text"
+
+
+def _start(
+    options: AskOptions,
+    plan: Plan,
+    functions: dict[str, Callable],
+    view: StreamView,
+    namespace: Namespace,
+    session: Session,
+    players: Callable[[], None] | None,
+    later: bool,
+) -> Any:
+    """Start the call; in the cell meanwhile, while the request goes out, the live view is shown
+    (if it was left until then) and the players are filled."""
+
+    def meanwhile() -> None:
+        if later:
+            LOOP.run(_turns(3))  # the loop's first steps with the request (client, connection) go first
+        view.show()
+        if players is not None:
+            players()
+
+    try:
+        return start(
+            _answer(options, plan, functions, view, namespace, session),
+            background=options.background,
+            namespace=namespace,
+            description=f"%%voxtral {' '.join(options.audio)}",
+            on_interrupt=lambda: (
+                "interrupted: the request was cancelled (it may still be billed; "
+                "see %voxtral_history); the text so far is in _voxtral_partial"
+            ),
+            meanwhile=meanwhile,
+        )
+    finally:
+        view.show()  # an interrupt came before the meanwhile did: what the call left is shown
+
+
+async def _turns(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
 
 
 def _mic(
@@ -157,15 +194,8 @@ def _plan(options: AskOptions, sources: list, prompt: str, session: Session) -> 
             params=options.params,
             system=options.system,
             audio_format=options.audio_format,
-        ),
-        meanwhile=_live_view_module if widgets_available(options.view.mode) else None,
+        )
     )
-
-
-def _live_view_module() -> None:
-    """Imported while the audio is decoded (PyAV and LAME mostly run without the GIL): in a fresh
-    kernel anywidget's import then costs the first answer nothing."""
-    from . import live_text  # noqa: F401
 
 
 async def _answer(

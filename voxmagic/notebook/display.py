@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import html
 import sys
+import threading
 from typing import Any
 
 from ..chat import ChatRequest
-from ..loop import Throttle
+from ..loop import LOOP, Throttle
 from ..progress import Answering, Progress
 from ..streaming import Event, Retrying, TextDelta
 from ..tools import tool_line
@@ -67,22 +68,45 @@ def _close(box: Any) -> None:
 class StreamView:
     """What ``%%voxtral`` shows while an answer streams: status line and growing text."""
 
-    def __init__(self, request: ChatRequest | None, *, widget: bool, rate: float = 10.0):
+    def __init__(self, request: ChatRequest | None, *, widget: bool, rate: float = 10.0, later: bool = False):
         """``request`` gives the status line its model and running cost estimate; without it (the
-        Python API starts its view before the audio is read) they come with the Planned event."""
+        Python API starts its view before the audio is read) they come with the Planned event.
+        ``later``: the widget is displayed by :meth:`show`, which may come after the call began."""
         self.answering = Answering(request)
         self.parts: list[str] = []
         self.throttle = Throttle(rate, self._flush)
         self.widget = widget
-        self.handle = None
+        self.handle: Any = None
+        self.box: Any = None
         self.updates = 0  # times the widget's text really changed
-        if widget:
-            from IPython.display import display
+        self._lock = threading.Lock()  # the widget's creation (main thread) against its updates (loop)
+        self._shown = False
+        self._final: dict[str, str] | None = None  # a result that came before the widget was shown
+        self._later = later
+        if widget and not later:
+            self.show()
 
-            from .live_text import LiveText
+    def show(self) -> None:
+        """Display the widget (main thread, in the cell; only the first call does anything). The
+        call may already be running: what streamed before goes out with the next update, and a
+        call that already ended is shown as its result, where the widget would have been."""
+        if not self.widget or self._shown:
+            return
+        from IPython.display import display
 
+        from .live_text import LiveText  # anywidget: ~0.1 s in a fresh kernel, while the request goes out
+
+        with self._lock:
+            if self._shown:
+                return
+            self._shown = True
+            if self._final is not None:
+                display(self._final, raw=True)
+                return
             self.box = LiveText(self.status_line())
             self.handle = display(self.box, display_id=True)
+        if self._later:  # what came before the widget existed (on the loop thread, as every update)
+            LOOP.loop.call_soon_threadsafe(self.throttle.poke)
 
     @property
     def text(self) -> str:
@@ -123,7 +147,9 @@ class StreamView:
 
     def _flush(self) -> None:
         if self.widget:
-            self.updates += self.box.show(self.text, self.status_line())
+            with self._lock:
+                if self.box is not None:
+                    self.updates += self.box.show(self.text, self.status_line())
 
     def close(self) -> None:
         """The last, exact update; later events change nothing (loop thread, idempotent)."""
@@ -149,11 +175,19 @@ class StreamView:
             print()
 
     def _replace(self, plain: str, html_: str) -> bool:
-        """Close, then put the final result in the widget's place; False without a widget."""
+        """Close, then put the final result in the widget's place (or leave it for :meth:`show`
+        when the widget is not displayed yet); False without a widget."""
         self.close()
-        if not (self.widget and self.handle is not None):
+        if not self.widget:
             return False
-        self.handle.update({"text/plain": plain, "text/html": html_}, raw=True)
+        bundle = {"text/plain": plain, "text/html": html_}
+        with self._lock:
+            if not self._shown:
+                self._final = bundle
+                return True
+        if self.handle is None:
+            return False
+        self.handle.update(bundle, raw=True)
         _close(self.box)
         return True
 
