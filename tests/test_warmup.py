@@ -1,15 +1,11 @@
 """``%load_ext voxmagic`` returns at once and imports what the first call needs in the background:
-the live view's module last, and only while no call has begun; httpx without its command-line
-client."""
+the live view's module last, and only while no call has begun."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-
-import pytest
 
 CODE = """
 import json, sys, threading
@@ -64,24 +60,3 @@ warmup.wait(60)
 print(json.dumps({m: m in sys.modules for m in ['anywidget', 'voxmagic.notebook.live_text', 'av', 'httpcore']}))
 """)
     assert result == {"anywidget": False, "voxmagic.notebook.live_text": False, "av": True, "httpcore": True}
-
-
-@pytest.mark.skipif(importlib.util.find_spec("click") is None, reason="httpx imports its CLI only with click")
-def test_httpx_is_imported_without_its_command_line_client():
-    """httpx's __init__ imports click and pygments (and rich) for its CLI: ~40 ms the first cell
-    of a kernel run at once would wait for; httpx.main imports them when it is called."""
-    result = _in_fresh_process("""
-import json, sys
-from IPython.core.interactiveshell import InteractiveShell
-InteractiveShell.instance().run_line_magic('load_ext', 'voxmagic')
-from voxmagic import warmup
-warmup.wait(60)
-import httpx
-print(json.dumps({"loaded": {m: m in sys.modules for m in ['httpx', 'httpx._main', 'click']},
-                  "blocked": 'httpx._main' in sys.modules, "main": httpx.main.__module__}))
-""")
-    assert result == {
-        "loaded": {"httpx": True, "httpx._main": False, "click": False},
-        "blocked": False,  # importable again
-        "main": "voxmagic.warmup",
-    }

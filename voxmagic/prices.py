@@ -143,11 +143,13 @@ def _trimmed(entries: Any) -> list[dict]:
 async def _get(settings: Settings) -> list[dict]:
     import httpx
 
+    from .client import tls_context  # built once (loading the CA bundle: 50-90 ms)
+
     headers = {"User-Agent": "voxmagic", "Accept": "application/json"}
     if settings.api_key:  # OpenRouter's /models needs no key; Mistral's does
         headers["Authorization"] = f"Bearer {settings.api_key}"
     timeout = httpx.Timeout(TIMEOUT, connect=min(TIMEOUT, 5.0))
-    async with httpx.AsyncClient(timeout=timeout, headers=headers, follow_redirects=True) as http:
+    async with httpx.AsyncClient(timeout=timeout, headers=headers, follow_redirects=True, verify=tls_context()) as http:
         response = await http.get(_key(settings.base_url) + "/models")
         response.raise_for_status()
         body = response.json()

@@ -10,18 +10,14 @@ each other. A failed import is just tried again, with its proper error, where it
 
 What the first cell needs only once its request has gone out (anywidget, for the live view) comes
 last, and only while no call has begun: a cell run at once imports it itself, after sending
-(:func:`call_began`), instead of the warm-up taking CPU from preparing the audio. httpx's
-``__init__`` imports its command-line client (click, rich, pygments: ~40 ms) whenever those are
-installed; the warm-up imports httpx without it (``httpx.main`` then imports it when called).
+(:func:`call_began`), instead of the warm-up taking CPU from preparing the audio.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 import threading
 from collections.abc import Iterable
-from typing import Any
 
 _thread: threading.Thread | None = None
 _call_began = threading.Event()
@@ -41,17 +37,10 @@ def start(modules: Iterable[str], then: Iterable[str] = ()) -> None:
     if _thread is not None:
         return
     first, after = list(modules), list(then)
-    httpx_without_cli = "httpx" not in sys.modules
-    if httpx_without_cli:  # set here, before any thread can import httpx
-        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
     def run() -> None:
-        try:
-            for name in first:  # the first of them imports httpx
-                _import(name)
-        finally:
-            if httpx_without_cli:
-                _httpx_done()
+        for name in first:
+            _import(name)
         for name in after:
             if _call_began.is_set():
                 return
@@ -69,31 +58,6 @@ def _import(name: str) -> None:
             getattr(imported, function)()
     except Exception:  # noqa: BLE001 - it is raised again, properly, where it is needed
         pass
-
-
-def _httpx_done() -> None:
-    """httpx was imported without its command-line client (``sys.modules["httpx._main"]`` was None
-    meanwhile, so its ``__init__`` took the branch for a missing click): ``httpx.main`` now imports
-    it on use, and ``httpx._main`` can be imported again."""
-    if "httpx._main" in sys.modules and sys.modules["httpx._main"] is None:
-        del sys.modules["httpx._main"]
-    httpx = sys.modules.get("httpx")
-    if httpx is not None and getattr(httpx, "main", None) is not None and "httpx._main" not in sys.modules:
-        setattr(httpx, "main", _httpx_cli)  # noqa: B010 - a module, not a typed object
-
-
-def _httpx_cli(*args: Any, **kwargs: Any) -> Any:
-    """``httpx.main``: httpx's command-line client, imported when it is called (without click or
-    rich, what httpx's own stand-in says)."""
-    try:
-        from httpx._main import main
-    except ImportError:
-        print(
-            "The httpx command line client could not run because the required dependencies were not "
-            "installed.\nMake sure you've installed everything with: pip install 'httpx[cli]'"
-        )
-        sys.exit(1)
-    return main(*args, **kwargs)
 
 
 def wait(timeout: float | None = None) -> bool:
