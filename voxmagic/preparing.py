@@ -46,7 +46,8 @@ async def chunk_stream(item: Any, batch: Batch) -> AsyncIterator[EncodedAudio]:
         yield item
         return
     source = await _audio.fetched(_audio.as_source(item), timeout_s=batch.settings.download_timeout)
-    fingerprint = await asyncio.to_thread(batch.fingerprint, source)
+    caching = batch.caching.read or batch.caching.write  # without the cache a fingerprint is for nothing
+    fingerprint = await asyncio.to_thread(batch.fingerprint, source) if caching else None
     if fingerprint and batch.caching.read:
         known = await in_store(store.source, fingerprint)
         if known:

@@ -138,9 +138,10 @@ def pcm_wav(file: str | io.BytesIO) -> PcmWav | None:
     """The layout of a RIFF WAV holding 16-bit little-endian integer PCM (a plain or extensible
     ``fmt `` chunk) whose ``data`` chunk is whole; None for anything else (8/24/32-bit, float,
     compressed, big-endian, RF64, a truncated or streamed file): FFmpeg reads those."""
+    magic = read_at(file, 0, 12)
+    if magic[:4] != b"RIFF" or magic[8:12] != b"WAVE":
+        return None  # known from 12 bytes, before reading the 69 KB a WAV's headers take
     head = _Head(file, _WAV_HEAD)
-    if head.at(0, 4) != b"RIFF" or head.at(8, 4) != b"WAVE":
-        return None
     at, fmt = 12, None
     for _ in range(_MAX_CHUNKS):
         chunk = head.at(at, 8)
