@@ -84,6 +84,29 @@ def test_a_history_locked_mid_batch_loses_no_answered_row(server, clips, monkeyp
     assert threads and all(name.startswith("voxmagic-store") for name in threads)
 
 
+def test_a_cached_answer_gone_before_it_is_sent_sends_the_audio_instead(server, clips, monkeypatch):
+    """A source found in the cache goes out as references to its answers, without audio. If the
+    cache turns off before those answers are read again (another process locks the file), the
+    batch reads the source again and sends it; with a budget, it says so instead of spending."""
+    voxmagic.transcribe(clips[:3], **opts(server))
+    assert server.request_count == 3
+    cached, seen = runner.store.cached, set()
+
+    def going_off(key):  # the first look (while preparing) finds it, the second (sending) does not
+        if key in seen:
+            return None
+        seen.add(key)
+        return cached(key)
+
+    monkeypatch.setattr(runner.store, "cached", going_off)
+    df = voxmagic.transcribe(clips[:3], **opts(server))
+    assert df["error"].isna().all() and df["text"].notna().all() and not df["cached"].any()
+    assert server.request_count == 6  # each sent again, with its audio
+    seen.clear()
+    df = voxmagic.transcribe(clips[:3], max_cost=1.0, **opts(server))
+    assert server.request_count == 6 and df["error"].str.contains("run it again to send it").all()
+
+
 # -- sources that cannot be prepared ---------------------------------------------------------
 
 def test_bad_sources_are_error_rows_and_the_rest_run(server, clips):

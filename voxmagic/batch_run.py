@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from . import audio as _audio
@@ -22,7 +23,7 @@ from . import limits
 from .audio import PCM, SAMPLE_RATE, EncodedAudio
 from .batch import MAX_RESPLITS, Batch, Gate
 from .cost import Estimate
-from .errors import VoxmagicError
+from .errors import CacheGone, VoxmagicError
 from .preparing import Prepared, chunk_stream, prepared, why
 from .prices import ensure_prices
 from .runner import check_budget, check_context, in_store, label, ledger, map_bounded, planned, send, store
@@ -47,6 +48,8 @@ async def send_chunk(clip: EncodedAudio, batch: Batch, gate: Gate, depth: int = 
         check_context(request)
         async with gate:
             response = await send(request, batch.settings, caching=batch.caching)
+    except CacheGone:
+        raise  # the source is read again (see _again)
     except VoxmagicError as exc:
         return [{**row, "error": str(exc)}]
     if batch.structured:
@@ -84,6 +87,29 @@ def _halve(clip: EncodedAudio) -> list[EncodedAudio]:
     ]
 
 
+CACHE_GONE = (
+    "found in the cache, which went off before the answer could be read (the history file was "
+    "locked or damaged meanwhile); run it again to send it"
+)
+
+
+async def _again(sending: Sequence[Awaitable[list[dict]]]) -> list[list[dict]] | None:
+    """Every chunk's rows, or None when a chunk's cached answer was gone by the time it was sent
+    (:class:`~voxmagic.errors.CacheGone`; its audio was never prepared): the source must go again."""
+    parts = await asyncio.gather(*sending, return_exceptions=True)
+    if any(isinstance(p, CacheGone) for p in parts):
+        return None
+    for part in parts:
+        if isinstance(part, BaseException):
+            raise part
+    return [p for p in parts if not isinstance(p, BaseException)]
+
+
+def _reading(batch: Batch) -> Batch:
+    """``batch`` finding nothing in the cache (it still writes), so every chunk carries its audio."""
+    return replace(batch, caching=replace(batch.caching, read=False))
+
+
 async def _finished(entry: Prepared, batch: Batch, gate: Gate, segments: bool) -> list[dict]:
     """A prepared source's rows (every chunk in hand: a budget was checked first)."""
     name, chunks = entry
@@ -99,7 +125,9 @@ async def _finished(entry: Prepared, batch: Batch, gate: Gate, segments: bool) -
                 "request; add --segments (segments=True) for one row per chunk",
             }
         ]
-    parts = await asyncio.gather(*(send_chunk(c, batch, gate) for c in chunks))
+    parts = await _again([send_chunk(c, batch, gate) for c in chunks])
+    if parts is None:  # with a budget, nothing is sent that the estimate counted as free
+        return [{"source": name, "error": CACHE_GONE}]
     return _rows(name, [r for part in parts for r in part], segments)
 
 
@@ -119,7 +147,10 @@ async def _streamed(item: Any, batch: Batch, gate: Gate, cpu: asyncio.Semaphore,
         for task in sending:
             task.cancel()
         raise
-    rows = [r for part in await asyncio.gather(*sending) for r in part]
+    parts = await _again(sending)
+    if parts is None:
+        return await _streamed(item, _reading(batch), gate, cpu, segments)
+    rows = [r for part in parts for r in part]
     if failure is not None and not rows:
         return [{"source": name, "error": failure}]
     if failure is not None:

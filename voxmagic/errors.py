@@ -43,6 +43,12 @@ class ConfigError(VoxmagicError):
     """Settings are missing or invalid (e.g. no API key)."""
 
 
+class CacheGone(VoxmagicError):
+    """A chunk was found in the cache (so its audio was not prepared), but by the time it was sent
+    the answer could no longer be read (another process locked or damaged the history file
+    meanwhile): the batch reads the source's audio again and sends it."""
+
+
 class BudgetError(VoxmagicError):
     """Refused before sending: the cost estimate exceeds the budget left."""
 

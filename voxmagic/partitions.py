@@ -28,8 +28,9 @@ from typing import Any
 
 from . import audio as _audio
 from .batch import PIPELINE, Batch
-from .batch_run import send_chunk
+from .batch_run import CACHE_GONE, send_chunk
 from .cluster_limits import Gate, Primitives, profiler_paused
+from .errors import CacheGone
 from .frames import KINDS, TRANSCRIPT_COLUMNS, table
 from .loop import LOOP
 from .preparing import chunk_stream, why
@@ -239,13 +240,21 @@ async def _source(item: Any, job: Job, gate: Gate, cpu: asyncio.Semaphore, done:
 async def _chunk(clip: Any, job: Job, gate: Gate) -> list[dict]:
     """One chunk sent under the cluster's limit — and, with a budget, only if its estimate fits."""
     if job.budget is None:
-        return await send_chunk(clip, job.batch, gate)
+        return await _sent(clip, job, gate)
     usd = planned(job.batch.request(clip)).estimate.usd
     if not await gate.cluster.call(gate.cluster.reserve, usd):
         spent = f"not sent: the job's budget of {format_usd(job.budget)} is spent"
         return [{"duration_s": clip.duration_s, "start_s": clip.start_s, "end_s": clip.end_s, "error": spent}]
-    rows = await send_chunk(clip, job.batch, gate)  # (cancelled: the reservation stays, as it may be billed)
+    rows = await _sent(clip, job, gate)  # (cancelled: the reservation stays, as it may be billed)
     known = all(r.get("cost_usd") is not None or r.get("error") for r in rows)
     cost = sum(r.get("cost_usd") or 0.0 for r in rows) if known else usd
     await asyncio.shield(gate.cluster.call(gate.cluster.settle, cost - usd))
     return rows
+
+
+async def _sent(clip: Any, job: Job, gate: Gate) -> list[dict]:
+    """:func:`send_chunk`, with a cached answer gone before it was read as the chunk's error row."""
+    try:
+        return await send_chunk(clip, job.batch, gate)
+    except CacheGone:
+        return [{"duration_s": clip.duration_s, "start_s": clip.start_s, "end_s": clip.end_s, "error": CACHE_GONE}]

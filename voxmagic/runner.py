@@ -34,7 +34,15 @@ from .cost import (
     text_tokens,
     transcript_token_bound,
 )
-from .errors import APIError, AudioError, AuthenticationError, BudgetError, ConfigError, InsufficientCreditsError
+from .errors import (
+    APIError,
+    AudioError,
+    AuthenticationError,
+    BudgetError,
+    CacheGone,
+    ConfigError,
+    InsufficientCreditsError,
+)
 from .loop import LOOP
 from .prices import ensure_prices
 from .providers import transcription_price
@@ -255,7 +263,7 @@ async def send(
         if hit is not None:
             return await _from_cache(hit, request, settings, on_event, labels)
     if any(not clip.data for clip in request.audio):
-        raise ConfigError("internal: audio known only by its digest is not in the cache; run again")
+        raise CacheGone("audio known only by its digest is no longer in the cache; run again")
     attempts = _Attempts(request, settings, labels, on_event)
     try:
         client = client_for(settings)
