@@ -458,6 +458,22 @@ def test_lameenc_and_pyav_mp3_uploads_are_the_same_size():
     assert lame._crc16(b"123456789") == 0xBB3D  # CRC-16/ARC's check value (the LAME tag's checksum)
 
 
+def test_lame_gets_long_pieces_a_slice_at_a_time_and_makes_the_same_bytes(monkeypatch):
+    """A 25-minute chunk in one lameenc call cost ~150 MB at the peak of preparing a 2-hour file
+    (lameenc sizes its buffers by the call): slices go in instead, and the MP3 is the same."""
+    from voxmagic import lame
+
+    samples = (np.random.default_rng(3).standard_normal(16_000 * 7) * 3000).astype(np.int16)
+    sizes: list[int] = []
+    encoded = lame._encoded
+    monkeypatch.setattr(lame, "_encoded", lambda enc, blocks: encoded(enc, (sizes.append(b.size) or b for b in blocks)))
+    monkeypatch.setattr(lame, "SLICE", 16_000)
+    sliced = lame.mp3([samples], 16_000, 32_000)
+    assert sizes == [16_000] * 7
+    monkeypatch.setattr(lame, "SLICE", 10**9)
+    assert lame.mp3([samples], 16_000, 32_000) == sliced and sizes[7:] == [samples.size]
+
+
 def test_a_file_is_encoded_while_it_is_decoded_into_the_same_bytes(tmp_path, monkeypatch):
     """AudioSource.prepare feeds decoded 10 s blocks to LAME on another thread: the upload is the
     one encoding all the samples at once gives, and without lameenc PyAV's gives the same audio."""
