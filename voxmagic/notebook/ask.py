@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable, MutableMapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import runner, warmup
@@ -31,6 +31,18 @@ from .session import Session, start
 from .tables import run_each
 
 Namespace = MutableMapping[str, Any]
+
+
+@dataclass
+class _Asking:
+    """One question as its cell gave it: options, tool functions, the live view, and where the
+    answer and its variables go."""
+
+    options: AskOptions
+    functions: dict[str, Callable]
+    view: StreamView
+    namespace: Namespace
+    session: Session
 
 
 def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Session) -> Job | None:
@@ -72,25 +84,17 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
     # in a fresh kernel the live view's module (anywidget, ~0.1 s) is imported once the request is sent
     later = widget and LIVE_VIEW_MODULE not in sys.modules
     view = session.last_view = StreamView(plan.request, widget=widget, rate=options.view.rate, later=later)
-    result = _start(options, plan, functions, view, namespace, session, players, later)
+    result = _start(_Asking(options, functions, view, namespace, session), plan, players, later)
     return result if options.background else None
 
 
 LIVE_VIEW_MODULE = f"{__package__}.live_text"
 
 
-def _start(
-    options: AskOptions,
-    plan: Plan,
-    functions: dict[str, Callable],
-    view: StreamView,
-    namespace: Namespace,
-    session: Session,
-    players: Callable[[], None] | None,
-    later: bool,
-) -> Any:
+def _start(asking: _Asking, plan: Plan, players: Callable[[], None] | None, later: bool) -> Any:
     """Start the call; in the cell meanwhile, while the request goes out, the live view is shown
     (if it was left until then) and the players are filled."""
+    options, view = asking.options, asking.view
 
     def meanwhile() -> None:
         if later:
@@ -101,9 +105,9 @@ def _start(
 
     try:
         return start(
-            _answer(options, plan, functions, view, namespace, session),
+            _answer(asking, plan),
             background=options.background,
-            namespace=namespace,
+            namespace=asking.namespace,
             description=f"%%voxtral {' '.join(options.audio)}",
             on_interrupt=lambda: (
                 "interrupted: the request was cancelled (it may still be billed; "
@@ -131,7 +135,7 @@ def _mic(
     options.settings.check()
 
     def on_stop(source: Any) -> None:  # on voxmagic's loop
-        work = _spoken(options, source, prompt, functions, view, namespace, session)
+        work = _spoken(_Asking(options, functions, view, namespace, session), source, prompt)
         namespace["_voxtral_job"] = Job(LOOP.submit(work), "%%voxtral --mic")
 
     def on_fail(message: str) -> None:
@@ -143,16 +147,9 @@ def _mic(
         view.box.show("", "the answer streams here when you stop recording")
 
 
-async def _spoken(
-    options: AskOptions,
-    source: Any,
-    prompt: str,
-    functions: dict[str, Callable],
-    view: StreamView,
-    namespace: Namespace,
-    session: Session,
-) -> Any:
+async def _spoken(asking: _Asking, source: Any, prompt: str) -> Any:
     """On voxmagic's loop once the recording stopped: the question about it, planned and answered."""
+    options, view = asking.options, asking.view
     try:
         plan = await runner.plan(
             [source], prompt, settings=options.settings, params=options.params, system=options.system,
@@ -160,11 +157,11 @@ async def _spoken(
         )  # fmt: skip
         await runner.check_before_sending(plan, options.settings, options.max_cost, options.caching)
     except VoxmagicError as exc:
-        namespace["_voxtral_error"] = exc
+        asking.namespace["_voxtral_error"] = exc
         view.fail(str(exc))
         raise
     view.answering = Answering(plan.request)  # its clock starts now, not at the cell
-    return await _answer(options, plan, functions, view, namespace, session)
+    return await _answer(asking, plan)
 
 
 def _with_schema_and_tools(options: AskOptions, namespace: Namespace) -> tuple[AskOptions, dict[str, Callable]]:
@@ -198,20 +195,14 @@ def _plan(options: AskOptions, sources: list, prompt: str, session: Session) -> 
     )
 
 
-async def _answer(
-    options: AskOptions,
-    plan: Plan,
-    functions: dict[str, Callable],
-    view: StreamView,
-    namespace: Namespace,
-    session: Session,
-) -> Any:
+async def _answer(asking: _Asking, plan: Plan) -> Any:
     """Runs on voxmagic's loop: the exchange, then the view finished and the variables bound."""
+    options, view, namespace = asking.options, asking.view, asking.namespace
     try:
         done = await exchange(
             plan.request,
             options.settings,
-            functions=functions,
+            functions=asking.functions,
             auto_tools=options.auto_tools,
             max_rounds=options.max_tool_rounds,
             on_event=view.on_event,
@@ -227,7 +218,7 @@ async def _answer(
         namespace["_voxtral_partial"] = view.text
         view.fail("cancelled: the request was closed (it may still be billed; see %voxtral_history)")
         raise
-    session.conversation = done
+    asking.session.conversation = done
     if done.response.parse_error:
         print(f"voxmagic: {done.response.parse_error}", file=sys.stderr)
     value, shown = done.value(), done.shown()
