@@ -55,6 +55,20 @@ def test_stream_joins_deltas_and_reads_usage_after_finish_reason(server, clip):
     assert r.audio_seconds == clip.duration_s
 
 
+def test_sent_comes_once_the_body_is_written_and_before_any_text(server, clip):
+    """httpcore's trace says when the request has left (a notebook's first cell shows its live
+    view then): one Sent per attempt, before the first token, streamed or not."""
+    for params in (Params(), Params(stream=False)):
+        events = []
+        call(server, clip, params=params, events=events)
+        kinds = [type(e).__name__ for e in events]
+        assert kinds.count("Sent") == 1 and kinds.index("Sent") < kinds.index("TextDelta"), kinds
+    server.add_fault("http_503")
+    events = []
+    r = call(server, clip, events=events)
+    assert r.attempts == 2 and [type(e).__name__ for e in events].count("Sent") == 2
+
+
 def test_non_streaming(server, clip):
     r = call(server, clip, params=Params(stream=False))
     assert ANSWER.match(r.text) and r.cost_usd == server.requests[-1].cost

@@ -32,7 +32,7 @@ from .http_errors import raise_for_status, translated
 from .providers import TRANSCRIPTIONS_ENDPOINT
 from .redact import Redactor
 from .results import Response, Usage, attach_json
-from .streaming import Accumulator, EventHandler, Retrying, TextDelta
+from .streaming import Accumulator, EventHandler, Retrying, Sent, TextDelta
 
 if TYPE_CHECKING:
     from .chat import ChatRequest
@@ -194,18 +194,19 @@ class Client:
         body["stream"] = request.params.stream
         url = f"{self.base_url}/chat/completions"
         acc = Accumulator(on_event, self.redactor)
+        extensions = _sent_trace(on_event)
         with translated(acc, url):
             if request.params.stream:
-                await self._stream(url, body, acc)
+                await self._stream(url, body, acc, extensions)
             else:
-                resp = await self._http.post(url, json=body)
+                resp = await self._http.post(url, json=body, extensions=extensions)
                 await raise_for_status(resp, self.redactor)
                 acc.add_message(self._json(resp.text))
         acc.finish()
         return self._chat_response(request, acc, started)
 
-    async def _stream(self, url: str, body: dict, acc: Accumulator) -> None:
-        async with httpx_sse.aconnect_sse(self._http, "POST", url, json=body) as source:
+    async def _stream(self, url: str, body: dict, acc: Accumulator, extensions: dict[str, Any]) -> None:
+        async with httpx_sse.aconnect_sse(self._http, "POST", url, json=body, extensions=extensions) as source:
             await raise_for_status(source.response, self.redactor)
             if "text/event-stream" not in source.response.headers.get("content-type", ""):
                 acc.add_message(self._json((await source.response.aread()).decode("utf-8", "replace")))
@@ -289,3 +290,17 @@ def _transcription_response(
         sources=[request.clip.label],
         segments=segments,
     )
+
+
+def _sent_trace(on_event: EventHandler | None) -> dict[str, Any]:
+    """httpx request extensions that tell ``on_event`` when the request body has been written
+    (httpcore's ``trace`` hook: ``http11.send_request_body.complete``, or ``http2.``); none
+    without a handler, or through a transport that does not trace (a mock)."""
+    if on_event is None:
+        return {}
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        if name.endswith("send_request_body.complete"):
+            on_event(Sent())
+
+    return {"trace": trace}

@@ -46,7 +46,13 @@ class Planned:
     estimate: Any
 
 
-Event = TextDelta | Retrying | Planned
+@dataclass(frozen=True)
+class Sent:
+    """The request has left: its body is written to the connection (httpcore's trace), so the
+    answer is the server's to give now (once per attempt; a view shown late waits for this)."""
+
+
+Event = TextDelta | Retrying | Planned | Sent
 EventHandler = Callable[[Event], None]
 
 

@@ -89,6 +89,7 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
 
 
 LIVE_VIEW_MODULE = f"{__package__}.live_text"
+SHOW_WITHIN_S = 1.0  # the live view is shown by then even if the request has not left yet
 
 
 def _start(asking: _Asking, plan: Plan, players: Callable[[], None] | None, later: bool) -> Any:
@@ -97,8 +98,8 @@ def _start(asking: _Asking, plan: Plan, players: Callable[[], None] | None, late
     options, view = asking.options, asking.view
 
     def meanwhile() -> None:
-        if later:
-            LOOP.run(_turns(3))  # the loop's first steps with the request (client, connection) go first
+        if later:  # anywidget's import (~0.1 s of GIL) waits until the request has left
+            view.sent.wait(SHOW_WITHIN_S)
         view.show()
         if players is not None:
             players()
@@ -117,11 +118,6 @@ def _start(asking: _Asking, plan: Plan, players: Callable[[], None] | None, late
         )
     finally:
         view.show()  # an interrupt came before the meanwhile did: what the call left is shown
-
-
-async def _turns(n: int) -> None:
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 def _mic(

@@ -24,7 +24,7 @@ from typing import Any
 from ..chat import ChatRequest
 from ..loop import LOOP, Throttle
 from ..progress import Answering, Progress
-from ..streaming import Event, Retrying, TextDelta
+from ..streaming import Event, Retrying, Sent, TextDelta
 from ..tools import tool_line
 
 
@@ -80,6 +80,7 @@ class StreamView:
         self.box: Any = None
         self.updates = 0  # times the widget's text really changed
         self._lock = threading.Lock()  # the widget's creation (main thread) against its updates (loop)
+        self.sent = threading.Event()  # the request has left, or the call is over
         self._shown = False
         self._final: dict[str, str] | None = None  # a result that came before the widget was shown
         self._later = later
@@ -130,6 +131,8 @@ class StreamView:
             self.parts.clear()
             if not self.widget:
                 sys.stdout.write(f"\n[{self.answering.note} in {event.wait_s:.1f} s]\n")
+        elif isinstance(event, Sent):
+            self.sent.set()
         self.throttle.poke()
 
     def on_tools(self, runs: list[dict[str, Any]]) -> None:
@@ -154,6 +157,7 @@ class StreamView:
     def close(self) -> None:
         """The last, exact update; later events change nothing (loop thread, idempotent)."""
         self.throttle.close()
+        self.sent.set()
 
     def finish(self, text: str, summary: str, tally: str) -> None:
         """Close, then replace the live view with the final result (loop thread)."""
