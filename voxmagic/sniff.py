@@ -60,8 +60,7 @@ def container(file: str | io.BytesIO) -> str | None:
     """The demuxer for ``file`` by its magic bytes (``wav``, ``flac``, ``ogg``, ``mp3``, ``mov``,
     ``matroska``, ``aac``, ``aiff``), or None: not recognised, let FFmpeg probe."""
     head = read_at(file, 0, HEAD_BYTES)
-    if head[:3] == b"ID3" and len(head) >= 10:  # an ID3v2 tag: what follows it decides
-        size = 10 + _syncsafe(head[6:10]) + (10 if head[5] & 0x10 else 0)
+    if size := _id3_size(head):  # an ID3v2 tag: what follows it decides
         return _after_id3(read_at(file, size, _FRAMES_BYTES))
     if head[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64") and head[8:12] == b"WAVE":
         return "wav"
@@ -117,9 +116,7 @@ def _frame(data: bytes) -> tuple[str | None, int]:
 def mp3_length_tag(file: str | io.BytesIO) -> bool:
     """Whether an MP3's first frame (after any ID3v2 tag) is a Xing/Info header that gives the
     frame count, or a VBRI header: then FFmpeg's duration is exact, not estimated from the bit rate."""
-    head = read_at(file, 0, 10)
-    start = 10 + _syncsafe(head[6:10]) + (10 if head[5] & 0x10 else 0) if head[:3] == b"ID3" and len(head) == 10 else 0
-    frame = read_at(file, start, 4 + 32 + 12)
+    frame = read_at(file, _id3_size(read_at(file, 0, 10)), 4 + 32 + 12)
     if _frame(frame)[0] != "mp3":
         return False
     mono = frame[3] >> 6 == 3
@@ -128,6 +125,13 @@ def mp3_length_tag(file: str | io.BytesIO) -> bool:
     if tag[:4] in (b"Xing", b"Info"):
         return bool(tag[7] & 1)  # the flags' "frames" bit
     return frame[36:40] == b"VBRI"
+
+
+def _id3_size(head: bytes) -> int:
+    """The bytes an ID3v2 tag at the start of ``head`` takes (header, body, footer); 0 if none."""
+    if head[:3] != b"ID3" or len(head) < 10:
+        return 0
+    return 10 + _syncsafe(head[6:10]) + (10 if head[5] & 0x10 else 0)
 
 
 def _syncsafe(b: bytes) -> int:
