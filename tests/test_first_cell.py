@@ -67,7 +67,7 @@ def test_what_streamed_before_the_view_was_shown_reaches_it(shell):
     with capture_output():
         view = StreamView(None, widget=True, later=True)
         _feed(view, "Hello ", "world")  # the call runs before the widget exists
-        assert view.box is None
+        assert view.box is None and view.throttle.flushes == 0  # no flushes into nothing
         view.show()
         deadline = time.monotonic() + 5
         while view.box.text != "Hello world" and time.monotonic() < deadline:
@@ -76,6 +76,7 @@ def test_what_streamed_before_the_view_was_shown_reaches_it(shell):
         _feed(view, "!")
         LOOP.run(_finish(view))
     assert view.box.text == "Hello world!"
+    assert view.updates <= view.throttle.flushes <= view.updates + 1  # each flush but the last showed new text
 
 
 async def _finish(view: StreamView) -> None:

@@ -122,9 +122,10 @@ def test_the_player_and_the_live_widget(ip, server):
     assert len(text.split()) == 2000 and not err
     assert view.box.text == text  # the last update brought the front end to the exact final text
     assert 5 <= view.updates <= 25 * elapsed  # coalesced: nowhere near one update per token
-    # every flush showed new text, except perhaps the closing one (the last timed flush may have
-    # carried everything already when the machine is slow)
-    assert view.updates <= view.throttle.flushes <= view.updates + 1
+    # every flush showed new text, except those before the first token (the request leaving changes
+    # only the status line) and perhaps the closing one (the last timed flush may have carried
+    # everything already when the machine is slow)
+    assert view.updates <= view.throttle.flushes <= min(view.updates + 3, 25 * elapsed)
 
 
 def test_one_small_player_per_source(ip, server, tmp_path):

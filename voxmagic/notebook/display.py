@@ -133,7 +133,7 @@ class StreamView:
                 sys.stdout.write(f"\n[{self.answering.note} in {event.wait_s:.1f} s]\n")
         elif isinstance(event, Sent):
             self.sent.set()
-        self.throttle.poke()
+        self._poke()
 
     def on_tools(self, runs: list[dict[str, Any]]) -> None:
         """Functions run for the model's tool calls: one line each, between the answers."""
@@ -142,7 +142,12 @@ class StreamView:
         if not self.widget:
             sys.stdout.write(lines)
             sys.stdout.flush()
-        self.throttle.poke()
+        self._poke()
+
+    def _poke(self) -> None:
+        """A widget not shown yet takes no flushes: :meth:`show` pokes once it exists."""
+        if self._shown or not self.widget:
+            self.throttle.poke()
 
     def _new_line(self) -> str:
         """What starts a new line after the text so far."""
