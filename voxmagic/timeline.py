@@ -18,6 +18,7 @@ from __future__ import annotations
 from .moments import base_label
 from .subtitles import voice
 
+TOUCH_S = 1e-3  # chunks closer than this are back to back, not overlapping
 # what a segment row carries over from its chunk's row
 CARRIED = ("cached", "finish_reason", "audio_format", "generation_id", "audio_sha256", "parsed", "parse_error")
 
@@ -45,17 +46,31 @@ def _source_segments(chunks: list[dict]) -> list[dict]:
     previous: dict | None = None
     for chunk in chunks:
         pieces = _pieces(chunk)
-        if previous is not None and pieces and chunk.get("start_s", 0.0) < previous.get("end_s", 0.0):
+        if previous is not None and pieces and _overlapping(previous, chunk):
             middle = (chunk["start_s"] + previous["end_s"]) / 2
             labels = _tie(pieces, kept, previous["end_s"])
             kept = [s for s in kept if s["start"] < middle or s["chunk"] != previous.get("chunk")]
             pieces = [p for p in pieces if p["start"] >= middle]
-        else:
+        else:  # back to back, or an untimed side: a chunk without segments is one piece, kept whole
             labels = _tie(pieces, [], 0.0)
         kept += [dict(p, speaker=labels.get(p["speaker"], p["speaker"])) for p in pieces]
         previous = chunk
     _share_cost(chunks, kept)
     return kept
+
+
+def _overlapping(previous: dict, chunk: dict) -> bool:
+    """Whether the two chunks share time that both have timed segments for. Chunk times are sums
+    of floats (84.62 + 28.34 ends at 112.96000000000001 where the next starts at 112.96), so
+    touching is not overlapping; and a chunk without segments is one piece of text, which
+    trimming at the overlap's middle would drop whole."""
+    if not _timed(previous) or not _timed(chunk):
+        return False
+    return chunk.get("start_s", 0.0) < previous.get("end_s", 0.0) - TOUCH_S
+
+
+def _timed(chunk: dict) -> bool:
+    return bool(chunk.get("segments")) and not chunk.get("error")
 
 
 def _pieces(chunk: dict) -> list[dict]:
@@ -133,13 +148,23 @@ def _next_label(used: set[str]) -> str:
 
 
 def _share_cost(chunks: list[dict], kept: list[dict]) -> None:
-    """Each chunk's cost over its kept segments, in proportion to their duration."""
+    """Each chunk's cost over its kept segments, in proportion to their duration; a chunk none of
+    whose segments was kept (all said by the chunk before it) adds its cost to the last segment
+    kept before its end, so that the costs still add up."""
+    orphans = []
     for chunk in chunks:
         mine = [s for s in kept if s["chunk"] == chunk.get("chunk", 0)]
         cost, total = chunk.get("cost_usd"), sum(max(0.0, s["end"] - s["start"]) for s in mine)
+        if not mine and cost:
+            orphans.append(chunk)
         for s in mine:
             share = (s["end"] - s["start"]) / total if total > 0 else 1 / len(mine)
             s["cost_usd"] = None if cost is None else cost * share
+    for chunk in orphans:
+        end = chunk.get("end_s", float("inf"))
+        home = [s for s in kept if s["start"] < end] or kept[:1]
+        if home:
+            home[-1]["cost_usd"] = (home[-1].get("cost_usd") or 0.0) + chunk["cost_usd"]
 
 
 def text_of(rows: list[dict]) -> str | None:

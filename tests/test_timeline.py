@@ -1,0 +1,55 @@
+"""Chunk rows → segment rows: every chunk that was answered (and billed) has its rows, and the
+segments' costs add up to the chunks'."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import voxmagic
+from voxmagic.audio import as_source
+from voxmagic.testing.synth import write_audio
+from voxmagic.timeline import segment_rows
+
+MEETING = Path(voxmagic.__file__).parent / "samples" / "meeting" / "meeting.mp3"
+
+
+def chunk(i, start, end, cost=0.01, segments=None):
+    return {"source": "a.mp3", "chunk": i, "start_s": start, "end_s": end, "text": f"chunk {i}",
+            "cost_usd": cost, "segments": segments}  # fmt: skip
+
+
+def test_chunks_that_touch_in_floats_keep_their_text():
+    """84.62 + 28.34 is 112.96000000000001: the next chunk starts "before" this one ends."""
+    rows = [chunk(0, 0.0, 84.62), chunk(1, 84.62, 84.62 + 28.34), chunk(2, 112.96, 141.28)]
+    out = segment_rows(rows)
+    assert [r["text"] for r in out] == ["chunk 0", "chunk 1", "chunk 2"]
+    assert sum(r["cost_usd"] for r in out) == pytest.approx(0.03)
+
+
+def test_an_untimed_chunk_is_kept_whole_even_where_chunks_overlap():
+    rows = [chunk(0, 0.0, 30.0), chunk(1, 28.0, 58.0)]
+    assert [r["text"] for r in segment_rows(rows)] == ["chunk 0", "chunk 1"]
+
+
+def test_a_chunk_whose_segments_were_all_said_before_gives_its_cost_to_them():
+    seg = lambda a, b, text: {"start_s": a, "end_s": b, "text": text, "speaker": "speaker_1"}  # noqa: E731
+    rows = [chunk(0, 0.0, 30.0, 0.02, [seg(0, 27, "one"), seg(27, 29.5, "two")]),
+            chunk(1, 26.0, 56.0, 0.01, [seg(0, 3.5, "two")])]  # fmt: skip
+    out = segment_rows(rows)
+    assert [r["text"] for r in out] == ["one", "two"]  # said once, in the overlap's first half
+    assert sum(r["cost_usd"] for r in out) == pytest.approx(0.03)  # and nothing billed is lost
+
+
+def test_every_billed_chunk_of_a_long_file_is_a_row(server, tmp_path, monkeypatch):
+    """The bundled meeting ten times over (4.7 min) in 30-s chunks cut at pauses."""
+    monkeypatch.setenv("OPENROUTER_API_KEY", "local-key")
+    pcm = as_source(str(MEETING)).decode()  # 16 kHz mono int16
+    long = write_audio(tmp_path / "long.mp3", np.tile(pcm.samples / 32768, 10)[None, :].astype(np.float32), 16_000)
+    server.reset()
+    df = voxmagic.transcribe(str(long), segments=True, cache=False, base_url=server.base_url)
+    sent = server.requests
+    assert len(df) == len(sent) >= 9 and df["chunk"].tolist() == list(range(len(sent)))
+    assert (df["start"].iloc[1:].values == pytest.approx(df["end"].iloc[:-1].values))
+    assert df["cost_usd"].sum() == pytest.approx(sum(r.cost for r in sent))
