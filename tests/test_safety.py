@@ -135,6 +135,8 @@ def test_history_magic(ip, server, files):
     assert len(ip.run_line_magic("voxtral_history", "--since 10min")) == 3
     _, err = run(ip, "%voxtral_history --since soon-ish")
     assert err.startswith("UsageError: since='soon-ish' is neither a time")
+    _, err = run(ip, "%voxtral_history --last -3")  # not every row
+    assert err.strip() == "UsageError: --last -3 is out of range: use a whole number of at least 1"
 
 
 def test_sigkill_mid_batch_keeps_every_finished_row(server, files, tmp_path):

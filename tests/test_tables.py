@@ -220,3 +220,22 @@ def test_streamed_text_wraps_at_spaces(ip, server):
     final = [o.data.get("text/html", "") for o in cap.outputs if "<audio" not in o.data.get("text/html", "")][-1]
     assert "<pre" in final and "word-break:normal" in final
     assert re.search(r"≈\$0\.\d{6} so far", view.status_line())  # money as format_usd
+
+
+def test_a_failed_rows_reason_is_shown_in_a_narrow_terminal():
+    """Columns that do not fit are left out, but never ``error`` when a row has one: the row
+    would read as blank (found printing a selection of columns at 80 characters)."""
+    import pandas as pd
+
+    from voxmagic.frames import as_table, table_text
+
+    df = pd.DataFrame({"source": ["a.mp3", "b.mp3"], "duration_s": [1.0, None],
+                       "text": ["hello there, this is a transcript", None], "cost_usd": [0.001, None],
+                       "speaker": [None, None], "chunk": [0, 0], "cached": [False, False],
+                       "error": [None, "not a readable audio file (Invalid data)"]})  # fmt: skip
+    narrow = table_text(as_table(df), 80)
+    assert words_in_order("not a readable audio file (Invalid data)".split(), narrow)
+    assert "error" in narrow.splitlines()[0]
+    assert max(map(len, narrow.splitlines())) <= 80
+    fine = table_text(as_table(df.assign(error=[None, None])), 80)  # no failure: error may go
+    assert "cost_usd" in fine.splitlines()[0]

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import audio as _audio
-from . import runner, stitch
+from . import limits, runner, stitch
 from .audio import source_options
 from .audio import sources as audio_sources
 from .batch import DEFAULT_CHUNK_S, TRANSCRIPT_TEMPERATURE, Batch, question_batch, transcription_batch
@@ -359,7 +359,7 @@ def transcribe(
 def history(last: int | None = None, since: Any = None) -> pd.DataFrame:
     """Every request voxmagic has made on this machine (newest ``last``, or ``since`` a time),
     from its SQLite file — cost, tokens, text, errors; never the key or the audio."""
-    return runner.store.history(last=last, since=_timestamp(since))
+    return runner.store.history(last=limits.check("last", last), since=_timestamp(since))
 
 
 def _timestamp(value: Any) -> float | None:

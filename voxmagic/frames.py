@@ -173,7 +173,7 @@ def _layout(df: Any) -> tuple[list[str], list[str], dict[str, list[str]], set[st
     shown, note, most = df, "", pd.get_option("display.max_rows")
     if most and len(df) > most:
         half = max(1, (pd.get_option("display.min_rows") or most) // 2)
-        shown, note = pd.concat([df.iloc[:half], df.iloc[-half:]]), f"{len(df) - 2 * half} rows not shown"
+        shown, note = pd.concat([df.iloc[:half], df.iloc[-half:]]), f"{len(df) - 2 * half} rows in the middle left out"
     names = [str(c) for c in df.columns]
     cells = {n: [_cell(n, v) for v in shown.iloc[:, i].tolist()] for i, n in enumerate(names)}
     numeric = pd.api.types.is_numeric_dtype
@@ -232,11 +232,17 @@ def _widths(names: list[str], natural: dict[str, int], text: set[str], room: int
     third of what is spare; ``text`` (or the longest text column) always, with what is left."""
     main = "text" if "text" in text else max(text, key=natural.__getitem__, default=None)
     keep = min(natural[main], max(24, room * 2 // 5)) if main else 0
+    # a failed row's reason is shown whatever else is left out: without it the row is just blank
+    failed = "error" if "error" in text and "error" != main and natural["error"] > len("error") else None
+    held = min(natural[failed], 12) + 2 if failed else 0
     widths: dict[str, int] = {}
     full = False
     for n in names:
         need = 0 if n == main else min(natural[n], max(12, len(n))) if n in text else natural[n]
-        full = full or sum(w + 2 for w in widths.values()) + need + 2 + keep > room
+        if n == failed:
+            widths[n], held = need, 0
+            continue
+        full = full or sum(w + 2 for w in widths.values()) + need + 2 + keep + held > room
         if n == main or not full:
             widths[n] = need
     left = room - sum(w + 2 for w in widths.values())
@@ -275,7 +281,8 @@ def table_text(df: Any, width: int | None = None) -> str:
             row = "".join("  " + (p[k] if k < len(p) else " " * widths[n]) for n, p in parts.items())
             out.append(((label if k == 0 else "").ljust(label_w) + row).rstrip())
     hidden = [n for n in names if n not in widths]
-    foot = [f"[{len(df)} rows × {len(names)} columns]", note, f"not shown: {', '.join(hidden)}" if hidden else ""]
+    notes = "; ".join(x for x in (note, f"not shown: {', '.join(hidden)}" if hidden else "") if x)
+    foot = [f"[{len(df)} rows × {len(names)} columns]", notes]
     caption = getattr(df, "caption", "")
     return "\n".join([*out, textwrap.fill(" ".join(x for x in foot if x), width), *([caption] if caption else [])])
 

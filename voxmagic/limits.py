@@ -88,6 +88,7 @@ BOUNDS: dict[str, Bound] = {
     "sample_rate": Bound(1_000, 768_000, whole=True, unit="Hz"),
     "updates_per_second": Bound(0, 30, lo_open=True),
     "player_max_seconds": Bound(0, 3600, unit="seconds"),
+    "last": Bound(1, whole=True),  # history(last=N): the newest N requests
 }
 
 

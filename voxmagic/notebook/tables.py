@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import batch as batches
-from .. import batch_run, runner
+from .. import batch_run, limits, runner
 from ..api import history
 from ..batch import Batch
 from ..dry_run import plan_batch
@@ -238,7 +238,7 @@ def _partial(run: Run) -> list[dict]:
 
 def run_history(args: Args, namespace: Namespace) -> pd.DataFrame:
     """``-o`` keeps every column (the data); what is shown is compact unless ``--all``."""
-    full = history(last=args.last, since=args.since)
+    full = history(last=limits.check("last", args.last, "--last"), since=args.since)
     if runner.store.problem:  # an empty table needs its reason beside it
         print(runner.store.problem)
     if args.out:
