@@ -107,6 +107,14 @@ def test_audio_from_variables(ip, server, tmp_path):
     assert [round(a.duration_s, 1) for a in server.requests[-1].audio] == [1.0, 2.0, 1.0]
 
 
+def test_audio_may_follow_the_options(ip, server):
+    """As a shell command's files may: ``%voxtral_transcribe a -o t b`` transcribes a and b."""
+    out, err = run(ip, "%voxtral_transcribe meeting.mp3 -o t b.flac --no-cache")
+    assert not err and ip.user_ns["t"]["source"].tolist() == ["meeting.mp3", "b.flac"]
+    _, err = run(ip, "%%voxtral meeting.mp3 --temprature 0.2 b.flac\nQ")
+    assert re.search(r"unrecognized arguments: --temprature 0\.2 .*\(did you mean --temperature\?\)$", err.strip())
+
+
 def test_the_player_and_the_live_widget(ip, server):
     """2,000 tokens at 1,000 tokens/s: bounded update rate, and the exact final text."""
     import time

@@ -239,7 +239,7 @@ def parse(magic_method: Any, line: str) -> Namespace | None:
         return None
     parser = magic_method.parser
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_intermixed_args(argv)  # AUDIO may come after options too
     except UsageError as exc:
         raise UsageError(_suggest(str(exc), parser)) from None
     if getattr(args, "out", None) and not args.out.isidentifier():
@@ -253,7 +253,8 @@ def _suggest(message: str, parser: Any) -> str:
         return message
     known = [flag for action in parser._actions for flag in action.option_strings]
     unknown = [word for word in message.split("unrecognized arguments:")[1].split() if word.startswith("-")]
-    hints = [f"{word} → {close[0]}" for word in unknown if (close := difflib.get_close_matches(word, known, 1, 0.6))]
+    close = {word: found[0] for word in unknown if (found := difflib.get_close_matches(word, known, 1, 0.6))}
+    hints = [right if len(close) == 1 else f"{right} for {word}" for word, right in close.items()]
     return message + (f" (did you mean {', '.join(hints)}?)" if hints else "")
 
 
