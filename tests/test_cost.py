@@ -66,3 +66,17 @@ def test_ledger_is_thread_safe_and_totals_reported_costs():
     assert str(ledger) == "session $4.0000 (4000 calls)"
     ledger.reset()
     assert ledger.calls == 0 and ledger.total_usd == 0
+
+
+def test_the_ledgers_lines_count_answers_from_the_cache_apart_from_calls():
+    """The cost line and %voxtral_cost's total agree: a cached answer is free and not a call."""
+    ledger = cost.CostLedger()
+    paid = Response(text="x", model="m", usage=Usage(prompt_tokens=10, completion_tokens=2),
+                    cost_usd=0.001, cost_source="reported", audio_seconds=1.0)
+    free = Response(text="x", model="m", usage=Usage(), cost_usd=0.0, cost_source="reported",
+                    audio_seconds=1.0, cached=True)
+    ledger.record(paid, "a")
+    for _ in range(2):
+        ledger.record(free, "b")
+    assert str(ledger) == "session $0.001000 (1 call, 2 answers from the cache)"
+    assert ledger.summary() == "total $0.001000 over 1 call and 2 answers from the cache"

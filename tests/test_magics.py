@@ -107,6 +107,21 @@ def test_audio_from_variables(ip, server, tmp_path):
     assert [round(a.duration_s, 1) for a in server.requests[-1].audio] == [1.0, 2.0, 1.0]
 
 
+def test_a_batch_dry_run_counts_out_what_the_cache_would_answer(ip, server):
+    out, err = run(ip, "%voxtral_transcribe meeting.mp3 b.flac --dry-run")
+    assert not err and out.startswith("2 files, 2 requests would be sent\n") and server.request_count == 0
+    assert "first request:" in out and "estimated cost for all of them" in out
+    run(ip, "%voxtral_transcribe meeting.mp3")  # its answer is in the cache now
+    sent = server.request_count
+    out, _ = run(ip, "%voxtral_transcribe meeting.mp3 b.flac --dry-run")
+    assert out.startswith("2 files, 1 request would be sent; 1 of 2 requests answered from the cache ($0)\n")
+    assert "(1.0 s audio," in out  # the estimate is b.flac's alone (meeting.mp3 is 2 s)
+    out, _ = run(ip, "%voxtral_transcribe meeting.mp3 --dry-run")
+    assert out.startswith("1 file, 0 requests would be sent; 1 of 1 request answered") and "first request" not in out
+    out, _ = run(ip, "%voxtral_transcribe meeting.mp3 b.flac --dry-run --no-cache")
+    assert out.startswith("2 files, 2 requests would be sent\n") and server.request_count == sent
+
+
 def test_audio_may_follow_the_options(ip, server):
     """As a shell command's files may: ``%voxtral_transcribe a -o t b`` transcribes a and b."""
     out, err = run(ip, "%voxtral_transcribe meeting.mp3 -o t b.flac --no-cache")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 # format_usd, the one money format, lives beside the tables that show it; voxmagic.cost.format_usd
 # stays its name for everyone else
 from .frames import as_table, local_times, tidy
-from .results import format_usd
+from .results import counted, format_usd
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -222,18 +222,20 @@ class CostLedger:
         had started (it may bill them), and what is left of the budget."""
         with self._lock:
             entries = list(self.entries)
+        cached = sum(e.outcome == "cached" for e in entries)
         unknown = sum(e.cost_usd is None for e in entries)
         abandoned = sum(e.outcome == "abandoned" for e in entries)
         notes = [
-            f"{unknown} calls of unknown cost" if unknown else "",
-            f"{abandoned} abandoned attempts the provider may bill" if abandoned else "",
+            f"{counted(unknown, 'call')} of unknown cost" if unknown else "",
+            f"{counted(abandoned, 'abandoned attempt')} the provider may bill" if abandoned else "",
             f"{format_usd(self.remaining_usd)} of the {format_usd(self.budget_usd)} budget left"
             if self.budget_usd is not None
             else "",
         ]
         note = "; ".join(n for n in notes if n)
         total = sum(e.cost_usd or 0.0 for e in entries)
-        return f"total {format_usd(total)} over {len(entries)} calls" + (f" ({note})" if note else "")
+        calls = counted(len(entries) - cached, "call") + (f" and {_from_cache(cached)}" if cached else "")
+        return f"total {format_usd(total)} over {calls}" + (f" ({note})" if note else "")
 
     def tally(self, usd: float | None, calls: int = 1) -> str:
         """The cost line under every result: this call's cost and the session's running total."""
@@ -247,7 +249,10 @@ class CostLedger:
         with self._lock:
             cached = sum(e.outcome == "cached" for e in self.entries)
             sent = len(self.entries) - cached
-        calls = f"{sent} call{'' if sent == 1 else 's'}"
-        if cached:
-            calls += f", {cached} answer{'' if cached == 1 else 's'} from the cache"
+        calls = counted(sent, "call") + (f", {_from_cache(cached)}" if cached else "")
         return f"session {format_usd(self.total_usd)} ({calls})"
+
+
+def _from_cache(n: int) -> str:
+    """Answers from the cache cost nothing and are not calls."""
+    return f"{counted(n, 'answer')} from the cache"

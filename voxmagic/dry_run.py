@@ -1,6 +1,6 @@
 """What a batch would send — ``--dry-run``, :func:`voxmagic.batch_run.run` without sending: every source
-prepared as the run would (nothing cached read or written), the first request as JSON, and the
-estimate for all of them."""
+prepared as the run would (nothing written to the cache), the requests the cache would answer
+counted out, the first request that would go as JSON, and the estimate for those that would."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from .batch import Batch
 from .cost import Estimate
 from .preparing import prepared
 from .prices import ensure_prices
-from .runner import Caching, Plan, map_bounded, planned
+from .results import counted
+from .runner import Caching, Plan, in_store, map_bounded, planned, store
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,14 @@ class BatchPlan:
     files: int
     requests: int
     errors: list[str]
+    cached: int = 0  # requests the cache would answer (free, not sent)
 
     def __str__(self) -> str:
-        lines = [f"{self.files} files, {self.requests} requests would be sent"]
+        sent = self.requests - self.cached
+        head = f"{counted(self.files, 'file')}, {counted(sent, 'request')} would be sent"
+        if self.cached:
+            head += f"; {self.cached} of {counted(self.requests, 'request')} answered from the cache ($0)"
+        lines = [head]
         if self.first is not None:
             lines.append(f"first request:\n{self.first.request.preview()}")
         if self.estimate is not None:
@@ -51,11 +57,19 @@ async def plan_batch(items: Sequence[Any], batch: Batch, concurrency: int = limi
 
     results = await map_bounded(items, one, limits.check("concurrency", concurrency))
     plans = [p for r in results if isinstance(r, list) for p in r]
-    total = sum((p.estimate for p in plans[1:]), plans[0].estimate) if plans else None
+    sent = [p for p in plans if not await _answered(p, batch)]
+    total = sum((p.estimate for p in sent[1:]), sent[0].estimate) if sent else None
     return BatchPlan(
-        plans[0] if plans else None,
+        sent[0] if sent else None,
         total,
         sum(isinstance(r, list) for r in results),
         len(plans),
         [r for r in results if isinstance(r, str)],
+        len(plans) - len(sent),
     )
+
+
+async def _answered(plan: Plan, batch: Batch) -> bool:
+    """Whether the run would take this request's answer from the cache instead of sending it."""
+    key = plan.request.cache_key(batch.settings.base_url)
+    return batch.caching.read and await in_store(store.cached, key) is not None

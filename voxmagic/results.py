@@ -15,6 +15,11 @@ def format_usd(usd: float | None) -> str:
     return f"${usd:.6f}" if abs(usd) < 0.01 else f"${usd:.4f}"
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 call``, ``3 calls``: a count as read aloud (nouns that take an s)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
