@@ -12,7 +12,7 @@ from voxmagic.client import Client
 from voxmagic.runner import priced
 from voxmagic.settings import Settings
 from voxmagic.streaming import Retrying, TextDelta
-from voxmagic.errors import (APIConnectionError, AuthenticationError,
+from voxmagic.errors import (APIConnectionError, AuthenticationError, ConfigError, NotFoundError,
                              BadRequestError, InsufficientCreditsError, ModerationError,
                              RateLimitError, ServerError)
 from voxmagic.chat import ChatRequest, Params
@@ -229,6 +229,24 @@ def test_client_errors_are_typed_and_not_retried(server, clip, fault, exc, advic
     assert server.request_count == 1 and err.value.attempts == 1
     assert advice in str(err.value) and "\n" not in str(err.value)
     assert "test-key" not in str(err.value)
+
+
+def test_a_base_url_without_the_api_path_says_to_check_it(server, clip):
+    """OpenRouter's address without /api/v1: the server's own 404 for an unknown path."""
+    async def go():
+        async with Client(Settings(api_key="test-key", base_url=server.url)) as client:
+            return await client.complete(ChatRequest("Q", (clip,), Params()))
+
+    with pytest.raises(NotFoundError) as err:
+        asyncio.run(go())
+    assert err.value.status == 404 and "check the base URL (it ends in /api/v1 for OpenRouter" in str(err.value)
+    assert server.request_count == 0 and err.value.attempts == 1  # nothing reached the chat endpoint
+
+
+@pytest.mark.parametrize("url", ["not-a-url", "openrouter.ai/api/v1", "ftp://example.com/v1"])
+def test_a_base_url_that_is_not_one_is_refused_in_one_line(url):
+    with pytest.raises(ConfigError, match=r"^base_url='.*' is not a URL: give the API's address"):
+        Settings.resolve(base_url=url)
 
 
 def test_wrong_key(server, clip):

@@ -57,6 +57,7 @@ _EXPORTS = {
     "BudgetError": "errors",
     "APIError": "errors",
     "BadRequestError": "errors",
+    "NotFoundError": "errors",
     "AuthenticationError": "errors",
     "InsufficientCreditsError": "errors",
     "ModerationError": "errors",

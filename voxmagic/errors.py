@@ -7,6 +7,7 @@
     ├── Interrupted                  a magic was stopped (Ctrl-C / interrupt); finished results kept
     └── APIError                     the endpoint refused or failed; ``.status``, ``.code``, ``.metadata``
         ├── BadRequestError          400 / 413 / 422: the request itself is wrong; not retried
+        │   └── NotFoundError        404: nothing at that address (base URL) or no such model
         ├── AuthenticationError      401: the key is missing or wrong
         ├── InsufficientCreditsError 402: the account is out of credits
         ├── ModerationError          403: the input was flagged
@@ -103,6 +104,13 @@ class BadRequestError(APIError):
     advice = "the request was rejected as invalid; check the options and the audio"
 
 
+class NotFoundError(BadRequestError):
+    advice = (
+        "nothing answers at that address: check the base URL (it ends in /api/v1 for OpenRouter, "
+        "/v1 for Mistral and vLLM) and the model name"
+    )
+
+
 class AuthenticationError(APIError):
     advice = "check the key in OPENROUTER_API_KEY (or pass api_key=)"
 
@@ -144,7 +152,7 @@ _BY_STATUS: dict[int, type[APIError]] = {
     401: AuthenticationError,
     402: InsufficientCreditsError,
     403: ModerationError,
-    404: BadRequestError,
+    404: NotFoundError,
     408: APITimeoutError,
     413: BadRequestError,
     422: BadRequestError,

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from . import limits
 from .errors import ConfigError
@@ -60,6 +61,7 @@ class Settings:
         given = {k: v for k, v in overrides.items() if v is not None}
         env = _environment()
         base_url = given.get("base_url") or env.get("VOXMAGIC_BASE_URL")
+        _check_url(base_url)
         name = given.get("provider") or env.get("VOXMAGIC_PROVIDER") or provider_name_for(base_url)
         if name not in PROVIDERS:
             raise ConfigError(f"unknown provider {name!r}; use one of {', '.join(PROVIDERS)}")
@@ -99,6 +101,19 @@ class Settings:
 
 
 SETTING_NAMES = frozenset(f.name for f in fields(Settings))
+
+
+def _check_url(base_url: str | None) -> None:
+    """A base URL that is not one would otherwise be read as an unknown provider's, and refused
+    for want of its key."""
+    if base_url is None:
+        return
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"base_url={base_url!r} is not a URL: give the API's address, e.g. https://openrouter.ai/api/v1 "
+            "or http://localhost:8000/v1"
+        )
 
 
 def split_options(options: dict[str, Any]) -> tuple[Settings, Params]:
