@@ -60,3 +60,44 @@ warmup.wait(60)
 print(json.dumps({m: m in sys.modules for m in ['anywidget', 'voxmagic.notebook.live_text', 'av', 'httpcore']}))
 """)
     assert result == {"anywidget": False, "voxmagic.notebook.live_text": False, "av": True, "httpcore": True}
+
+
+def test_a_stop_pressed_as_the_first_cell_begins_is_one_line_and_breaks_nothing(server, tmp_path):
+    """Ctrl-C 20 ms into a fresh kernel's first magic (Run All, then stop): it lands while the
+    warm-up imports, never inside numpy's import on the main thread (a half-imported numpy
+    failed every later call with "module 'numpy' has no attribute ..."); the next run works."""
+    from voxmagic.testing.synth import tone_file
+
+    clip = tone_file(tmp_path / "clip.wav", 1.0)
+    code = f"""
+import json, os, signal, sys, threading, time
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+shell = InteractiveShell.instance()
+shell.run_line_magic('load_ext', 'voxmagic')
+def stop_once_the_magic_runs(main=threading.main_thread().ident):
+    while True:  # as a person would: after pressing Run All, before the first cell is done
+        frame = sys._current_frames().get(main)
+        while frame is not None and frame.f_code.co_name != 'voxtral_transcribe':
+            frame = frame.f_back
+        if frame is not None:
+            break
+        time.sleep(0.001)
+    time.sleep(0.02)
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=stop_once_the_magic_runs, daemon=True).start()
+with capture_output() as first:
+    shell.run_cell('%voxtral_transcribe {clip} -o a1 --no-cache')
+with capture_output() as second:
+    shell.run_cell('%voxtral_transcribe {clip} -o a1 --no-cache')
+a1 = shell.user_ns.get('a1')
+print(json.dumps({{"first": first.stdout + first.stderr, "second": second.stdout + second.stderr,
+                  "text": None if a1 is None else a1['text'].iloc[0]}}))
+"""
+    env = {**__import__("os").environ, "VOXMAGIC_BASE_URL": server.base_url, "OPENROUTER_API_KEY": "k",
+           "VOXMAGIC_HISTORY": str(tmp_path / "h.db")}  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "Traceback" not in result["first"] and "KeyboardInterrupt" not in result["first"], result["first"]
+    assert "UsageError: interrupted before any request was sent" in result["first"]
+    assert "Traceback" not in result["second"] and result["text"], result["second"]

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 _thread: threading.Thread | None = None
 _call_began = threading.Event()
+_first_done = threading.Event()  # the first module named (for the notebook layer: numpy, httpx, voxmagic)
 
 
 def call_began() -> None:
@@ -39,7 +40,10 @@ def start(modules: Iterable[str], then: Iterable[str] = ()) -> None:
     first, after = list(modules), list(then)
 
     def run() -> None:
-        for name in first:
+        for name in first[:1]:
+            _import(name)
+        _first_done.set()
+        for name in first[1:]:
             _import(name)
         for name in after:
             if _call_began.is_set():
@@ -58,6 +62,19 @@ def _import(name: str) -> None:
             getattr(imported, function)()
     except Exception:  # noqa: BLE001 - it is raised again, properly, where it is needed
         pass
+
+
+def settle() -> None:
+    """Until the first module :func:`start` was given is imported, in a wait an interrupt can end.
+
+    A magic calls this before anything else (a cell run at once would wait on that module's
+    import lock anyway): a stop pressed in the first moments of a fresh kernel then lands here,
+    not inside numpy's import on the main thread, which numpy does not survive: a second import
+    of a half-imported numpy fails with "module 'numpy' has no attribute ...", in every call
+    after it. The rest of the warm-up goes on beside the call, as before."""
+    if _thread is not None:
+        while not _first_done.wait(0.05) and _thread.is_alive():
+            pass
 
 
 def wait(timeout: float | None = None) -> bool:

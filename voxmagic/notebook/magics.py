@@ -20,7 +20,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 
-from .. import limits
+from .. import limits, warmup
 from ..errors import ConfigError, VoxmagicError
 from ..formats import DEFAULT_FORMAT, UPLOAD_FORMATS
 from ..providers import PROVIDER_NAMES
@@ -37,12 +37,16 @@ MAGICS = {
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """At the magic boundary every deliberate error becomes one line without a traceback."""
+    """At the magic boundary every deliberate error becomes one line without a traceback; so does
+    a stop pressed before the call began (once it has, the call says what it kept)."""
     try:
+        warmup.settle()
         yield
     except VoxmagicError as exc:
         kept = " (the partial answer is in _voxtral_error.partial_text)" if getattr(exc, "partial_text", "") else ""
         raise UsageError(f"{exc}{kept}") from None
+    except KeyboardInterrupt:
+        raise UsageError("interrupted before any request was sent") from None
 
 
 def setting(kind: Any, default: Any, help: str, choices: Any = None) -> Any:
@@ -179,13 +183,13 @@ class VoxtralMagics(Magics):
         answer streams into a live view; ``-o NAME`` stores the text (or parsed JSON, schema
         object, tool results) and ``_voxtral`` always holds the last full Response.
         """
-        from .ask import run_ask
-        from .options import ask_options
-
         args = parse(self.voxtral, line)
         if args is None:  # --help
             return None
-        with one_line_errors():
+        with one_line_errors():  # imports too: a stop pressed during them is one line
+            from .ask import run_ask
+            from .options import ask_options
+
             return run_ask(ask_options(args, self.config_values), cell, self.namespace, self.session)
 
     @plain_help
@@ -204,14 +208,14 @@ class VoxtralMagics(Magics):
         also in ``_voxtral_text`` (and ``NAME_text`` with ``-o NAME``). End the line with ``;`` to
         store the table without displaying it; a ``# comment`` after that is ignored.
         """
-        from .options import transcribe_options
-        from .tables import run_transcribe
 
-        return self._table(
-            self.voxtral_transcribe,
-            line,
-            lambda args: run_transcribe(transcribe_options(args, self.config_values), self.namespace, self.session),
-        )
+        def run(args: Any) -> Any:
+            from .options import transcribe_options
+            from .tables import run_transcribe
+
+            return run_transcribe(transcribe_options(args, self.config_values), self.namespace, self.session)
+
+        return self._table(self.voxtral_transcribe, line, run)
 
     @plain_help
     @magic_arguments()
@@ -231,9 +235,13 @@ class VoxtralMagics(Magics):
         (local, to the second), outcome, sources, prompt, text, error, model, audio_seconds; with
         ``--all`` also parameters, audio digest and format, tokens, latency, attempts, cache key,
         provider, generation id... (``voxmagic.history()`` always returns every column)."""
-        from .tables import run_history
 
-        return self._table(self.voxtral_history, line, lambda args: run_history(args, self.namespace))
+        def run(args: Any) -> Any:
+            from .tables import run_history
+
+            return run_history(args, self.namespace)
+
+        return self._table(self.voxtral_history, line, run)
 
     @plain_help
     @magic_arguments()
@@ -251,9 +259,10 @@ class VoxtralMagics(Magics):
         """The models that take audio, with their prices (USD per 1M prompt and completion tokens,
         per minute of audio). For OpenRouter the list is fetched at most once a day and cached;
         offline, the built-in prices are shown. ``source`` says which."""
-        from .tables import run_models
 
         def run(args: Any) -> Any:
+            from .tables import run_models
+
             settings = Settings.resolve(
                 provider=args.provider or self.provider, base_url=args.base_url or self.base_url
             )
@@ -272,13 +281,13 @@ class VoxtralMagics(Magics):
         like any other, in ``-o NAME`` and ``_voxtral_clip`` (``%%voxtral clip``,
         ``voxmagic.transcribe(clip)``), with a player; its transcript in ``NAME_text``. Where no
         microphone can be had (a terminal, nbconvert, a refused permission) one line says so."""
-        from .options import record_options
-        from .recorder import record
-
         args = parse(self.voxtral_record, line)
         if args is None:  # --help
             return
         with one_line_errors():
+            from .options import record_options
+            from .recorder import record
+
             record(record_options(args, self.config_values), self.namespace)
 
     @plain_help
@@ -302,6 +311,10 @@ class VoxtralMagics(Magics):
         """What this session has spent: one row per call (and per abandoned attempt the provider
         may still bill) — cost_usd, time (local, to the second), label, outcome, model,
         audio_seconds; with ``--all`` also tokens, cost source and generation id — and the total."""
-        from .tables import run_cost
 
-        return self._table(self.voxtral_cost, line, lambda args: run_cost(args, self.namespace))
+        def run(args: Any) -> Any:
+            from .tables import run_cost
+
+            return run_cost(args, self.namespace)
+
+        return self._table(self.voxtral_cost, line, run)
