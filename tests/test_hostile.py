@@ -152,7 +152,7 @@ def test_an_attempt_abandoned_after_the_server_started_is_recorded(shell, server
     assert history["outcome"].tolist() == ["abandoned", "answered"]
     costs = shell.user_ns["costs"]
     assert costs["outcome"].tolist() == ["abandoned", "answered"] and costs["cost_usd"].isna().tolist() == [True, False]
-    assert "1 abandoned attempts the provider may bill" in cap.stdout
+    assert "1 abandoned attempt the provider may bill" in cap.stdout
     assert not runner.store.cached(history["cache_key"].dropna().iloc[0]).text.startswith("partial")
 
 

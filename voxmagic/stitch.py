@@ -6,23 +6,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .timeline import has_speakers, text_of
+from .timeline import TOUCH_S, has_speakers, text_of
 
 
 def stitch(source: str, rows: list[dict]) -> dict:
     """One row for a source from its chunks' rows, in order; a failed chunk keeps the others' text."""
     ok = [r for r in rows if not r.get("error")]
-    errors = [
-        f"chunk {i + 1}/{len(rows)} ({r['start_s']:.0f}-{r['end_s']:.0f} s): {r['error']}"
-        for i, r in enumerate(rows)
-        if r.get("error")
-    ]
+    where = [f"chunk {i + 1}/{len(rows)} ({r['start_s']:.0f}-{r['end_s']:.0f} s): " for i, r in enumerate(rows)]
+    errors = [(w if len(rows) > 1 else "") + r["error"] for w, r in zip(where, rows, strict=True) if r.get("error")]
 
     def total(key: str, combine: Callable = sum) -> Any:
         values = [r.get(key) for r in ok if r.get(key) is not None]
         return combine(values) if values else None
 
-    overlapping = any(b.get("start_s", 0) < a.get("end_s", 0) for a, b in zip(rows, rows[1:], strict=False))
+    overlapping = any(b.get("start_s", 0) < a.get("end_s", 0) - TOUCH_S for a, b in zip(rows, rows[1:], strict=False))
     return {
         "source": source,
         "duration_s": rows[-1]["end_s"] - rows[0]["start_s"] if overlapping else sum(r["duration_s"] for r in rows),
