@@ -84,6 +84,11 @@ class AskOptions(CallOptions):
             raise ConfigError("--mic records the audio to ask about: it takes no AUDIO, --continue or --each")
         if self.each and self.together:
             raise ConfigError("--each asks about every source separately and --together about all at once: choose one")
+        if self.together and not self.schema:
+            raise ConfigError(
+                "--together only changes what --schema does with several sources; without --schema "
+                "they already get one answer between them"
+            )
         if self.resume and (self.each or self.together):
             raise ConfigError("--continue follows up one conversation; it does not combine with --each or --together")
         if self.resume and self.audio:
@@ -175,6 +180,8 @@ def ask_options(args: Namespace, config: Mapping[str, Any]) -> AskOptions:
     """``%%voxtral``'s line: ``%config`` gives the default temperature and max_tokens."""
     common = _common(args, config, temperature=config["temperature"], max_tokens=config["max_tokens"])
     tools = tuple(dict.fromkeys(filter(None, (n.strip() for n in (args.tools or "").split(",")))))
+    if args.max_tool_rounds is not None and not args.auto_tools:
+        raise ConfigError("--max-tool-rounds limits --auto-tools: add --auto-tools, or leave it out")
     return AskOptions(
         **common,
         system=args.system,
