@@ -2,6 +2,8 @@
 segment rows — one, or a filtered table of them — send only their moments."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,3 +88,12 @@ def test_segment_rows_are_sources(shell, server, tmp_path):
     shell.user_ns["first"] = seg[seg.speaker == "speaker_1"]
     out, err = run(shell, "%%voxtral first\nWho is this?")
     assert not err and [c.duration_s for c in server.requests[-1].audio] == pytest.approx([3.0], abs=0.05)
+
+
+def test_a_moment_past_the_end_says_where_the_audio_ends():
+    from voxmagic.audio import as_source
+    from voxmagic.errors import AudioError
+
+    welcome = str(Path(voxmagic.__file__).parent / "samples" / "welcome.mp3")  # 13.2 s
+    with pytest.raises(AudioError, match=r"\[1:00–2:00\] holds no audio samples \(0 s\): the audio ends at 0:13\.2$"):
+        list(as_source(welcome).moments((60.0, 120.0)).blocks())

@@ -39,7 +39,7 @@ from .download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, download
 from .errors import AudioError
 from .files import did_you_mean, expand_all
 from .formats import DEFAULT_FORMAT, UPLOAD_FORMATS
-from .moments import GAP_S, Span, base_label, check_span, describe, parse_time
+from .moments import GAP_S, Span, base_label, check_span, describe, mmss, parse_time
 from .silence import trimmed_clip
 
 __all__ = [
@@ -111,8 +111,15 @@ class AudioSource:
                 empty = False
                 yield block
         if empty:
-            what = f"{describe(self.spans)} holds" if self.spans else "contains"
-            raise AudioError(self.label, f"{what} no audio samples (0 s)")
+            raise AudioError(self.label, self._nothing_in())
+
+    def _nothing_in(self) -> str:
+        """Why no sample came: the file is empty, or the moments asked for lie past its end."""
+        if not self.spans:
+            return "contains no audio samples (0 s)"
+        whole = dataclasses.replace(self, spans=None).probe_duration()
+        past = f": the audio ends at {mmss(whole)}" if whole is not None and self.spans[0][0] >= whole else ""
+        return f"{describe(self.spans)} holds no audio samples (0 s){past}"
 
     def _span_blocks(self, start: float, end: float | None) -> Iterator[np.ndarray]:
         if self.array is not None:
