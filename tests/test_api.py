@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import voxmagic
-from voxmagic.errors import AudioError, ConfigError
+from voxmagic.errors import AudioError, AuthenticationError, ConfigError
 from voxmagic.testing.synth import tone, tone_file
 
 
@@ -158,6 +158,16 @@ def test_key_from_the_environment(server, monkeypatch, clips):
     server.configure(api_key="env-key")
     r = voxmagic.ask(str(clips["wav"]), "hi", base_url=server.base_url)
     assert r.text.startswith("Heard")
+
+
+def test_a_refused_key_points_at_where_it_came_from(server, monkeypatch, clips):
+    monkeypatch.setenv("OPENROUTER_API_KEY", "env-key")
+    server.configure(api_key="the-right-key")
+    with pytest.raises(AuthenticationError, match=r"check the key in OPENROUTER_API_KEY \(or pass api_key=\)"):
+        voxmagic.ask(str(clips["wav"]), "hi", base_url=server.base_url)
+    with pytest.raises(AuthenticationError, match=r"check the key given as api_key=") as err:
+        voxmagic.ask(str(clips["wav"]), "hi", base_url=server.base_url, api_key="a-wrong-key")
+    assert "OPENROUTER_API_KEY" not in str(err.value) and "a-wrong-key" not in str(err.value)
 
 
 def test_key_from_a_dotenv_file_and_a_custom_variable(server, monkeypatch, tmp_path, clips):

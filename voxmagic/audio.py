@@ -117,7 +117,7 @@ class AudioSource:
         """Why no sample came: the file is empty, or the moments asked for lie past its end."""
         if not self.spans:
             return "contains no audio samples (0 s)"
-        whole = dataclasses.replace(self, spans=None).probe_duration()
+        whole = dataclasses.replace(self, spans=()).probe_duration()
         past = f": the audio ends at {mmss(whole)}" if whole is not None and self.spans[0][0] >= whole else ""
         return f"{describe(self.spans)} holds no audio samples (0 s){past}"
 

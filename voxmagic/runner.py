@@ -361,7 +361,11 @@ def priced(response: Response, request: Request) -> Response:
 def advise(exc: BaseException, settings: Settings) -> None:
     """What to do about a refused key or credits depends on the provider."""
     if isinstance(exc, AuthenticationError):
-        exc.advice = f"check the key in {settings.key_env} (or pass api_key=)"
+        exc.advice = (
+            "check the key given as api_key="
+            if settings.key_given
+            else f"check the key in {settings.key_env} (or pass api_key=)"
+        )
     elif isinstance(exc, InsufficientCreditsError) and settings.provider != "openrouter":
         exc.advice = f"add credits to your {settings.provider} account or lower max_tokens"
 

@@ -88,6 +88,11 @@ class Settings:
     def effective_dialect(self) -> str:
         return self.dialect or dialect_for(self.base_url)
 
+    @property
+    def key_given(self) -> bool:
+        """Whether the key was passed in (``api_key=``) rather than read from ``key_env``."""
+        return bool(self.api_key) and self.api_key != _environment().get(self.key_env)
+
     def check(self) -> Settings:
         """Fail early, in one line, when the endpoint would only answer 401."""
         if not self.api_key and needs_key(self.provider, self.base_url):
