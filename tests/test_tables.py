@@ -239,3 +239,18 @@ def test_a_failed_rows_reason_is_shown_in_a_narrow_terminal():
     assert max(map(len, narrow.splitlines())) <= 80
     fine = table_text(as_table(df.assign(error=[None, None])), 80)  # no failure: error may go
     assert "cost_usd" in fine.splitlines()[0]
+
+
+def test_an_id_is_never_the_column_a_narrow_table_keeps_at_the_expense_of_the_cost():
+    """The session ledger at 80 characters showed time, label and generation_id, not cost_usd."""
+    from voxmagic.cost import CostLedger
+    from voxmagic.frames import table_text
+    from voxmagic.results import Response, Usage
+
+    ledger = CostLedger()
+    r = Response(text="x", model="mistralai/voxtral-small-24b-2507", usage=Usage(prompt_tokens=10),
+                 cost_usd=0.001, cost_source="reported", audio_seconds=1.0,
+                 generation_id="gen-1764644000-AbCdEfGhIjKlMnOpQrSt")  # fmt: skip
+    ledger.record(r, "interviews/a.mp3")
+    header = table_text(ledger.to_dataframe(), 80).splitlines()[0].split()
+    assert "cost_usd" in header and "generation_id" not in header
