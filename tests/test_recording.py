@@ -171,7 +171,7 @@ def test_a_refused_microphone_is_one_line_and_the_mic_question_ends_with_it(ip, 
 
 def test_the_options_are_checked_before_anything_is_shown(ip):
     for line, message in [
-        ("%voxtral_record --max-seconds 0", "--max-seconds 0.0 is out of range"),
+        ("%voxtral_record --max-seconds 0", "--max-seconds 0 is out of range"),
         ("%%voxtral --mic talk.mp3\nHi", "--mic records the audio to ask about"),
         ("%voxtral_record --captions", "unrecognized arguments: --captions (did you mean --no-captions?)"),
     ]:

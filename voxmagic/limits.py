@@ -88,6 +88,7 @@ BOUNDS: dict[str, Bound] = {
     "sample_rate": Bound(1_000, 768_000, whole=True, unit="Hz"),
     "updates_per_second": Bound(0, 30, lo_open=True),
     "player_max_seconds": Bound(0, 3600, unit="seconds"),
+    "max_seconds": Bound(1, 3600, unit="seconds"),  # a recording's length (%voxtral_record)
     "last": Bound(1, whole=True),  # history(last=N): the newest N requests
 }
 
@@ -100,7 +101,8 @@ def check(name: str, value: Any, label: str | None = None) -> Any:
         return None
     bound = BOUNDS[name]
     if not bound.holds(value):
-        shown = f"{label} {value!r}" if label else f"{name}={value!r}"
+        typed = repr(value).removesuffix(".0") if isinstance(value, float) else repr(value)  # 3, as typed
+        shown = f"{label} {typed}" if label else f"{name}={value!r}"
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         raise ConfigError(f"{shown} is {'out of range' if number else 'not a number'}: use {bound.describe()}")
     return int(value) if bound.whole else value

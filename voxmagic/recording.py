@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import limits
 from .audio import AudioSource
 from .codec import PCM, PREVIEW_BIT_RATE, SAMPLE_RATE, encode
-from .errors import ConfigError, VoxmagicError
+from .errors import VoxmagicError
 from .realtime import realtime_url, transcribe_stream
 from .silence import detect, frame_rms
 
@@ -67,10 +68,8 @@ def no_microphone(why: str) -> str:
     return NO_MICROPHONE.replace("{why}", why)
 
 
-def check_max_seconds(seconds: float, spelled: str = "--max-seconds") -> float:
-    if not (isinstance(seconds, (int, float)) and 1 <= seconds <= MAX_S):
-        raise ConfigError(f"{spelled} {seconds} is out of range: use a number of seconds from 1 to {MAX_S:.0f}")
-    return float(seconds)
+def check_max_seconds(seconds: float, spelled: str | None = "--max-seconds") -> float:
+    return float(limits.check("max_seconds", seconds, spelled))
 
 
 @dataclass
@@ -168,7 +167,7 @@ class Take:
         on_transcript: Callable[[str], None] | None = None,
         on_fail: Callable[[str], None] | None = None,
     ) -> None:
-        self.label, self.transcribe, self.max_seconds = label, transcribe, check_max_seconds(max_seconds, "max_seconds")
+        self.label, self.transcribe, self.max_seconds = label, transcribe, check_max_seconds(max_seconds, None)
         self.on_change, self.on_stop = on_change or (lambda: None), on_stop
         self.on_transcript, self.on_fail = on_transcript, on_fail
         self.state, self.message = "waiting", ""
