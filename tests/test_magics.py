@@ -107,6 +107,15 @@ def test_audio_from_variables(ip, server, tmp_path):
     assert [round(a.duration_s, 1) for a in server.requests[-1].audio] == [1.0, 2.0, 1.0]
 
 
+def test_a_variable_with_unusable_samples_is_an_error_row_under_its_name(ip, server):
+    ip.user_ns["bad"] = (np.array(["a", "b"]), 16_000)
+    out, err = run(ip, "%voxtral_transcribe bad meeting.mp3 -o t")
+    t = ip.user_ns["t"]
+    assert not err and t["source"].tolist() == ["bad", "meeting.mp3"] and t["text"].iloc[1]
+    assert t["error"].iloc[0].startswith("array of dtype str32 is not audio samples; pass int or float samples")
+    assert server.request_count == 1
+
+
 def test_a_batch_dry_run_counts_out_what_the_cache_would_answer(ip, server):
     out, err = run(ip, "%voxtral_transcribe meeting.mp3 b.flac --dry-run")
     assert not err and out.startswith("2 files, 2 requests would be sent\n") and server.request_count == 0

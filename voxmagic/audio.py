@@ -245,8 +245,19 @@ async def fetched(
     return dataclasses.replace(source, url=None, data=data)
 
 
+@dataclass(frozen=True)
+class Unusable:
+    """A source already found unusable (a notebook variable's bad samples): in a batch it becomes
+    its error row under the variable's name, where the bare value would say ``<array>``."""
+
+    label: str
+    cause: str
+
+
 def as_source(obj: Any, *, sample_rate: int | None = None, label: str | None = None) -> AudioSource:
     """Coerce what a user passes (path, bytes, (array, rate), IPython Audio, URL) to an AudioSource."""
+    if isinstance(obj, Unusable):
+        raise AudioError(obj.label, obj.cause)
     if isinstance(obj, AudioSource):
         return obj
     if _is_segment(obj) or _is_segments(obj):

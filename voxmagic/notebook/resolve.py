@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..audio import AudioSource, EncodedAudio, as_list, as_source, is_array_pair, is_segments
+from ..audio import AudioSource, EncodedAudio, Unusable, as_list, as_source, is_array_pair, is_segments
 from ..errors import AudioError, ConfigError
 from ..files import AUDIO_SUFFIXES, did_you_mean, expand, is_url
 from ..moments import Span
@@ -80,8 +80,8 @@ def _from_variable(name: str, value: Any, sample_rate: int | None) -> list[Any]:
     if is_array_pair(value):
         try:
             return [as_source(value, label=name)]
-        except AudioError:
-            return [value]  # unusable samples: that source's error row, as in the Python API
+        except AudioError as exc:
+            return [Unusable(exc.source, exc.cause)]  # unusable samples: that source's error row, as in the Python API
     try:
         return [as_source(value, label=name)]
     except AudioError as exc:
