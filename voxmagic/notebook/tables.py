@@ -20,6 +20,7 @@ from ..errors import VoxmagicError
 from ..frames import COST_COLUMNS, HISTORY_COLUMNS, compact, table
 from ..loop import LOOP
 from ..moments import base_label
+from ..results import counted
 from ..runner import ledger
 from ..settings import Settings
 from ..silence import report
@@ -250,7 +251,7 @@ def run_models(args: Args, namespace: Namespace, settings: Settings) -> pd.DataF
     from ..prices import models_table
 
     df = models_table(settings, refresh=args.refresh)
-    print(f"{len(df)} models that take audio at {settings.base_url} (prices: {df.attrs.get('source')})")
+    print(f"{counted(len(df), 'model')} that take audio at {settings.base_url} (prices: {df.attrs.get('source')})")
     if args.out:
         namespace[args.out] = df
     return df
