@@ -240,7 +240,7 @@ def test_the_models_magic_and_live_prices_in_a_dry_run(shell, server):
 
     out, err = run(shell, "%voxtral_models -o models")
     df = shell.user_ns["models"]
-    assert not err and "2 models that take audio" in out and "(prices: live)" in out
+    assert not err and "2 models taking audio" in out and "(prices: live)" in out
     assert df.set_index("id").loc["mistralai/voxtral-small-24b-2507", "audio_usd_per_minute"] == pytest.approx(0.006)
     tone_file("clip.wav", 60.0, channels=1)
     out1, _ = run(shell, "%%voxtral clip.wav --dry-run --max-tokens 10\nQ")

@@ -251,7 +251,7 @@ def run_models(args: Args, namespace: Namespace, settings: Settings) -> pd.DataF
     from ..prices import models_table
 
     df = models_table(settings, refresh=args.refresh)
-    print(f"{counted(len(df), 'model')} that take audio at {settings.base_url} (prices: {df.attrs.get('source')})")
+    print(f"{counted(len(df), 'model')} taking audio at {settings.base_url} (prices: {df.attrs.get('source')})")
     if args.out:
         namespace[args.out] = df
     return df
