@@ -167,3 +167,12 @@ def test_always_429_ends_after_the_patience_with_one_line(shell, server, clip):
     assert f"[gave up after {requests} attempts over " in line and 4 <= requests <= 12
     waited = float(line.split(" over ")[1].split(" s]")[0])
     assert 1.5 <= waited <= 4
+
+
+def test_a_request_that_failed_mid_stream_keeps_its_text_in_history(server, clip):
+    server.add_fault("error_chunk", times=9, after_tokens=4)
+    with pytest.raises(voxmagic.ServerError) as err:
+        voxmagic.ask(clip, "Describe.", base_url=server.base_url, api_key="k", max_attempts=2, backoff=0.01)
+    row = voxmagic.history().iloc[-1]
+    assert row["outcome"] == "failed" and row["text"] == err.value.partial_text and row["text"].startswith("Heard")
+    assert runner.store.cached(runner.store.history().iloc[-1]["cache_key"] or "none") is None  # never a cache hit

@@ -65,7 +65,8 @@ def test_interrupting_a_question_says_where_the_partial_text_is(ip, server, file
     assert err.startswith("UsageError: interrupted: the request was cancelled")
     partial = ip.user_ns["_voxtral_partial"]
     assert partial.startswith("Heard 1 clips") and len(partial.split()) < 200
-    assert runner.store.history()["error_type"].tolist() == ["CancelledError"]
+    row = runner.store.history().iloc[-1]
+    assert row["error_type"] == "CancelledError" and row["text"] == partial  # history keeps it too
 
 
 def test_background_run_returns_at_once_and_binds_the_variable_later(ip, server, files):

@@ -101,7 +101,8 @@ def check(name: str, value: Any, label: str | None = None) -> Any:
         return None
     bound = BOUNDS[name]
     if not bound.holds(value):
-        typed = repr(value).removesuffix(".0") if isinstance(value, float) else repr(value)  # 3, as typed
+        option = isinstance(value, float) and (label or "").startswith("--")  # typed 3, read as 3.0
+        typed = repr(value).removesuffix(".0") if option else repr(value)
         shown = f"{label} {typed}" if label else f"{name}={value!r}"
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         raise ConfigError(f"{shown} is {'out of range' if number else 'not a number'}: use {bound.describe()}")

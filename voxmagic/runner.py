@@ -14,7 +14,7 @@ import concurrent.futures
 import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import audio as _audio
@@ -290,10 +290,15 @@ class _Attempts:
     labels: str
     forward: EventHandler | None
     abandoned: list[APIError] | None = None
+    streamed: list[str] = field(default_factory=list)  # this attempt's text so far
 
     def on_event(self, event: Event) -> None:
-        if isinstance(event, Retrying) and event.error.generation_id:
-            self.abandoned = [*(self.abandoned or []), event.error]
+        if isinstance(event, TextDelta):
+            self.streamed.append(event.text)
+        elif isinstance(event, Retrying):
+            self.streamed.clear()
+            if event.error.generation_id:
+                self.abandoned = [*(self.abandoned or []), event.error]
         if self.forward:
             self.forward(event)
 
@@ -304,7 +309,8 @@ class _Attempts:
 
     async def failed(self, exc: BaseException) -> None:
         await self._abandoned()
-        await in_store(store.record, self.request, self.settings.base_url, error=exc)
+        partial = getattr(exc, "partial_text", None) or "".join(self.streamed)  # a stop has none of its own
+        await in_store(store.record, self.request, self.settings.base_url, error=exc, text=partial or None)
         if getattr(exc, "generation_id", None):  # the provider started: it may bill, amount unknown
             self._ledger(exc, "failed")
 

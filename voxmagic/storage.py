@@ -239,16 +239,18 @@ class Store:
         error: BaseException | None = None,
         cache_key: str | None = None,
         abandoned: bool = False,
+        text: str | None = None,
     ) -> None:
         """One row for a finished request (answered, cached, failed, cancelled) or an attempt
-        abandoned for a retry after the server had started; committed at once."""
+        abandoned for a retry after the server had started; committed at once. ``text``: what a
+        failed or cancelled request had streamed (never a cache hit: the row has an error)."""
         if self.problem is not None:
             return
         row = _request_columns(request, base_url, cache_key)
         if response is not None:
             row.update(_response_columns(response))
         if error is not None:
-            row.update(_error_columns(error, abandoned))
+            row.update(_error_columns(error, abandoned), text=text)
         sql = f"INSERT INTO requests ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
         self._run(lambda db: db.execute(sql, tuple(row.values())), None)
 
