@@ -60,6 +60,29 @@ def test_an_unwritable_history_turns_history_off_with_one_line(shell, server, tm
     assert server.request_count == 2  # no cache: sent again, and said so once
 
 
+def test_the_history_warning_waits_for_the_streamed_answer(server, tmp_path):
+    """On a terminal stdout and stderr share the screen: told while the answer streamed, the
+    warning landed mid-line ("Prompt: What?voxmagic: history and cache are off ...")."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    clip = tone_file(tmp_path / "one.wav", 1.0)
+    code = f"""
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+shell.run_line_magic('load_ext', 'voxmagic')
+shell.run_line_magic('config', "VoxtralMagics.display_mode = 'text'")
+shell.run_line_magic('config', "VoxtralMagics.history_path = {str(blocker / 'h.db')!r}")
+shell.run_cell('%%voxtral {clip} --no-cache\\nWhat?')
+"""
+    env = {**os.environ, "VOXMAGIC_BASE_URL": server.base_url, "OPENROUTER_API_KEY": "k", "PYTHONUNBUFFERED": "1"}
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=env, timeout=120).stdout  # fmt: skip
+    lines = out.splitlines()
+    told = [i for i, line in enumerate(lines) if "history and cache are off" in line]
+    assert len(told) == 1 and lines[told[0]].startswith("voxmagic: history and cache are off"), out
+    assert any(line.startswith("[mistralai/") for line in lines[: told[0]]), out  # after the call's own lines
+
+
 def test_a_history_locked_mid_batch_loses_no_answered_row(server, clips, monkeypatch, capfd):
     """Another process holds the database while a 16-wide batch streams: every answer comes back,
     history turns off with one warning, and no SQLite call ever ran on the event loop's thread."""

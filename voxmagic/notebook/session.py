@@ -3,7 +3,8 @@ is in flight and keeps what finished) or in the background as a :class:`~voxmagi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, MutableMapping
+from collections.abc import Callable, Coroutine, Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,24 @@ def start(
             meanwhile()
         return job
     try:
-        return LOOP.run(work, meanwhile=meanwhile)
+        with _warnings_after():
+            return LOOP.run(work, meanwhile=meanwhile)
     except KeyboardInterrupt:
         raise Interrupted(on_interrupt()) from None
+
+
+@contextmanager
+def _warnings_after() -> Iterator[None]:
+    """The store's one-line warnings (history off, a damaged file set aside) wait for the call's
+    own output: told while an answer streamed, one landed mid-line in a terminal."""
+    from .. import storage
+
+    held = storage.warn
+    told: list[str] = []
+    storage.warn = told.append  # type: ignore[assignment]  # what storage.warn is there for
+    try:
+        yield
+    finally:
+        storage.warn = held
+        for line in told:
+            held(line)
