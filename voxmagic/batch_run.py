@@ -26,7 +26,7 @@ from .cost import Estimate
 from .errors import CacheGone, VoxmagicError
 from .preparing import Prepared, chunk_stream, prepared, why
 from .prices import ensure_prices
-from .runner import check_budget, check_context, in_store, label, ledger, map_bounded, planned, send, store
+from .runner import answered_before, check_budget, check_context, label, ledger, map_bounded, planned, send
 from .segment import find_cut
 from .stitch import stitch
 from .timeline import sub_spans
@@ -231,8 +231,6 @@ async def _uncached_estimate(entries: list[Prepared], batch: Batch) -> Estimate:
     for _, chunks in entries:
         for clip in chunks if isinstance(chunks, list) else []:
             request = batch.request(clip)
-            key = request.cache_key(batch.settings.base_url)
-            if batch.caching.read and await in_store(store.cached, key) is not None:
-                continue
-            total += planned(request).estimate
+            if not await answered_before(request, batch.settings, batch.caching):
+                total += planned(request).estimate
     return total

@@ -16,7 +16,7 @@ from .cost import Estimate
 from .preparing import prepared
 from .prices import ensure_prices
 from .results import counted
-from .runner import Caching, Plan, in_store, map_bounded, planned, store
+from .runner import Caching, Plan, answered_before, map_bounded, planned
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ async def plan_batch(items: Sequence[Any], batch: Batch, concurrency: int = limi
 
     results = await map_bounded(items, one, limits.check("concurrency", concurrency))
     plans = [p for r in results if isinstance(r, list) for p in r]
-    sent = [p for p in plans if not await _answered(p, batch)]
+    sent = [p for p in plans if not await answered_before(p.request, batch.settings, batch.caching)]
     total = sum((p.estimate for p in sent[1:]), sent[0].estimate) if sent else None
     return BatchPlan(
         sent[0] if sent else None,
@@ -67,9 +67,3 @@ async def plan_batch(items: Sequence[Any], batch: Batch, concurrency: int = limi
         [r for r in results if isinstance(r, str)],
         len(plans) - len(sent),
     )
-
-
-async def _answered(plan: Plan, batch: Batch) -> bool:
-    """Whether the run would take this request's answer from the cache instead of sending it."""
-    key = plan.request.cache_key(batch.settings.base_url)
-    return batch.caching.read and await in_store(store.cached, key) is not None

@@ -192,8 +192,7 @@ def table_html(df: Any) -> str:
     index, names, cells, text, note = _layout(df)
     names, hidden = names[:HTML_COLUMNS], names[HTML_COLUMNS:]
     longest = {n: max((len(s) for s in cells[n]), default=0) for n in names}
-    readable = [n for n in names if n in text and n not in IDENTIFIERS] or [n for n in names if n in text]
-    main = "text" if "text" in text else max(readable, key=longest.__getitem__, default=None)
+    main = _main_column(names, text, longest)
 
     def style(n: str) -> str:
         if n not in text:
@@ -230,12 +229,20 @@ def _wrappable(text: str) -> str:
 IDENTIFIERS = ("generation_id", "audio_sha256", "cache_key", "id")  # never a table's main text
 
 
+def _main_column(names: list[str], text: set[str], length: dict[str, int]) -> str | None:
+    """The text column that gets the room: ``text``, else the longest of ``names`` that is not an
+    identifier (an id is long, not worth the room), else the longest."""
+    if "text" in text:
+        return "text"
+    candidates = [n for n in names if n in text]
+    return max([n for n in candidates if n not in IDENTIFIERS] or candidates, key=length.__getitem__, default=None)
+
+
 def _widths(names: list[str], natural: dict[str, int], text: set[str], room: int) -> dict[str, int]:
     """The columns that fit in ``room`` characters, in order up to the first that does not, with
     their widths: numbers at their natural width, other text columns from 12 characters up to a
     third of what is spare; ``text`` (or the longest text column) always, with what is left."""
-    readable = [n for n in text if n not in IDENTIFIERS] or list(text)  # an id is long, not worth the room
-    main = "text" if "text" in text else max(readable, key=natural.__getitem__, default=None)
+    main = _main_column(names, text, natural)
     keep = min(natural[main], max(24, room * 2 // 5)) if main else 0
     # a failed row's reason is shown whatever else is left out: without it the row is just blank
     failed = "error" if "error" in text and "error" != main and natural["error"] > len("error") else None

@@ -242,9 +242,13 @@ async def check_before_sending(p: Plan[Any], settings: Settings, max_cost: float
     """What must hold before a planned request goes out: it fits the context, and — unless it
     will be answered from the cache at $0 — its estimate fits the budget."""
     check_context(p.request)
-    hit = caching.read and await in_store(store.cached, p.request.cache_key(settings.base_url)) is not None
-    if not hit:
+    if not await answered_before(p.request, settings, caching):
         check_budget(p.estimate, max_cost)
+
+
+async def answered_before(request: Request, settings: Settings, caching: Caching) -> bool:
+    """Whether the cache would answer ``request`` at $0 instead of its being sent."""
+    return caching.read and await in_store(store.cached, request.cache_key(settings.base_url)) is not None
 
 
 def client_for(settings: Settings) -> Client:
@@ -367,11 +371,8 @@ def priced(response: Response, request: Request) -> Response:
 def advise(exc: BaseException, settings: Settings) -> None:
     """What to do about a refused key or credits depends on the provider."""
     if isinstance(exc, AuthenticationError):
-        exc.advice = (
-            "check the key given as api_key="
-            if settings.key_given
-            else f"check the key in {settings.key_env} (or pass api_key=)"
-        )
+        where = "given as api_key=" if settings.key_given else f"in {settings.key_env} (or pass api_key=)"
+        exc.advice = f"check the key {where}"
     elif isinstance(exc, InsufficientCreditsError) and settings.provider != "openrouter":
         exc.advice = f"add credits to your {settings.provider} account or lower max_tokens"
 
