@@ -233,8 +233,8 @@ def test_cancelling_a_download_closes_its_connection_at_once(file_server):
         return time.monotonic()
 
     cancelled_at = asyncio.run(main())
-    assert file_server.wait_for(lambda s: s.open_drips == 0, timeout=1.5)
-    assert time.monotonic() - cancelled_at < 1.5
+    assert file_server.wait_for(lambda s: s.open_drips == 0, timeout=3)
+    assert time.monotonic() - cancelled_at < 3  # an open drip would go on for hours
 
 
 def test_the_sync_path_is_bounded_by_the_time_limit(file_server, monkeypatch):
@@ -259,7 +259,7 @@ def test_a_kernel_interrupt_stops_a_sync_download_and_closes_the_socket(file_ser
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    assert time.monotonic() - started < 1.5  # 0.5 s until the interrupt, then at once
+    assert time.monotonic() - started < 5  # 0.5 s until the interrupt, then at once (the drip lasts hours)
     assert file_server.drips_started == 1
     assert file_server.wait_for(lambda s: s.open_drips == 0, timeout=1)
 

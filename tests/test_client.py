@@ -275,7 +275,7 @@ def test_nothing_listening_is_a_connection_error():
     with pytest.raises(APIConnectionError, match="could not connect") as err:
         asyncio.run(go())
     # connection refused on this machine is final: nothing is listening, retrying starts nothing
-    assert err.value.attempts == 1 and time.monotonic() - started < 1
+    assert err.value.attempts == 1 and time.monotonic() - started < 5
     assert "nothing is listening there" in str(err.value)
 
 
