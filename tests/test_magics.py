@@ -230,9 +230,19 @@ def test_transcribe_progress_widget(ip, server):
 def test_a_failed_file_keeps_the_others(ip, server):
     server.add_fault("http_500", times=1)
     ip.run_line_magic("config", "VoxtralMagics.max_attempts = 1")
-    with capture_output():
+    with capture_output() as shown:
         df = ip.run_line_magic("voxtral_transcribe", "clips")
     assert df["error"].notna().sum() == 1 and df["text"].notna().sum() == 2
+    # the failed request was sent too: the cost line counts it, as %voxtral_cost does
+    cost = sum(r.cost for r in server.requests if r.cost)
+    assert f"these 3 calls ${cost:.6f} (1 of unknown cost) · session" in shown.stdout
+    server.add_fault("http_500", times=1)
+    out, _ = run(ip, "%voxtral_transcribe b.flac --no-cache -o failed;")
+    assert "this call: cost unknown · session" in out and "nothing sent" not in out
+    out, _ = run(ip, "%voxtral_transcribe meeting.mp3 -o first;")
+    assert "this call $" in out
+    out, _ = run(ip, "%voxtral_transcribe meeting.mp3 -o cached;")
+    assert "nothing sent · session" in out
 
 
 # --- cost -----------------------------------------------------------------------------------
@@ -276,12 +286,25 @@ def test_cost_tally_equals_what_the_server_reported(ip, server):
     ("%voxtral_transcribe clips --max-cost 0.00001", r"this batch of 3 files could cost"),
     ("%voxtral_transcribe clips -o 'my df'", r"-o my df: not a valid Python variable name"),
     ("%%voxtral meeting.mp3 --format 'x\nQ", r"cannot read the options: No closing quotation"),
+    # argparse keeps the last of an option given twice: the first moment would be dropped unsaid
+    ("%voxtral_transcribe clips --at 0-5 --at 10-15", r"--at is given twice: give it once; for several moments, pass"),
+    ("%%voxtral meeting.mp3 --temperature 0.2 --temperature=0.5\nQ", r"--temperature is given twice: give it once$"),
+    ("%%voxtral --continue --at 0-3\nQ", r"--continue asks about the audio .* as it was sent: --at cannot change it"),
+    ("%%voxtral --continue --trim-silence\nQ", r"as it was sent: --trim-silence cannot change it"),
+    ("%voxtral_transcribe clips --srt meeting.mp3", r"--srt meeting\.mp3: that is a file; --srt takes a folder"),
 ])
 def test_user_mistakes_are_one_line(ip, server, cell, message):
     out, err = run(ip, cell)
     assert err.count("\n") == 1 and err.startswith("UsageError: ") and "Traceback" not in err
     assert re.search(message, err), err
     assert server.request_count == 0
+
+
+def test_subtitles_that_cannot_be_written_keep_the_paid_answers(ip, server):
+    out, err = run(ip, "%voxtral_transcribe meeting.mp3 --srt meeting.mp3/subs -o df;")
+    assert not err and server.request_count == 1
+    assert "subtitles not written to meeting.mp3/subs: " in out and "Traceback" not in out
+    assert ip.user_ns["df"]["text"].iloc[0]
 
 
 @pytest.mark.parametrize("fault, message", [

@@ -237,11 +237,24 @@ class CostLedger:
         calls = counted(len(entries) - cached, "call") + (f" and {_from_cache(cached)}" if cached else "")
         return f"total {format_usd(total)} over {calls}" + (f" ({note})" if note else "")
 
-    def tally(self, usd: float | None, calls: int = 1) -> str:
-        """The cost line under every result: this call's cost and the session's running total."""
+    def tally(self, usd: float | None, calls: int = 1, unknown: int = 0) -> str:
+        """The cost line under every result: this call's cost (``unknown`` of the ``calls`` have
+        none: a failure, or a server that does not say) and the session's running total."""
         if calls == 0:
             return f"nothing sent · {self}"
-        return f"{'this call' if calls == 1 else f'these {calls} calls'} {format_usd(usd)} · {self}"
+        these = "this call" if calls == 1 else f"these {calls} calls"
+        if unknown >= calls or usd is None:
+            return f"{these}: cost unknown · {self}"
+        return f"{these} {format_usd(usd)}" + (f" ({unknown} of unknown cost)" if unknown else "") + f" · {self}"
+
+    def tally_since(self, mark: int) -> str:
+        """:meth:`tally` of the calls added since ``mark`` (:attr:`calls` before a batch began):
+        every request a batch sent, the failed and unpriced ones too, and none the cache answered.
+        (Calls of another job running meanwhile are among them.)"""
+        with self._lock:
+            sent = [e for e in self.entries[mark:] if e.outcome != "cached"]
+        unknown = sum(e.cost_usd is None for e in sent)
+        return self.tally(sum(e.cost_usd or 0.0 for e in sent), len(sent), unknown)
 
     def __str__(self) -> str:
         """``session $0.0123 (4 calls)``; answers from the cache cost nothing and are not calls:

@@ -244,7 +244,27 @@ def parse(magic_method: Any, line: str) -> Namespace | None:
         raise UsageError(_suggest(str(exc), parser)) from None
     if getattr(args, "out", None) and not args.out.isidentifier():
         raise UsageError(f"-o {args.out}: not a valid Python variable name")
+    if twice := _given_twice(argv, parser):
+        raise UsageError(twice)
     return args
+
+
+def _given_twice(argv: list[str], parser: Any) -> str | None:
+    """An option of one value given twice: argparse keeps the last without a word, so
+    ``--at 0-5 --at 10-15`` would quietly send only the second moment."""
+    seen: set[str] = set()
+    for word in argv:
+        if word == "--":
+            break
+        flag = word.split("=", 1)[0]
+        action = parser._option_string_actions.get(flag) if flag.startswith("-") else None
+        if action is None or action.nargs == 0 or action.dest == "stop":  # flags; --stop is repeatable
+            continue
+        if action.dest in seen:
+            more = "; for several moments, pass a table of them as AUDIO" if action.dest == "at" else ""
+            return f"{flag} is given twice: give it once{more}"
+        seen.add(action.dest)
+    return None
 
 
 def _suggest(message: str, parser: Any) -> str:

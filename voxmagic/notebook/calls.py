@@ -68,9 +68,10 @@ def _batch(function: Callable[..., Any], sources: Any, *args: Any, **options: An
     def on_result(index: int, row: dict) -> None:
         view.on_result(index, [row])
 
+    mark = ledger.calls
+
     def done(df: Any) -> None:
-        sent = int((df["cost_usd"].notna() & ~df["cached"].fillna(False).astype(bool)).sum())
-        view.finish(ledger.tally(float(df["cost_usd"].fillna(0).sum()), sent))
+        view.finish(ledger.tally_since(mark))
 
     async def work() -> Any:
         view.start()  # the header ticks from now on (loop thread)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from argparse import Namespace
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import limits
@@ -182,6 +183,12 @@ def ask_options(args: Namespace, config: Mapping[str, Any]) -> AskOptions:
     tools = tuple(dict.fromkeys(filter(None, (n.strip() for n in (args.tools or "").split(",")))))
     if args.max_tool_rounds is not None and not args.auto_tools:
         raise ConfigError("--max-tool-rounds limits --auto-tools: add --auto-tools, or leave it out")
+    if args.resume and (args.at or args.trim_silence):
+        typed = "--at" if args.at else "--trim-silence"
+        raise ConfigError(
+            f"--continue asks about the audio already in the conversation, as it was sent: {typed} "
+            "cannot change it (ask without --continue to start a new conversation)"
+        )
     return AskOptions(
         **common,
         system=args.system,
@@ -203,6 +210,11 @@ def transcribe_options(args: Namespace, config: Mapping[str, Any]) -> Transcribe
     common = _common(args, config, temperature=TRANSCRIPT_TEMPERATURE, max_tokens=None)
     minutes = _pick(args.chunk_minutes, config["chunk_minutes"])
     subtitles = {fmt: folder for fmt, folder in (("srt", args.srt), ("vtt", args.vtt)) if folder}
+    for fmt, folder in subtitles.items():
+        if Path(folder).expanduser().exists() and not Path(folder).expanduser().is_dir():
+            raise ConfigError(
+                f"--{fmt} {folder}: that is a file; --{fmt} takes a folder to write one .{fmt} per source into"
+            )
     return TranscribeOptions(
         **common,
         language=args.language,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from argparse import Namespace as Args
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,19 +80,21 @@ def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Se
         return _playable(run_with_progress(options, run, namespace, session), options, namespace)
 
     def write(rows: list[dict]) -> tuple[list[dict], str]:
-        found = transcripts(segment_rows(rows))
-        written = [
-            path for t in found if t.cues for fmt, folder in options.subtitles.items() for path in t.save(folder, fmt)
-        ]
-        note = (
-            f"wrote {len(written)} subtitle file{'s' if len(written) != 1 else ''} to "
-            f"{', '.join(sorted(set(options.subtitles.values())))}"
-        )
-        return (rows if options.segments else per_source(rows)), note
+        shown = rows if options.segments else per_source(rows)
+        folders = ", ".join(sorted(set(options.subtitles.values())))
+        try:
+            written = [p for t in transcripts(segment_rows(rows)) if t.cues for p in _saved(t, options.subtitles)]
+        except OSError as exc:  # the answers are paid for: keep them, and say what could not be written
+            return shown, f"subtitles not written to {folders}: {exc.strerror or exc} ({exc.filename})"
+        return shown, f"wrote {counted(len(written), 'subtitle file')} to {folders}"
 
     return run_with_progress(
         options, Run(sources, spec, what, options.segments, True, write, runner=runner), namespace, session
     )
+
+
+def _saved(transcript: Any, subtitles: Mapping[str, str]) -> list[Path]:
+    return [path for fmt, folder in subtitles.items() for path in transcript.save(folder, fmt)]
 
 
 def _runner(options: TranscribeOptions) -> Callable[..., Any]:
@@ -179,6 +181,7 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
         view.on_result(index, rows)
 
     view.start()
+    mark = ledger.calls
     try:
         rows = await run.runner(
             run.sources,
@@ -207,10 +210,9 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
     if run.after is not None:
         rows, note = run.after(rows)
     df = _bind(rows, options, run, namespace)
-    sent = sum(r.get("chunks") or 1 for r in rows if r.get("cost_usd") is not None and not r.get("cached"))
     trimmed = sum(r.get("trimmed_s") or 0.0 for r in rows)
     saved = report(trimmed, run.batch.audio_price()) if options.trim_silence else ""
-    view.finish("\n".join(filter(None, [ledger.tally(float(df["cost_usd"].fillna(0).sum()), sent), saved, note])))
+    view.finish("\n".join(filter(None, [ledger.tally_since(mark), saved, note])))
     return df
 
 
