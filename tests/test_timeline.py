@@ -53,3 +53,15 @@ def test_every_billed_chunk_of_a_long_file_is_a_row(server, tmp_path, monkeypatc
     assert len(df) == len(sent) >= 9 and df["chunk"].tolist() == list(range(len(sent)))
     assert (df["start"].iloc[1:].values == pytest.approx(df["end"].iloc[:-1].values))
     assert df["cost_usd"].sum() == pytest.approx(sum(r.cost for r in sent))
+
+
+def test_the_progress_line_counts_overlapping_audio_once():
+    """Diarized chunks overlap (each hears its neighbour's edge): a 60-s file is 60 s of audio,
+    as its stitched row says, not the 75 s its chunks add up to."""
+    from voxmagic.stitch import stitch, summary
+
+    overlapping = [dict(chunk(i, s, e), duration_s=e - s) for i, (s, e) in enumerate([(0, 30), (22.5, 52.5), (45, 60)])]
+    touching = [dict(chunk(i, s, e), duration_s=e - s) for i, (s, e) in enumerate([(0, 30), (30, 60)])]
+    for rows in (overlapping, touching):
+        assert summary(rows)["duration_s"] == stitch("a.mp3", rows)["duration_s"] == 60
+    assert summary([{"source": "a.mp3", "error": "cannot read it"}])["duration_s"] == 0

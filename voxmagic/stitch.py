@@ -19,10 +19,10 @@ def stitch(source: str, rows: list[dict]) -> dict:
         values = [r.get(key) for r in ok if r.get(key) is not None]
         return combine(values) if values else None
 
-    overlapping = any(b.get("start_s", 0) < a.get("end_s", 0) - TOUCH_S for a, b in zip(rows, rows[1:], strict=False))
+    overlapping = _overlapping(rows)
     return {
         "source": source,
-        "duration_s": rows[-1]["end_s"] - rows[0]["start_s"] if overlapping else sum(r["duration_s"] for r in rows),
+        "duration_s": _duration(rows),
         "text": (
             text_of(rows)
             if overlapping or has_speakers(ok)
@@ -59,12 +59,24 @@ def per_source(rows: list[dict]) -> list[dict]:
     return [stitch(group[0]["source"], group) if "start_s" in group[0] else group[0] for group in groups]
 
 
+def _overlapping(rows: list[dict]) -> bool:
+    return any(b.get("start_s", 0) < a.get("end_s", 0) - TOUCH_S for a, b in zip(rows, rows[1:], strict=False))
+
+
+def _duration(rows: list[dict]) -> float:
+    """The audio a source's chunks cover: overlapping chunks (a transcript's shared context) count
+    the overlap once."""
+    if _overlapping(rows) and "end_s" in rows[-1] and "start_s" in rows[0]:
+        return float(rows[-1]["end_s"] - rows[0]["start_s"])
+    return float(sum(r.get("duration_s") or 0 for r in rows))
+
+
 def summary(rows: list[dict]) -> dict:
     """One source's rows (chunks, when ``segments``) summed up for progress reports."""
     errors = [r["error"] for r in rows if r.get("error")]
     return {
         "source": rows[0]["source"],
-        "duration_s": sum(r.get("duration_s") or 0 for r in rows),
+        "duration_s": _duration(rows),
         "cost_usd": sum(r.get("cost_usd") or 0 for r in rows),
         "error": "; ".join(errors) or None,
         "cached": all(r.get("cached") for r in rows),
