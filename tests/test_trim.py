@@ -86,6 +86,22 @@ def test_the_table_and_cost_line_say_what_was_saved(shell, server, recording):
     assert shell.user_ns["again"]["trimmed_s"].iloc[0] == df["trimmed_s"].iloc[0]  # known without decoding again
 
 
+def test_cutting_most_of_the_audio_says_so(shell, server, tmp_path):
+    """One short word in a minute of silence: what is sent is a sliver, and the line says so (the
+    detector drops what it does not hear as speech, music or a synthetic voice, with the pauses)."""
+    bonjour = voxmagic.as_source(sample_paths()[0]).decode().samples
+    quiet = np.zeros(30 * RATE, np.int16)
+    write_audio(tmp_path / "sparse.flac", np.concatenate([quiet, bonjour, quiet])[None, :].astype(np.float32) / 32768, RATE)
+    out, err = run(shell, f"%voxtral_transcribe {tmp_path / 'sparse.flac'} --trim-silence -o df")
+    assert not err, err
+    sent = server.requests[-1].audio[0].duration_s
+    line = next(x for x in out.splitlines() if x.startswith("only "))
+    assert line == (f"only {sent:.1f} of {sent + shell.user_ns['df']['trimmed_s'].iloc[0]:.1f} s was heard as speech "
+                    "and sent: if words are missing, send it again without trimming silence")
+    out, err = run(shell, f"%voxtral_transcribe {sample_paths()[0]} --trim-silence -o df")
+    assert "was heard as speech" not in out  # a recording that is mostly speech: no warning
+
+
 def test_a_question_hears_only_the_speech(shell, server, recording):
     path, speech, total = recording
     shell.run_line_magic("config", "VoxtralMagics.trim_silence = True")

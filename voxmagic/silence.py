@@ -141,10 +141,18 @@ def saved(removed_s: float, usd_per_audio_second: float | None = None) -> str:
     return line + (f" · saved {format_usd(removed_s * usd_per_audio_second)}" if usd_per_audio_second else "")
 
 
-def report(removed_s: float, usd_per_audio_second: float | None = None) -> str:
-    """:func:`saved`, and why pauses were found by loudness when Silero is not installed."""
+def report(removed_s: float, usd_per_audio_second: float | None = None, sent_s: float | None = None) -> str:
+    """:func:`saved`, and why pauses were found by loudness when Silero is not installed; and a
+    warning when most of the audio (``sent_s`` kept of ``sent_s + removed_s``) was cut: what the
+    detector does not hear as speech (music, a synthetic voice) goes with the pauses."""
     note = fallback_note()
-    return saved(removed_s, usd_per_audio_second) + (f" ({note})" if note else "")
+    line = saved(removed_s, usd_per_audio_second) + (f" ({note})" if note else "")
+    if sent_s is not None and removed_s > sent_s:
+        line += (
+            f"\nonly {sent_s:.1f} of {sent_s + removed_s:.1f} s was heard as speech and sent: if words are "
+            "missing, send it again without trimming silence"
+        )
+    return line
 
 
 def trim(pcm: PCM, *, min_pause_s: float = MIN_PAUSE_S, keep_s: float = KEEP_S, detector: Detector = "auto") -> Trimmed:

@@ -225,8 +225,8 @@ async def _answer(asking: _Asking, plan: Plan) -> Any:
     summary = done.result.summary + (f" · {rounds} requests" if rounds > 1 else "")
     tally = ledger.tally(done.cost_usd, rounds)
     if options.trim_silence:
-        trimmed = sum(c.trimmed_s for c in plan.request.audio)
-        tally += "\n" + report(trimmed, pricing_for(plan.request.model).audio_second)
+        trimmed, sent = sum(c.trimmed_s for c in plan.request.audio), sum(c.duration_s for c in plan.request.audio)
+        tally += "\n" + report(trimmed, pricing_for(plan.request.model).audio_second, sent)
     view.finish(shown, summary, tally)
     return value
 

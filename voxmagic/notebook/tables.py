@@ -24,7 +24,7 @@ from ..results import counted
 from ..runner import ledger
 from ..settings import Settings
 from ..silence import report
-from ..stitch import per_source
+from ..stitch import per_source, summary
 from ..subtitles import transcripts
 from ..timeline import segment_rows
 from .display import BatchView, widgets_available
@@ -211,7 +211,8 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
         rows, note = run.after(rows)
     df = _bind(rows, options, run, namespace)
     trimmed = sum(r.get("trimmed_s") or 0.0 for r in rows)
-    saved = report(trimmed, run.batch.audio_price()) if options.trim_silence else ""
+    sent = sum(summary(chunks)["duration_s"] for chunks in run.finished.values() if chunks)
+    saved = report(trimmed, run.batch.audio_price(), sent) if options.trim_silence else ""
     view.finish("\n".join(filter(None, [ledger.tally_since(mark), saved, note])))
     return df
 
