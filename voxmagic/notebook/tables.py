@@ -108,11 +108,10 @@ def _runner(options: TranscribeOptions) -> Callable[..., Any]:
 
 def _playable(result: Any, options: TranscribeOptions, namespace: Namespace) -> Any:
     """Segments in a notebook are shown as a transcript you can play (a click plays a row); the
-    table itself is in ``-o NAME`` and ``_voxtral_df``. Elsewhere, the table as it is."""
+    table itself is in ``-o NAME`` and ``_voxtral_df``. Elsewhere, the table as it is. Either is
+    the cell's result, so a trailing ``;`` hides it."""
     if not (options.segments and widgets_available(options.view.mode) and hasattr(result, "columns")):
         return result
-    from IPython.display import display
-
     from .player import TranscriptPlayer
 
     audio = {}
@@ -120,9 +119,7 @@ def _playable(result: Any, options: TranscribeOptions, namespace: Namespace) -> 
         path = Path(base_label(str(label))).expanduser()  # a moment plays on its file's timeline
         if path.is_file():
             audio[str(label)] = path.read_bytes()
-    namespace["_voxtral_df"] = result
-    display(TranscriptPlayer.from_segments(result, audio))
-    return None
+    return TranscriptPlayer.from_segments(result, audio)
 
 
 @dataclass
@@ -199,9 +196,7 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
             view.discard()
         raise
     except asyncio.CancelledError:
-        df = _bind(_partial(run), options, run, namespace)
-        if not options.out:
-            namespace["_voxtral_df"] = df
+        _bind(_partial(run), options, run, namespace)
         view.fail(f"cancelled after {len(run.finished)} of {len(run.sources)} files; they are kept")
         raise
     finally:
@@ -220,6 +215,7 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
 def _bind(rows: list[dict], options: CallOptions, run: Run, namespace: Namespace) -> pd.DataFrame:
     shown = segment_rows(rows) if run.shown_segments else rows
     df = table(shown, segments=run.shown_segments, structured=run.batch.structured)
+    namespace["_voxtral_df"] = df  # the last table, whatever is shown of it (and with or without -o)
     if options.out:
         namespace[options.out] = df
     if len(df) == 1 and isinstance(df["text"].iloc[0], str):
