@@ -249,6 +249,44 @@ def test_a_base_url_that_is_not_one_is_refused_in_one_line(url):
         Settings.resolve(base_url=url)
 
 
+def test_a_pasted_key_loses_its_line_end(server, clip, monkeypatch):
+    """``export OPENROUTER_API_KEY="$(cat key.txt)"`` of a CRLF file: the key went out with its
+    line end, httpx refused the header, and the error showed the key in full (and was retried)."""
+    server.configure(api_key="the-right-key")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "the-right-key\r\n")
+    settings = Settings.resolve(base_url=server.base_url)
+    assert settings.api_key == "the-right-key"
+    assert Settings.resolve(base_url=server.base_url, api_key=" the-right-key\n").api_key == "the-right-key"
+
+    async def go():
+        async with Client(settings) as client:
+            return await client.complete(ChatRequest("Q", (clip,), Params()))
+
+    assert asyncio.run(go()).text
+
+
+@pytest.mark.parametrize("key, char", [("sk-or-v1-abc\u2019", "RIGHT SINGLE QUOTATION MARK, character 13 of 13"),
+                                       ("sk-or-v1 abc", "SPACE, character 9 of 12"),
+                                       ("sk-or\x7f-v1-abc", "U+007F, character 6 of 13")])
+def test_a_key_no_request_can_carry_is_refused_in_one_line(monkeypatch, key, char):
+    monkeypatch.setenv("OPENROUTER_API_KEY", key)
+    with pytest.raises(ConfigError) as err:
+        Settings.resolve()
+    message = str(err.value)
+    assert message == (f"the API key in OPENROUTER_API_KEY holds a character a request cannot carry ({char}): "
+                       "copy the key again without it")
+    with pytest.raises(ConfigError, match=r"^the API key given as api_key= holds a character") as err:
+        Settings.resolve(api_key=key)
+    assert "abc" not in message + str(err.value)
+
+
+def test_a_password_in_the_base_url_is_refused_without_showing_it():
+    with pytest.raises(ConfigError, match=r"^base_url holds a password \(user:password@host\)") as err:
+        Settings.resolve(base_url="http://user:sk-secret-123@127.0.0.1:9/api/v1")
+    assert "sk-secret-123" not in str(err.value)
+    assert Settings.resolve(base_url="http://user@127.0.0.1:9/api/v1").base_url.startswith("http://user@")
+
+
 def test_wrong_key(server, clip):
     server.configure(api_key="the-right-key")
     with pytest.raises(AuthenticationError, match="HTTP 401"):

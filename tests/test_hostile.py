@@ -122,6 +122,8 @@ def test_a_key_split_across_deltas_is_still_hidden():
     held = Redactor([KEY]).stream()
     assert held.feed("ordinary text ending in s") == "ordinary text ending in " and held.flush() == "s"
     assert Redactor(["short"]).text("a short word") == "a short word"  # placeholders are not keys
+    # a variable set from a CRLF file holds the key and its line end; a message shows the key without it
+    assert Redactor(iter([KEY + "\r\n"])).text(f"header b'Bearer {KEY}\\r\\n'") == f"header b'Bearer {MASK}\\r\\n'"
 
 
 # -- streams that end oddly ----------------------------------------------------------------------

@@ -23,7 +23,8 @@ class Redactor:
     """Replaces each of ``secrets`` with :data:`MASK` wherever it appears."""
 
     def __init__(self, secrets: Iterable[str | None] = ()):
-        unique = {s for s in secrets if s and len(s) >= MIN_SECRET}
+        given = [s for s in secrets if s]  # and each as it is without the line end a pasted key brings
+        unique = {v for s in given for v in (s, s.strip()) if len(v) >= MIN_SECRET}
         self.secrets = sorted(unique, key=len, reverse=True)  # a key inside a longer one: longest first
 
     @classmethod

@@ -7,6 +7,7 @@ Cheap to import (no httpx): the notebook layer reads its defaults from :class:`S
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,7 +77,8 @@ class Settings:
         )
         given.setdefault("dialect", provider.dialect)
         given.setdefault("key_env", provider.key_env)
-        given.setdefault("api_key", env.get(given["key_env"]) or None)
+        where = "given as api_key=" if given.get("api_key") else f"in {given['key_env']}"
+        given["api_key"] = _clean_key(given.get("api_key") or env.get(given["key_env"]), where)
         return cls(**given)
 
     @property
@@ -114,11 +116,31 @@ def _check_url(base_url: str | None) -> None:
     if base_url is None:
         return
     parts = urlsplit(base_url)
+    if parts.password:  # shown in every connection error and stored in history: never echo it
+        raise ConfigError(
+            "base_url holds a password (user:password@host): it would show in errors and history; give the "
+            "address without it, and the key as api_key= or in the provider's key variable"
+        )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(
             f"base_url={base_url!r} is not a URL: give the API's address, e.g. https://openrouter.ai/api/v1 "
             "or http://localhost:8000/v1"
         )
+
+
+def _clean_key(key: str | None, where: str) -> str | None:
+    """A pasted key brings a line end or a quote along: the spaces around it go, and a character an
+    HTTP header cannot carry is refused here, in one line that never shows the key (httpx would
+    raise a traceback, or put the key into a connection error)."""
+    key = (key or "").strip()
+    bad = next((i for i, c in enumerate(key) if not 32 < ord(c) < 127), None)
+    if bad is not None:
+        char = unicodedata.name(key[bad], f"U+{ord(key[bad]):04X}")
+        raise ConfigError(
+            f"the API key {where} holds a character a request cannot carry ({char}, character {bad + 1} "
+            f"of {len(key)}): copy the key again without it"
+        )
+    return key or None
 
 
 def split_options(options: dict[str, Any]) -> tuple[Settings, Params]:
