@@ -213,6 +213,16 @@ def test_rate_limit_gives_up_when_patience_runs_out(server, clip):
     assert e.attempts == server.request_count >= 5 and "gave up after" in str(e)
 
 
+def test_a_rate_limit_wait_longer_than_the_patience_is_not_begun(server, clip):
+    """Retry-After 30 s with 2 s of patience: it fails at once (it waited 30-45 s, up to 60 s)."""
+    server.add_fault("http_429", times=1, retry_after=30)
+    started = time.monotonic()
+    with pytest.raises(RateLimitError) as err:
+        call(server, clip, rate_limit_patience=2)
+    assert err.value.attempts == 1 == server.request_count and time.monotonic() - started < 5
+    assert call(server, clip, rate_limit_patience=2).attempts == 1  # the fault is spent: an answer
+
+
 # --- faults: clear typed errors, not retried --------------------------------------------------
 
 @pytest.mark.parametrize("fault, exc, advice", [

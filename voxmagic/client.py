@@ -153,8 +153,10 @@ class Client:
             """429s are waited out for up to ``rate_limit_patience`` seconds (a batch slowing down
             is not failing); every other failure counts towards ``max_attempts``."""
             nonlocal failures
-            if isinstance(state.outcome.exception(), RateLimitError):
-                return time.monotonic() - started >= self.settings.rate_limit_patience
+            exc = state.outcome.exception()
+            if isinstance(exc, RateLimitError):  # a wait the server asks for that outlasts the patience is not begun
+                asked = min(exc.retry_after or 0.0, MAX_RETRY_AFTER_S)
+                return time.monotonic() - started + asked >= self.settings.rate_limit_patience
             failures += 1
             return failures >= self.settings.max_attempts
 
