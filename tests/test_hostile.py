@@ -142,6 +142,28 @@ def test_a_stream_without_done_is_kept_not_billed_twice(server, clip):
     assert history["outcome"].tolist() == ["answered", "answered"]
 
 
+@pytest.mark.parametrize("fault", ["http_429", "http_503"])
+def test_refusals_that_were_retried_are_not_abandoned_attempts(shell, server, clip, fault):
+    """A 429 or 503 refused the request before anything began: nothing the provider may bill,
+    and not a call of its own (it was 4 "calls" of which 3 "the provider may bill")."""
+    server.add_fault(fault, times=3, retry_after=0.01)
+    shell.run_line_magic("config", "VoxtralMagics.backoff = 0.01")
+    with capture_output() as cap:
+        shell.run_cell(f"%%voxtral {clip} -o a\nDescribe.")
+        shell.run_cell("%voxtral_cost -o costs")
+    assert shell.user_ns["a"] and server.request_count == 4
+    assert shell.user_ns["costs"]["outcome"].tolist() == ["answered"]
+    assert voxmagic.history()["outcome"].tolist() == ["answered"]
+    assert "may bill" not in cap.stdout and "unknown cost" not in cap.stdout and "over 1 call" in cap.stdout
+    server.add_fault("http_400")
+    with capture_output() as cap:
+        shell.run_cell(f"%%voxtral {clip} --no-cache\nAgain.")
+        shell.run_cell("%voxtral_cost -o costs")
+    refused = shell.user_ns["costs"].iloc[-1]
+    assert (refused["outcome"], refused["cost_usd"], refused["cost_source"]) == ("failed", 0.0, "refused")
+    assert "over 2 calls" in cap.stdout and "unknown cost" not in cap.stdout
+
+
 def test_an_attempt_abandoned_after_the_server_started_is_recorded(shell, server, clip):
     server.add_fault("reset_mid_stream", after_tokens=3)
     with capture_output() as cap:

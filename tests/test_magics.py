@@ -235,10 +235,10 @@ def test_a_failed_file_keeps_the_others(ip, server):
     assert df["error"].notna().sum() == 1 and df["text"].notna().sum() == 2
     # the failed request was sent too: the cost line counts it, as %voxtral_cost does
     cost = sum(r.cost for r in server.requests if r.cost)
-    assert f"these 3 calls ${cost:.6f} (1 of unknown cost) · session" in shown.stdout
+    assert f"these 3 calls ${cost:.6f} · session" in shown.stdout  # refused (HTTP 500): a call, not billed
     server.add_fault("http_500", times=1)
     out, _ = run(ip, "%voxtral_transcribe b.flac --no-cache -o failed;")
-    assert "this call: cost unknown · session" in out and "nothing sent" not in out
+    assert "this call $0.000000 · session" in out and "nothing sent" not in out
     out, _ = run(ip, "%voxtral_transcribe meeting.mp3 -o first;")
     assert "this call $" in out
     out, _ = run(ip, "%voxtral_transcribe meeting.mp3 -o cached;")

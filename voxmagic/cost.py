@@ -145,7 +145,7 @@ class LedgerEntry:
     prompt_tokens: int | None
     completion_tokens: int | None
     audio_seconds: float
-    cost_source: str  # "reported", "estimated" or "unknown"
+    cost_source: str  # "reported", "estimated", "unknown" or "refused" (an error status: not billed)
     generation_id: str | None = None
     # answered, cached, failed (after the server started), abandoned (retried after the server
     # started: it may still bill that attempt)

@@ -88,6 +88,7 @@ class APIError(VoxmagicError):
         self.attempts = 1
         self.waited_s: float | None = None  # from the first attempt to giving up
         self.cost_usd: float | None = None  # when the server reported usage before failing
+        self.refused = False  # an error status before any answer began: nothing was generated or billed
         super().__init__(message)
 
     def __str__(self) -> str:

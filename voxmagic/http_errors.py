@@ -79,12 +79,14 @@ async def raise_for_status(resp: httpx.Response, redactor: Redactor) -> None:
         return
     raw = redactor.text((await resp.aread()).decode("utf-8", "replace"))
     error, message = error_body(raw)
-    raise payload_error(
+    refusal = payload_error(
         {**error, "message": message or resp.reason_phrase},
         status=resp.status_code,
         retry_after=retry_after(resp.headers.get("retry-after")),
         generation_id=resp.headers.get("x-generation-id"),
     )
+    refusal.refused = True
+    raise refusal
 
 
 def error_body(raw: str) -> tuple[dict, Any]:

@@ -301,7 +301,7 @@ class _Attempts:
             self.streamed.append(event.text)
         elif isinstance(event, Retrying):
             self.streamed.clear()
-            if event.error.generation_id:
+            if event.error.generation_id and not event.error.refused:  # a 429 or 503 started nothing
                 self.abandoned = [*(self.abandoned or []), event.error]
         if self.forward:
             self.forward(event)
@@ -315,7 +315,7 @@ class _Attempts:
         await self._abandoned()
         partial = getattr(exc, "partial_text", None) or "".join(self.streamed)  # a stop has none of its own
         await in_store(store.record, self.request, self.settings.base_url, error=exc, text=partial or None)
-        if getattr(exc, "generation_id", None):  # the provider started: it may bill, amount unknown
+        if getattr(exc, "refused", False) or getattr(exc, "generation_id", None):  # a call the provider saw
             self._ledger(exc, "failed")
 
     async def answered(self, response: Response, cache_key: str | None) -> None:
@@ -324,21 +324,13 @@ class _Attempts:
         ledger.record(response, label=self.labels)
 
     def _ledger(self, exc: BaseException, outcome: str) -> None:
-        cost = getattr(exc, "cost_usd", None)
-        ledger.add(
-            LedgerEntry(
-                time.time(),
-                self.labels,
-                self.request.model,
-                cost,
-                None,
-                None,
-                self.request.audio_seconds,
-                "reported" if cost is not None else "unknown",
-                getattr(exc, "generation_id", None),
-                outcome,
-            )
-        )
+        """A refused call (an error status before it began) costs nothing; one the provider began
+        may be billed, for an amount it did not say unless it reported usage before failing."""
+        refused = getattr(exc, "refused", False)
+        cost = 0.0 if refused else getattr(exc, "cost_usd", None)
+        source = "refused" if refused else "reported" if cost is not None else "unknown"
+        entry = (self.labels, self.request.model, cost, None, None, self.request.audio_seconds, source)
+        ledger.add(LedgerEntry(time.time(), *entry, getattr(exc, "generation_id", None), outcome))
 
 
 def priced(response: Response, request: Request) -> Response:
