@@ -291,6 +291,9 @@ def test_not_audio(tmp_path):
         audio.as_source(str(fake)).decode()
     with pytest.raises(AudioError, match="not a readable"):
         audio.as_source(np.random.default_rng(0).bytes(4000)).decode()
+    (tmp_path / "empty.wav").write_bytes(b"")  # a download or a copy that never finished
+    with pytest.raises(AudioError, match=r"empty.wav: is empty \(0 bytes\)$"):
+        audio.as_source(str(tmp_path / "empty.wav")).decode()
 
 
 def test_video_without_audio_track(tmp_path):

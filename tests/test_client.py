@@ -250,6 +250,7 @@ def test_a_base_url_without_the_api_path_says_to_check_it(server, clip):
     with pytest.raises(NotFoundError) as err:
         asyncio.run(go())
     assert err.value.status == 404 and "check the base URL (it ends in /api/v1 for OpenRouter" in str(err.value)
+    assert str(err.value).startswith("HTTP 404: Not Found (")  # aiohttp's body "404: Not Found", said once
     assert server.request_count == 0 and err.value.attempts == 1  # nothing reached the chat endpoint
 
 
@@ -295,6 +296,23 @@ def test_a_password_in_the_base_url_is_refused_without_showing_it():
         Settings.resolve(base_url="http://user:sk-secret-123@127.0.0.1:9/api/v1")
     assert "sk-secret-123" not in str(err.value)
     assert Settings.resolve(base_url="http://user@127.0.0.1:9/api/v1").base_url.startswith("http://user@")
+
+
+def test_https_to_a_plain_http_server_says_so(server, clip):
+    async def go():
+        async with Client(Settings(api_key="k", base_url=server.base_url.replace("http://", "https://"))) as c:
+            await c.complete(ChatRequest("Q", (clip,), Params()))
+
+    with pytest.raises(APIConnectionError) as err:
+        asyncio.run(go())
+    assert err.value.attempts == 1 and "(the server there does not speak TLS: use http:// in the base URL)" in str(err.value)
+
+
+def test_an_empty_variable_does_not_hide_the_key_in_dotenv(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("OPENROUTER_API_KEY=sk-or-from-dotenv\n")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "")
+    assert Settings.resolve().api_key == "sk-or-from-dotenv"
 
 
 def test_wrong_key(server, clip):

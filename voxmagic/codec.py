@@ -13,6 +13,7 @@ import base64
 import hashlib
 import io
 import math
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -242,6 +243,8 @@ def container_blocks(
     try:
         container = opened(file, sniff.container(file))
     except av.error.FFmpegError as exc:
+        if (os.path.getsize(file) if isinstance(file, str) else len(file.getbuffer())) == 0:
+            raise AudioError(label, "is empty (0 bytes)") from None
         raise AudioError(label, f"not a readable audio or video file ({_ffmpeg_reason(exc)})") from exc
     with container:
         streams = container.streams.audio

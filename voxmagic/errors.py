@@ -113,7 +113,7 @@ class NotFoundError(BadRequestError):
 
 
 class AuthenticationError(APIError):
-    advice = "check the key in OPENROUTER_API_KEY (or pass api_key=)"
+    advice = "check the key in OPENROUTER_API_KEY, or pass api_key="
 
 
 class InsufficientCreditsError(APIError):

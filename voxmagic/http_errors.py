@@ -48,7 +48,7 @@ def translated(acc: Partial, url: str) -> Iterator[None]:
         raise _refused(url, exc) from exc
     except httpx.TransportError as exc:
         raise _keep(
-            APIConnectionError(f"the connection to {url} dropped mid-answer ({exc or type(exc).__name__})"), acc
+            APIConnectionError(f"the connection to {url} dropped mid-answer ({str(exc) or type(exc).__name__})"), acc
         ) from exc
     except (ValueError, httpx_sse.SSEError) as exc:  # json.JSONDecodeError is a ValueError
         raise _keep(APIConnectionError(f"malformed response from {url} ({exc})"), acc) from exc
@@ -58,7 +58,10 @@ def _refused(url: str, exc: httpx.ConnectError) -> APIConnectionError:
     """Nothing answered. On this machine that is final (no server is listening, retrying will not
     start one): say so at once instead of backing off for seconds."""
     error = APIConnectionError(f"could not connect to {url} ({exc})")
-    if is_loopback(url):
+    if url.startswith("https://") and "SSL" in str(exc):  # e.g. WRONG_VERSION_NUMBER: plain HTTP answered
+        error.retryable = False
+        error.advice = "the server there does not speak TLS: use http:// in the base URL"
+    elif is_loopback(url):
         error.retryable = False
         error.advice = "nothing is listening there: start the server, or check the port in the base URL"
     return error
@@ -79,6 +82,8 @@ async def raise_for_status(resp: httpx.Response, redactor: Redactor) -> None:
         return
     raw = redactor.text((await resp.aread()).decode("utf-8", "replace"))
     error, message = error_body(raw)
+    if isinstance(message, str) and message.startswith(f"{resp.status_code}: "):  # aiohttp's "404: Not Found"
+        message = message[len(f"{resp.status_code}: ") :]
     refusal = payload_error(
         {**error, "message": message or resp.reason_phrase},
         status=resp.status_code,

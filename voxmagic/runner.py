@@ -363,7 +363,7 @@ def priced(response: Response, request: Request) -> Response:
 def advise(exc: BaseException, settings: Settings) -> None:
     """What to do about a refused key or credits depends on the provider."""
     if isinstance(exc, AuthenticationError):
-        where = "given as api_key=" if settings.key_given else f"in {settings.key_env} (or pass api_key=)"
+        where = "given as api_key=" if settings.key_given else f"in {settings.key_env}, or pass api_key="
         exc.advice = f"check the key {where}"
     elif isinstance(exc, InsufficientCreditsError) and settings.provider != "openrouter":
         exc.advice = f"add credits to your {settings.provider} account or lower max_tokens"

@@ -164,4 +164,4 @@ def _environment() -> dict[str, str]:
     from dotenv import dotenv_values
 
     values = {k: v for k, v in dotenv_values(dotenv).items() if v}
-    return {**values, **os.environ}
+    return {**values, **{k: v for k, v in os.environ.items() if v}}  # an empty variable is not set
