@@ -76,6 +76,18 @@ def test_an_mp3_without_a_length_header_is_counted_by_decoding(tmp_path):
     assert audio.as_source(str(tagged)).as_is("mp3").duration_s == pytest.approx(1.3, abs=1e-6)
 
 
+def test_a_file_cut_short_is_timed_by_what_is_there(tmp_path):
+    """A download that stopped: the header still tells of the whole (4.8 s was billed and shown
+    for 0.13 s the server decoded). Its samples are counted; an M4A cut short is decoded."""
+    whole = _written(tmp_path / "whole.mp3", 4.0, container="mp3", codec="libmp3lame", rate=16_000, layout="mono",
+                     bit_rate=32_000)  # fmt: skip
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 4])
+    sent = audio.as_source(str(cut)).as_is("mp3")
+    assert sent is not None and sent.duration_s == audio.as_source(str(cut)).decode().duration_s < 1.2
+    assert audio.as_source(str(whole)).as_is("mp3").duration_s == pytest.approx(4.0, abs=1e-6)
+
+
 def test_the_server_takes_an_m4a_as_it_is_and_vllm_gets_an_mp3(tmp_path, server):
     from voxmagic.testing.server import LocalServer
 

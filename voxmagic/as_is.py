@@ -95,8 +95,11 @@ def _qualifying_seconds(container: Any, upload: str, size: int, max_s: float | N
     compact = upload == "mp3" and bit_rate <= MAX_COMPACT_BIT_RATE
     if not compact and (header is None or size - header * DEFAULT_UPLOAD_BYTES_PER_S >= SMALL_SAVING_BYTES):
         return None
-    if not tagged:  # an MP3 whose duration FFmpeg estimates from its bit rate: count the samples
-        header = _decoded_seconds(container, stream)
+    cut_short = header is not None and size < header * bit_rate / 8 * 0.9  # a download that stopped early
+    if cut_short and upload != "mp3":
+        return None  # decoded: what is there, and an error if nothing is
+    if not tagged or cut_short:  # FFmpeg's duration is estimated from the bit rate, or the header tells
+        header = _decoded_seconds(container, stream)  # of more than there is: count the samples
     if not header or (max_s and header > max_s):
         return None
     return header
