@@ -97,11 +97,20 @@ def test_background_batch_can_be_cancelled(ip, server, files):
 
 def test_background_failure_is_reported_by_the_job(ip, server, files):
     server.add_fault("http_401")
-    with capture_output():
+    with capture_output() as cap:
         job = ip.run_cell_magic("voxtral", f"{files[0]} --background", "Q")
-    with pytest.raises(Exception, match="HTTP 401"):
-        job.result(timeout=10)
+        with pytest.raises(Exception, match="HTTP 401"):
+            job.result(timeout=10)
+        time.sleep(0.1)  # the job's done-callbacks run after result() returns
     assert job.state.startswith("failed: HTTP 401")
+    # in a terminal no view shows the error: one line says it, as a success prints its answer
+    assert cap.stderr == f"voxmagic: %%voxtral {files[0]} failed: {job.exception()}\n"
+    server.add_fault("http_401")
+    with capture_output() as cap:
+        job = ip.run_line_magic("voxtral_transcribe", f"{files[0]} --background")
+        job.result(timeout=10)  # a batch keeps its failures as rows: the job itself succeeds
+        time.sleep(0.1)
+    assert "failed" not in cap.stderr
 
 
 def test_budget_from_config_refuses_before_sending(ip, server, files):

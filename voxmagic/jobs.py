@@ -6,6 +6,7 @@ Background runs never see kernel interrupts, so the handle carries an explicit `
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Callable
 from typing import Any
 
 from .loop import LOOP
@@ -31,6 +32,15 @@ class Job:
     def result(self, timeout: float | None = None) -> Any:
         """The value ``-o`` receives; raises the job's error. Ctrl-C stops waiting, not the job."""
         return LOOP.wait(self._future, timeout)
+
+    def when_failed(self, callback: Callable[[BaseException], object]) -> None:
+        """``callback(error)`` once the job has failed (not when it succeeds or is cancelled)."""
+
+        def done(future: concurrent.futures.Future) -> None:
+            if not future.cancelled() and (error := future.exception()) is not None:
+                callback(error)
+
+        self._future.add_done_callback(done)
 
     def exception(self) -> BaseException | None:
         if not self._future.done() or self._future.cancelled():

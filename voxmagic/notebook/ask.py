@@ -115,6 +115,7 @@ def _start(asking: _Asking, plan: Plan, players: Callable[[], None] | None, late
                 "see %voxtral_history); the text so far is in _voxtral_partial"
             ),
             meanwhile=meanwhile,
+            announce=not view.widget,
         )
     finally:
         view.show()  # an interrupt came before the meanwhile did: what the call left is shown

@@ -3,6 +3,7 @@ is in flight and keeps what finished) or in the background as a :class:`~voxmagi
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Coroutine, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,13 +35,18 @@ def start(
     description: str,
     on_interrupt: Callable[[], str],
     meanwhile: Callable[[], object] | None = None,
+    announce: bool = False,
 ) -> Any:
     """Run ``work`` (which closes and finishes its view and binds variables itself) until it
     ends, or hand back a Job at once; an interrupt becomes one line saying what was kept.
-    ``meanwhile`` runs in the cell once ``work`` has started (a player drawn while it sends)."""
+    ``meanwhile`` runs in the cell once ``work`` has started (a player drawn while it sends).
+    ``announce``: a background job that fails says so in one line (a terminal, where no view
+    shows its error; its success prints as it finishes)."""
     if background:
         job = Job(LOOP.submit(work), description)
         namespace["_voxtral_job"] = job
+        if announce:
+            job.when_failed(lambda error: print(f"voxmagic: {description} failed: {error}", file=sys.stderr))
         if meanwhile is not None:
             meanwhile()
         return job

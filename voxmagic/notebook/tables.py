@@ -167,6 +167,7 @@ def run_with_progress(options: CallOptions, run: Run, namespace: Namespace, sess
         namespace=namespace,
         description=f"{run.what}: {len(run.sources)} files",
         on_interrupt=interrupted,
+        announce=not view.widget,
     )
 
 
