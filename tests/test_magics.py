@@ -300,6 +300,18 @@ def test_user_mistakes_are_one_line(ip, server, cell, message):
     assert server.request_count == 0
 
 
+def test_a_moments_subtitles_are_a_file_of_their_own(ip, server, tmp_path):
+    """They wrote meeting.srt too: the whole file's, or another moment's, was overwritten."""
+    run(ip, "%voxtral_transcribe meeting.mp3 --at 0:00.5-0:01.5 --srt subs --vtt subs -o a;")  # a 2-s file
+    run(ip, "%voxtral_transcribe meeting.mp3 --srt subs -o b;")
+    run(ip, "%voxtral_transcribe meeting.mp3 --at 0:00.5-0:01.5 --srt subs -o c;")  # a rerun: the same name
+    subs = tmp_path / "subs"
+    assert sorted(p.name for p in subs.iterdir()) == [
+        ".voxmagic-subtitles.json", "meeting.srt", "meeting_0m00.5s-0m01.5s.srt", "meeting_0m00.5s-0m01.5s.vtt"]
+    moment, whole = (subs / "meeting_0m00.5s-0m01.5s.srt").read_text(), (subs / "meeting.srt").read_text()
+    assert "00:00:00,500 -->" in moment and "00:00:00,000 -->" in whole
+
+
 def test_subtitles_that_cannot_be_written_keep_the_paid_answers(ip, server):
     out, err = run(ip, "%voxtral_transcribe meeting.mp3 --srt meeting.mp3/subs -o df;")
     assert not err and server.request_count == 1

@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .moments import base_label
+
 INDEX = ".voxmagic-subtitles.json"  # which source each file in a save() directory came from
 FORMATS = ("srt", "vtt")
 
@@ -56,16 +58,22 @@ def _is_url(source: str) -> bool:
     return re.match(r"^[a-z][a-z0-9+.-]*://", source, re.I) is not None
 
 
-def _owner(source: str) -> str:
+def _owner(label: str) -> str:
     """Who a saved file belongs to: the URL, or the absolute path (``talk.mp3`` and
-    ``./talk.mp3`` are one source)."""
+    ``./talk.mp3`` are one source), with the moment the label names (a moment is not the file)."""
+    source = base_label(label)
     if _is_url(source) or source.startswith("<"):
-        return source
-    return str(Path(source).expanduser().resolve())
+        return label
+    return str(Path(source).expanduser().resolve()) + label[len(source) :]
 
 
-def _stem(source: str) -> str:
-    """A file name for a source: its file's stem (a URL's last path part), safe on any system."""
+def _stem(label: str) -> str:
+    """A file name for a source: its file's stem (a URL's last path part), safe on any system; a
+    moment's (``talk.mp3 [0:10–1:02:03.5]``) adds its times (``talk_0m10s-1h02m03.5s``)."""
+    source, moment = base_label(label), label[len(base_label(label)) :].strip(" []")
+    if moment:
+        times = "-".join(re.sub(r"^(?:(\d+):)?(\d+):([\d.]+)$", _hms, t) for t in moment.split("–"))
+        return _stem(source) + "_" + re.sub(r"[^\w.-]+", "_", times)
     if _is_url(source):
         parts = urlsplit(source)
         name = parts.path.rstrip("/").rsplit("/", 1)[-1]
@@ -74,3 +82,7 @@ def _stem(source: str) -> str:
         stem = Path(source.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]).stem
     stem = re.sub(r"[^\w.-]+", "_", stem).strip("._-")[:100]
     return stem or "audio"
+
+
+def _hms(m: re.Match) -> str:
+    return (f"{m[1]}h" if m[1] else "") + f"{m[2]}m{m[3]}s"

@@ -311,15 +311,20 @@ class Transcript:
             for c in self.cues
         )
 
-    def save(self, directory: str | Path, formats: str | Sequence[str] = ("srt",)) -> list[Path]:
+    def save(
+        self, directory: str | Path, formats: str | Sequence[str] = ("srt",), *, name: str | None = None
+    ) -> list[Path]:
         """Write ``<stem>.srt`` (and/or ``.vtt``) into ``directory`` (created); returns the paths.
 
         A rerun overwrites the files this source wrote before; another source with the same stem
         (``a/talk.mp3`` after ``b/talk.mp3``) gets ``talk-2.srt``, and files voxmagic did not write
         are never overwritten. Which source owns which name is kept in ``.voxmagic-subtitles.json``
-        in the directory, since the subtitle files themselves have nowhere to say it.
+        in the directory, since the subtitle files themselves have nowhere to say it. ``name``: the
+        source as labelled, when it differs (a moment, ``talk.mp3 [0:10–0:20]``, is its own file:
+        ``talk_0m10s-0m20s.srt``).
         """
-        return save(self.source, lambda ext: self.to_srt() if ext == "srt" else self.to_vtt(), directory, formats)
+        render = lambda ext: self.to_srt() if ext == "srt" else self.to_vtt()  # noqa: E731
+        return save(name or self.source, render, directory, formats)
 
     def to_dataframe(self) -> Any:
         """The cues as a DataFrame with columns ``start_s, end_s, text``."""

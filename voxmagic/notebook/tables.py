@@ -19,7 +19,7 @@ from ..dry_run import plan_batch
 from ..errors import VoxmagicError
 from ..frames import COST_COLUMNS, HISTORY_COLUMNS, compact, table
 from ..loop import LOOP
-from ..moments import base_label
+from ..moments import base_label, describe
 from ..results import counted
 from ..runner import ledger
 from ..settings import Settings
@@ -83,7 +83,9 @@ def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Se
         shown = rows if options.segments else per_source(rows)
         folders = ", ".join(sorted(set(options.subtitles.values())))
         try:
-            written = [p for t in transcripts(segment_rows(rows)) if t.cues for p in _saved(t, options.subtitles)]
+            moment = f" {describe((options.span,))}" if options.span else ""  # a moment is a file of its own
+            found = transcripts(segment_rows(rows))
+            written = [p for t in found if t.cues for p in _saved(t, options.subtitles, t.source + moment)]
         except OSError as exc:  # the answers are paid for: keep them, and say what could not be written
             return shown, f"subtitles not written to {folders}: {exc.strerror or exc} ({exc.filename})"
         return shown, f"wrote {counted(len(written), 'subtitle file')} to {folders}"
@@ -93,8 +95,8 @@ def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Se
     )
 
 
-def _saved(transcript: Any, subtitles: Mapping[str, str]) -> list[Path]:
-    return [path for fmt, folder in subtitles.items() for path in transcript.save(folder, fmt)]
+def _saved(transcript: Any, subtitles: Mapping[str, str], name: str) -> list[Path]:
+    return [path for fmt, folder in subtitles.items() for path in transcript.save(folder, fmt, name=name)]
 
 
 def _runner(options: TranscribeOptions) -> Callable[..., Any]:
