@@ -312,6 +312,19 @@ def test_a_moments_subtitles_are_a_file_of_their_own(ip, server, tmp_path):
     assert "00:00:00,500 -->" in moment and "00:00:00,000 -->" in whole
 
 
+def test_the_transcript_player_is_the_result_and_embeds_nothing_at_player_max_seconds_0(ip, server):
+    ip.run_line_magic("config", "VoxtralMagics.display_mode = 'widget'")
+    with capture_output():
+        player = ip.run_line_magic("voxtral_transcribe", "meeting.mp3 --segments -o seg")
+    assert type(player).__name__ == "TranscriptPlayer" and ip.user_ns["_voxtral_df"] is ip.user_ns["seg"]
+    assert player.sources[0]["audio"].startswith(b"OggS")  # a 2-s file: its preview is embedded
+    ip.run_line_magic("config", "VoxtralMagics.player_max_seconds = 0")
+    with capture_output():
+        player = ip.run_line_magic("voxtral_transcribe", "meeting.mp3 --segments")
+    (source,) = player.sources
+    assert source["audio"] is None and source["note"] == "not embedded: player_max_seconds is 0"
+
+
 def test_subtitles_that_cannot_be_written_keep_the_paid_answers(ip, server):
     out, err = run(ip, "%voxtral_transcribe meeting.mp3 --srt meeting.mp3/subs -o df;")
     assert not err and server.request_count == 1

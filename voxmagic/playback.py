@@ -24,14 +24,19 @@ def clock(seconds: float) -> str:
 
 
 def playable(
-    segments: Any, audio: Mapping[str, bytes | EncodedAudio] | None = None, *, compress: bool = True
+    segments: Any,
+    audio: Mapping[str, bytes | EncodedAudio] | None = None,
+    *,
+    compress: bool = True,
+    missing: str = "no audio given",
 ) -> tuple[list[dict], list[dict]]:
     """``(sources, rows)`` from segments (a DataFrame or dicts: ``source, start, end, text``
-    [``speaker``], or ``start_s, end_s, speaker_id``) and each source's audio by label."""
+    [``speaker``], or ``start_s, end_s, speaker_id``) and each source's audio by label (a source
+    without any is noted ``missing``)."""
     records = segments.to_dict("records") if hasattr(segments, "to_dict") else list(segments)
     labels, rows = _rows(records)
     by_label = {str(k): v for k, v in (audio or {}).items()}
-    return [_embed(label, by_label.get(label), compress) for label in labels], rows
+    return [_embed(label, by_label.get(label), compress, missing) for label in labels], rows
 
 
 def shown(sources: list[dict], rows: list[dict]) -> tuple[dict[str, list[str]], str]:
@@ -63,11 +68,11 @@ def _rows(records: Iterable[dict]) -> tuple[list[str], list[dict]]:
     return list(labels), rows
 
 
-def _embed(label: str, audio: bytes | EncodedAudio | None, compress: bool) -> dict:
+def _embed(label: str, audio: bytes | EncodedAudio | None, compress: bool, missing: str) -> dict:
     """One source as the front end gets it: label, mime, the bytes once (or None and a note)."""
     entry: dict[str, Any] = {"label": label, "mime": "", "audio": None, "note": ""}
     if audio is None:
-        return dict(entry, note="no audio given")
+        return dict(entry, note=missing)
     clip = audio if isinstance(audio, EncodedAudio) else EncodedAudio(bytes(audio), "", 0.0, label)
     try:
         data = _preview_of(clip.data, clip.label) if compress else clip.data

@@ -34,13 +34,18 @@ class TranscriptPlayer(anywidget.AnyWidget):
 
     @classmethod
     def from_segments(
-        cls, segments: Any, audio: Mapping[str, bytes | EncodedAudio] | None = None, *, compress: bool = True
+        cls,
+        segments: Any,
+        audio: Mapping[str, bytes | EncodedAudio] | None = None,
+        *,
+        compress: bool = True,
+        missing: str = "no audio given",
     ) -> TranscriptPlayer:
         """From segments (seconds on each source's timeline) and each source's audio by label
         (bytes of any container, or EncodedAudio). ``compress`` embeds a 12 kbit/s Opus preview,
-        else the bytes as given; a source without audio or over
+        else the bytes as given; a source without audio (its note: ``missing``) or over
         :data:`voxmagic.playback.MAX_AUDIO_BYTES` is shown unplayable, with a note."""
-        sources, rows = playable(segments, audio, compress=compress)
+        sources, rows = playable(segments, audio, compress=compress, missing=missing)
         return cls(sources=sources, rows=rows)
 
     def table(self) -> Any:

@@ -116,12 +116,13 @@ def _playable(result: Any, options: TranscribeOptions, namespace: Namespace) -> 
         return result
     from .player import TranscriptPlayer
 
-    audio = {}
+    audio, never = {}, options.view.player_max_seconds == 0  # nothing embedded in the notebook
     for label in dict.fromkeys(result["source"].dropna()):
         path = Path(base_label(str(label))).expanduser()  # a moment plays on its file's timeline
-        if path.is_file():
+        if path.is_file() and not never:
             audio[str(label)] = path.read_bytes()
-    return TranscriptPlayer.from_segments(result, audio)
+    missing = "not embedded: player_max_seconds is 0" if never else "not a file on disk: nothing to play"
+    return TranscriptPlayer.from_segments(result, audio, missing=missing)
 
 
 @dataclass
