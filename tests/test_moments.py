@@ -10,7 +10,7 @@ import pytest
 
 import voxmagic
 from voxmagic.errors import ConfigError
-from voxmagic.moments import GAP_S, describe, mmss, parse_span, parse_time
+from voxmagic.moments import GAP_S, check_span, describe, mmss, parse_span, parse_time
 from voxmagic.testing.synth import tone_file
 
 from conftest import run
@@ -34,6 +34,14 @@ def test_bad_moments_are_one_line(text, message):
     with pytest.raises(ConfigError, match=message) as err:
         parse_span(text)
     assert "\n" not in str(err.value)
+
+
+def test_a_negative_time_in_python_is_named_as_given():
+    """start=-3 read "the moment -1:57–end is empty or reversed" (m:ss of a negative number)."""
+    with pytest.raises(ConfigError, match=r"^start=-3 is before the audio begins: times count seconds from its start$"):
+        check_span(-3, None)
+    with pytest.raises(ConfigError, match=r"^end=-0.5 is before the audio begins"):
+        check_span(None, -0.5)
 
 
 def test_labels():
@@ -63,6 +71,7 @@ def test_start_and_end_send_and_bill_only_the_moment(server, tmp_path):
     assert "7.0 s audio" in r.summary and r.sources == [f"{path} [0:05–0:12]"]
     df = voxmagic.transcribe(path, start=15, **opts)
     assert df["duration_s"].iloc[0] == pytest.approx(5.0, abs=0.02) and df["source"].iloc[0].endswith("[0:15–end]")
+    assert voxmagic.history()["sources"].iloc[-1] == f'["{path} [0:15–end]"]'  # the dash as written, not \u2013
 
 
 def test_the_at_option(shell, server, tmp_path):

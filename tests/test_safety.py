@@ -144,7 +144,7 @@ def test_history_magic(ip, server, files):
     assert list(df.columns)[0] == "cost_usd" and set(df.columns) < set(h.columns)
     assert len(ip.run_line_magic("voxtral_history", "--since 10min")) == 3
     _, err = run(ip, "%voxtral_history --since soon-ish")
-    assert err.startswith("UsageError: since='soon-ish' is neither a time")
+    assert err.startswith("UsageError: --since soon-ish is neither a time")  # as it was typed
     _, err = run(ip, "%voxtral_history --last -3")  # not every row
     assert err.strip() == "UsageError: --last -3 is out of range: use a whole number of at least 1"
 

@@ -356,13 +356,14 @@ def transcribe(
     ))  # fmt: skip
 
 
-def history(last: int | None = None, since: Any = None) -> pd.DataFrame:
+def history(last: int | None = None, since: Any = None, *, since_label: str = "since=") -> pd.DataFrame:
     """Every request voxmagic has made on this machine (newest ``last``, or ``since`` a time),
-    from its SQLite file — cost, tokens, text, errors; never the key or the audio."""
-    return runner.store.history(last=limits.check("last", last), since=_timestamp(since))
+    from its SQLite file — cost, tokens, text, errors; never the key or the audio. ``since_label``
+    names the value in a refusal as the caller wrote it (``--since`` on a magic's line)."""
+    return runner.store.history(last=limits.check("last", last), since=_timestamp(since, since_label))
 
 
-def _timestamp(value: Any) -> float | None:
+def _timestamp(value: Any, label: str = "since=") -> float | None:
     """Unix seconds from a number, a datetime, a time as text ("2026-11-25 10:00", local time) or a
     duration back from now ("90min", "2h", "1 day")."""
     if value is None or isinstance(value, (int, float)):
@@ -377,8 +378,9 @@ def _timestamp(value: Any) -> float | None:
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:
+        shown = f"{label}{value!r}" if label.endswith("=") else f"{label} {value}"
         raise ConfigError(
-            f"since={value!r} is neither a time ('2026-11-25 10:00') nor a duration back from now ('2h')"
+            f"{shown} is neither a time ('2026-11-25 10:00') nor a duration back from now ('2h')"
         ) from exc
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize(datetime.now().astimezone().tzinfo)

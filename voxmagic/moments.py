@@ -48,7 +48,10 @@ def parse_span(text: str) -> Span:
 def check_span(start: float | None, end: float | None) -> Span:
     """A moment given as numbers (``start=``/``end=``): 0 ≤ start < end."""
     begin = 0.0 if start is None else float(start)
-    if begin < 0 or (end is not None and end <= begin):
+    for name, value in (("start", begin), ("end", end)):
+        if value is not None and value < 0:
+            raise ConfigError(f"{name}={value:g} is before the audio begins: times count seconds from its start")
+    if end is not None and end <= begin:
         raise ConfigError(
             f"the moment {mmss(begin)}–{mmss(end)} is empty or reversed: the end must come after the start"
         )

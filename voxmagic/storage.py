@@ -341,7 +341,7 @@ def _request_columns(request: ChatRequest | TranscriptionRequest, base_url: str,
     params = {k: v for k, v in body.items() if k not in ("messages", "model")}
     return dict(
         time=time.time(), model=request.model, base_url=base_url, params=json.dumps(params),
-        prompt=request.question, sources=json.dumps([a.label for a in request.audio]),
+        prompt=request.question, sources=json.dumps([a.label for a in request.audio], ensure_ascii=False),
         audio_sha256=",".join(a.sha256 for a in request.audio),
         audio_format=",".join(sorted({a.format for a in request.audio})),
         audio_seconds=request.audio_seconds, cache_key=cache_key,

@@ -242,7 +242,7 @@ def _partial(run: Run) -> list[dict]:
 
 def run_history(args: Args, namespace: Namespace) -> pd.DataFrame:
     """``-o`` keeps every column (the data); what is shown is compact unless ``--all``."""
-    full = history(last=limits.check("last", args.last, "--last"), since=args.since)
+    full = history(last=limits.check("last", args.last, "--last"), since=args.since, since_label="--since")
     if runner.store.problem:  # an empty table needs its reason beside it
         print(runner.store.problem)
     if args.out:
