@@ -80,3 +80,11 @@ def test_the_ledgers_lines_count_answers_from_the_cache_apart_from_calls():
         ledger.record(free, "b")
     assert str(ledger) == "session $0.001000 (1 call, 2 answers from the cache)"
     assert ledger.summary() == "total $0.001000 over 1 call and 2 answers from the cache"
+
+
+def test_the_session_budget_set_in_python_is_checked_as_config_is():
+    import voxmagic
+
+    with pytest.raises(voxmagic.ConfigError, match=r"^voxmagic.ledger.budget_usd = -1 is out of range: use a number above 0 USD$"):
+        voxmagic.ledger.budget_usd = -1
+    assert voxmagic.ledger.budget_usd is None

@@ -104,5 +104,5 @@ def test_a_moment_past_the_end_says_where_the_audio_ends():
     from voxmagic.errors import AudioError
 
     welcome = str(Path(voxmagic.__file__).parent / "samples" / "welcome.mp3")  # 13.2 s
-    with pytest.raises(AudioError, match=r"\[1:00–2:00\] holds no audio samples \(0 s\): the audio ends at 0:13\.2$"):
+    with pytest.raises(AudioError, match=r"welcome.mp3 \[1:00–2:00\]: holds no audio samples \(0 s\): the audio ends at 0:13\.2$"):
         list(as_source(welcome).moments((60.0, 120.0)).blocks())

@@ -65,3 +65,15 @@ def test_the_progress_line_counts_overlapping_audio_once():
     for rows in (overlapping, touching):
         assert summary(rows)["duration_s"] == stitch("a.mp3", rows)["duration_s"] == 60
     assert summary([{"source": "a.mp3", "error": "cannot read it"}])["duration_s"] == 0
+
+
+def test_a_source_of_unknown_cost_is_not_shown_as_free():
+    """vLLM reports no cost: its line read '$0.000000' (and then 'this call: cost unknown')."""
+    from voxmagic.progress import Progress
+
+    progress = Progress(["a.mp3", "b.mp3", "c.mp3"])
+    unpriced = dict(chunk(0, 0, 4.8), duration_s=4.8, cost_usd=None)
+    assert progress.finished(0, [unpriced]) == "✓ a.mp3 · 4.8 s audio · cost unknown"
+    assert progress.finished(1, [dict(unpriced, cost_usd=0.0001)]) == "✓ b.mp3 · 4.8 s audio · $0.000100"
+    assert progress.finished(2, [dict(unpriced, error="HTTP 400: bad")]) == "✗ c.mp3: HTTP 400: bad"
+    assert progress.cost == pytest.approx(0.0001)

@@ -119,7 +119,8 @@ class AudioSource:
             return "contains no audio samples (0 s)"
         whole = dataclasses.replace(self, spans=()).probe_duration()
         past = f": the audio ends at {mmss(whole)}" if whole is not None and self.spans[0][0] >= whole else ""
-        return f"{describe(self.spans)} holds no audio samples (0 s){past}"
+        moment = "" if self.label.endswith(describe(self.spans)) else f"{describe(self.spans)} "  # said once
+        return f"{moment}holds no audio samples (0 s){past}"
 
     def _span_blocks(self, start: float, end: float | None) -> Iterator[np.ndarray]:
         if self.array is not None:

@@ -18,10 +18,11 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # format_usd, the one money format, lives beside the tables that show it; voxmagic.cost.format_usd
 # stays its name for everyone else
+from . import limits
 from .frames import as_table, local_times, tidy
 from .results import counted, format_usd
 
@@ -163,6 +164,11 @@ class CostLedger:
     entries: list[LedgerEntry] = field(default_factory=list)
     budget_usd: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "budget_usd" and value is not None:  # ``voxmagic.ledger.budget_usd = ...`` as %config's
+            value = limits.check("budget", value, "voxmagic.ledger.budget_usd =")
+        super().__setattr__(name, value)
 
     @property
     def remaining_usd(self) -> float | None:

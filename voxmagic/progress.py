@@ -84,7 +84,7 @@ class Progress:
         self.done += 1
         self.running.discard(index)
         name, total = self.labels[index], summary(rows)
-        self.cost += total["cost_usd"]
+        self.cost += total["cost_usd"] or 0.0
         if total["error"]:
             self.failed += 1
             line = f"✗ {name}: {total['error']}"

@@ -77,7 +77,10 @@ def summary(rows: list[dict]) -> dict:
     return {
         "source": rows[0]["source"],
         "duration_s": _duration(rows),
-        "cost_usd": sum(r.get("cost_usd") or 0 for r in rows),
+        # a server that does not say (vLLM): unknown, not $0
+        "cost_usd": None
+        if any(r.get("cost_usd") is None and not r.get("error") for r in rows)
+        else sum(r.get("cost_usd") or 0 for r in rows),
         "error": "; ".join(errors) or None,
         "cached": all(r.get("cached") for r in rows),
     }
