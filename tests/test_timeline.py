@@ -42,6 +42,17 @@ def test_a_chunk_whose_segments_were_all_said_before_gives_its_cost_to_them():
     assert sum(r["cost_usd"] for r in out) == pytest.approx(0.03)  # and nothing billed is lost
 
 
+def test_speech_the_two_sides_of_an_overlap_cut_differently_is_kept_once():
+    """Chunk 0 keeps 'two' (it starts before the overlap's middle, 28 s); chunk 1 cut the same
+    words later, from 28.4 s: they were kept twice. A segment of its own after them stays."""
+    seg = lambda a, b, text: {"start_s": a, "end_s": b, "text": text, "speaker": "speaker_1"}  # noqa: E731
+    rows = [chunk(0, 0.0, 30.0, 0.02, [seg(0, 27, "one"), seg(27, 29.8, "two")]),
+            chunk(1, 26.0, 56.0, 0.01, [seg(0, 2.4, "tail of one"), seg(2.4, 3.7, "two"), seg(3.7, 9, "three")])]  # fmt: skip
+    out = segment_rows(rows)
+    assert [r["text"] for r in out] == ["one", "two", "three"]
+    assert sum(r["cost_usd"] for r in out) == pytest.approx(0.03)
+
+
 def test_every_billed_chunk_of_a_long_file_is_a_row(server, tmp_path, monkeypatch):
     """The bundled meeting ten times over (4.7 min) in 30-s chunks cut at pauses."""
     monkeypatch.setenv("OPENROUTER_API_KEY", "local-key")

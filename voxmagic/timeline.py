@@ -50,7 +50,8 @@ def _source_segments(chunks: list[dict]) -> list[dict]:
             middle = (chunk["start_s"] + previous["end_s"]) / 2
             labels = _tie(pieces, kept, previous["end_s"])
             kept = [s for s in kept if s["start"] < middle or s["chunk"] != previous.get("chunk")]
-            pieces = [p for p in pieces if p["start"] >= middle]
+            before = [s for s in kept if s["chunk"] == previous.get("chunk")]
+            pieces = [p for p in pieces if p["start"] >= middle and not _said_before(p, before)]
         else:  # back to back, or an untimed side: a chunk without segments is one piece, kept whole
             labels = _tie(pieces, [], 0.0)
         kept += [dict(p, speaker=labels.get(p["speaker"], p["speaker"])) for p in pieces]
@@ -67,6 +68,14 @@ def _overlapping(previous: dict, chunk: dict) -> bool:
     if not _timed(previous) or not _timed(chunk):
         return False
     return chunk.get("start_s", 0.0) < previous.get("end_s", 0.0) - TOUCH_S
+
+
+def _said_before(piece: dict, before: list[dict]) -> bool:
+    """Most of ``piece`` is inside segments the previous chunk keeps: the two requests cut the
+    overlap's speech at different places, and it would be said twice."""
+    length = piece["end"] - piece["start"]
+    covered = sum(max(0.0, min(piece["end"], s["end"]) - max(piece["start"], s["start"])) for s in before)
+    return length > 0 and covered > length / 2
 
 
 def _timed(chunk: dict) -> bool:
