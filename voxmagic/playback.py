@@ -5,6 +5,7 @@ shows it is :class:`voxmagic.notebook.player.TranscriptPlayer`; this half needs 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from typing import Any
@@ -17,10 +18,13 @@ _MAGIC = {b"OggS": "audio/ogg", b"fLaC": "audio/flac", b"RIFF": "audio/wav", b"I
 
 
 def clock(seconds: float) -> str:
-    """``m:ss`` (``h:mm:ss`` from an hour), truncated to the second as players show time."""
-    s = max(0, int(seconds))
+    """``m:ss`` (``h:mm:ss`` from an hour), with tenths when there are some (``0:04.4``): cut to
+    the second, a 0.4-s segment read ``0:04–0:04``. Rounded half up, as the front end's twin."""
+    tenths = max(0, math.floor(seconds * 10 + 0.5))
+    s, tenth = divmod(tenths, 10)
     h, m = s // 3600, s // 60 % 60
-    return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m}:{s % 60:02d}"
+    ss = f"{s % 60:02d}" + (f".{tenth}" if tenth else "")
+    return f"{h}:{m:02d}:{ss}" if h else f"{m}:{ss}"
 
 
 def playable(

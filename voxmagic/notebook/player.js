@@ -7,10 +7,11 @@
 // Another row switches; the playing row again pauses. The trait `playing` tells Python which
 // row plays (-1: none).
 
-/** m:ss (h:mm:ss from an hour), truncated to the second, as players and the Python side show it. */
+/** m:ss (h:mm:ss from an hour), with tenths when there are some, as the Python side shows it. */
 export function clock(seconds) {
-  const s = Math.max(0, Math.floor(seconds));
-  const ss = String(s % 60).padStart(2, "0");
+  const tenths = Math.max(0, Math.round(seconds * 10));
+  const s = Math.floor(tenths / 10), tenth = tenths % 10;
+  const ss = String(s % 60).padStart(2, "0") + (tenth ? `.${tenth}` : "");
   const m = Math.floor(s / 60) % 60, h = Math.floor(s / 3600);
   return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
 }
