@@ -222,7 +222,25 @@ def test_other_dialects_list_models_without_live_prices(dialect):
     expected = {"vllm": ["mistralai/Voxtral-Small-24B-2507"],
                 "mistral": ["voxtral-mini-latest", "voxtral-small-latest"]}[dialect]
     assert list(df["id"]) == expected  # Mistral's text model says it takes no audio
-    assert df["audio_usd_per_minute"].isna().all() and df["context_length"].tolist() == [32768] * len(expected)
+    assert df["prompt_usd_per_m"].isna().all() and df["context_length"].tolist() == [32768] * len(expected)
+    # the transcriptions model's published price per minute of audio is filled in, the rest unknown
+    per_minute = dict(zip(df["id"], df["audio_usd_per_minute"], strict=True))
+    if dialect == "mistral":
+        assert per_minute["voxtral-mini-latest"] == pytest.approx(0.003) and per_minute["voxtral-small-latest"] != per_minute["voxtral-small-latest"]
+    else:
+        assert df["audio_usd_per_minute"].isna().all()
+
+
+def test_the_models_magic_says_a_list_without_prices_has_none(shell, monkeypatch):
+    """Mistral's list: 'prices: live' stood over a column of NaN."""
+    from conftest import run
+
+    monkeypatch.setenv("MISTRAL_API_KEY", "local-key")
+    with LocalServer(dialect="mistral") as srv:
+        out, err = run(shell, f"%voxtral_models --provider mistral --base-url {srv.base_url}")
+    assert not err and "2 models taking audio" in out and "prices: live" not in out
+    assert ("(the live list has no prices: known ones are filled in; a chat call to the others is estimated at "
+            "Voxtral Small's OpenRouter price)") in out
 
 
 def test_other_dialects_use_seed_prices_for_known_names(monkeypatch):

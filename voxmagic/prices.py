@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import cost
 from .cost import AUDIO_TOKENS_PER_SECOND, CONTEXT_TOKENS, Pricing
-from .providers import is_loopback
+from .providers import TRANSCRIPTION_PRICES, is_loopback
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -354,6 +354,8 @@ def _row(entry: dict, source: str) -> dict | None:
             completion_usd_per_m=seed.completion * 1e6,
             audio_usd_per_minute=seed.audio_second * 60,
         )
+    elif (per_second := TRANSCRIPTION_PRICES.get(entry["id"])) is not None:  # billed by the minute of audio
+        row["audio_usd_per_minute"] = per_second * 60
     return row
 
 

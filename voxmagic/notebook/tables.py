@@ -254,7 +254,14 @@ def run_models(args: Args, namespace: Namespace, settings: Settings) -> pd.DataF
     from ..prices import models_table
 
     df = models_table(settings, refresh=args.refresh)
-    print(f"{counted(len(df), 'model')} taking audio at {settings.base_url} (prices: {df.attrs.get('source')})")
+    source = df.attrs.get("source")
+    prices = (
+        f"prices: {source}"
+        if settings.effective_dialect == "openrouter"
+        else f"the {source} list has no prices: known ones are filled in; a chat call to the others is "
+        "estimated at Voxtral Small's OpenRouter price"
+    )
+    print(f"{counted(len(df), 'model')} taking audio at {settings.base_url} ({prices})")
     if args.out:
         namespace[args.out] = df
     return df
