@@ -67,6 +67,10 @@ def test_interrupting_a_question_says_where_the_partial_text_is(ip, server, file
     assert partial.startswith("Heard 1 clips") and len(partial.split()) < 200
     row = runner.store.history().iloc[-1]
     assert row["error_type"] == "CancelledError" and row["text"] == partial  # history keeps it too
+    # "it may still be billed": the session's costs list it, as they list an abandoned attempt
+    out, _ = run(ip, "%voxtral_cost -o costs")
+    assert ip.user_ns["costs"]["outcome"].tolist() == ["cancelled"]
+    assert "total $0.000000 over 1 call (1 call of unknown cost; 1 call stopped mid-answer the provider may bill)" in out
 
 
 def test_background_run_returns_at_once_and_binds_the_variable_later(ip, server, files):

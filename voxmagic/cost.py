@@ -148,8 +148,8 @@ class LedgerEntry:
     audio_seconds: float
     cost_source: str  # "reported", "estimated", "unknown" or "refused" (an error status: not billed)
     generation_id: str | None = None
-    # answered, cached, failed (after the server started), abandoned (retried after the server
-    # started: it may still bill that attempt)
+    # answered, cached, failed (after the server started, or refused), abandoned (retried after the
+    # server started: it may still bill that attempt), cancelled (stopped mid-answer: it may bill)
     outcome: str = "answered"
 
 
@@ -231,9 +231,11 @@ class CostLedger:
         cached = sum(e.outcome == "cached" for e in entries)
         unknown = sum(e.cost_usd is None for e in entries)
         abandoned = sum(e.outcome == "abandoned" for e in entries)
+        cancelled = sum(e.outcome == "cancelled" for e in entries)
         notes = [
             f"{counted(unknown, 'call')} of unknown cost" if unknown else "",
             f"{counted(abandoned, 'abandoned attempt')} the provider may bill" if abandoned else "",
+            f"{counted(cancelled, 'call')} stopped mid-answer the provider may bill" if cancelled else "",
             f"{format_usd(self.remaining_usd)} of the {format_usd(self.budget_usd)} budget left"
             if self.budget_usd is not None
             else "",

@@ -317,6 +317,8 @@ class _Attempts:
         await in_store(store.record, self.request, self.settings.base_url, error=exc, text=partial or None)
         if getattr(exc, "refused", False) or getattr(exc, "generation_id", None):  # a call the provider saw
             self._ledger(exc, "failed")
+        elif isinstance(exc, asyncio.CancelledError) and self.streamed:  # stopped mid-answer: it may bill
+            self._ledger(exc, "cancelled")
 
     async def answered(self, response: Response, cache_key: str | None) -> None:
         await self._abandoned()
