@@ -56,6 +56,11 @@ def _one(item: str, ns: Mapping[str, Any], sample_rate: int | None) -> list[Any]
         return _from_variable(item, lookup(item, ns), sample_rate)
     if glob.has_magic(item):
         return expand(item)
+    if item.startswith(("(", "[", "{")) or item.endswith(","):  # Python written on the line
+        raise ConfigError(
+            f"{item}: the line takes names, not Python expressions; put it in a variable first "
+            "(clip = (samples, 16000)) and name the variable"
+        )
     hint = did_you_mean(path, [n for n in ns if n.isidentifier() and not n.startswith("_")])
     if item.replace(".", "").isidentifier() and path.suffix.lower() not in AUDIO_SUFFIXES:
         raise ConfigError(f"{item} is neither a file nor a variable in the notebook{hint}")
