@@ -170,6 +170,16 @@ def test_a_refused_key_points_at_where_it_came_from(server, monkeypatch, clips):
     assert "OPENROUTER_API_KEY" not in str(err.value) and "a-wrong-key" not in str(err.value)
 
 
+def test_an_address_read_as_openai_compatible_sent_no_key_and_says_so(server, monkeypatch, clips):
+    """A /v1 address with OPENROUTER_API_KEY or MISTRAL_API_KEY set, and no provider named: no key
+    was sent, and the 401 said 'check the key in OPENAI_API_KEY'."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server.configure(api_key="the-right-key")
+    with pytest.raises(AuthenticationError, match=r"\(no key was sent: set OPENAI_API_KEY, or name the provider whose "
+                                                  r"key is set \(--provider\)\)$"):
+        voxmagic.ask(str(clips["wav"]), "hi", base_url=server.base_url, provider="openai-compatible")
+
+
 def test_key_from_a_dotenv_file_and_a_custom_variable(server, monkeypatch, tmp_path, clips):
     monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
