@@ -131,6 +131,21 @@ def test_a_batch_dry_run_counts_out_what_the_cache_would_answer(ip, server):
     assert out.startswith("2 files, 2 requests would be sent\n") and server.request_count == sent
 
 
+def test_a_dry_run_of_a_long_file_cuts_only_its_first_chunk(ip, server, tmp_path):
+    """A 2-hour file's dry run decoded and encoded all of it (34 s, longer than sending it): now
+    the first chunk is prepared for the preview and the rest counted from the header's length."""
+    tone_file(tmp_path / "long.wav", 200.0, channels=1)
+    out, err = run(ip, "%voxtral_transcribe long.wav --chunk-minutes 0.5 --dry-run")
+    assert not err and server.request_count == 0
+    assert out.startswith("1 file, 7 requests would be sent (6 of them counted from a long file's length: it is cut "
+                          "at pauses when sent)\n") and "first request:" in out
+    assert "(200.0 s audio," in out
+    run(ip, "%voxtral_transcribe long.wav --chunk-minutes 0.5 -o df;")
+    assert server.request_count == 7 and ip.user_ns["df"]["error"].isna().all()  # the count was right
+    out, _ = run(ip, "%voxtral_transcribe long.wav --chunk-minutes 0.5 --dry-run")
+    assert out.startswith("1 file, 0 requests would be sent; 7 of 7 requests answered from the cache ($0)\n")
+
+
 def test_audio_may_follow_the_options(ip, server):
     """As a shell command's files may: ``%voxtral_transcribe a -o t b`` transcribes a and b."""
     out, err = run(ip, "%voxtral_transcribe meeting.mp3 -o t b.flac --no-cache")

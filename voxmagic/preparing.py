@@ -15,7 +15,7 @@ import asyncio
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ async def chunks_for(item: Any, batch: Batch) -> list[EncodedAudio]:
     return [clip async for clip in chunk_stream(item, batch)]
 
 
-async def chunk_stream(item: Any, batch: Batch) -> AsyncIterator[EncodedAudio]:
+async def chunk_stream(item: Any, batch: Batch) -> AsyncGenerator[EncodedAudio, None]:
     """The source's chunks in order, each as soon as it is ready: references only (no audio
     bytes) when every answer is cached. Raises :class:`AudioError` when it cannot be read."""
     if isinstance(item, EncodedAudio):
