@@ -154,7 +154,7 @@ def test_rate_limits_are_waited_out_for_the_patience_then_said_in_one_line():
     with pytest.raises(RateLimitError) as err:
         send([limited] * 50, rate_limit_patience=0.5)
     e = err.value
-    assert 3 <= e.attempts <= 6 and 0.5 <= e.waited_s < 1.5
+    assert 3 <= e.attempts <= 6 and 0.4 <= e.waited_s < 0.65  # no wait begun that would end past the patience
     assert str(e).endswith(f"[gave up after {e.attempts} attempts over {e.waited_s:.0f} s]")
 
 
