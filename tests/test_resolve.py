@@ -61,6 +61,8 @@ def test_variables_of_every_kind(folder):
     (["talks/*.ogg"], {}, "no files match talks/\\*.ogg"),
     (["empty"], {}, "the folder empty holds no audio files"),
     ([], {}, "no audio given"),
+    (["clips[1:3]"], {"clips": ["a.mp3", "b.mp3", "c.mp3"]},
+     r"cannot read clips\[1:3\] \(.*\); a slice is not read here: put it in a variable first \(part = clips\[1:3\]\)"),
 ])
 def test_mistakes_say_what_to_do(folder, items, ns, message):
     (folder / "empty").mkdir()

@@ -106,7 +106,8 @@ def lookup(name: str, ns: Mapping[str, Any], what: str = "") -> Any:
         prefix = f"{what}: " if what else ""
         raise ConfigError(f"{prefix}no variable named {exc.args[0]} in the notebook") from None
     except (AttributeError, IndexError, ValueError, TypeError) as exc:
-        raise ConfigError(f"{what + ': ' if what else ''}cannot read {name} ({exc})") from None
+        hint = f"; a slice is not read here: put it in a variable first (part = {name})" if ":" in name else ""
+        raise ConfigError(f"{what + ': ' if what else ''}cannot read {name} ({exc}){hint}") from None
 
 
 def render_prompt(template: str, ns: Mapping[str, Any]) -> str:
