@@ -88,8 +88,8 @@ ASK = [
     ),
     option(
         "--tools",
-        metavar="NAME,...",
-        help="notebook functions the model may call (their signatures and docstrings are sent)",
+        metavar="NAMES",
+        help="notebook functions the model may call, comma-separated (their signatures and docstrings are sent)",
     ),
     option("--tool-choice", metavar="CHOICE", help="auto, none, required, or a tool's name"),
     option(
