@@ -341,6 +341,14 @@ def test_the_transcript_player_is_the_result_and_embeds_nothing_at_player_max_se
     assert source["audio"] is None and source["note"] == "not embedded: player_max_seconds is 0"
 
 
+def test_subtitles_with_a_failed_chunk_say_so(ip, server):
+    server.add_fault("http_500", times=1)
+    ip.run_line_magic("config", "VoxtralMagics.max_attempts = 1")
+    out, err = run(ip, "%voxtral_transcribe meeting.mp3 b.flac --srt subs --concurrency 1 -o df;")
+    assert not err and ip.user_ns["df"]["error"].notna().sum() == 1
+    assert "wrote 1 subtitle file to subs (1 failed chunk left out: see the error column)" in out
+
+
 def test_subtitles_that_cannot_be_written_keep_the_paid_answers(ip, server):
     out, err = run(ip, "%voxtral_transcribe meeting.mp3 --srt meeting.mp3/subs -o df;")
     assert not err and server.request_count == 1

@@ -88,7 +88,9 @@ def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Se
             written = [p for t in found if t.cues for p in _saved(t, options.subtitles, t.source + moment)]
         except OSError as exc:  # the answers are paid for: keep them, and say what could not be written
             return shown, f"subtitles not written to {folders}: {exc.strerror or exc} ({exc.filename})"
-        return shown, f"wrote {counted(len(written), 'subtitle file')} to {folders}"
+        gaps = sum(bool(r.get("error")) and r.get("chunk") is not None for r in rows)  # a failed chunk of a source
+        gap = f" ({counted(gaps, 'failed chunk')} left out: see the error column)" if gaps else ""
+        return shown, f"wrote {counted(len(written), 'subtitle file')} to {folders}{gap}"
 
     return run_with_progress(
         options, Run(sources, spec, what, options.segments, True, write, runner=runner), namespace, session
