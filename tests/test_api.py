@@ -168,6 +168,9 @@ def test_a_refused_key_points_at_where_it_came_from(server, monkeypatch, clips):
     with pytest.raises(AuthenticationError, match=r"check the key given as api_key=") as err:
         voxmagic.ask(str(clips["wav"]), "hi", base_url=server.base_url, api_key="a-wrong-key")
     assert "OPENROUTER_API_KEY" not in str(err.value) and "a-wrong-key" not in str(err.value)
+    monkeypatch.setenv("OPENROUTER_API_KEY", " env-key\n")  # stripped: still the variable's key, not api_key=
+    with pytest.raises(AuthenticationError, match=r"check the key in OPENROUTER_API_KEY, or pass api_key=\)$"):
+        voxmagic.ask(str(clips["wav"]), "hi", base_url=server.base_url)
 
 
 def test_an_address_read_as_openai_compatible_sent_no_key_and_says_so(server, monkeypatch, clips):
@@ -175,8 +178,8 @@ def test_an_address_read_as_openai_compatible_sent_no_key_and_says_so(server, mo
     was sent, and the 401 said 'check the key in OPENAI_API_KEY'."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     server.configure(api_key="the-right-key")
-    with pytest.raises(AuthenticationError, match=r"\(no key was sent: set OPENAI_API_KEY, or name the provider whose "
-                                                  r"key is set \(--provider\)\)$"):
+    with pytest.raises(AuthenticationError, match=r"\(no key was sent: set OPENAI_API_KEY, or name with --provider the "
+                                                  r"provider whose key is set\)$"):
         voxmagic.ask(str(clips["wav"]), "hi", base_url=server.base_url, provider="openai-compatible")
 
 

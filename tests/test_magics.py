@@ -306,7 +306,8 @@ def test_cost_tally_equals_what_the_server_reported(ip, server):
     ("%%voxtral meeting.mp3 --temperature 0.2 --temperature=0.5\nQ", r"--temperature is given twice: give it once$"),
     ("%%voxtral --continue --at 0-3\nQ", r"--continue asks about the audio .* as it was sent: --at cannot change it"),
     ("%%voxtral --continue --trim-silence\nQ", r"as it was sent: --trim-silence cannot change it"),
-    ("%voxtral_transcribe clips --srt meeting.mp3", r"--srt meeting\.mp3: that is a file; --srt takes a folder"),
+    ("%voxtral_transcribe clips --srt meeting.mp3", r"--srt meeting\.mp3: that is a file name; --srt takes a folder"),
+    ("%voxtral_transcribe clips --vtt subs/new.vtt", r"--vtt subs/new\.vtt: that is a file name; --vtt takes a folder"),
     ("%voxtral_transcribe (x, 16000)", r"^UsageError: \(x,: the line takes names, not Python expressions; put it in a"),
 ])
 def test_user_mistakes_are_one_line(ip, server, cell, message):

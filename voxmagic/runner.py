@@ -365,7 +365,7 @@ def priced(response: Response, request: Request) -> Response:
 def advise(exc: BaseException, settings: Settings) -> None:
     """What to do about a refused key or credits depends on the provider."""
     if isinstance(exc, AuthenticationError) and not settings.api_key:  # an address read as openai-compatible
-        exc.advice = f"no key was sent: set {settings.key_env}, or name the provider whose key is set (--provider)"
+        exc.advice = f"no key was sent: set {settings.key_env}, or name with --provider the provider whose key is set"
     elif isinstance(exc, AuthenticationError):
         where = "given as api_key=" if settings.key_given else f"in {settings.key_env}, or pass api_key="
         exc.advice = f"check the key {where}"

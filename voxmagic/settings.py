@@ -93,7 +93,7 @@ class Settings:
     @property
     def key_given(self) -> bool:
         """Whether the key was passed in (``api_key=``) rather than read from ``key_env``."""
-        return bool(self.api_key) and self.api_key != _environment().get(self.key_env)
+        return bool(self.api_key) and self.api_key != (_environment().get(self.key_env) or "").strip()
 
     def check(self) -> Settings:
         """Fail early, in one line, when the endpoint would only answer 401."""
@@ -116,10 +116,10 @@ def _check_url(base_url: str | None) -> None:
     if base_url is None:
         return
     parts = urlsplit(base_url)
-    if parts.password:  # shown in every connection error and stored in history: never echo it
+    if parts.username or parts.password or parts.query:  # shown in every error and stored in history
         raise ConfigError(
-            "base_url holds a password (user:password@host): it would show in errors and history; give the "
-            "address without it, and the key as api_key= or in the provider's key variable"
+            "base_url holds a user name, a password or a query (user@host, ?key=): they would show in errors "
+            "and history; give the address alone, and the key as api_key= or in the provider's key variable"
         )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(

@@ -211,9 +211,10 @@ def transcribe_options(args: Namespace, config: Mapping[str, Any]) -> Transcribe
     minutes = _pick(args.chunk_minutes, config["chunk_minutes"])
     subtitles = {fmt: folder for fmt, folder in (("srt", args.srt), ("vtt", args.vtt)) if folder}
     for fmt, folder in subtitles.items():
-        if Path(folder).expanduser().exists() and not Path(folder).expanduser().is_dir():
+        path = Path(folder).expanduser()  # an existing file, or a name that would make a folder "new.srt"
+        if (path.exists() and not path.is_dir()) or (not path.exists() and path.suffix.lower() in (".srt", ".vtt")):
             raise ConfigError(
-                f"--{fmt} {folder}: that is a file; --{fmt} takes a folder to write one .{fmt} per source into"
+                f"--{fmt} {folder}: that is a file name; --{fmt} takes a folder to write one .{fmt} per source into"
             )
     return TranscribeOptions(
         **common,
