@@ -340,6 +340,8 @@ def test_the_transcript_player_is_the_result_and_embeds_nothing_at_player_max_se
         player = ip.run_line_magic("voxtral_transcribe", "meeting.mp3 --segments")
     (source,) = player.sources
     assert source["audio"] is None and source["note"] == "not embedded: player_max_seconds is 0"
+    data, _ = player._repr_mimebundle_()
+    assert data["text/plain"].endswith("\nmeeting.mp3: not embedded: player_max_seconds is 0")  # the name once
 
 
 def test_subtitles_with_a_failed_chunk_say_so(ip, server):

@@ -88,3 +88,7 @@ def test_a_source_of_unknown_cost_is_not_shown_as_free():
     assert progress.finished(1, [dict(unpriced, cost_usd=0.0001)]) == "✓ b.mp3 · 4.8 s audio · $0.000100"
     assert progress.finished(2, [dict(unpriced, error="HTTP 400: bad")]) == "✗ c.mp3: HTTP 400: bad"
     assert progress.cost == pytest.approx(0.0001)
+    assert " · $0.000100 · 1 of unknown cost · " in progress.header()
+    only = Progress(["a.mp3"])
+    only.finished(0, [unpriced])
+    assert " · cost unknown · " in only.header() and "$" not in only.header()  # was "$0.000000"

@@ -52,8 +52,9 @@ def shown(sources: list[dict], rows: list[dict]) -> tuple[dict[str, list[str]], 
     if any(r.get("speaker") for r in rows):
         data["speaker"] = [r.get("speaker") or "" for r in rows]
     data["text"] = [r.get("text") or "" for r in rows]
-    notes = [f"{s.get('label')}: {s['note']}" for s in sources if s.get("note")]
-    return data, "; ".join((labels[:1] if len(labels) == 1 else []) + notes)
+    if len(labels) == 1:  # the one source's name, and its note after it
+        return data, ": ".join([labels[0], *(s["note"] for s in sources if s.get("note"))])
+    return data, "; ".join(f"{s.get('label')}: {s['note']}" for s in sources if s.get("note"))
 
 
 def _rows(records: Iterable[dict]) -> tuple[list[str], list[dict]]:

@@ -69,6 +69,7 @@ class Progress:
     def __init__(self, labels: list[str], concurrency: int | None = None):
         self.labels = [Path(label).name or label for label in labels]
         self.total, self.done, self.failed, self.cost = len(labels), 0, 0, 0.0
+        self.unpriced = 0  # finished sources whose cost the server did not say (vLLM)
         self.concurrency, self.reported_starts = concurrency, False
         self.running: set[int] = set()
         self.recent: deque[str] = deque(maxlen=6)
@@ -85,6 +86,7 @@ class Progress:
         self.running.discard(index)
         name, total = self.labels[index], summary(rows)
         self.cost += total["cost_usd"] or 0.0
+        self.unpriced += total["cost_usd"] is None and not total["error"]
         if total["error"]:
             self.failed += 1
             line = f"✗ {name}: {total['error']}"
@@ -110,7 +112,8 @@ class Progress:
             f"{flying} in flight" if flying not in ("", "0", "≤0") else "",
             f"{self.failed} failed" if self.failed else "",
             (f"{rate:.2f} files/s" if rate >= 1 else f"{1 / rate:.1f} s/file") if rate else "",
-            format_usd(self.cost),
+            "cost unknown" if self.unpriced and not self.cost else format_usd(self.cost),
+            f"{self.unpriced} of unknown cost" if self.unpriced and self.cost else "",
             f"{clock(elapsed)} elapsed",
             f"ETA {clock(left / rate)}" if rate and left else "",
         ]
