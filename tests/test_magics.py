@@ -327,6 +327,12 @@ def test_a_moments_subtitles_are_a_file_of_their_own(ip, server, tmp_path):
         ".voxmagic-subtitles.json", "meeting.srt", "meeting_0m00.5s-0m01.5s.srt", "meeting_0m00.5s-0m01.5s.vtt"]
     moment, whole = (subs / "meeting_0m00.5s-0m01.5s.srt").read_text(), (subs / "meeting.srt").read_text()
     assert "00:00:00,500 -->" in moment and "00:00:00,000 -->" in whole
+    # moments from a table: a file of their own too (they overwrote meeting.srt)
+    import pandas as pd
+
+    ip.user_ns["part"] = pd.DataFrame({"source": ["meeting.mp3"] * 2, "start": [0.0, 1.2], "end": [0.5, 1.8]})
+    run(ip, "%voxtral_transcribe part --srt subs -o d;")
+    assert (subs / "meeting.srt").read_text() == whole and (subs / "meeting_2_moments.srt").exists()
 
 
 def test_the_transcript_player_is_the_result_and_embeds_nothing_at_player_max_seconds_0(ip, server):

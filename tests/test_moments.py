@@ -99,6 +99,23 @@ def test_segment_rows_are_sources(shell, server, tmp_path):
     assert not err and [c.duration_s for c in server.requests[-1].audio] == pytest.approx([3.0], abs=0.05)
 
 
+def test_segments_of_several_moments_land_on_the_files_timeline(tmp_path):
+    """A table of two moments sent with segments=True came back timed on the joined clip (the
+    second moment, 20-28.3 s, read 10-18.6 s), so its subtitles and player were wrong."""
+    from voxmagic.demo import meeting_path
+    from voxmagic.testing.server import LocalServer
+
+    meeting = str(meeting_path())  # 28.3 s; the Mistral-like server answers in 10-s segments
+    part = pd.DataFrame({"source": [meeting, meeting], "start": [0.0, 20.0], "end": [10.0, 28.0]})
+    with LocalServer(dialect="mistral") as srv:
+        df = voxmagic.transcribe(part, segments=True, provider="mistral", base_url=srv.base_url, api_key="k",
+                                 cache=False)
+        (heard,) = srv.requests[-1].audio
+    assert heard.duration_s == pytest.approx(10.0 + GAP_S + 8.0, abs=0.1)  # one clip, as before
+    assert df["start"].tolist() == pytest.approx([0.0, 20.0 - GAP_S], abs=0.05)  # a gap is just before its moment
+    assert df["end"].tolist() == pytest.approx([10.0, 28.0], abs=0.1)  # (a moment of an MP3 lacks its 69-ms start offset)
+
+
 def test_a_moment_past_the_end_says_where_the_audio_ends():
     from voxmagic.audio import as_source
     from voxmagic.errors import AudioError

@@ -12,10 +12,12 @@ processes use two.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import threading
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Generator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -25,8 +27,10 @@ from .audio import AudioSource, EncodedAudio
 from .batch import Batch
 from .codec import SAMPLE_RATE
 from .errors import AudioError, VoxmagicError
+from .moments import GAP_S, Span
 from .runner import in_store, label, store
 from .segment import encode_piece, pieces, sendable
+from .timeline import sub_spans
 from .worker import Worker, WorkerDied
 
 AHEAD = 1  # pieces being encoded besides the one waited for: decoding the next overlaps encoding this one
@@ -59,10 +63,22 @@ async def chunk_stream(item: Any, batch: Batch) -> AsyncGenerator[EncodedAudio, 
                 return
     made = []
     async for clip in _produced(source, batch):
-        made.append(clip)
+        made.append(clip := on_file_timeline(clip, source.spans))
         yield clip
     if fingerprint and batch.caching.write:
         await in_store(store.remember_source, fingerprint, [c.reference() for c in made])
+
+
+def on_file_timeline(clip: EncodedAudio, moments: tuple[Span, ...]) -> EncodedAudio:
+    """A clip of several moments joined (GAP_S of silence between them) as the stretches of the
+    file it holds, so that its answer's times land on the file's timeline as one moment's do. A
+    gap counts as the GAP_S before the next moment: a time in it falls just before that moment."""
+    if len(moments) < 2 or any(end is None for _, end in moments[:-1]):
+        return clip
+    joined = tuple((a - (GAP_S if i else 0.0), b if b is not None else math.inf) for i, (a, b) in enumerate(moments))
+    held = clip.spans or ((clip.start_s, clip.start_s + clip.duration_s),)  # on the joined clip's timeline
+    spans = tuple(s for a, b in held for s in sub_spans(joined, a, b))
+    return replace(clip, spans=spans, start_s=spans[0][0]) if spans else clip
 
 
 async def _produced(source: AudioSource, batch: Batch) -> AsyncIterator[EncodedAudio]:

@@ -19,7 +19,7 @@ from ..dry_run import plan_batch
 from ..errors import VoxmagicError
 from ..frames import COST_COLUMNS, HISTORY_COLUMNS, compact, table
 from ..loop import LOOP
-from ..moments import base_label, describe
+from ..moments import base_label
 from ..results import counted
 from ..runner import ledger
 from ..settings import Settings
@@ -83,9 +83,10 @@ def run_transcribe(options: TranscribeOptions, namespace: Namespace, session: Se
         shown = rows if options.segments else per_source(rows)
         folders = ", ".join(sorted(set(options.subtitles.values())))
         try:
-            moment = f" {describe((options.span,))}" if options.span else ""  # a moment is a file of its own
+            # a source's name with its moments (meeting.mp3 [0:10–0:20]): a moment is a file of its own
+            named = {base_label(str(r.get("source"))): str(r.get("source")) for r in rows}
             found = transcripts(segment_rows(rows))
-            written = [p for t in found if t.cues for p in _saved(t, options.subtitles, t.source + moment)]
+            written = [p for t in found if t.cues for p in _saved(t, options.subtitles, named.get(t.source, t.source))]
         except OSError as exc:  # the answers are paid for: keep them, and say what could not be written
             return shown, f"subtitles not written to {folders}: {exc.strerror or exc} ({exc.filename})"
         gaps = sum(bool(r.get("error")) and r.get("chunk") is not None for r in rows)  # a failed chunk of a source
