@@ -46,9 +46,11 @@ def test_interrupt_mid_batch_keeps_what_finished_and_a_rerun_sends_only_the_rest
     assert f"interrupted: {len(done)} of 12 files finished and are in df" in err
     # what finished was recorded: in history with its cost, and in the session's tally
     h = runner.store.history()
-    assert h["text"].notna().sum() == len(done) and runner.ledger.calls == len(done)
     cancelled = h[h["error_type"] == "CancelledError"]
     assert len(cancelled) >= 1  # the requests in flight were closed, and noted
+    outcomes = [e.outcome for e in runner.ledger.entries]  # those already sent may be billed: listed too
+    assert h["text"].notna().sum() == len(done) == outcomes.count("answered")
+    assert outcomes.count("cancelled") == len(cancelled) and "may still be billed: %voxtral_cost" in err
     sent_before = server.request_count
     server.configure(latency=0.0)
     with capture_output():
@@ -70,7 +72,16 @@ def test_interrupting_a_question_says_where_the_partial_text_is(ip, server, file
     # "it may still be billed": the session's costs list it, as they list an abandoned attempt
     out, _ = run(ip, "%voxtral_cost -o costs")
     assert ip.user_ns["costs"]["outcome"].tolist() == ["cancelled"]
-    assert "total $0.000000 over 1 call (1 call of unknown cost; 1 call stopped mid-answer the provider may bill)" in out
+    assert "total $0.000000 over 1 call (1 call of unknown cost; 1 stopped call the provider may bill)" in out
+
+
+def test_a_question_stopped_before_its_first_token_is_listed_as_it_may_be_billed(ip, server, files):
+    server.configure(latency=3.0)
+    threading.Timer(0.8, _thread.interrupt_main).start()
+    _, err = run(ip, f"%%voxtral {files[0]} --no-cache\nTalk.")
+    assert err.startswith("UsageError: interrupted: the request was cancelled (it may still be billed")
+    out, _ = run(ip, "%voxtral_cost -o costs")
+    assert ip.user_ns["costs"]["outcome"].tolist() == ["cancelled"] and "1 stopped call the provider may bill" in out
 
 
 def test_background_run_returns_at_once_and_binds_the_variable_later(ip, server, files):

@@ -149,7 +149,7 @@ class LedgerEntry:
     cost_source: str  # "reported", "estimated", "unknown" or "refused" (an error status: not billed)
     generation_id: str | None = None
     # answered, cached, failed (after the server started, or refused), abandoned (retried after the
-    # server started: it may still bill that attempt), cancelled (stopped mid-answer: it may bill)
+    # server started: it may still bill that attempt), cancelled (stopped after it was sent: it may bill)
     outcome: str = "answered"
 
 
@@ -235,7 +235,7 @@ class CostLedger:
         notes = [
             f"{counted(unknown, 'call')} of unknown cost" if unknown else "",
             f"{counted(abandoned, 'abandoned attempt')} the provider may bill" if abandoned else "",
-            f"{counted(cancelled, 'call')} stopped mid-answer the provider may bill" if cancelled else "",
+            f"{counted(cancelled, 'stopped call')} the provider may bill" if cancelled else "",
             f"{format_usd(self.remaining_usd)} of the {format_usd(self.budget_usd)} budget left"
             if self.budget_usd is not None
             else "",

@@ -48,7 +48,7 @@ from .prices import ensure_prices
 from .providers import transcription_price
 from .results import Response, attach_json
 from .storage import Store
-from .streaming import Retrying, TextDelta
+from .streaming import Retrying, Sent, TextDelta
 from .transcriptions import TranscriptionRequest
 
 if TYPE_CHECKING:
@@ -295,10 +295,13 @@ class _Attempts:
     forward: EventHandler | None
     abandoned: list[APIError] | None = None
     streamed: list[str] = field(default_factory=list)  # this attempt's text so far
+    sent: bool = False  # a request body has reached the server: a stop now may still be billed
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, TextDelta):
             self.streamed.append(event.text)
+        elif isinstance(event, Sent):
+            self.sent = True
         elif isinstance(event, Retrying):
             self.streamed.clear()
             if event.error.generation_id and not event.error.refused:  # a 429 or 503 started nothing
@@ -317,7 +320,7 @@ class _Attempts:
         await in_store(store.record, self.request, self.settings.base_url, error=exc, text=partial or None)
         if getattr(exc, "refused", False) or getattr(exc, "generation_id", None):  # a call the provider saw
             self._ledger(exc, "failed")
-        elif isinstance(exc, asyncio.CancelledError) and self.streamed:  # stopped mid-answer: it may bill
+        elif isinstance(exc, asyncio.CancelledError) and (self.sent or self.streamed):  # stopped: it may bill
             self._ledger(exc, "cancelled")
 
     async def answered(self, response: Response, cache_key: str | None) -> None:

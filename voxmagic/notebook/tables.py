@@ -163,8 +163,8 @@ def run_with_progress(options: CallOptions, run: Run, namespace: Namespace, sess
     def interrupted() -> str:
         return (
             f"interrupted: {len(run.finished)} of {len(run.sources)} files finished and are in "
-            f"{options.out or '_voxtral_df'} (the rest were cancelled); run the same line again to "
-            "send only what is missing"
+            f"{options.out or '_voxtral_df'} (the rest were cancelled; those already sent may still be billed: "
+            "%voxtral_cost); run the same line again to send only what is missing"
         )
 
     return start(
