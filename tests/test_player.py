@@ -233,3 +233,11 @@ def test_the_magic_shows_diarized_segments_as_a_player_in_a_kernel(tmp_path):
     assert [[r["start"], r["end"], r["speaker"]] for r in player["rows"]] == rows
     (source,) = player["sources"]
     assert source["label"].endswith("meeting.mp3") and source["mime"] == "audio/ogg" and not source["note"]
+
+
+def test_a_failed_chunk_shows_why_in_its_row():
+    """It was an empty row; the error was only in the progress line."""
+    df = pd.DataFrame({"source": ["a.mp3", "a.mp3"], "start": [0.0, 30.0], "end": [30.0, 45.0],
+                       "text": ["first part", None], "error": [None, "HTTP 400: bad audio"]})
+    player = TranscriptPlayer.from_segments(df, {})
+    assert [r["text"] for r in player.rows] == ["first part", "[failed: HTTP 400: bad audio]"]

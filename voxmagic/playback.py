@@ -68,7 +68,9 @@ def _rows(records: Iterable[dict]) -> tuple[list[str], list[dict]]:
             continue
         source = labels.setdefault(_text(rec.get("source")), len(labels))
         speaker = _text(rec.get("speaker", rec.get("speaker_id")))
-        rows.append({"source": source, "start": start, "end": end, "speaker": speaker, "text": _text(rec.get("text"))})
+        failed = _text(rec.get("error"))  # a failed chunk keeps its place, with why: not an empty row
+        text = _text(rec.get("text")) or (f"[failed: {failed}]" if failed else "")
+        rows.append({"source": source, "start": start, "end": end, "speaker": speaker, "text": text})
     rows.sort(key=lambda r: (r["source"], r["start"]))
     return list(labels), rows
 
