@@ -220,7 +220,7 @@ def test_a_rate_limit_wait_longer_than_the_patience_is_not_begun(server, clip):
     with pytest.raises(RateLimitError) as err:
         call(server, clip, rate_limit_patience=2)
     assert err.value.attempts == 1 == server.request_count and time.monotonic() - started < 5
-    assert str(err.value).endswith("(the server asked to wait 30 s, more than the 2 s of rate_limit_patience)")
+    assert str(err.value).endswith("(the server asked to wait 30 s, over the 2 s of rate_limit_patience)")
     assert call(server, clip, rate_limit_patience=2).attempts == 1  # the fault is spent: an answer
 
 

@@ -157,7 +157,7 @@ class Client:
             if isinstance(exc, RateLimitError):  # a wait the server asks for that outlasts the patience is not begun
                 asked, patience = min(exc.retry_after or 0.0, MAX_RETRY_AFTER_S), self.settings.rate_limit_patience
                 if asked >= patience:
-                    exc.advice = f"the server asked to wait {asked:g} s, more than the {patience:g} s of rate_limit_patience"
+                    exc.advice = f"the server asked to wait {asked:g} s, over the {patience:g} s of rate_limit_patience"
                 return time.monotonic() - started + asked >= patience
             failures += 1
             return failures >= self.settings.max_attempts
