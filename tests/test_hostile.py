@@ -142,6 +142,18 @@ def test_a_stream_without_done_is_kept_not_billed_twice(server, clip):
     assert history["outcome"].tolist() == ["answered", "answered"]
 
 
+def test_a_dropped_attempt_without_streaming_is_abandoned_too(shell, server, clip):
+    """Streamed, a dropped attempt was listed as the provider may bill it; not streamed, it was
+    not, though its request had reached the server just the same."""
+    server.add_fault("reset_mid_stream")  # not streaming: the connection drops at once, after the request
+    shell.run_line_magic("config", "VoxtralMagics.backoff = 0.01")
+    with capture_output():
+        shell.run_cell(f"%%voxtral {clip} --no-stream -o a\nDescribe.")
+        shell.run_cell("%voxtral_cost -o costs")
+    assert shell.user_ns["a"] and server.request_count == 2
+    assert shell.user_ns["costs"]["outcome"].tolist() == ["abandoned", "answered"]
+
+
 @pytest.mark.parametrize("fault", ["http_429", "http_503"])
 def test_refusals_that_were_retried_are_not_abandoned_attempts(shell, server, clip, fault):
     """A 429 or 503 refused the request before anything began: nothing the provider may bill,

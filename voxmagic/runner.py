@@ -302,10 +302,11 @@ class _Attempts:
             self.streamed.append(event.text)
         elif isinstance(event, Sent):
             self.sent = True
-        elif isinstance(event, Retrying):
-            self.streamed.clear()
-            if event.error.generation_id and not event.error.refused:  # a 429 or 503 started nothing
+        elif isinstance(event, Retrying):  # the attempt that failed had reached the server: it may bill
+            if (event.error.generation_id or self.sent) and not event.error.refused:  # a 429/503 started nothing
                 self.abandoned = [*(self.abandoned or []), event.error]
+            self.streamed.clear()
+            self.sent = False
         if self.forward:
             self.forward(event)
 
