@@ -213,8 +213,8 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
         rows, note = run.after(rows)
     df = _bind(rows, options, run, namespace)
     trimmed = sum(r.get("trimmed_s") or 0.0 for r in rows)
-    sent = sum(summary(chunks)["duration_s"] for chunks in run.finished.values() if chunks)
-    saved = report(trimmed, run.batch.audio_price(), sent) if options.trim_silence else ""
+    sent_s = sum(summary(chunks)["duration_s"] for chunks in run.finished.values() if chunks)
+    saved = report(trimmed, run.batch.audio_price(), sent_s) if options.trim_silence else ""
     view.finish("\n".join(filter(None, [ledger.tally_since(mark), saved, note])))
     return df
 
