@@ -29,7 +29,8 @@ def test_spans(text, span):
 
 
 @pytest.mark.parametrize("text, message", [("14:00-12:30", "empty or reversed"), ("1:75-2:00", "is not a time"),
-                                           ("1200", "write a moment as START-END"), ("x-2", "'x' is not a time")])
+                                           ("1200", "write a moment as START-END"), ("x-2", "'x' is not a time"),
+                                           ("nan-", "'nan' is not a time: write seconds")])
 def test_bad_moments_are_one_line(text, message):
     with pytest.raises(ConfigError, match=message) as err:
         parse_span(text)

@@ -32,7 +32,9 @@ def parse_time(text: str) -> float:
             value = float(text)
     except ValueError:
         raise ConfigError(f"{text!r} is not a time: write seconds (90), m:ss (12:30) or h:mm:ss (1:02:03)") from None
-    if value < 0 or not math.isfinite(value):
+    if not math.isfinite(value):  # float() reads "nan" and "inf"
+        raise ConfigError(f"{text!r} is not a time: write seconds (90), m:ss (12:30) or h:mm:ss (1:02:03)")
+    if value < 0:
         raise ConfigError(f"{text!r} is not a time: it must be 0 or more")
     return value
 
