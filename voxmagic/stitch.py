@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .timeline import TOUCH_S, has_speakers, text_of
+from .timeline import has_speakers, overlaps, text_of
 
 
 def stitch(source: str, rows: list[dict]) -> dict:
@@ -60,7 +60,7 @@ def per_source(rows: list[dict]) -> list[dict]:
 
 
 def _overlapping(rows: list[dict]) -> bool:
-    return any(b.get("start_s", 0) < a.get("end_s", 0) - TOUCH_S for a, b in zip(rows, rows[1:], strict=False))
+    return any(overlaps(a, b) for a, b in zip(rows, rows[1:], strict=False))
 
 
 def _duration(rows: list[dict]) -> float:

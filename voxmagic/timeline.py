@@ -65,9 +65,12 @@ def _overlapping(previous: dict, chunk: dict) -> bool:
     of floats (84.62 + 28.34 ends at 112.96000000000001 where the next starts at 112.96), so
     touching is not overlapping; and a chunk without segments is one piece of text, which
     trimming at the overlap's middle would drop whole."""
-    if not _timed(previous) or not _timed(chunk):
-        return False
-    return chunk.get("start_s", 0.0) < previous.get("end_s", 0.0) - TOUCH_S
+    return _timed(previous) and _timed(chunk) and overlaps(previous, chunk)
+
+
+def overlaps(previous: dict, chunk: dict) -> bool:
+    """Whether ``chunk`` starts before ``previous`` ends, by more than float noise (TOUCH_S)."""
+    return bool(chunk.get("start_s", 0.0) < previous.get("end_s", 0.0) - TOUCH_S)
 
 
 def _said_before(piece: dict, before: list[dict]) -> bool:
