@@ -34,6 +34,10 @@ PROBE_BYTES = 64 * 1024  # read at most this much of a container to learn its du
 # in a video container: which stream a seek goes by depends on what the probe found.)
 SNIFFED_PROBE_BYTES = 32  # (FFmpeg's minimum)
 AUDIO_ONLY = {"wav", "flac", "mp3", "aac", "aiff"}
+# Decoded and dropped before a moment: an MP3 frame's bits can start in the frames before it (the
+# bit reservoir) and every MDCT codec overlaps a frame with the one before; a decoder that starts
+# at the moment's own frame gives silence there (FFmpeg's MP3 decoder: the moment's first 20 ms).
+SEEK_PREROLL_S = 0.25
 HEADER_DURATION = {"wav", "flac", "aiff", "ogg", "mov", "matroska"}  # not estimated: their headers say
 
 
@@ -253,9 +257,10 @@ def container_blocks(
             raise AudioError(label, f"has no audio track (found: {', '.join(kinds)})")
         produced = False
         try:
-            if start_s > 0:
-                container.seek(int(start_s * av.time_base), backward=True, any_frame=False)
-            frames = _frame_arrays(container.decode(streams[0]), start_s, end_s)
+            if start_s > 0:  # from a little before: a lossy frame's first samples lean on the ones before it
+                at = max(0.0, start_s - SEEK_PREROLL_S) + _origin(streams[0])
+                container.seek(int(at * av.time_base), backward=True, any_frame=False)
+            frames = _frame_arrays(container.decode(streams[0]), start_s, end_s, _origin(streams[0]))
             for block in resampled(frames):
                 produced = True
                 yield block
@@ -290,12 +295,19 @@ def array_blocks(a: np.ndarray, rate: int, start_s: float = 0.0, end_s: float | 
     yield from resampled((a[:, i : i + block], rate) for i in range(0, a.shape[1], block))
 
 
+def _origin(stream: Any) -> float:
+    """When the stream's first sample plays, in its container's time: an MP3's first frame is
+    stamped after the encoder's delay (25–69 ms), and a decode from the start counts from that
+    sample, so a moment found by the frames' times is measured from it too."""
+    return float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+
+
 def _frame_arrays(
-    frames: Iterator[Any], start_s: float = 0.0, end_s: float | None = None
+    frames: Iterator[Any], start_s: float = 0.0, end_s: float | None = None, origin: float = 0.0
 ) -> Iterator[tuple[np.ndarray, int]]:
     """Decoded frames as (samples of shape (channels, n), rate) of about 10 s each (a new piece
     whenever rate, layout or sample format change), cut to [start_s, end_s) by the frames' own
-    times (counted from the first when they have none).
+    times less ``origin`` (see :func:`_origin`; counted from the first when they have none).
 
     Each frame's planes are copied as bytes into one buffer per channel, and numpy sees them once
     per piece: an array per frame (a second of AAC is 43 frames) cost more than decoding them."""
@@ -305,7 +317,7 @@ def _frame_arrays(
     held = 0
     for frame in frames:
         rate, n = frame.sample_rate, frame.samples
-        at = frame.time if frame.time is not None else counted
+        at = frame.time - origin if frame.time is not None else counted
         counted = at + n / rate
         if end_s is not None and at >= end_s:
             break
