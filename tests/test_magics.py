@@ -1,6 +1,7 @@
 """The magics through a real InteractiveShell, against the local server."""
 from __future__ import annotations
 
+import io
 import re
 
 import numpy as np
@@ -11,6 +12,7 @@ from IPython.utils.capture import capture_output
 from conftest import SECRET, run
 
 from voxmagic import runner
+from voxmagic.codec import container_blocks
 from voxmagic.testing.synth import tone, tone_file
 
 @pytest.fixture
@@ -341,6 +343,12 @@ def test_the_transcript_player_is_the_result_and_embeds_nothing_at_player_max_se
         player = ip.run_line_magic("voxtral_transcribe", "meeting.mp3 --segments -o seg")
     assert type(player).__name__ == "TranscriptPlayer" and ip.user_ns["_voxtral_df"] is ip.user_ns["seg"]
     assert player.sources[0]["audio"].startswith(b"OggS")  # a 2-s file: its preview is embedded
+    with capture_output():  # a moment: only its stretch is embedded, placed where it starts
+        player = ip.run_line_magic("voxtral_transcribe", "meeting.mp3 --at 0.5-1.5 --segments")
+    (moment,) = player.sources
+    assert moment["start"] == min(r["start"] for r in player.rows) >= 0.5
+    heard = sum(b.size for b in container_blocks(io.BytesIO(moment["audio"]), "preview")) / 16_000
+    assert heard == pytest.approx(max(r["end"] for r in player.rows) - moment["start"], abs=0.05) and heard < 1.1
     ip.run_line_magic("config", "VoxtralMagics.player_max_seconds = 0")
     with capture_output():
         player = ip.run_line_magic("voxtral_transcribe", "meeting.mp3 --segments")

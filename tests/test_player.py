@@ -131,6 +131,37 @@ def test_sources_without_playable_audio_are_shown_with_a_note(talk, monkeypatch)
     assert big["audio"] is None and re.fullmatch(r"audio not embedded: 0\.0 MB, over 0 MB", big["note"])
 
 
+def test_a_moment_embeds_only_its_stretch_placed_on_the_files_timeline(talk):
+    """A moment of a recording plays without the recording: only [start, end) is decoded (by
+    seeking) and embedded, and the front end is told where it begins."""
+    df = transcript(2, seconds=2.0).assign(start=[6.0, 8.0], end=[8.0, 10.0], source="talk.mp3 [0:06–0:10]")
+    (source,) = TranscriptPlayer.from_segments(df, {"talk.mp3 [0:06–0:10]": player_module.Stretch(str(talk), 6.0,
+                                                                                                  10.0)}).sources
+    assert source["start"] == 6.0 and source["mime"] == "audio/ogg" and source["note"] == ""
+    assert seconds_of(source["audio"]) == pytest.approx(4.0, abs=0.05)  # not the file's 12 s
+    heard = np.concatenate(list(container_blocks(io.BytesIO(source["audio"]), "preview"))).astype(float)
+    whole = voxmagic.as_source(str(talk)).decode().samples.astype(float)
+    lag = np.argmax(np.correlate(whole[6 * 16_000 : 6 * 16_000 + 9600], heard[1600:9600], "valid"))
+    assert abs(lag - 1600) <= 16  # the preview at 0.1 s is the file at 6.1 s (within 1 ms; Opus shifts a little)
+    (whole_source,) = TranscriptPlayer.from_segments(transcript(1), {"talk.mp3": talk.read_bytes()}).sources
+    assert whole_source["start"] == 0.0 and seconds_of(whole_source["audio"]) == pytest.approx(12.0, abs=0.05)
+    (past,) = TranscriptPlayer.from_segments(df, {"talk.mp3 [0:06–0:10]": player_module.Stretch(str(talk), 60.0,
+                                                                                                61.0)}).sources
+    assert past["audio"] is None and past["note"] == "audio not embedded: has no audio at 1:00"
+
+
+def test_a_recording_too_long_to_embed_is_known_before_encoding_it(talk, monkeypatch):
+    """A 2-hour recording's preview (~10 MB) was encoded (~70 s) only to be found too big."""
+    monkeypatch.setattr(player_module, "MAX_PREVIEW_S", 10.0)
+    monkeypatch.setattr(player_module, "_preview_of", lambda *a: pytest.fail("a preview was encoded"))
+    (source,) = TranscriptPlayer.from_segments(transcript(1), {"talk.mp3": talk.read_bytes()}).sources
+    assert source["audio"] is None
+    assert source["note"] == "audio not embedded: 0:12 long, over the 0:10 a player holds (a moment of it plays: --at)"
+    (moment,) = TranscriptPlayer.from_segments(transcript(1), {"talk.mp3": player_module.Stretch(str(talk), 0, 11)}
+                                               ).sources
+    assert moment["audio"] is None and moment["note"].startswith("audio not embedded: 0:11 long, over the 0:10")
+
+
 def test_ready_bytes_are_embedded_as_given(talk):
     opus = encode(PCM((np.sin(np.arange(16_000) / 5) * 8_000).astype(np.int16)), "ogg", bit_rate=12_000).data
     clip = EncodedAudio(talk.read_bytes(), "mp3", 12.0, "talk.mp3")

@@ -1,20 +1,48 @@
 """What a transcript player needs, as plain data: each source once (label, mime, a small Ogg/Opus
-preview of its audio, or a note why it cannot play) and one row per timed segment. The widget that
-shows it is :class:`voxmagic.notebook.player.TranscriptPlayer`; this half needs no notebook."""
+preview of its audio, or a note why it cannot play, and where on its file's timeline that audio
+starts) and one row per timed segment. The widget that shows it is
+:class:`voxmagic.notebook.player.TranscriptPlayer`; this half needs no notebook."""
 
 from __future__ import annotations
 
 import functools
+import io
 import math
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
-from .codec import EncodedAudio, preview
+import numpy as np
+
+from .codec import PCM, PREVIEW_BIT_RATE, EncodedAudio, container_blocks, encode, preview, probe_duration
 from .errors import AudioError
 
-MAX_AUDIO_BYTES = 4_000_000  # per source, as embedded: ~45 minutes of the 12 kbit/s Opus preview
+MAX_AUDIO_BYTES = 4_000_000  # per source, as embedded: ~44 minutes of the 12 kbit/s Opus preview
+MAX_PREVIEW_S = MAX_AUDIO_BYTES / (PREVIEW_BIT_RATE / 8)
 _MAGIC = {b"OggS": "audio/ogg", b"fLaC": "audio/flac", b"RIFF": "audio/wav", b"ID3": "audio/mpeg"}
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """Only ``[start_s, end_s)`` of a file on disk: a moment's rows play it, decoded by seeking,
+    without the whole recording being embedded (or decoded)."""
+
+    path: str
+    start_s: float
+    end_s: float
+
+    def preview(self, label: str) -> bytes:
+        if self.end_s - self.start_s > MAX_PREVIEW_S:
+            raise AudioError(label, _too_long(self.end_s - self.start_s))
+        blocks = list(container_blocks(self.path, label, self.start_s, self.end_s))
+        if not blocks:
+            raise AudioError(label, f"has no audio at {clock(self.start_s)}")
+        return encode(PCM(np.concatenate(blocks)), "ogg", bit_rate=PREVIEW_BIT_RATE).data
+
+
+def _too_long(seconds: float) -> str:
+    return f"{clock(seconds)} long, over the {clock(MAX_PREVIEW_S)} a player holds (a moment of it plays: --at)"
 
 
 def clock(seconds: float) -> str:
@@ -29,14 +57,15 @@ def clock(seconds: float) -> str:
 
 def playable(
     segments: Any,
-    audio: Mapping[str, bytes | EncodedAudio] | None = None,
+    audio: Mapping[str, bytes | EncodedAudio | Stretch] | None = None,
     *,
     compress: bool = True,
     missing: str = "no audio given",
 ) -> tuple[list[dict], list[dict]]:
     """``(sources, rows)`` from segments (a DataFrame or dicts: ``source, start, end, text``
     [``speaker``], or ``start_s, end_s, speaker_id``) and each source's audio by label (a source
-    without any is noted ``missing``)."""
+    without any is noted ``missing``). Audio that starts later than its file does (a
+    :class:`Stretch`, an :class:`EncodedAudio` with a ``start_s``) is placed there."""
     records = segments.to_dict("records") if hasattr(segments, "to_dict") else list(segments)
     labels, rows = _rows(records)
     by_label = {str(k): v for k, v in (audio or {}).items()}
@@ -75,20 +104,33 @@ def _rows(records: Iterable[dict]) -> tuple[list[str], list[dict]]:
     return list(labels), rows
 
 
-def _embed(label: str, audio: bytes | EncodedAudio | None, compress: bool, missing: str) -> dict:
-    """One source as the front end gets it: label, mime, the bytes once (or None and a note)."""
-    entry: dict[str, Any] = {"label": label, "mime": "", "audio": None, "note": ""}
+def _embed(label: str, audio: bytes | EncodedAudio | Stretch | None, compress: bool, missing: str) -> dict:
+    """One source as the front end gets it: label, mime, the bytes once (or None and a note), and
+    ``start``, the second of its file the bytes begin at."""
+    entry: dict[str, Any] = {"label": label, "mime": "", "audio": None, "note": "", "start": 0.0}
     if audio is None:
         return dict(entry, note=missing)
+    if isinstance(audio, Stretch):
+        try:
+            return _sized(dict(entry, mime="audio/ogg", start=audio.start_s), audio.preview(label))
+        except AudioError as exc:
+            return dict(entry, note=f"audio not embedded: {exc.cause}")
     clip = audio if isinstance(audio, EncodedAudio) else EncodedAudio(bytes(audio), "", 0.0, label)
+    entry["start"] = clip.start_s
     try:
+        if compress and (seconds := clip.duration_s or probe_duration(io.BytesIO(clip.data)) or 0) > MAX_PREVIEW_S:
+            return dict(entry, note=f"audio not embedded: {_too_long(seconds)}")  # known before encoding it
         data = _preview_of(clip.data, clip.label) if compress else clip.data
     except AudioError as exc:
         return dict(entry, note=f"audio not playable: {exc}")
+    mime = "audio/ogg" if compress else next((m for k, m in _MAGIC.items() if data.startswith(k)), "audio/mpeg")
+    return _sized(dict(entry, mime=mime), data)
+
+
+def _sized(entry: dict, data: bytes) -> dict:
     if len(data) > MAX_AUDIO_BYTES:
         return dict(entry, note=f"audio not embedded: {len(data) / 1e6:.1f} MB, over {MAX_AUDIO_BYTES / 1e6:.0f} MB")
-    mime = "audio/ogg" if compress else next((m for k, m in _MAGIC.items() if data.startswith(k)), "audio/mpeg")
-    return dict(entry, mime=mime, audio=data)
+    return dict(entry, audio=data)
 
 
 @functools.lru_cache(maxsize=8)

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM_ARGS = [*BROWSER_ARGS, "--autoplay-policy=no-user-gesture-required"]
 SECONDS, ROWS = 12.0, 4
 STEP = SECONDS / ROWS
+OFFSET = 100.0  # the moment's place in its file (the last cell)
 ROW = 2  # the third row: 6.0–9.0 s, so the stop at its end is the player's, not the end of the file
 START, END = ROW * STEP, (ROW + 1) * STEP
 TEXTS = [f"Row {i + 1}: " + " ".join(["a sentence long enough to wrap in its column, never cut"] * 3)
@@ -35,9 +36,13 @@ CELLS = [
     f"    'start': [i * {STEP} for i in range({ROWS})], 'end': [(i + 1) * {STEP} for i in range({ROWS})],\n"
     f"    'text': {TEXTS!r}}})\n"
     "player = TranscriptPlayer.from_segments(segments, {'talk.mp3': open('talk.mp3', 'rb').read()})\n"
+    "rows = list(player.rows)\n"
     "player",
     "player.playing",
     "player.rows = player.rows[:2]",
+    # the same audio as a moment of a longer file: it begins 100 s in, and the rows keep the file's times
+    f"player.sources = [dict(player.sources[0], start={OFFSET})]\n"
+    f"player.rows = [dict(r, start=r['start'] + {OFFSET}, end=r['end'] + {OFFSET}) for r in rows]",
 ]
 SCOPE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 KERNEL_IDLE = """() => [...document.querySelectorAll('#jp-main-statusbar .jp-StatusBar-TextItem')]
@@ -74,6 +79,7 @@ class Seen:
     python: list[str] = field(default_factory=list)  # ``player.playing`` while playing, then after
     keyboard: list[dict] = field(default_factory=list)
     redrawn: dict = field(default_factory=dict)  # the view after Python changed ``rows``
+    moment: dict = field(default_factory=dict)  # a click on a row of a moment that starts OFFSET s in
     shot_while_playing: dict = field(default_factory=dict)  # the player right after the screenshot
 
 
@@ -125,6 +131,23 @@ def _drive(page, lab, seen: Seen) -> None:
     _run_cell(page, 2)
     page.wait_for_function(f"() => document.querySelectorAll('{SCOPE} .voxmagic-player tbody tr').length === 2")
     seen.redrawn = page.evaluate(REDRAWN, SCOPE)
+
+    _run_cell(page, 3)
+    page.wait_for_function(f"() => [...document.querySelectorAll('{SCOPE} .voxmagic-player tbody tr')].length"
+                           f" === {ROWS} && document.querySelector('{SCOPE} .voxmagic-player audio').readyState >= 1")
+    page.evaluate(MOMENT, SCOPE)
+    page.locator(f"{SCOPE} .voxmagic-player tbody tr").nth(ROW).click()
+    page.wait_for_function("() => { const v = window.__moment.samples; return v.length && v[v.length - 1].paused"
+                           " && v.some(x => !x.paused); }", timeout=15_000)
+    seen.moment = page.evaluate("() => window.__moment")
+
+
+# Every 10 ms, what the <audio> of the moment's player says; and the row's shown time.
+MOMENT = """(scope) => {
+  const root = document.querySelector(scope + ' .voxmagic-player'), audio = root.querySelector('audio');
+  const vm = window.__moment = {samples: [], time: root.querySelectorAll('tbody tr .vm-time')[%d].textContent};
+  setInterval(() => vm.samples.push({t: audio.currentTime, paused: audio.paused}), 10);
+}""" % ROW
 
 
 REDRAWN = """(scope) => ({audios: document.querySelectorAll(scope + ' .voxmagic-player audio').length,
@@ -203,3 +226,13 @@ def test_the_keyboard_plays_and_pauses_a_row(seen):
 
 def test_the_view_follows_rows_changed_from_python(seen):
     assert seen.redrawn == {"audios": 1, "players": 1, "rows": TEXTS[:2]}
+
+
+def test_a_moment_plays_its_own_audio_at_the_files_times(seen):
+    """The rows of a moment 100 s into a file show the file's times, and play the moment's audio
+    from the row's place in it (its start less the moment's), pausing at the row's end."""
+    assert seen.moment["time"] == "1:46–1:49"
+    playing = [s for s in seen.moment["samples"] if not s["paused"]]
+    assert playing and playing[0]["t"] == pytest.approx(START, abs=0.1), playing[:3]
+    stop = next(s for s in seen.moment["samples"][seen.moment["samples"].index(playing[0]):] if s["paused"])
+    assert END <= stop["t"] <= END + 0.15, stop

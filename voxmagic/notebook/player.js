@@ -5,7 +5,8 @@
 // start and pauses it at the row's end, the row highlighted meanwhile; the end is checked on
 // every `timeupdate` and every 20 ms, so playback stops within a few hundredths of a second.
 // Another row switches; the playing row again pauses. The trait `playing` tells Python which
-// row plays (-1: none).
+// row plays (-1: none). A source's audio may begin later than its file does (a moment of a long
+// recording: `start` seconds in), while rows keep the file's times: the offset is taken off.
 
 /** m:ss (h:mm:ss from an hour), with tenths when there are some, as the Python side shows it. */
 export function clock(seconds) {
@@ -81,6 +82,7 @@ function build(model, el) {
 
   let current = -1, timer = 0;
   const audioOf = (i) => audios[rows[i].source];
+  const at = (i) => Number(sources[rows[i].source]?.start) || 0; // where the source's audio begins
   const tell = (i) => { model.set("playing", i); model.save_changes(); };
 
   function finish(pause, sync = true) {
@@ -96,7 +98,7 @@ function build(model, el) {
   function check() {
     if (current < 0) return;
     const a = audioOf(current);
-    if (a.currentTime >= rows[current].end || a.ended) {
+    if (a.currentTime + at(current) >= rows[current].end || a.ended) {
       a.pause();
       finish(false);
     }
@@ -109,7 +111,7 @@ function build(model, el) {
     current = i;
     trs[i].classList.add("vm-playing");
     trs[i].setAttribute("aria-current", "true");
-    a.currentTime = rows[i].start;
+    a.currentTime = Math.max(0, rows[i].start - at(i));
     a.play()?.catch(() => current === i && finish(false)); // refused (autoplay policy) or no audio
     timer = setInterval(check, 20);
     tell(i);
@@ -125,7 +127,8 @@ function build(model, el) {
     // Moved outside the row with its controls: just play on, no longer bound to the row.
     a.addEventListener("seeked", () => {
       const r = current >= 0 && audioOf(current) === a ? rows[current] : null;
-      if (r && (a.currentTime < r.start - 0.25 || a.currentTime > r.end)) finish(false);
+      const t = r && a.currentTime + at(current);
+      if (r && (t < r.start - 0.25 || t > r.end)) finish(false);
     });
   });
   body.addEventListener("click", (e) => {

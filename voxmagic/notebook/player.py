@@ -18,6 +18,7 @@ from ..playback import playable, shown
 
 if TYPE_CHECKING:
     from ..codec import EncodedAudio
+    from ..playback import Stretch
 
 _HERE = files(__package__ or "voxmagic.notebook")
 
@@ -28,7 +29,7 @@ class TranscriptPlayer(anywidget.AnyWidget):
 
     _esm = (_HERE / "player.js").read_text(encoding="utf-8")
     _css = (_HERE / "player.css").read_text(encoding="utf-8")
-    sources = t.List(t.Dict(), help="per source: label, mime, audio (bytes or None), note").tag(sync=True)
+    sources = t.List(t.Dict(), help="per source: label, mime, audio (bytes or None), note, start (s)").tag(sync=True)
     rows = t.List(t.Dict(), help="per segment: source (index), start, end (s), speaker, text").tag(sync=True)
     playing = t.Int(-1, help="the row playing in the browser (-1: none); set by the front end").tag(sync=True)
 
@@ -36,13 +37,14 @@ class TranscriptPlayer(anywidget.AnyWidget):
     def from_segments(
         cls,
         segments: Any,
-        audio: Mapping[str, bytes | EncodedAudio] | None = None,
+        audio: Mapping[str, bytes | EncodedAudio | Stretch] | None = None,
         *,
         compress: bool = True,
         missing: str = "no audio given",
     ) -> TranscriptPlayer:
         """From segments (seconds on each source's timeline) and each source's audio by label
-        (bytes of any container, or EncodedAudio). ``compress`` embeds a 12 kbit/s Opus preview,
+        (bytes of any container, EncodedAudio, or a :class:`voxmagic.playback.Stretch` of a file:
+        only what its rows need). ``compress`` embeds a 12 kbit/s Opus preview,
         else the bytes as given; a source without audio (its note: ``missing``) or over
         :data:`voxmagic.playback.MAX_AUDIO_BYTES` is shown unplayable, with a note."""
         sources, rows = playable(segments, audio, compress=compress, missing=missing)

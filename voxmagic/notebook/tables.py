@@ -114,16 +114,19 @@ def _runner(options: TranscribeOptions) -> Callable[..., Any]:
 def _playable(result: Any, options: TranscribeOptions, namespace: Namespace) -> Any:
     """Segments in a notebook are shown as a transcript you can play (a click plays a row); the
     table itself is in ``-o NAME`` and ``_voxtral_df``. Elsewhere, the table as it is. Either is
-    the cell's result, so a trailing ``;`` hides it."""
+    the cell's result, so a trailing ``;`` hides it. Only the stretch of each file its rows cover
+    is embedded (a moment's rows play without the whole recording), on the file's timeline."""
     if not (options.segments and widgets_available(options.view.mode) and hasattr(result, "columns")):
         return result
+    from ..playback import Stretch
     from .player import TranscriptPlayer
 
-    audio, never = {}, options.view.player_max_seconds == 0  # nothing embedded in the notebook
-    for label in dict.fromkeys(result["source"].dropna()):
-        path = Path(base_label(str(label))).expanduser()  # a moment plays on its file's timeline
-        if path.is_file() and not never:
-            audio[str(label)] = path.read_bytes()
+    audio: dict[str, Stretch] = {}
+    never = options.view.player_max_seconds == 0  # nothing embedded in the notebook
+    for label, rows in result.dropna(subset=["start", "end"]).groupby("source", sort=False):
+        path = Path(base_label(str(label))).expanduser()
+        if path.is_file() and not never:  # the stretch the rows cover, e.g. the moment of --at
+            audio[str(label)] = Stretch(str(path), float(rows["start"].min()), float(rows["end"].max()))
     missing = "not embedded: player_max_seconds is 0" if never else "not a file on disk: nothing to play"
     return TranscriptPlayer.from_segments(result, audio, missing=missing)
 
