@@ -47,6 +47,9 @@ def test_a_negative_time_in_python_is_named_as_given():
 
 def test_labels():
     assert mmss(750) == "12:30" and mmss(3723) == "1:02:03" and mmss(None) == "end"
+    # a moment's label keeps a fraction as typed (0:07.25 read 0:07.2); tenths elsewhere (7.96 read 0:07.0)
+    assert describe(((parse_time("0:07.25"), 7.96),)) == "[0:07.25–0:07.96]"
+    assert [mmss(t) for t in (7.25, 7.96, 59.97, 0.04)] == ["0:07.2", "0:08", "1:00", "0:00"]
     assert describe(((750.0, 840.0),)) == "[12:30–14:00]" and describe(((0, 1), (2, 3))) == "[2 moments]"
 
 

@@ -60,12 +60,14 @@ def check_span(start: float | None, end: float | None) -> Span:
     return begin, None if end is None else float(end)
 
 
-def mmss(seconds: float | None) -> str:
-    """``12:30``, ``1:02:03``, ``0:07.5`` for a fraction; ``end`` for None."""
+def mmss(seconds: float | None, digits: int = 1) -> str:
+    """``12:30``, ``1:02:03``, ``0:07.5`` for a fraction (to ``digits`` decimals: a moment's label
+    keeps ``0:07.25`` as typed); ``end`` for None."""
     if seconds is None:
         return "end"
-    whole, fraction = int(seconds), seconds - int(seconds)
-    tail = f"{whole % 60:02d}" + (f"{fraction:.1f}"[1:] if fraction >= 0.05 else "")
+    scale = 10**digits
+    whole, part = divmod(round(seconds * scale), scale)
+    tail = f"{whole % 60:02d}" + (f".{part:0{digits}d}".rstrip("0") if part else "")
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{tail}" if whole >= 3600 else f"{whole // 60}:{tail}"
 
 
@@ -81,5 +83,5 @@ def describe(spans: tuple[Span, ...]) -> str:
     """``[12:30–14:00]``, or ``[3 moments]`` for several."""
     if len(spans) == 1:
         start, end = spans[0]
-        return f"[{mmss(start)}–{mmss(end)}]"
+        return f"[{mmss(start, 3)}–{mmss(end, 3)}]"
     return f"[{len(spans)} moments]"
