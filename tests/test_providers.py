@@ -146,3 +146,25 @@ def test_the_magics_name_every_provider_settings_knows():
     from voxmagic.providers import PROVIDERS
 
     assert PROVIDER_NAMES == tuple(PROVIDERS)
+
+
+def test_a_provider_chosen_above_a_base_url_set_for_another_goes_to_its_own(ip, server, mistral, monkeypatch):
+    """A line's --provider (or provider=) did not change the session's URL: MISTRAL_API_KEY went to
+    OpenRouter's address, OPENROUTER_API_KEY to Mistral's."""
+    monkeypatch.setenv("VOXMAGIC_BASE_URL", server.base_url)  # OpenRouter's (local) address, from the environment
+    assert Settings.resolve(provider="mistral").base_url == "https://api.mistral.ai/v1"  # not OpenRouter's
+    assert Settings.resolve(provider="openrouter").base_url == server.base_url  # the same provider's: kept
+    assert Settings.resolve().base_url == server.base_url
+    own = "http://127.0.0.1:9/v1"  # an address of no known provider (your own server) is kept
+    assert Settings.resolve(provider="mistral", base_url=own).base_url == own
+    monkeypatch.setenv("VOXMAGIC_BASE_URL", own)
+    assert Settings.resolve(provider="mistral").base_url == own
+    # the session set up for Mistral; one line asks OpenRouter: it goes to OpenRouter's address
+    monkeypatch.setenv("VOXMAGIC_BASE_URL", server.base_url)
+    ip.run_line_magic("config", "VoxtralMagics.provider = 'mistral'")
+    ip.run_line_magic("config", f"VoxtralMagics.base_url = {mistral.base_url!r}")
+    run(ip, "%%voxtral short.wav -o on_mistral\nWho speaks?")
+    out, err = run(ip, "%%voxtral short.wav --provider openrouter -o on_openrouter\nWho speaks?")
+    assert not err and ip.user_ns["on_openrouter"].startswith("Heard 1 clips")
+    assert mistral.request_count == 1 and server.request_count == 1
+    assert server.requests[-1].headers["Authorization"] == "Bearer ***"  # OPENROUTER_API_KEY, to OpenRouter's

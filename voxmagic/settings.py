@@ -61,7 +61,9 @@ class Settings:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         given = {k: v for k, v in overrides.items() if v is not None}
         env = _environment()
-        base_url = given.get("base_url") or env.get("VOXMAGIC_BASE_URL")
+        base_url = given.get("base_url") or url_for(
+            given.get("provider"), env.get("VOXMAGIC_BASE_URL"), env.get("VOXMAGIC_PROVIDER")
+        )
         _check_url(base_url)
         name = given.get("provider") or env.get("VOXMAGIC_PROVIDER") or provider_name_for(base_url)
         if name not in PROVIDERS:
@@ -108,6 +110,19 @@ class Settings:
 
 
 SETTING_NAMES = frozenset(f.name for f in fields(Settings))
+
+
+def url_for(provider: str | None, url: str | None, url_provider: str | None) -> str | None:
+    """A base URL set at a lower layer (the environment, the session) beside ``url_provider`` (or
+    for the provider its address names), when ``provider`` is chosen above it: kept for that same
+    provider, dropped for another, which then goes to its own address — one provider's key never
+    goes to another's host (``--provider mistral`` in a session set up for OpenRouter's URL). An
+    address whose provider is not known (your own server, read as openai-compatible) is kept: it
+    may speak any dialect."""
+    owner = url_provider or (provider_name_for(url) if url else None)
+    if url is None or provider is None or owner in (None, "openai-compatible"):
+        return url
+    return url if owner == provider else None
 
 
 def _check_url(base_url: str | None) -> None:

@@ -24,7 +24,7 @@ from .. import limits, warmup
 from ..errors import ConfigError, VoxmagicError
 from ..formats import DEFAULT_FORMAT, UPLOAD_FORMATS
 from ..providers import PROVIDER_NAMES
-from ..settings import Settings
+from ..settings import Settings, url_for
 from .arguments import ASK, COMMON, RECORD, TRANSCRIBE, arguments, parse, parse_line, plain_help
 from .session import Session
 
@@ -263,9 +263,8 @@ class VoxtralMagics(Magics):
         def run(args: Any) -> Any:
             from .tables import run_models
 
-            settings = Settings.resolve(
-                provider=args.provider or self.provider, base_url=args.base_url or self.base_url
-            )
+            url = args.base_url or url_for(args.provider, self.base_url, self.provider)  # the session's: its provider's
+            settings = Settings.resolve(provider=args.provider or self.provider, base_url=url)
             return run_models(args, self.namespace, settings)
 
         return self._table(self.voxtral_models, line, run)

@@ -23,7 +23,7 @@ from ..moments import Span, parse_span
 from ..providers import vocabulary
 from ..recording import DEFAULT_MAX_S, check_max_seconds
 from ..runner import Caching
-from ..settings import Settings
+from ..settings import Settings, url_for
 
 # an option whose bound goes by another name in voxmagic.limits
 _BOUND_OF = {"sr": "sample_rate"}
@@ -128,6 +128,14 @@ class RecordOptions:
     mode: str = "auto"  # the display mode: no widgets, no microphone
 
 
+def where(args: Namespace, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Model, base URL and provider: the line's over the session's; the session's base URL only
+    for the session's provider (see :func:`voxmagic.settings.url_for`)."""
+    chosen = {n: _pick(getattr(args, n), config[n]) for n in ("model", "base_url", "provider")}
+    chosen["base_url"] = args.base_url or url_for(args.provider, config["base_url"], config["provider"])
+    return chosen
+
+
 def _pick(given: Any, default: Any) -> Any:
     return given if given is not None else default
 
@@ -149,7 +157,7 @@ def _common(
     _checked(args)
     # connection settings only %config sets, and sampling options only the line sets
     connection = {n: config[n] for n in _CONFIG_ONLY}
-    chosen = {n: _pick(getattr(args, n), config[n]) for n in ("model", "base_url", "provider")}
+    chosen = where(args, config)
     settings = Settings.resolve(key_env=config["api_key_env"], **chosen, **connection)
     sampling = {n: getattr(args, n) for n in _LINE_ONLY}
     stream = False if args.no_stream else config["stream"]
@@ -234,7 +242,7 @@ def transcribe_options(args: Namespace, config: Mapping[str, Any]) -> Transcribe
 
 def record_options(args: Namespace, config: Mapping[str, Any]) -> RecordOptions:
     """``%voxtral_record``'s line over the session's connection settings."""
-    chosen = {n: _pick(getattr(args, n), config[n]) for n in ("model", "base_url", "provider")}
+    chosen = where(args, config)
     settings = Settings.resolve(key_env=config["api_key_env"], **chosen, **{n: config[n] for n in _CONFIG_ONLY})
     return RecordOptions(
         out=args.out,
