@@ -10,6 +10,7 @@ import pytest
 
 import voxmagic
 from voxmagic.errors import ConfigError
+from voxmagic.subtitles import transcripts
 from voxmagic.moments import GAP_S, check_span, describe, mmss, parse_span, parse_time
 from voxmagic.testing.synth import tone_file, write_audio
 
@@ -124,21 +125,30 @@ def test_segment_rows_are_sources(shell, server, tmp_path):
     assert not err and [c.duration_s for c in server.requests[-1].audio] == pytest.approx([3.0], abs=0.05)
 
 
-def test_segments_of_several_moments_land_on_the_files_timeline(tmp_path):
-    """A table of two moments sent with segments=True came back timed on the joined clip (the
-    second moment, 20-28.3 s, read 10-18.6 s), so its subtitles and player were wrong."""
+@pytest.mark.parametrize("dialect", ["mistral", "openrouter"])
+def test_a_transcript_of_several_moments_keeps_every_row_inside_its_moment(tmp_path, dialect):
+    """A table of moments sent with segments=True came back timed on the joined clip (the second
+    moment, 20-28.3 s, read 10-18.6 s); then, joined, a segment ending at a moment's end ran to
+    the next moment (a 16-minute row), and a chat transcript's one row spanned every moment, its
+    subtitle cues timed over the gaps. Each moment of a transcript now goes on its own."""
     from voxmagic.demo import meeting_path
     from voxmagic.testing.server import LocalServer
 
     meeting = str(meeting_path())  # 28.3 s; the Mistral-like server answers in 10-s segments
-    part = pd.DataFrame({"source": [meeting, meeting], "start": [0.0, 20.0], "end": [10.0, 28.0]})
-    with LocalServer(dialect="mistral") as srv:
-        df = voxmagic.transcribe(part, segments=True, provider="mistral", base_url=srv.base_url, api_key="k",
-                                 cache=False)
-        (heard,) = srv.requests[-1].audio
-    assert heard.duration_s == pytest.approx(10.0 + GAP_S + 8.0, abs=0.1)  # one clip, as before
-    assert df["start"].tolist() == pytest.approx([0.0, 20.0 - GAP_S], abs=0.05)  # a gap is just before its moment
-    assert df["end"].tolist() == pytest.approx([10.0, 28.0], abs=0.1)  # (a moment of an MP3 lacks its 69-ms start offset)
+    moments = [(0.0, 10.0), (20.0, 28.0), (12.5, 14.0)]
+    part = pd.DataFrame({"source": [meeting] * 3, "start": [a for a, _ in moments], "end": [b for _, b in moments]})
+    with LocalServer(dialect=dialect) as srv:
+        df = voxmagic.transcribe(part, segments=True, provider="openrouter" if dialect == "openrouter" else "mistral",
+                                 base_url=srv.base_url, api_key="k", cache=False)
+        heard = [c.duration_s for r in srv.requests for c in r.audio]
+    assert heard == pytest.approx([b - a for a, b in moments], abs=0.05)  # one request a moment
+    rows = list(zip(df["start"], df["end"], strict=True))
+    assert all(any(a - 0.01 <= s < e <= b + 0.01 for a, b in moments) for s, e in rows), rows
+    assert [min(s for s, _ in rows), max(e for _, e in rows)] == pytest.approx([0.0, 28.0], abs=0.1)
+    assert (df["source"] == meeting).all() and df["error"].isna().all()
+    (subtitles,) = transcripts(df)  # their cues too: none in audio that was not sent
+    assert subtitles.cues and all(any(a - 0.01 <= c.start_s < c.end_s <= b + 0.01 for a, b in moments)
+                                  for c in subtitles.cues)
 
 
 def test_a_moment_past_the_end_says_where_the_audio_ends():

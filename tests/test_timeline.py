@@ -92,3 +92,16 @@ def test_a_source_of_unknown_cost_is_not_shown_as_free():
     only = Progress(["a.mp3"])
     only.finished(0, [unpriced])
     assert " · cost unknown · " in only.header() and "$" not in only.header()  # was "$0.000000"
+
+
+def test_a_time_at_a_join_of_stretches_belongs_to_the_side_it_ends_or_starts():
+    """The clip's end of a stretch is a sum of floats (8.3 + 9.2 + 4.6 = 22.099999999999998): an
+    end at 22.1 was read as past it, in the next stretch, minutes later on the file."""
+    from voxmagic.timeline import on_source
+
+    spans = ((22.9, 31.2), (72.0, 81.2), (1679.2, 1683.8), (2685.6, 2691.4))
+    assert on_source(spans, 22.1) == pytest.approx(1683.8)  # an end: where its stretch ends
+    assert on_source(spans, 22.1, after_cut=True) == pytest.approx(2685.6)  # a start: where the next begins
+    assert on_source(spans, 22.1 - 1e-9, after_cut=True) == pytest.approx(2685.6)
+    assert on_source(spans, 20.0) == pytest.approx(1681.7) and on_source(spans, 0.0) == 22.9
+    assert on_source(spans, 28.0) == pytest.approx(2691.4 + 0.1)  # past the end: the same distance on

@@ -45,11 +45,21 @@ async def chunks_for(item: Any, batch: Batch) -> list[EncodedAudio]:
 
 async def chunk_stream(item: Any, batch: Batch) -> AsyncGenerator[EncodedAudio, None]:
     """The source's chunks in order, each as soon as it is ready: references only (no audio
-    bytes) when every answer is cached. Raises :class:`AudioError` when it cannot be read."""
+    bytes) when every answer is cached. Raises :class:`AudioError` when it cannot be read.
+
+    A transcript of several moments sends each moment on its own, so that every time in it is the
+    file's: joined into one clip, a provider's segment could run from one moment into the next
+    (a row over 16 minutes nobody asked about), and a chat transcript's one row spanned them all.
+    A question about several moments still hears them as one clip (:func:`on_file_timeline`)."""
     if isinstance(item, EncodedAudio):
         yield item
         return
     source = await _audio.fetched(_audio.as_source(item), timeout_s=batch.settings.download_timeout)
+    if batch.transcript and len(source.spans) > 1:
+        for span in source.spans:  # see _by_moment
+            async for clip in chunk_stream(source.moments(span), batch):
+                yield replace(clip, label=source.label)
+        return
     caching = batch.caching.read or batch.caching.write  # without the cache a fingerprint is for nothing
     fingerprint = await asyncio.to_thread(batch.fingerprint, source) if caching else None
     if fingerprint and batch.caching.read:

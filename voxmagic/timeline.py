@@ -113,9 +113,10 @@ def on_source(spans: tuple[tuple[float, float], ...], t: float, *, after_cut: bo
     ``after_cut`` (a segment's start) where speech resumed."""
     clip = 0.0
     for a, b in spans:
-        if t < clip + (b - a) or (t == clip + (b - a) and not after_cut):
-            return a + max(0.0, t - clip)
-        clip += b - a
+        end = clip + (b - a)  # a sum of floats: a time at it may land a hair either side (TOUCH_S)
+        if t < end - TOUCH_S or (t <= end + TOUCH_S and not after_cut):
+            return a + min(b - a, max(0.0, t - clip))
+        clip = end
     return spans[-1][1] + (t - clip)  # past the end (a provider's rounding): the same distance on
 
 
