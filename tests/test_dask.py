@@ -2,6 +2,8 @@
 local server, which counts the requests it answers at once."""
 from __future__ import annotations
 
+import logging
+
 import os
 import signal
 import sys
@@ -186,3 +188,23 @@ def test_a_worker_killed_mid_job_has_its_partitions_redone_without_duplicates(cl
     rows = stored(tmp_path)
     assert len(rows) == 60 and rows["key"].is_unique and sorted(rows["source"]) == sorted(files)
     client.wait_for_workers(2, timeout=60)
+
+
+def test_an_in_process_cluster_counts_each_request_once_and_keeps_the_sessions_history(server, clips, tmp_path,
+                                                                                     caplog):
+    """With LocalCluster(processes=False) the workers share the notebook's process: every request
+    was in the session's ledger twice (a $0.006 budget read as overspent after $0.0039), and the
+    first partition moved the session's history to a worker's scratch folder. A client that is
+    not the default one failed ("No clients found"); closing the cluster logged a traceback per
+    partition whose stop watcher was still waiting."""
+    history = voxmagic.runner.store.path
+    calls, spent = voxmagic.ledger.calls, voxmagic.ledger.total_usd
+    with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None
+                                  ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
+        df = voxmagic.transcribe(clips[:6], dask=c, concurrency=2, **opts(server, tmp_path))
+    assert df["error"].isna().all() and server.request_count == 6
+    assert voxmagic.ledger.calls - calls == 6
+    assert voxmagic.ledger.total_usd - spent == pytest.approx(df["cost_usd"].sum())
+    assert voxmagic.runner.store.path == history and len(voxmagic.history()) >= 6
+    assert "ledgered" not in df.columns
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

@@ -138,9 +138,9 @@ class Cluster:
         finally:
             await asyncio.shield(asyncio.to_thread(self._finish, job, futures))
         rows = await asyncio.to_thread(_assemble, job, parts, results, labels, done)
+        _to_ledger([r for r in rows if not r.pop("ledgered", False)], batch.settings.model)
         for index, row in enumerate(rows):
             reports.finished(index, [row])
-        _to_ledger(rows, batch.settings.model)
         return rows
 
     def _submit(self, job: Job, items: list[tuple[int, Any]], done: dict[str, float], reports: _Reports) -> Any:
@@ -176,6 +176,8 @@ class Cluster:
             self.client.unsubscribe_topic(job.name("progress"))
         with contextlib.suppress(Exception):
             self.client.cancel([f for f in futures if not f.done()])
+        with contextlib.suppress(Exception):  # the job is over: partitions' stop watchers return now,
+            distributed.Event(job.name("stop"), self.client).set()  # not as their waits are cut off by a close
         with contextlib.suppress(Exception):
             distributed.Semaphore(
                 job.concurrency, job.name("in-flight"), self.client.scheduler, self.client.loop
@@ -200,7 +202,8 @@ def _collect(futures: list) -> dict[str, Any]:
     from distributed import as_completed
 
     out: dict[str, Any] = {}
-    for future in as_completed(futures):
+    loop = futures[0].client.loop if futures else None  # the job's client, not the default one
+    for future in as_completed(futures, loop=loop):
         try:
             out[future.key] = future.result()
         except (KeyboardInterrupt, SystemExit):
@@ -234,7 +237,8 @@ def _assemble(job: Job, parts: list, results: dict[str, Any], labels: list[str],
 
 
 def _to_ledger(rows: list[dict], model: str) -> None:
-    """The session's tally: a line per request sent (or per stored answer, costing $0)."""
+    """The session's tally: a line per request sent (or per stored answer, costing $0) by workers
+    in other processes; an in-process worker's requests are in the session's ledger already."""
     for row in rows:
         if row.get("error") and row.get("cost_usd") is None:
             continue

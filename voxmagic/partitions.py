@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import threading
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,7 @@ class Job:
     concurrency: int
     budget: float | None
     store: ParquetStore
+    client_pid: int = field(default_factory=os.getpid)  # made on the client: a worker in its process shares its session
 
     def name(self, what: str) -> str:
         return f"voxmagic-{self.run}-{what}"
@@ -159,11 +161,15 @@ def parameters_digest(batch: Batch) -> str:
 
 def run_partition(job: Job, number: int, items: list[tuple[int, Any]], done: dict[str, float]) -> list:
     """One Dask task: ``(index, key, rows)`` per source (rows None: already in the dataset). Its
-    answered rows are in the dataset before it returns — also when it is stopped."""
+    answered rows are in the dataset before it returns — also when it is stopped. A worker in the
+    client's own process (``LocalCluster(processes=False)``) keeps the session's history, and its
+    requests are in the session's ledger already (their rows say ``ledgered``)."""
     from distributed import get_worker
 
     worker = get_worker()
-    _own_history(worker.local_directory)
+    here = os.getpid() == job.client_pid  # LocalCluster(processes=False): the session's own ledger and history
+    if not here:
+        _own_history(worker.local_directory)
     own = job.store.partition_rows(job.run, number)  # an earlier attempt's (its worker died after writing)
     cluster = Primitives(job, worker)
     finished: list[tuple[int, str | None, list[dict] | None]] = []
@@ -173,7 +179,8 @@ def run_partition(job: Job, number: int, items: list[tuple[int, Any]], done: dic
     finally:
         cluster.close()
         job.store.write(job.run, number, [r for _, _, rows in finished for r in rows or []])
-    return sorted(finished, key=lambda f: f[0])
+    marked = [(i, key, [dict(r, ledgered=True) for r in rows] if here and rows else rows) for i, key, rows in finished]
+    return sorted(marked, key=lambda f: f[0])  # ledgered: already in the session's ledger, by send()
 
 
 _HISTORY = threading.Lock()
