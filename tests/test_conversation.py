@@ -119,6 +119,36 @@ def test_api_tools_as_functions(server, tmp_path):
         "item": {"type": "string"}}
 
 
+def test_each_sources_tool_calls_are_in_the_table_and_auto_tools_is_for_one_question(ip, server, tmp_path):
+    """--tools with --each answered with empty text and no column for the calls: what the model
+    asked for was gone; --auto-tools was accepted and ignored; ask_each(tools=[f]) failed every
+    row ("Object of type function is not JSON serializable")."""
+    out, err = run(ip, "%%voxtral one.wav two.wav --tools log_decision --each -o te\nLog it.")
+    assert not err and server.request_count == 2 and ip.user_ns["calls"] == []  # nothing ran
+    te = ip.user_ns["te"]
+    assert list(te.columns[:3]) == ["source", "text", "tool_calls"] and te["error"].isna().all()
+    for calls in te["tool_calls"]:
+        (call,) = calls
+        assert call["name"] == "log_decision" and json.loads(call["arguments"])["topic"] and call["id"]
+    out, err = run(ip, "%%voxtral one.wav two.wav --tools log_decision --auto-tools --each\nLog it.")
+    assert "UsageError: --auto-tools runs the tools of one question (one source): --each asks each source " \
+           "once, and the calls each answer makes are in the table's tool_calls column" in err
+    assert server.request_count == 2 and "Traceback" not in err
+
+    def lookup_price(item: str) -> float:
+        """Price of an item."""
+        return 4.5
+
+    files = [str(tmp_path / "one.wav"), str(tmp_path / "two.wav")]
+    df = voxmagic.ask_each(files, "What does it cost?", tools=[lookup_price], base_url=server.base_url, api_key="k")
+    assert df["error"].isna().all() and [c[0]["name"] for c in df["tool_calls"]] == ["lookup_price"] * 2
+    assert server.requests[-1].body["tools"][0]["function"]["name"] == "lookup_price"
+    with pytest.raises(voxmagic.ConfigError, match=r"^auto_tools= runs the tools of one question \(voxmagic.ask\)"):
+        voxmagic.ask_each(files, "What?", tools=[lookup_price], auto_tools=True, base_url=server.base_url)
+    plain = voxmagic.ask_each(files[:1], "What?", base_url=server.base_url, api_key="k")
+    assert "tool_calls" not in plain.columns  # only when a model called tools
+
+
 # --- follow-up questions ---------------------------------------------------------------------
 
 def test_continue_keeps_the_conversation_and_prepares_audio_once(ip, server, monkeypatch):

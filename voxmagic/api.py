@@ -19,7 +19,7 @@ from .audio import source_options
 from .audio import sources as audio_sources
 from .batch import DEFAULT_CHUNK_S, TRANSCRIPT_TEMPERATURE, Batch, question_batch, transcription_batch
 from .batch_run import run as run_batch
-from .conversation import Conversation
+from .conversation import Conversation, batch_tools
 from .errors import ConfigError
 from .frames import table
 from .limits import DEFAULT_CONCURRENCY
@@ -196,16 +196,17 @@ def _transcript_batch(options: dict[str, Any], *, timed: bool, **given: Any) -> 
     ``"Voxtral, pgvector"`` or a list) as well as the options :func:`transcribe` documents."""
     sent = source_options(options)
     diarize, words = bool(options.pop("diarize", False)), vocabulary(options.pop("vocab", None))
-    stream, settings, params = _split(options, temperature=TRANSCRIPT_TEMPERATURE)
+    stream, settings, params = _split(options, "transcribe", temperature=TRANSCRIPT_TEMPERATURE)
     batch = transcription_batch(
         settings, params, stream=stream, timed=timed, diarize=diarize, vocabulary=words, **given
     )
     return batch, sent
 
 
-def _split(options: dict[str, Any], **defaults: Any) -> tuple[bool | None, Settings, Params]:
-    """A batch's options: ``stream`` (None: only long chunks stream), settings, parameters."""
-    options = {**defaults, **options}
+def _split(options: dict[str, Any], what: str, **defaults: Any) -> tuple[bool | None, Settings, Params]:
+    """A batch's options: ``stream`` (None: only long chunks stream), settings, parameters (Python
+    functions given as ``tools`` are sent as their definitions; see :func:`batch_tools`)."""
+    options = batch_tools({**defaults, **options}, what)
     stream = options.pop("stream", None)
     settings, params = split_options(options)
     return stream, settings, params
@@ -244,7 +245,7 @@ async def ask_each_async(
 ) -> pd.DataFrame:
     """Ask ``prompt`` about each source separately; see :func:`ask_each`."""
     sent = source_options(options)
-    stream, settings, params = _split(options)
+    stream, settings, params = _split(options, "ask_each")
     batch = question_batch(
         settings,
         params,

@@ -197,6 +197,22 @@ def follow_up(previous: Exchange, prompt: str, params: Params | None = None) -> 
     return replace(last, params=params if params is not None else last.params, turns=turns)
 
 
+ONE_QUESTION_TOOLS = (
+    "{option} runs the tools of one question ({one}): {what} asks each source once, and the calls "
+    "each answer makes are in the table's tool_calls column"
+)
+
+
+def batch_tools(options: dict[str, Any], what: str) -> dict[str, Any]:
+    """A batch's options with Python functions as tool definitions; running them is for one
+    question (``auto_tools`` is refused: each row's calls are in its ``tool_calls`` column)."""
+    for name in ("auto_tools", "max_tool_rounds"):
+        if options.get(name) not in (None, False):
+            raise ConfigError(ONE_QUESTION_TOOLS.format(option=f"{name}=", one="voxmagic.ask", what=what))
+    options = {k: v for k, v in options.items() if k not in ("auto_tools", "max_tool_rounds")}
+    return {**options, "tools": split_tools(options["tools"])[0]} if "tools" in options else options
+
+
 def split_tools(tools: Sequence[Any] | None) -> tuple[list[dict[str, Any]] | None, dict[str, Callable]]:
     """Tool definitions to send, and the Python functions that answer them (plain functions are
     turned into definitions from their signatures)."""

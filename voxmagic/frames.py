@@ -75,6 +75,9 @@ def table(rows: list[dict], *, segments: bool = False, structured: bool = False)
     columns = SEGMENT_COLUMNS if segments else TRANSCRIPT_COLUMNS
     if not segments and any(r.get("trimmed_s") is not None for r in rows):  # silence was trimmed
         columns = [*columns[:3], "trimmed_s", *columns[3:]]
+    if any(r.get("tool_calls") for r in rows):  # the model called tools: [{id, name, arguments}] per row
+        at = columns.index("text") + 1
+        columns = [*columns[:at], "tool_calls", *columns[at:]]
     df = tidy(pd.DataFrame(rows, columns=columns), columns)
     if not structured:
         return as_table(df)

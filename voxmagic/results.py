@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -144,6 +144,7 @@ class Response:
             "finish_reason": self.finish_reason,
             "generation_id": self.generation_id,
             "cached": self.cached,
+            **({"tool_calls": [asdict(c) for c in self.tool_calls]} if self.tool_calls else {}),
         }
 
 

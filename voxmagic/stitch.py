@@ -44,6 +44,7 @@ def stitch(source: str, rows: list[dict]) -> dict:
         "cached": bool(ok) and all(r.get("cached") for r in ok),
         "chunks": len(rows),
         **({k: rows[0].get(k) for k in ("parsed", "parse_error")} if len(rows) == 1 else {}),
+        **({"tool_calls": calls} if (calls := [c for r in ok for c in r.get("tool_calls") or ()]) else {}),
     }
 
 

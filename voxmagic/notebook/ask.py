@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import runner, warmup
 from ..audio import preview
-from ..conversation import exchange, follow_up, split_tools
+from ..conversation import ONE_QUESTION_TOOLS, exchange, follow_up, split_tools
 from ..cost import pricing_for
 from ..errors import ConfigError, VoxmagicError
 from ..jobs import Job
@@ -71,6 +71,8 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
     )
     options, functions = _with_schema_and_tools(options, namespace)
     if options.each or (options.schema and len(sources) > 1 and not options.together):
+        if options.auto_tools:
+            raise ConfigError(ONE_QUESTION_TOOLS.format(option="--auto-tools", one="one source", what="--each"))
         return run_each(options, sources, prompt, namespace, session)
     plan = _plan(options, sources, prompt, session)
     if options.dry_run:
