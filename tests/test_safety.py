@@ -219,3 +219,21 @@ def test_a_budget_refusal_is_said_once_in_a_notebook(ip, server, files):
     shown = cap.stdout + cap.stderr + "".join(str(o.data) for o in cap.outputs)
     assert shown.count("could cost up to") == 1 and cap.stderr.startswith("UsageError: this batch")
     assert view.throttle.closed and server.request_count == 0
+
+
+def test_a_stopped_long_file_keeps_its_answered_chunks(ip, server, tmp_path):
+    """Stopping a 2-hour file after 90 minutes gave an empty row ("interrupted before it finished"):
+    the chunks answered (and paid for) were only in the history; with --no-cache a rerun sent them
+    all again while the message promised "only what is missing"."""
+    tone_file(tmp_path / "long.wav", 150.0, channels=1)  # six chunks of up to 30 s
+    server.configure(latency=0.5)
+    threading.Timer(1.3, _thread.interrupt_main).start()
+    _, err = run(ip, "%voxtral_transcribe long.wav --chunk-minutes 0.5 --concurrency 1 --no-cache -o df")
+    assert err.startswith("UsageError: interrupted: 0 of 1 files finished and are in df, with the answered "
+                          "chunks of 1 more (") and err.count("\n") == 1
+    assert "run the same line again to send it all again (--no-cache keeps no answers)" in err
+    (row,) = ip.user_ns["df"].to_dict("records")
+    answered = [e for e in runner.ledger.entries if e.outcome == "answered"]
+    assert 1 <= len(answered) < 6 and row["text"].count("Heard 1 clips") == len(answered)
+    assert row["cost_usd"] == pytest.approx(sum(e.cost_usd for e in answered))
+    assert row["chunks"] == 6 and row["error"].count("stopped before its answer came") == 6 - len(answered)

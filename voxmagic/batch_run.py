@@ -125,7 +125,12 @@ async def _finished(entry: Prepared, batch: Batch, gate: Gate, segments: bool) -
                 "request; add --segments (segments=True) for one row per chunk",
             }
         ]
-    parts = await _again([send_chunk(c, batch, gate) for c in chunks])
+    sending = [(c, asyncio.ensure_future(send_chunk(c, batch, gate))) for c in chunks]
+    try:
+        parts = await _again([task for _, task in sending])
+    except asyncio.CancelledError:
+        _stopped(name, sending, gate, segments, prepared=True)
+        raise
     if parts is None:  # with a budget, nothing is sent that the estimate counted as free
         return [{"source": name, "error": CACHE_GONE}]
     return _rows(name, [r for part in parts for r in part], segments)
@@ -136,18 +141,22 @@ async def _streamed(item: Any, batch: Batch, gate: Gate, cpu: asyncio.Semaphore,
     went out (a damaged end of file) keeps their answers and adds the error after them."""
     if batch.structured and not segments:  # one answer per file: the chunks are counted first
         return await _finished(await prepared(item, batch, cpu), batch, gate, segments)
-    name, sending, failure = label(item), [], None
+    name, failure = label(item), None
+    sending: list[tuple[EncodedAudio, asyncio.Future]] = []
     try:
         async with cpu:
             async for clip in chunk_stream(item, batch):
-                sending.append(asyncio.ensure_future(send_chunk(clip, batch, gate)))
+                sending.append((clip, asyncio.ensure_future(send_chunk(clip, batch, gate))))
     except Exception as exc:  # noqa: BLE001 - the source's error row (see preparing.why)
         failure = why(exc)
     except BaseException:  # cancelled: nothing more goes out
-        for task in sending:
-            task.cancel()
+        _stopped(name, sending, gate, segments, prepared=False)
         raise
-    parts = await _again(sending)
+    try:
+        parts = await _again([task for _, task in sending])
+    except asyncio.CancelledError:
+        _stopped(name, sending, gate, segments, prepared=failure is None)
+        raise
     if parts is None:
         return await _streamed(item, _reading(batch), gate, cpu, segments)
     rows = [r for part in parts for r in part]
@@ -157,6 +166,28 @@ async def _streamed(item: Any, batch: Batch, gate: Gate, cpu: asyncio.Semaphore,
         end = rows[-1]["end_s"]
         rows.append({"error": failure, "start_s": end, "end_s": end, "duration_s": 0.0})
     return _rows(name, rows, segments)
+
+
+def _stopped(name: str, sending: list, gate: Gate, segments: bool, prepared: bool) -> None:
+    """Cancelled mid-source: the chunks answered so far are kept — handed to ``gate.stopped`` as
+    the source's rows, each unanswered chunk (and, ``prepared`` False, the rest of the source) an
+    error row — and the requests still out are cancelled. A stopped 2-hour file keeps its text."""
+    rows: list[dict] = []
+    for clip, task in sending:
+        if task.done() and not task.cancelled() and task.exception() is None:
+            rows += task.result()
+        else:
+            task.cancel()
+            rows.append({**_place(clip), "error": "stopped before its answer came"})
+    if not prepared:
+        end = rows[-1]["end_s"] if rows else 0.0
+        rows.append({"start_s": end, "end_s": end, "duration_s": 0.0, "error": "stopped before the rest was sent"})
+    if any(not r.get("error") for r in rows) and isinstance(gate, _Sending):
+        gate.stopped(_rows(name, rows, segments))
+
+
+def _place(clip: EncodedAudio) -> dict:
+    return {"duration_s": clip.duration_s, "start_s": clip.start_s, "end_s": clip.end_s}
 
 
 def _rows(name: str, rows: list[dict], segments: bool) -> list[dict]:
@@ -173,10 +204,12 @@ async def run(
     segments: bool = False,
     on_result: Callable[[int, list[dict]], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_stopped: Callable[[int, list[dict]], None] | None = None,
 ) -> list[dict]:
     """Rows in input order (see the module docstring); ``on_start(index)`` as work on a source
     sends its first request, ``on_result(index, rows)`` as it finishes, with its row (or its
-    chunks' rows) — so a view can count what is in flight.
+    chunks' rows) — so a view can count what is in flight; when the batch is cancelled,
+    ``on_stopped(index, rows)`` for each source it cut short with some chunks answered.
 
     With a budget (``max_cost`` or the session's) every source is prepared first and the whole
     batch — minus what is cached — is estimated before anything is sent; otherwise decoding and
@@ -192,13 +225,13 @@ async def run(
 
     async def whole(indexed: tuple[int, Prepared]) -> list[dict]:
         index, entry = indexed
-        return await _finished(entry, batch, _Sending(gate, on_start, index), segments)
+        return await _finished(entry, batch, _Sending(gate, on_start, index, on_stopped), segments)
 
     if max_cost is None and ledger.budget_usd is None:
 
         async def one(indexed: tuple[int, Any]) -> list[dict]:
             index, item = indexed
-            return await _streamed(item, batch, _Sending(gate, on_start, index), cpu, segments)
+            return await _streamed(item, batch, _Sending(gate, on_start, index, on_stopped), cpu, segments)
 
         results = await map_bounded(list(enumerate(items)), one, 2 * concurrency, on_result)
     else:
@@ -213,8 +246,19 @@ class _Sending:
     """The batch's gate on requests in flight, as one source uses it: tells ``on_start(index)``
     when the source's first request goes out."""
 
-    def __init__(self, gate: asyncio.Semaphore, on_start: Callable[[int], None] | None, index: int):
-        self.gate, self.on_start, self.index = gate, on_start, index
+    def __init__(
+        self,
+        gate: asyncio.Semaphore,
+        on_start: Callable[[int], None] | None,
+        index: int,
+        on_stopped: Callable[[int, list[dict]], None] | None = None,
+    ):
+        self.gate, self.on_start, self.index, self.on_stopped = gate, on_start, index, on_stopped
+
+    def stopped(self, rows: list[dict]) -> None:
+        """The source was cancelled with some of its chunks answered: its rows so far."""
+        if self.on_stopped is not None:
+            self.on_stopped(self.index, rows)
 
     async def __aenter__(self) -> None:
         await self.gate.acquire()

@@ -143,6 +143,7 @@ class Run:
     segments: bool | None = None
     after: After | None = None
     finished: dict[int, list[dict]] = field(default_factory=dict)
+    stopped: dict[int, list[dict]] = field(default_factory=dict)  # cut short by a stop, with answers kept
     runner: Callable[..., Any] = batch_run.run  # or a Dask cluster's (--dask)
 
     @property
@@ -163,11 +164,16 @@ def run_with_progress(options: CallOptions, run: Run, namespace: Namespace, sess
         concurrency=options.concurrency,
     )
 
+    again = "only what is missing" if run.batch.caching.write else "it all again (--no-cache keeps no answers)"
+
+    def kept() -> str:
+        return f", with the answered chunks of {len(run.stopped)} more" if run.stopped else ""
+
     def interrupted() -> str:
         return (
             f"interrupted: {len(run.finished)} of {len(run.sources)} files finished and are in "
-            f"{options.out or '_voxtral_df'} (the rest were cancelled; those already sent may still be billed: "
-            "%voxtral_cost); run the same line again to send only what is missing"
+            f"{options.out or '_voxtral_df'}{kept()} (the rest were cancelled; those already sent may still be "
+            f"billed: %voxtral_cost); run the same line again to send {again}"
         )
 
     return start(
@@ -198,6 +204,7 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
             segments=run.sent_segments,
             on_result=on_result,
             on_start=view.on_start,
+            on_stopped=run.stopped.__setitem__,
         )
     except VoxmagicError as exc:
         if run.finished:
@@ -236,10 +243,15 @@ def _bind(rows: list[dict], options: CallOptions, run: Run, namespace: Namespace
 
 
 def _partial(run: Run) -> list[dict]:
-    """The rows of what finished, with the unfinished sources marked as interrupted."""
+    """The rows of what finished, of what a stop cut short (its answered chunks, and which were
+    not), and the sources not begun marked as interrupted."""
     rows = []
     for i, source in enumerate(run.sources):
-        rows += run.finished.get(i) or [{"source": runner.label(source), "error": "interrupted before it finished"}]
+        rows += (
+            run.finished.get(i)
+            or run.stopped.get(i)
+            or [{"source": runner.label(source), "error": "interrupted before it finished"}]
+        )
     return rows
 
 
