@@ -45,12 +45,23 @@ class Params:
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         elif self.stop is not None:
+            if not isinstance(self.stop, (list, tuple)):
+                raise ConfigError(f"stop={self.stop!r}: give a string, or a list of at most 4")
             object.__setattr__(self, "stop", tuple(self.stop))
         if self.tools is not None:
             object.__setattr__(self, "tools", tuple(self.tools))
-        limits.check_all({f.name: getattr(self, f.name) for f in fields(self)})
+        for f in fields(self):  # checked; a whole number given as 2.0 is sent as 2
+            value = limits.check(f.name, getattr(self, f.name)) if f.name in limits.BOUNDS else None
+            if value is not None:
+                object.__setattr__(self, f.name, value)
+        if not isinstance(self.stream, bool):
+            raise ConfigError(f"stream={self.stream!r}: use True or False")
+        if not isinstance(self.extra, Mapping):
+            raise ConfigError(f"extra={self.extra!r:.60}: give a dict of more request fields, e.g. {{'user': 'u1'}}")
         if self.stop is not None and (len(self.stop) > 4 or not all(isinstance(s, str) and s for s in self.stop)):
             raise ConfigError("stop takes at most 4 non-empty strings")
+        if self.tool_choice == "required" and not self.tools:
+            raise ConfigError("tool_choice='required' needs tools: give tools=[...] (--tools NAMES)")
         if isinstance(self.tool_choice, str) and self.tool_choice not in ("none", "auto", "required"):
             if not self.tools or self.tool_choice not in _tool_names(self.tools):
                 raise ConfigError(

@@ -266,6 +266,7 @@ class Conversation:
         on_event: EventHandler | None = None,
         **options: Any,
     ) -> Response:
+        limits.check("max_cost", max_cost)
         opts = {**self.options, **options}
         auto_tools = opts.pop("auto_tools", False)
         max_rounds = opts.pop("max_tool_rounds", DEFAULT_TOOL_ROUNDS)
