@@ -50,10 +50,15 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     from . import api
     from .demo import offline_options
+    from .errors import ConfigError
     from .files import expand_all
     from .frames import table_text
     from .progress import Progress
 
+    if args.csv:  # refused before anything is sent, not after the batch was paid for
+        _check_csv(args.csv)
+    if args.offline and args.base_url:
+        raise ConfigError("--offline uses voxmagic's local server: leave out --base-url, or --offline")
     files = expand_all(args.files)
     progress = Progress(files)
 
@@ -71,8 +76,25 @@ def _transcribe(args: argparse.Namespace) -> int:
     print(table_text(df[["source", "text", "duration_s", "cost_usd", "error"]]))
     print(f"\n{api.ledger}")
     if args.csv:
-        df.to_csv(args.csv, index=False)
+        try:
+            df.to_csv(args.csv, index=False)
+        except OSError as exc:
+            raise ConfigError(
+                f"could not write --csv {args.csv} ({exc.strerror or exc}); the table is printed above"
+            ) from None
     return 1 if df["error"].notna().any() else 0
+
+
+def _check_csv(path: str) -> None:
+    from pathlib import Path
+
+    from .errors import ConfigError
+
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise ConfigError(f"--csv {path} is a folder: name a file, e.g. {target / 'transcripts.csv'}")
+    if not target.parent.is_dir():
+        raise ConfigError(f"--csv {path}: the folder {target.parent} does not exist (create it, or name another)")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
 from .providers import KEY_ENV
 
 
@@ -33,7 +34,12 @@ def run_notebook(path: str | Path, out_dir: str | Path = "build") -> int:
     from nbclient.exceptions import CellExecutionError
 
     path = Path(path)
-    nb = nbformat.read(path, as_version=4)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except FileNotFoundError:
+        raise ConfigError(f"no notebook at {path}: name an .ipynb file, e.g. notebooks/quickstart.ipynb") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # not a notebook (an audio file, broken JSON)
+        raise ConfigError(f"{path} is not a notebook ({type(exc).__name__}): name an .ipynb file") from None
     # the live views are replaced by static results when they end: their widget state is dead weight
     client = NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=False,
                             resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
