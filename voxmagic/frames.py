@@ -12,6 +12,7 @@ import functools
 import html
 import shutil
 import textwrap
+from collections.abc import Iterator
 from typing import Any
 
 from .moments import mmss
@@ -64,12 +65,13 @@ def tidy(df: Any, columns: Any) -> Any:
     return df
 
 
-def table(rows: list[dict], *, segments: bool = False, structured: bool = False) -> Any:
+def table(rows: list[dict], *, segments: bool = False, structured: bool = False, schema: Any = None) -> Any:
     """Rows as a :func:`Table <as_table>` in the documented column order. With ``structured``,
     each parsed JSON answer becomes columns before ``text`` (nested fields flattened with dots:
     ``speaker.name``; a field named like a standard column gets ``answer.`` in front), and the
     object itself (a pydantic instance when a model was given) is in the last column, ``parsed``;
-    a row whose answer did not parse has None there and says why in ``error``."""
+    a row whose answer did not parse has None there and says why in ``error``. The columns of a
+    JSON ``schema`` (the request's ``response_format``) are there even when no answer parsed."""
     import pandas as pd
 
     columns = SEGMENT_COLUMNS if segments else TRANSCRIPT_COLUMNS
@@ -84,6 +86,7 @@ def table(rows: list[dict], *, segments: bool = False, structured: bool = False)
     parsed = [r.get("parsed") for r in rows]
     plain = [p.model_dump(mode="json") if p is not None and hasattr(p, "model_dump") else p for p in parsed]
     fields = pd.json_normalize([p if isinstance(p, dict) else {} for p in plain])
+    fields = fields.reindex(columns=list(dict.fromkeys([*schema_columns(schema), *fields.columns])))
     fields.index = df.index
     fields.columns = [f"answer.{c}" if c in df.columns or c == "parsed" else c for c in fields.columns]
     strings = [c for c in fields.columns if pd.api.types.is_string_dtype(fields[c].dtype)]
@@ -92,6 +95,23 @@ def table(rows: list[dict], *, segments: bool = False, structured: bool = False)
     df["error"] = pd.Series([r.get("error") or r.get("parse_error") for r in rows], index=df.index, dtype=object)
     at = columns.index("text")
     return as_table(pd.concat([df.iloc[:, :at], fields, df.iloc[:, at:]], axis=1))
+
+
+def schema_columns(response_format: Any) -> list[str]:
+    """The columns a JSON schema's answers flatten to (a nested object's fields as ``a.b``)."""
+    schema = ((response_format or {}).get("json_schema") or {}).get("schema") or {}
+    defs = schema.get("$defs", {})
+
+    def walk(node: dict, prefix: str) -> Iterator[str]:
+        if "$ref" in node:  # pydantic puts nested models in $defs
+            node = defs.get(node["$ref"].rsplit("/", 1)[-1], {})
+        if node.get("properties"):
+            for name, sub in node["properties"].items():
+                yield from walk(sub, f"{prefix}{name}.")
+        elif prefix:
+            yield prefix[:-1]
+
+    return list(walk(schema, ""))
 
 
 def local_times(seconds: Any) -> Any:
