@@ -36,7 +36,7 @@ from .codec import (
     probe_duration,
 )
 from .download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, download
-from .errors import AudioError
+from .errors import AudioError, ConfigError
 from .files import did_you_mean, expand_all
 from .formats import DEFAULT_FORMAT, UPLOAD_FORMATS
 from .moments import GAP_S, Span, base_label, check_span, describe, mmss, parse_time
@@ -339,7 +339,20 @@ def from_segments(rows: Any) -> list[AudioSource]:
         spans.setdefault(base_label(str(source)), []).append(check_span(float(start), float(end)))
     if not spans:
         raise AudioError("<segments>", "no rows: the table of segments is empty")
-    return [as_source(source).moments(*found) for source, found in spans.items()]
+    return [as_source(source).moments(*_in_order(found)) for source, found in spans.items()]
+
+
+def _in_order(spans: list[Span]) -> list[Span]:
+    """A file's moments in time order, overlapping or touching ones as one: a table sorted some
+    other way gave a negative duration, and two overlapping moments heard the same words twice."""
+    merged: list[Span] = []
+    for start, end in sorted(spans, key=lambda s: s[0]):
+        last = merged[-1] if merged else None
+        if last is not None and (last[1] is None or start <= last[1]):
+            merged[-1] = (last[0], None if last[1] is None or end is None else max(last[1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def sources(
@@ -350,6 +363,11 @@ def sources(
     ``trim_silence`` each sent without its long pauses."""
     items = expand_all(as_list(audio))
     if start is not None or end is not None:
+        if any(isinstance(item, AudioSource) and item.spans for item in items):
+            raise ConfigError(
+                "--at (start=/end=) picks one moment of each file, and a table of segments already names its "
+                "moments: filter the table instead (seg[seg.start < 60]), or give the file itself"
+            )
         span = check_span(*(parse_time(t) if isinstance(t, str) else t for t in (start, end)))
         items = [as_source(item).moments(span) for item in items]
     return [as_source(item).trimmed() for item in items] if trim_silence else items

@@ -27,7 +27,7 @@ from .audio import AudioSource, EncodedAudio
 from .batch import Batch
 from .codec import SAMPLE_RATE
 from .errors import AudioError, VoxmagicError
-from .moments import GAP_S, Span
+from .moments import GAP_S, Span, describe
 from .runner import in_store, label, store
 from .segment import encode_piece, pieces, sendable
 from .timeline import sub_spans
@@ -56,9 +56,13 @@ async def chunk_stream(item: Any, batch: Batch) -> AsyncGenerator[EncodedAudio, 
         return
     source = await _audio.fetched(_audio.as_source(item), timeout_s=batch.settings.download_timeout)
     if batch.transcript and len(source.spans) > 1:
-        for span in source.spans:  # see _by_moment
-            async for clip in chunk_stream(source.moments(span), batch):
-                yield replace(clip, label=source.label)
+        for span in source.spans:
+            try:
+                async for clip in chunk_stream(source.moments(span), batch):
+                    yield replace(clip, label=source.label)
+            except AudioError as exc:  # which moment: the row's error is all its reader sees
+                moment = describe((span,))
+                raise AudioError(source.label, exc.cause if moment in exc.cause else f"{moment} {exc.cause}") from None
         return
     caching = batch.caching.read or batch.caching.write  # without the cache a fingerprint is for nothing
     fingerprint = await asyncio.to_thread(batch.fingerprint, source) if caching else None
