@@ -65,7 +65,10 @@ async def send_chunk(clip: EncodedAudio, batch: Batch, gate: Gate, depth: int = 
     ):
         halves = await asyncio.to_thread(_halve, clip)
         parts = await asyncio.gather(*(send_chunk(h, batch, gate, depth + 1) for h in halves))
-        return [r for part in parts for r in part]
+        rows = [r for part in parts for r in part]
+        if response.cost_usd:  # the cut-off answer was paid for too: the column still adds up
+            rows[0]["cost_usd"] = (rows[0].get("cost_usd") or 0.0) + response.cost_usd
+        return rows
     return [{**row, **response.to_row()}]
 
 

@@ -258,7 +258,8 @@ def container_blocks(
         produced = False
         try:
             if start_s > 0:  # from a little before: a lossy frame's first samples lean on the ones before it
-                at = max(0.0, start_s - SEEK_PREROLL_S) + _origin(streams[0])
+                preroll = 0.0 if _lossless(streams[0]) else SEEK_PREROLL_S
+                at = max(0.0, start_s - preroll) + _origin(streams[0])
                 container.seek(int(at * av.time_base), backward=True, any_frame=False)
             frames = _frame_arrays(container.decode(streams[0]), start_s, end_s, _origin(streams[0]))
             for block in resampled(frames):
@@ -293,6 +294,12 @@ def array_blocks(a: np.ndarray, rate: int, start_s: float = 0.0, end_s: float | 
     a = a[:, round(start_s * rate) : None if end_s is None else round(end_s * rate)]
     block = rate * 10
     yield from resampled((a[:, i : i + block], rate) for i in range(0, a.shape[1], block))
+
+
+def _lossless(stream: Any) -> bool:
+    """PCM and lossless codecs: each frame stands alone, and a seek lands on the very sample."""
+    name = stream.codec_context.name
+    return name.startswith("pcm_") or name in ("flac", "alac", "wavpack", "tta", "ape")
 
 
 def _origin(stream: Any) -> float:
