@@ -255,6 +255,25 @@ def test_the_command_line_falls_back_to_the_local_server_without_a_key(tmp_path)
     assert pd.read_csv(tmp_path / "t.csv")["text"].str.startswith("Heard").all()
 
 
+def test_the_command_lines_mistakes_are_one_line_before_anything_is_sent(tmp_path, capsys):
+    """--csv into a missing folder was a traceback after the batch was sent and paid; a missing
+    or non-notebook file for demo was a 27-line traceback; --offline dropped --base-url silently."""
+    from voxmagic.__main__ import main
+
+    clip = str(tone_file(tmp_path / "hello.wav", 1.0))
+    cases = [(["transcribe", clip, "--csv", str(tmp_path / "no" / "out.csv")],
+              f"voxmagic: --csv {tmp_path / 'no' / 'out.csv'}: the folder {tmp_path / 'no'} does not exist"),
+             (["transcribe", clip, "--csv", str(tmp_path)], f"voxmagic: --csv {tmp_path} is a folder: name a file"),
+             (["transcribe", clip, "--offline", "--base-url", "http://127.0.0.1:9/v1"],
+              "voxmagic: --offline uses voxmagic's local server: leave out --base-url, or --offline"),
+             (["demo", str(tmp_path / "nothere.ipynb")], f"voxmagic: no notebook at {tmp_path / 'nothere.ipynb'}"),
+             (["demo", clip], f"voxmagic: {clip} is not a notebook (UnicodeDecodeError)")]  # fmt: skip
+    for argv, said in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(said) and err.count("\n") == 1 and "Traceback" not in err, err
+
+
 def test_the_python_api_expands_paths_as_the_magics_do(server, tmp_path, monkeypatch):
     """Globs, folders and ~ in transcribe, transcripts and ask; a pattern that matches nothing and
     a folder without audio are one-line errors; a missing file is that source's error row."""
@@ -281,3 +300,24 @@ def test_the_python_api_expands_paths_as_the_magics_do(server, tmp_path, monkeyp
     rows = voxmagic.transcribe(["talks/a.mp3", "talks/c.mp3"], **opts)
     assert rows["error"].tolist()[0] is None and rows["error"].iloc[1].startswith("no such file")
     assert re.search(r"; did you mean talks/[ab]\.mp3\?$", rows["error"].iloc[1])
+
+
+def test_python_keywords_are_checked_in_one_line_before_anything_is_sent(server, tmp_path):
+    """max_cost=-1 was accepted ("over the $-1.0000 limit"), max_cost="1", stop=5 and extra="x"
+    raised bare TypeErrors/ValueErrors, and stream="no", tool_choice="required" without tools and
+    max_tokens=2.0 went out to come back as HTTP 400s."""
+    path = tone_file(tmp_path / "a.wav", 1.0, channels=1)
+    kw = {"base_url": server.base_url, "api_key": "k"}
+    cases = [({"max_cost": 0}, r"^max_cost=0 is out of range: use a number above 0 USD$"),
+             ({"max_cost": -1}, r"^max_cost=-1 is out of range"),
+             ({"max_cost": "1"}, r"^max_cost='1' is not a number: use a number above 0 USD$"),
+             ({"stop": 5}, r"^stop=5: give a string, or a list of at most 4$"),
+             ({"extra": "x"}, r"^extra='x': give a dict of more request fields"),
+             ({"stream": "no"}, r"^stream='no': use True or False$"),
+             ({"tool_choice": "required"}, r"^tool_choice='required' needs tools")]
+    for options, message in cases:
+        with pytest.raises(voxmagic.ConfigError, match=message):
+            voxmagic.ask(path, "q", **kw, **options)
+    assert server.request_count == 0
+    voxmagic.ask(path, "q", max_tokens=2.0, **kw)
+    assert server.requests[-1].body["max_tokens"] == 2 and type(server.requests[-1].body["max_tokens"]) is int

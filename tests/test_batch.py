@@ -99,6 +99,8 @@ def test_a_transcript_cut_at_the_output_limit_is_split_again(server, opts, long_
     assert sum(halves) == pytest.approx(130, abs=0.01) and all(40 < h < 90 for h in halves)
     assert [r.body["max_tokens"] for r in server.requests][0] == 64 + 8 * 130
     assert server.requests[0].usage["completion_tokens"] == 64 + 8 * 130  # the cut-off answer
+    spent = [e.cost_usd for e in voxmagic.ledger.entries[-3:]]  # it was paid for: the row says so
+    assert df["cost_usd"].iloc[0] == pytest.approx(sum(spent)) and len(voxmagic.ledger.entries) == 3
 
 
 def test_a_question_about_too_much_audio_is_refused_before_upload(server, opts):

@@ -237,6 +237,11 @@ def test_schema_over_many_files_gives_one_row_per_file(ip, server):
     assert df["error"].iloc[[0, 2]].isna().all() and df["text"].notna().all()
     run(ip, "%%voxtral one.wav two.wav --schema Call --together -o both\nCompare.")
     assert len(server.requests[-1].audio) == 2 and type(ip.user_ns["both"]).__name__ == "Call"
+    # every answer cut short: the schema's columns are still there (df.topic raised KeyError)
+    run(ip, "%%voxtral one.wav two.wav --schema Call --stop sample --no-cache -o bad\nExtract.")
+    bad = ip.user_ns["bad"]
+    assert bad["error"].str.startswith("the answer is not valid JSON").all()
+    assert list(bad.columns[1:4]) == ["topic", "speaker.name", "speaker.minutes"] and bad["topic"].isna().all()
 
 
 def test_each_asks_every_file_the_same_question(ip, server):

@@ -2,6 +2,7 @@
 segment rows — one, or a filtered table of them — send only their moments."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,7 @@ def test_a_transcript_of_several_moments_keeps_every_row_inside_its_moment(tmp_p
         df = voxmagic.transcribe(part, segments=True, provider="openrouter" if dialect == "openrouter" else "mistral",
                                  base_url=srv.base_url, api_key="k", cache=False)
         heard = [c.duration_s for r in srv.requests for c in r.audio]
-    assert heard == pytest.approx([b - a for a, b in moments], abs=0.05)  # one request a moment
+    assert heard == pytest.approx([b - a for a, b in sorted(moments)], abs=0.05)  # one request a moment, in order
     rows = list(zip(df["start"], df["end"], strict=True))
     assert all(any(a - 0.01 <= s < e <= b + 0.01 for a, b in moments) for s, e in rows), rows
     assert [min(s for s, _ in rows), max(e for _, e in rows)] == pytest.approx([0.0, 28.0], abs=0.1)
@@ -149,6 +150,34 @@ def test_a_transcript_of_several_moments_keeps_every_row_inside_its_moment(tmp_p
     (subtitles,) = transcripts(df)  # their cues too: none in audio that was not sent
     assert subtitles.cues and all(any(a - 0.01 <= c.start_s < c.end_s <= b + 0.01 for a, b in moments)
                                   for c in subtitles.cues)
+
+
+def test_a_table_of_moments_in_any_order_is_sent_in_time_order_once(tmp_path):
+    """A table not in time order read "-11.0 s audio" and came back empty after two paid
+    requests; overlapping moments lost one moment's segment; --at beside a table replaced its
+    moments without a word."""
+    from voxmagic.demo import meeting_path
+    from voxmagic.testing.server import LocalServer
+
+    meeting = str(meeting_path())
+    table = pd.DataFrame({"source": [meeting] * 4, "start": [15.0, 2.0, 5.0, 7.0], "end": [18.0, 4.0, 8.0, 10.0]})
+    (source,) = voxmagic.audio.as_list(table)
+    assert source.spans == ((2.0, 4.0), (5.0, 10.0), (15.0, 18.0))  # sorted; 5-8 and 7-10 are one moment
+    with LocalServer(dialect="mistral") as srv:
+        df = voxmagic.transcribe(table, segments=True, provider="mistral", base_url=srv.base_url, api_key="k",
+                                 cache=False)
+        whole = voxmagic.transcribe(table, provider="mistral", base_url=srv.base_url, api_key="k", cache=False)
+        assert [c.duration_s for r in srv.requests[:3] for c in r.audio] == pytest.approx([2.0, 5.0, 3.0], abs=0.05)
+        with pytest.raises(ConfigError, match=r"^--at \(start=/end=\) picks one moment of each file, and a table"):
+            voxmagic.transcribe(table, start=0, end=16, base_url=srv.base_url, api_key="k")
+    assert [*df["start"], *df["end"]] == pytest.approx([2.0, 5.0, 15.0, 4.0, 10.0, 18.0], abs=0.05)
+    assert whole["duration_s"].iloc[0] == pytest.approx(10.0, abs=0.05) and whole["error"].isna().all()
+    # a moment past the end: the error says which (the row read "holds no audio samples" alone)
+    late = pd.DataFrame({"source": [meeting] * 2, "start": [5.0, 40.0], "end": [8.0, 45.0]})
+    with LocalServer() as srv:
+        (row,) = voxmagic.transcribe(late, base_url=srv.base_url, api_key="k", cache=False).to_dict("records")
+    assert row["text"].startswith("Heard 1 clips")
+    assert re.search(r": \[0:40–0:45\] holds no audio samples \(0 s\): the audio ends at 0:28\.\d$", row["error"])
 
 
 def test_a_moment_past_the_end_says_where_the_audio_ends():
