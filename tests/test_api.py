@@ -104,6 +104,11 @@ def test_ask_with_several_sources_and_streaming_events(server, opts, clips):
     assert len(server.requests[-1].audio) == 2
     assert r.audio_seconds == pytest.approx(4.2, abs=0.05)
     assert r.sources[0] == str(clips["mp3"])
+    # the events, as the README names them, all importable from voxmagic
+    events = []
+    voxmagic.ask(str(clips["mp3"]), "Again.", on_event=events.append, cache=False, **opts)
+    kinds = [type(e) for e in events]
+    assert kinds[:2] == [voxmagic.Planned, voxmagic.Sent] and set(kinds[2:]) == {voxmagic.TextDelta}
 
 
 def test_ask_records_cost_in_the_session_ledger(server, opts, clips):
@@ -195,8 +200,11 @@ def test_key_from_a_dotenv_file_and_a_custom_variable(server, monkeypatch, tmp_p
 
 
 def test_unknown_option_is_named(opts, clips):
-    with pytest.raises(ConfigError, match="unknown option.*temprature"):
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) temprature \(did you mean temperature\?\)"):
         voxmagic.ask(str(clips["wav"]), "hi", temprature=0.2, **opts)
+    # one of the function's own keywords, which the list of options leaves out: named anyway
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) langauge \(did you mean language\?\); besides"):
+        voxmagic.transcribe(str(clips["wav"]), langauge="en", **opts)
 
 
 def test_bad_audio_in_ask_raises_audio_error(opts):

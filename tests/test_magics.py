@@ -275,7 +275,10 @@ def test_cost_tally_equals_what_the_server_reported(ip, server):
     assert len(c) == 5 and c["cost_usd"].sum() == pytest.approx(reported, rel=1e-12)
     assert f"total ${reported:.6f} over 5 calls" in out
     out, _ = run(ip, "%voxtral_cost --reset")
-    assert runner.ledger.calls == 0
+    assert runner.ledger.calls == 0 and out.endswith("cost tally reset to $0\n")
+    ip.run_line_magic("config", "VoxtralMagics.budget = 0.5")
+    out, _ = run(ip, "%voxtral_cost --reset")  # a reset lifts what the budget had held back: said
+    assert out.endswith("cost tally reset to $0; the session budget of $0.5000 is all available again\n")
 
 
 # --- errors: one line, no traceback, no secret ---------------------------------------------

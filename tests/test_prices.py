@@ -268,6 +268,11 @@ def test_the_models_magic_and_live_prices_in_a_dry_run(shell, server):
     cost = lambda out: float(out.rsplit("estimated cost ≤ $", 1)[1].split()[0])
     assert cost(out2) == pytest.approx(cost(out1) + 60 * (0.001 - 0.0001), rel=0.01)
     assert server.request_count == 0
+    # --refresh at an address where nothing answers said "1 model ... (prices: seed)" as if it had worked
+    out, err = run(shell, "%voxtral_models --base-url http://127.0.0.1:9/api/v1 --refresh -o gone")
+    first = out.splitlines()[0]
+    assert first.startswith("could not fetch the model list from http://127.0.0.1:9/api/v1 (ConnectError: ")
+    assert first.endswith("); showing the built-in prices") and "(prices: seed)" in out
 
 
 def test_offline_mode_never_asks_a_remote_server(monkeypatch):

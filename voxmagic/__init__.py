@@ -40,6 +40,8 @@ _EXPORTS = {
     "Client": "client",
     "TextDelta": "streaming",
     "Retrying": "streaming",
+    "Planned": "streaming",
+    "Sent": "streaming",
     "CostLedger": "cost",
     "Pricing": "cost",
     "estimate": "cost",

@@ -181,23 +181,35 @@ def seed_models() -> list[dict]:
     ]
 
 
-async def _fetch(settings: Settings, max_age_s: float, refresh: bool) -> tuple[list[dict], str, bool]:
-    """(models, source, fresh): fresh is False when a live fetch was wanted and failed."""
+async def _fetch(settings: Settings, max_age_s: float, refresh: bool) -> tuple[list[dict], str, str | None]:
+    """(models, source, failure): why a live fetch that was wanted failed (None: it was not
+    wanted, or it worked)."""
     path = cache_path(settings.base_url)
     cached = _read_cache(path)
     if cached is not None and not refresh and cached[1] < max_age_s:
-        return cached[0], "cached", True
+        return cached[0], "cached", None
     try:
         if os.environ.get("VOXMAGIC_OFFLINE") == "1" and not is_loopback(settings.base_url):
             raise ConnectionRefusedError("VOXMAGIC_OFFLINE=1: only servers on this machine are asked")
         data = await _get(settings)
     except Exception as exc:  # network, HTTP status, JSON: fall back, never raise
         log.debug("GET %s/models failed: %r", _key(settings.base_url), exc)
+        failure = _why_not(exc, settings)
         if cached is not None:
-            return cached[0], "cached", False
-        return seed_models(), "seed", False
+            return cached[0], "cached", failure
+        return seed_models(), "seed", failure
     _write_cache(path, settings.base_url, data)
-    return data, "live", True
+    return data, "live", None
+
+
+def _why_not(exc: Exception, settings: Settings) -> str:
+    """A failed fetch in a few words: the error's class and first line, keys hidden."""
+    from .redact import Redactor
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return Redactor.for_key(settings.api_key).text(
+        f"{type(exc).__name__}: {text}"[:160] if text else type(exc).__name__
+    )
 
 
 async def fetch_models(
@@ -270,7 +282,8 @@ async def _load(settings: Settings) -> None:
     key = _key(settings.base_url)
     fresh = False
     try:
-        data, source, fresh = await _fetch(settings, MAX_AGE_S, False)
+        data, source, failure = await _fetch(settings, MAX_AGE_S, False)
+        fresh = failure is None
         if source != "seed":
             _register(data)
     finally:
@@ -384,11 +397,13 @@ def models_table(settings: Settings | None = None, *, refresh: bool = False) -> 
 
     settings = settings or Settings.resolve()
 
-    async def load() -> tuple[list[dict], str]:
-        data, source, _ = await _fetch(settings, MAX_AGE_S, refresh)
+    async def load() -> tuple[list[dict], str, str | None]:
+        data, source, failure = await _fetch(settings, MAX_AGE_S, refresh)
         if source != "seed" and settings.effective_dialect == "openrouter":
             _register(data)
-        return data, source
+        return data, source, failure
 
-    data, source = LOOP.run(load())
-    return table(data, source)
+    data, source, failure = LOOP.run(load())
+    df = table(data, source)
+    df.attrs["failure"] = failure  # why the list could not be fetched (None: it was not asked, or came)
+    return df

@@ -6,6 +6,7 @@ Cheap to import (no httpx): the notebook layer reads its defaults from :class:`S
 
 from __future__ import annotations
 
+import difflib
 import os
 import unicodedata
 from dataclasses import dataclass, field, fields
@@ -158,14 +159,29 @@ def _clean_key(key: str | None, where: str) -> str | None:
     return key or None
 
 
+# The keywords the Python calls take themselves (not request parameters or settings): a typo of
+# one of them is answered with "did you mean".
+CALL_KEYWORDS = frozenset(
+    "language segments diarize vocab start end trim_silence max_cost cache refresh system audio_format on_event "
+    "on_result auto_tools max_tool_rounds api hint prompt translate_to concurrency max_chunk_s dask output "
+    "partition_size chunk_minutes".split()
+)
+
+
 def split_options(options: dict[str, Any]) -> tuple[Settings, Params]:
     """Separate connection settings from request parameters; anything else is a mistake."""
     from .chat import PARAM_NAMES, Params
 
     unknown = set(options) - PARAM_NAMES - SETTING_NAMES
     if unknown:
+        known = (PARAM_NAMES | SETTING_NAMES | CALL_KEYWORDS) - {"response_model"}
+        guesses = {g for name in unknown for g in difflib.get_close_matches(name, known, n=1, cutoff=0.75)}
+        hint = f" (did you mean {', '.join(sorted(guesses))}?)" if guesses else ""
         valid = ", ".join(sorted((PARAM_NAMES | SETTING_NAMES) - {"transport", "response_model"}))
-        raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))}; valid: {valid}")
+        raise ConfigError(
+            f"unknown option(s) {', '.join(sorted(unknown))}{hint}; besides the function's own keywords "
+            f"(help(voxmagic.ask), help(voxmagic.transcribe)) the request and connection options are: {valid}"
+        )
     settings = {k: v for k, v in options.items() if k in SETTING_NAMES}
     params = {k: v for k, v in options.items() if k in PARAM_NAMES}
     return Settings.resolve(**settings), Params(**params)

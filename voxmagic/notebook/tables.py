@@ -20,7 +20,7 @@ from ..errors import VoxmagicError
 from ..frames import COST_COLUMNS, HISTORY_COLUMNS, compact, table
 from ..loop import LOOP
 from ..moments import base_label
-from ..results import counted
+from ..results import counted, format_usd
 from ..runner import ledger
 from ..settings import Settings
 from ..silence import report
@@ -281,6 +281,9 @@ def run_models(args: Args, namespace: Namespace, settings: Settings) -> pd.DataF
         else f"the {source} list has no prices: known ones are filled in; a chat call to the others is "
         "estimated at Voxtral Small's OpenRouter price"
     )
+    if df.attrs.get("failure"):  # asked for the list and did not get it: say so before the fallback
+        kept = "the built-in prices" if source == "seed" else "the copy fetched before"
+        print(f"could not fetch the model list from {settings.base_url} ({df.attrs['failure']}); showing {kept}")
     print(f"{counted(len(df), 'model')} taking audio at {settings.base_url} ({prices})")
     if args.out:
         namespace[args.out] = df
@@ -298,6 +301,8 @@ def run_cost(args: Args, namespace: Namespace) -> pd.DataFrame | None:
     print(runner.ledger.summary())
     if args.reset:
         runner.ledger.reset()
-        print("cost tally reset to $0")
+        budget = runner.ledger.budget_usd
+        again = f"; the session budget of {format_usd(budget)} is all available again" if budget is not None else ""
+        print(f"cost tally reset to $0{again}")
         return None
     return df
