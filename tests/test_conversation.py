@@ -149,6 +149,32 @@ def test_each_sources_tool_calls_are_in_the_table_and_auto_tools_is_for_one_ques
     assert "tool_calls" not in plain.columns  # only when a model called tools
 
 
+def test_tool_rounds_cut_short_say_why_and_keep_what_was_paid_for(server, tmp_path, monkeypatch):
+    """Out of rounds, ask() returned text '' with nothing saying why, and "3 attempts" (rounds, not
+    retries); a budget that ran out before round 2 said "nothing was sent" about a call whose first
+    round was paid for and whose tool had run — and lost both."""
+    tone_file(tmp_path / "a.wav", 1.0, channels=1)
+    ran = []
+
+    def lookup(order_id: str) -> dict:
+        """Find an order by its id."""
+        ran.append(order_id)
+        return {"id": order_id}
+
+    opts = {"base_url": server.base_url, "api_key": "k", "tools": [lookup], "auto_tools": True, "cache": False}
+    r = voxmagic.ask(tmp_path / "a.wav", "please call tools 5 times", max_tool_rounds=2, **opts)
+    assert r.stopped.startswith("stopped after 2 rounds of tool calls") and r.tool_calls and len(r.rounds) == 3
+    assert r.attempts == 1 and server.request_count == 3
+    estimate = voxmagic.plan(tmp_path / "a.wav", "Which order?", tools=[lookup], max_tokens=20,
+                             base_url=server.base_url, api_key="k").estimate.usd
+    monkeypatch.setattr(voxmagic.ledger, "budget_usd", voxmagic.ledger.total_usd + estimate * 1.2)
+    ran.clear()
+    r = voxmagic.ask(tmp_path / "a.wav", "Which order?", max_tokens=20, **opts)
+    assert server.request_count == 4 and len(ran) == 1  # round 1 sent and its tool run; round 2 not sent
+    assert r.stopped.startswith("stopped before tool round 2: it could cost up to $") and r.cost_usd > 0
+    assert [t["name"] for t in r.tool_runs] == ["lookup"] and r.tool_calls
+
+
 # --- follow-up questions ---------------------------------------------------------------------
 
 def test_continue_keeps_the_conversation_and_prepares_audio_once(ip, server, monkeypatch):

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from . import audio as _audio
 from . import limits
 from .chat import ChatRequest, Params
-from .errors import ConfigError
+from .errors import BudgetError, ConfigError
 from .limits import DEFAULT_TOOL_ROUNDS
 from .loop import LOOP
-from .results import Response, ToolCall
+from .results import Response, ToolCall, format_usd
 from .runner import Caching, check_before_sending, plan, planned, send
 from .settings import Settings, split_options
 from .streaming import Planned
@@ -88,7 +88,7 @@ class Exchange:
         """The last answer, costed as one: cost, tokens, latency and attempts summed over every
         round of tool calls (each round's own figures stay in ``.rounds``)."""
         if len(self.responses) == 1:
-            return self.response
+            return replace(self.response, stopped=self.stopped) if self.stopped else self.response
         last = self.response
 
         def total(values: list) -> Any:
@@ -103,9 +103,10 @@ class Exchange:
         )
         sources = {r.cost_source for r in self.responses}
         return replace(
-            last, usage=usage, cost_usd=self.cost_usd, rounds=list(self.responses),
+            last, usage=usage, cost_usd=self.cost_usd, rounds=list(self.responses), stopped=self.stopped,
             cost_source=sources.pop() if len(sources) == 1 else "estimated",
-            latency_s=sum(r.latency_s for r in self.responses), attempts=sum(r.attempts for r in self.responses),
+            latency_s=sum(r.latency_s for r in self.responses),
+            attempts=1 + sum(r.attempts - 1 for r in self.responses),  # retries, not rounds
         )  # fmt: skip
 
     def value(self) -> Any:
@@ -183,9 +184,18 @@ async def exchange(
             turns=(*request.turns, assistant_turn(response), *tool_turns(response, results)),
         )
         spent = done.cost_usd or 0.0
-        await check_before_sending(
-            planned(request), settings, None if max_cost is None else max(0.0, max_cost - spent), caching
-        )
+        try:
+            await check_before_sending(
+                planned(request), settings, None if max_cost is None else max(0.0, max_cost - spent), caching
+            )
+        except BudgetError as exc:  # what was paid for and run so far is kept, and said to be
+            response.tool_runs = list(runs)
+            done.stopped = (
+                f"stopped before tool round {rounds + 1}: it could cost up to {format_usd(exc.estimate_usd)}, "
+                f"more than the {format_usd(exc.remaining_usd)} the budget leaves; the tools ran, their "
+                "results were not sent back (raise the budget or max_cost)"
+            )
+            break
         done.request = request
     return done
 

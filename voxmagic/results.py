@@ -106,6 +106,7 @@ class Response:
     tool_runs: list[dict] = field(default_factory=list)
     # with tool calls run, one Response per round (this one sums their cost, tokens and time)
     rounds: list[Response] = field(default_factory=list)
+    stopped: str | None = None  # why the model's tool calls were left unanswered (not run, rounds or budget spent)
 
     @property
     def value(self) -> Any:
