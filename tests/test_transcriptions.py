@@ -296,3 +296,19 @@ def test_bad_requests_fail_before_anything_is_sent(clip):
         TranscriptionRequest(clip, temperature=5)
     with pytest.raises(ConfigError, match="language"):
         TranscriptionRequest(clip, language=" ")
+
+
+@pytest.mark.parametrize("options, named", [({"translate_to": "English"}, "--translate-to"),
+                                            ({"hint": "Names: Bob"}, "--prompt (hint=)"),
+                                            ({"prompt": "Just the first word."}, "prompt="),
+                                            ({"response_format": "json"}, "--schema")])
+def test_an_explicit_transcriptions_api_refuses_what_it_would_drop(srv, clip, options, named):
+    """--api transcriptions with --translate-to, a hint, a prompt or a schema came back as a plain
+    transcript without a word: the speech-to-text endpoint takes no instruction."""
+    import voxmagic
+    from voxmagic.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^--api transcriptions \(api='transcriptions'\) takes no instruction, "
+                                          rf"so {re.escape(named)} would be dropped: leave out --api"):
+        voxmagic.transcribe(clip, api="transcriptions", base_url=srv.base_url, api_key="k", **options)
+    assert srv.request_count == 0

@@ -155,6 +155,13 @@ def transcription_batch(
     times (``timed``: segments, subtitles) but the endpoint gives none, 30 s chunks cut at pauses
     (with a schema, ``max_chunk_s`` stays as given: one JSON answer per chunk)."""
     plain = prompt is None and not hint and not translate_to and not params.wants_json
+    if api == "transcriptions" and not plain:  # a speech-to-text endpoint takes audio, not instructions
+        given = [n for n, v in (("--translate-to", translate_to), ("--prompt (hint=)", hint),
+                                ("prompt=", prompt is not None), ("--schema", params.wants_json)) if v]  # fmt: skip
+        raise ConfigError(
+            f"--api transcriptions (api='transcriptions') takes no instruction, so {', '.join(given)} would be "
+            "dropped: leave out --api (they go by chat), or leave them out"
+        )
     if prompt is None:
         prompt = (
             extraction_prompt(language, hint)
