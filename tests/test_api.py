@@ -329,3 +329,12 @@ def test_python_keywords_are_checked_in_one_line_before_anything_is_sent(server,
     assert server.request_count == 0
     voxmagic.ask(path, "q", max_tokens=2.0, **kw)
     assert server.requests[-1].body["max_tokens"] == 2 and type(server.requests[-1].body["max_tokens"]) is int
+
+
+def test_an_on_result_that_raises_does_not_cost_the_batch(server, opts, clips):
+    """A mistake in the callback ended the batch at the first finished file with a raw traceback:
+    the rows already paid for were lost and the other sources never sent."""
+    paths = [str(clips["mp3"]), str(clips["wav"])]
+    with pytest.warns(UserWarning, match=r"^on_result raised ZeroDivisionError: division by zero; it is not called"):
+        df = voxmagic.transcribe(paths, on_result=lambda i, row: 1 / 0, cache=False, **opts)
+    assert df["error"].isna().all() and df["text"].notna().all() and server.request_count == 2

@@ -9,6 +9,7 @@ This module is the public face only: the work is in :mod:`voxmagic.runner`,
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -220,9 +221,17 @@ async def _table(
     segments: bool,
     on_result: Callable[[int, dict], None] | None,
 ) -> pd.DataFrame:
+    failed: list[str] = []
+
     def report(index: int, rows: list[dict]) -> None:
-        if on_result:
-            on_result(index, rows[0] if len(rows) == 1 else stitch.summary(rows))
+        if on_result and not failed:
+            try:
+                on_result(index, rows[0] if len(rows) == 1 else stitch.summary(rows))
+            except Exception as exc:  # noqa: BLE001 - the user's callback must not cost the paid-for rows
+                failed.append(f"{type(exc).__name__}: {exc}")
+                warnings.warn(
+                    f"on_result raised {failed[0]}; it is not called again, and the batch goes on", stacklevel=1
+                )
 
     rows = await LOOP.run_async(
         run_batch(sources, batch, concurrency=concurrency, max_cost=max_cost, segments=segments, on_result=report)
