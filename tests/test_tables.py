@@ -254,3 +254,14 @@ def test_an_id_is_never_the_column_a_narrow_table_keeps_at_the_expense_of_the_co
     ledger.record(r, "interviews/a.mp3")
     header = table_text(ledger.to_dataframe(), 80).splitlines()[0].split()
     assert "cost_usd" in header and "generation_id" not in header
+
+
+def test_a_transcript_cut_at_the_output_limit_is_not_a_plain_tick(ip, server):
+    """With --max-tokens a transcript cut after 3 tokens read "✓ meeting.wav · 3.0 s audio · $…",
+    as if complete (finish_reason "length" sat in a column the terminal does not show)."""
+    ip.run_line_magic("config", "VoxtralMagics.display_mode = 'text'")
+    out, err = run(ip, "%voxtral_transcribe meeting.wav b.wav --max-tokens 3 --concurrency 1 -o df")
+    assert not err and (ip.user_ns["df"]["finish_reason"] == "length").all()
+    lines = [line for line in out.splitlines() if "✓" in line]
+    assert len(lines) == 2 and all(line.endswith(" · the answer cut at the output limit (finish_reason length)")
+                                   for line in lines), lines

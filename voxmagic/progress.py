@@ -93,6 +93,9 @@ class Progress:
         else:
             cached = " (cached)" if total["cached"] else ""
             line = f"✓ {name} · {total['duration_s']:.1f} s audio · {format_usd(total['cost_usd'])}{cached}"
+            if total["cut"]:  # ✓ alone read as complete (--max-tokens, or a chunk too short to cut again)
+                part = "the answer" if len(rows) == 1 else f"{total['cut']} of {len(rows)} chunks"
+                line += f" · {part} cut at the output limit (finish_reason length)"
         self.recent.append(line)
         return line
 

@@ -84,4 +84,5 @@ def summary(rows: list[dict]) -> dict:
         else sum(r.get("cost_usd") or 0 for r in rows),
         "error": "; ".join(errors) or None,
         "cached": all(r.get("cached") for r in rows),
+        "cut": sum(r.get("finish_reason") == "length" and not r.get("error") for r in rows),
     }
