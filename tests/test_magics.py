@@ -79,6 +79,11 @@ def test_json_schema_and_pydantic_results(ip, server):
     assert server.requests[-1].body["response_format"]["json_schema"]["name"] == "Decision"
     run(ip, "%%voxtral meeting.mp3 --json -o ans\nAs JSON.")
     assert isinstance(ip.user_ns["ans"], dict) and "clips" in ip.user_ns["ans"]
+    # an answer cut short is no Decision: -o got the raw string, the notice glued to the answer's line
+    out, err = run(ip, "%%voxtral meeting.mp3 --schema Decision --stop sample --no-cache -o ans\nExtract.")
+    assert ip.user_ns["ans"] is None and ip.user_ns["_voxtral"].text.startswith('{"topic": "')
+    assert re.fullmatch(r"voxmagic: the answer is not valid JSON: .+; ans is None; the answer as sent is in "
+                        r"_voxtral\.text\n", err) and "voxmagic:" not in out
 
 
 def test_tools_are_called_with_the_models_arguments(ip, server):

@@ -218,9 +218,8 @@ async def _answer(asking: _Asking, plan: Plan) -> Any:
         view.fail("cancelled: the request was closed (it may still be billed; see %voxtral_history)")
         raise
     asking.session.conversation = done
-    if done.response.parse_error:
-        print(f"voxmagic: {done.response.parse_error}", file=sys.stderr)
-    value, shown = done.value(), done.shown()
+    unparsed = done.response.parse_error if not done.stopped else None  # asked for JSON, got something else
+    value, shown = (None if unparsed else done.value()), done.shown()
     namespace["_voxtral"] = done.result
     if options.out:
         namespace[options.out] = value
@@ -231,6 +230,9 @@ async def _answer(asking: _Asking, plan: Plan) -> Any:
         trimmed, sent = sum(c.trimmed_s for c in plan.request.audio), sum(c.duration_s for c in plan.request.audio)
         tally += "\n" + report(trimmed, pricing_for(plan.request.model).audio_second, sent)
     view.finish(shown, summary, tally)
+    if unparsed:  # after the answer, on its own line; -o holds no object that is not one
+        kept = f"{options.out} is None; " if options.out else ""
+        print(f"voxmagic: {unparsed}; {kept}the answer as sent is in _voxtral.text", file=sys.stderr)
     return value
 
 
