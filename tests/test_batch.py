@@ -103,6 +103,15 @@ def test_a_transcript_cut_at_the_output_limit_is_split_again(server, opts, long_
     assert df["cost_usd"].iloc[0] == pytest.approx(sum(spent)) and len(voxmagic.ledger.entries) == 3
 
 
+def test_a_long_file_sent_whole_on_purpose_is_told_what_to_change(server, opts):
+    """--chunk-minutes 0 on a 45-minute file said to use %voxtral_transcribe, which was in use."""
+    hour = (np.zeros(16_000 * 60 * 45, np.int16), 16_000)
+    (row,) = voxmagic.transcribe(hour, max_chunk_s=0, **opts).to_dict("records")
+    assert row["error"] == ("45 min of audio is more than Voxtral's context holds (about 40 min in one request); "
+                            "--chunk-minutes 0 (max_chunk_s=0) sends it whole: leave that out, or cut at 40 "
+                            "minutes or less") and server.request_count == 0
+
+
 def test_a_question_about_too_much_audio_is_refused_before_upload(server, opts):
     hour = (np.zeros(16_000 * 60 * 45, np.int16), 16_000)
     with pytest.raises(ConfigError, match=r"45 min of audio is more than Voxtral's context holds"):

@@ -22,7 +22,7 @@ from . import audio as _audio
 from . import limits
 from .audio import PCM, SAMPLE_RATE, EncodedAudio
 from .batch import MAX_RESPLITS, Batch, Gate
-from .cost import Estimate
+from .cost import ASK_THE_TEXT, Estimate
 from .errors import CacheGone, VoxmagicError
 from .preparing import Prepared, chunk_stream, prepared, why
 from .prices import ensure_prices
@@ -30,6 +30,8 @@ from .runner import answered_before, check_budget, check_context, label, ledger,
 from .segment import find_cut
 from .stitch import stitch
 from .timeline import sub_spans
+
+WHOLE = "--chunk-minutes 0 (max_chunk_s=0) sends it whole: leave that out, or cut at 40 minutes or less"
 
 
 async def send_chunk(clip: EncodedAudio, batch: Batch, gate: Gate, depth: int = 0) -> list[dict]:
@@ -45,7 +47,7 @@ async def send_chunk(clip: EncodedAudio, batch: Batch, gate: Gate, depth: int = 
     }
     try:
         request = batch.request(clip)
-        check_context(request)
+        check_context(request, WHOLE if batch.transcript and not batch.max_chunk_s else ASK_THE_TEXT)
         async with gate:
             response = await send(request, batch.settings, caching=batch.caching)
     except CacheGone:

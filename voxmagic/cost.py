@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 # format_usd, the one money format, lives beside the tables that show it; voxmagic.cost.format_usd
 # stays its name for everyone else
 from . import limits
+from .errors import ConfigError
 from .frames import as_table, local_times, tidy
 from .results import counted, format_usd
 
@@ -277,3 +278,18 @@ class CostLedger:
 def _from_cache(n: int) -> str:
     """Answers from the cache cost nothing and are not calls."""
     return f"{counted(n, 'answer')} from the cache"
+
+
+ASK_THE_TEXT = (
+    "transcribe it first (%voxtral_transcribe or voxmagic.transcribe split long audio) and ask about the text"
+)
+
+
+def check_length(durations: Sequence[float | None], advice: str = ASK_THE_TEXT) -> None:
+    """Audio beyond Voxtral's 32K-token context would be refused after a long upload: say so now."""
+    known = [d for d in durations if d is not None]
+    if sum(audio_tokens(d) for d in known) > CONTEXT_TOKENS - 1_000:
+        minutes = sum(known) / 60
+        raise ConfigError(
+            f"{minutes:.0f} min of audio is more than Voxtral's context holds (about 40 min in one request); {advice}"
+        )

@@ -23,26 +23,19 @@ from .audio import EncodedAudio
 from .chat import ChatRequest, Params
 from .client import Client
 from .cost import (
-    CONTEXT_TOKENS,
+    ASK_THE_TEXT,
     CostLedger,
     Estimate,
     LedgerEntry,
     audio_tokens,
+    check_length,
     estimate,
     format_usd,
     pricing_for,
     text_tokens,
     transcript_token_bound,
 )
-from .errors import (
-    APIError,
-    AudioError,
-    AuthenticationError,
-    BudgetError,
-    CacheGone,
-    ConfigError,
-    InsufficientCreditsError,
-)
+from .errors import APIError, AudioError, AuthenticationError, BudgetError, CacheGone, InsufficientCreditsError
 from .loop import LOOP
 from .prices import ensure_prices
 from .providers import transcription_price
@@ -221,21 +214,9 @@ def check_budget(est: Estimate, max_cost: float | None, what: str = "this call")
         )
 
 
-def check_length(durations: Sequence[float | None]) -> None:
-    """Audio beyond Voxtral's 32K-token context would be refused after a long upload: say so now."""
-    known = [d for d in durations if d is not None]
-    if sum(audio_tokens(d) for d in known) > CONTEXT_TOKENS - 1_000:
-        minutes = sum(known) / 60
-        raise ConfigError(
-            f"{minutes:.0f} min of audio is more than Voxtral's context holds (about 40 min "
-            "in one request); transcribe it first (%voxtral_transcribe or "
-            "voxmagic.transcribe split long audio) and ask about the text"
-        )
-
-
-def check_context(request: Request) -> None:
+def check_context(request: Request, advice: str = ASK_THE_TEXT) -> None:
     if isinstance(request, ChatRequest):  # a speech-to-text endpoint has no chat context to fill
-        check_length([c.duration_s for c in request.audio])
+        check_length([c.duration_s for c in request.audio], advice)
 
 
 async def check_before_sending(p: Plan[Any], settings: Settings, max_cost: float | None, caching: Caching) -> None:
