@@ -265,3 +265,22 @@ def test_a_transcript_cut_at_the_output_limit_is_not_a_plain_tick(ip, server):
     lines = [line for line in out.splitlines() if "✓" in line]
     assert len(lines) == 2 and all(line.endswith(" · the answer cut at the output limit (finish_reason length)")
                                    for line in lines), lines
+
+
+def test_a_long_file_shows_its_chunks_as_they_come(ip, server, tmp_path):
+    """One long file printed nothing until its last chunk (72 s of silence in a terminal); the
+    header's cost stayed $0 while most chunks were answered and paid for."""
+    tone_file(tmp_path / "long.wav", 150.0, channels=1)  # six chunks of up to 30 s
+    ip.run_line_magic("config", "VoxtralMagics.display_mode = 'text'")
+    out, err = run(ip, "%voxtral_transcribe long.wav --chunk-minutes 0.5 --concurrency 1 -o df")
+    lines = [line for line in out.splitlines() if line.startswith("[0/1] … long.wav: ")]
+    assert not err and len(lines) == 5, out  # from the second chunk on
+    costs = [float(re.search(r"· \$([\d.]+) so far$", line)[1]) for line in lines]
+    assert [int(re.search(r": (\d) chunks in", line)[1]) for line in lines] == [2, 3, 4, 5, 6]
+    assert costs == sorted(costs) and costs[-1] == pytest.approx(ip.user_ns["df"]["cost_usd"].iloc[0], rel=0.01)
+    from voxmagic.progress import Progress
+
+    p = Progress(["long.wav"])
+    p.chunk(0, [{"source": "long.wav", "duration_s": 30.0, "cost_usd": 0.003}])
+    p.chunk(0, [{"source": "long.wav", "duration_s": 30.0, "cost_usd": 0.003}])
+    assert "2 chunks of long files in" in p.header() and "$0.006000" in p.header()

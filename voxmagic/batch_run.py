@@ -130,7 +130,7 @@ async def _finished(entry: Prepared, batch: Batch, gate: Gate, segments: bool) -
                 "request; add --segments (segments=True) for one row per chunk",
             }
         ]
-    sending = [(c, asyncio.ensure_future(send_chunk(c, batch, gate))) for c in chunks]
+    sending = [(c, _sent(send_chunk(c, batch, gate), gate)) for c in chunks]
     try:
         parts = await _again([task for _, task in sending])
     except asyncio.CancelledError:
@@ -151,7 +151,7 @@ async def _streamed(item: Any, batch: Batch, gate: Gate, cpu: asyncio.Semaphore,
     try:
         async with cpu:
             async for clip in chunk_stream(item, batch):
-                sending.append((clip, asyncio.ensure_future(send_chunk(clip, batch, gate))))
+                sending.append((clip, _sent(send_chunk(clip, batch, gate), gate)))
     except Exception as exc:  # noqa: BLE001 - the source's error row (see preparing.why)
         failure = why(exc)
     except BaseException:  # cancelled: nothing more goes out
@@ -171,6 +171,20 @@ async def _streamed(item: Any, batch: Batch, gate: Gate, cpu: asyncio.Semaphore,
         end = rows[-1]["end_s"]
         rows.append({"error": failure, "start_s": end, "end_s": end, "duration_s": 0.0})
     return _rows(name, rows, segments)
+
+
+def _sent(sending: Awaitable[list[dict]], gate: Gate) -> asyncio.Future:
+    """A chunk's request as a task that, once answered, tells ``gate.chunk`` (a long file's progress)."""
+    task = asyncio.ensure_future(sending)
+    if isinstance(gate, _Sending) and gate.on_chunk is not None:
+        told = gate
+
+        def answered(t: asyncio.Future) -> None:
+            if not t.cancelled() and t.exception() is None:
+                told.chunk(t.result())
+
+        task.add_done_callback(answered)
+    return task
 
 
 def _stopped(name: str, sending: list, gate: Gate, segments: bool, prepared: bool) -> None:
@@ -210,11 +224,13 @@ async def run(
     on_result: Callable[[int, list[dict]], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_stopped: Callable[[int, list[dict]], None] | None = None,
+    on_chunk: Callable[[int, list[dict]], None] | None = None,
 ) -> list[dict]:
     """Rows in input order (see the module docstring); ``on_start(index)`` as work on a source
     sends its first request, ``on_result(index, rows)`` as it finishes, with its row (or its
     chunks' rows) — so a view can count what is in flight; when the batch is cancelled,
-    ``on_stopped(index, rows)`` for each source it cut short with some chunks answered.
+    ``on_stopped(index, rows)`` for each source it cut short with some chunks answered;
+    ``on_chunk(index, rows)`` as each chunk of a source is answered (a long file's progress).
 
     With a budget (``max_cost`` or the session's) every source is prepared first and the whole
     batch — minus what is cached — is estimated before anything is sent; otherwise decoding and
@@ -230,13 +246,13 @@ async def run(
 
     async def whole(indexed: tuple[int, Prepared]) -> list[dict]:
         index, entry = indexed
-        return await _finished(entry, batch, _Sending(gate, on_start, index, on_stopped), segments)
+        return await _finished(entry, batch, _Sending(gate, index, on_start, on_stopped, on_chunk), segments)
 
     if max_cost is None and ledger.budget_usd is None:
 
         async def one(indexed: tuple[int, Any]) -> list[dict]:
             index, item = indexed
-            return await _streamed(item, batch, _Sending(gate, on_start, index, on_stopped), cpu, segments)
+            return await _streamed(item, batch, _Sending(gate, index, on_start, on_stopped, on_chunk), cpu, segments)
 
         results = await map_bounded(list(enumerate(items)), one, 2 * concurrency, on_result)
     else:
@@ -251,14 +267,16 @@ class _Sending:
     """The batch's gate on requests in flight, as one source uses it: tells ``on_start(index)``
     when the source's first request goes out."""
 
-    def __init__(
-        self,
-        gate: asyncio.Semaphore,
-        on_start: Callable[[int], None] | None,
-        index: int,
-        on_stopped: Callable[[int, list[dict]], None] | None = None,
-    ):
-        self.gate, self.on_start, self.index, self.on_stopped = gate, on_start, index, on_stopped
+    def __init__(self, gate: asyncio.Semaphore, index: int, on_start: Any = None, on_stopped: Any = None,
+                 on_chunk: Any = None):  # fmt: skip
+        self.gate, self.on_start, self.index, self.on_stopped, self.on_chunk = (
+            gate, on_start, index, on_stopped, on_chunk
+        )  # fmt: skip
+
+    def chunk(self, rows: list[dict]) -> None:
+        """One of the source's chunks was answered (its rows)."""
+        if self.on_chunk is not None:
+            self.on_chunk(self.index, rows)
 
     def stopped(self, rows: list[dict]) -> None:
         """The source was cancelled with some of its chunks answered: its rows so far."""

@@ -115,10 +115,12 @@ class Cluster:
                   max_cost: float | None = None, segments: bool = False,
                   on_result: Callable[[int, list[dict]], None] | None = None,
                   on_start: Callable[[int], None] | None = None,
-                  on_stopped: Callable[[int, list[dict]], None] | None = None) -> list[dict]:  # fmt: skip
+                  on_stopped: Callable[[int, list[dict]], None] | None = None,
+                  on_chunk: Callable[[int, list[dict]], None] | None = None) -> list[dict]:  # fmt: skip
         """Rows in input order, one per source, as :func:`voxmagic.batch_run.run` gives them; the
         callbacks run on voxmagic's loop as the cluster reports each source's start and end (a
-        stopped job's answered rows are in its dataset: ``on_stopped`` is not called)."""
+        stopped job's answered rows are in its dataset: ``on_stopped`` is not called; a source is
+        one task, so ``on_chunk`` is not either)."""
         concurrency = limits.check("concurrency", concurrency)
         limits.check("max_cost", max_cost)
         if segments or batch.structured:

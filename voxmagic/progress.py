@@ -74,16 +74,30 @@ class Progress:
         self.running: set[int] = set()
         self.recent: deque[str] = deque(maxlen=6)
         self.began = time.monotonic()
+        self.partial: dict[int, tuple[int, float, float]] = {}  # a long source's chunks in: count, seconds, cost
 
     def started(self, index: int) -> None:
         self.reported_starts = True
         self.running.add(index)
+
+    def chunk(self, index: int, rows: list[dict[str, Any]]) -> str:
+        """Count a chunk of a source still running (a long file moves the header before it ends);
+        from a source's second chunk on, its line, e.g. ``… talk.mp3: 2 chunks in, 50.0 s of audio
+        · $0.005 so far`` (empty for the first: most sources have only one)."""
+        done = summary(rows)
+        count, seconds, cost = self.partial.get(index, (0, 0.0, 0.0))
+        count, seconds, cost = count + 1, seconds + done["duration_s"], cost + (done["cost_usd"] or 0.0)
+        self.partial[index] = (count, seconds, cost)
+        if count < 2:
+            return ""
+        return f"… {self.labels[index]}: {count} chunks in, {clock(seconds)} of audio · {format_usd(cost)} so far"
 
     def finished(self, index: int, rows: list[dict[str, Any]]) -> str:
         """Count a finished source (its row, or its chunks' rows); its line, e.g.
         ``✓ a.mp3 · 12.0 s audio · $0.000604``."""
         self.done += 1
         self.running.discard(index)
+        self.partial.pop(index, None)  # its whole row counts now
         name, total = self.labels[index], summary(rows)
         self.cost += total["cost_usd"] or 0.0
         self.unpriced += total["cost_usd"] is None and not total["error"]
@@ -109,14 +123,17 @@ class Progress:
         elapsed, left = time.monotonic() - self.began, self.total - self.done
         rate = self.done / elapsed if elapsed > 0 else 0.0
         flying = self.in_flight() if left else ""
+        chunks = sum(n for n, _, _ in self.partial.values() if n > 1)
+        cost = self.cost + sum(c for _, _, c in self.partial.values())  # chunks answered count at once
         bits = [
             f"{self.done}/{self.total} files",
             f"{100 * self.done // max(1, self.total)}%" if self.done else "",
             f"{flying} in flight" if flying not in ("", "0", "≤0") else "",
+            f"{chunks} chunks of long files in" if chunks else "",
             f"{self.failed} failed" if self.failed else "",
             (f"{rate:.2f} files/s" if rate >= 1 else f"{1 / rate:.1f} s/file") if rate else "",
-            "cost unknown" if self.unpriced and not self.cost else format_usd(self.cost),
-            f"{self.unpriced} of unknown cost" if self.unpriced and self.cost else "",
+            "cost unknown" if self.unpriced and not cost else format_usd(cost),
+            f"{self.unpriced} of unknown cost" if self.unpriced and cost else "",
             f"{clock(elapsed)} elapsed",
             f"ETA {clock(left / rate)}" if rate and left else "",
         ]

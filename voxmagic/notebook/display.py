@@ -245,6 +245,14 @@ class BatchView:
         self.start()
         self.throttle.poke()
 
+    def on_chunk(self, index: int, rows: list[dict[str, Any]]) -> None:
+        """A chunk of a source still running was answered: a long file's progress (in a terminal,
+        a line from its second chunk on)."""
+        line = self.progress.chunk(index, rows)
+        if line and not self.widget:
+            print(f"[{self.progress.done}/{self.progress.total}] {line}", flush=True)
+        self.throttle.poke()
+
     def on_result(self, index: int, rows: list[dict[str, Any]]) -> None:
         """A source finished: its row, or its chunks' rows."""
         line = self.progress.finished(index, rows)

@@ -205,6 +205,7 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
             on_result=on_result,
             on_start=view.on_start,
             on_stopped=run.stopped.__setitem__,
+            on_chunk=view.on_chunk,
         )
     except VoxmagicError as exc:
         if run.finished:
