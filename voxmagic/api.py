@@ -236,12 +236,8 @@ async def _table(
     rows = await LOOP.run_async(
         run_batch(sources, batch, concurrency=concurrency, max_cost=max_cost, segments=segments, on_result=report)
     )
-    return table(
-        segment_rows(rows) if segments else rows,
-        segments=segments,
-        structured=batch.structured,
-        schema=batch.params.response_format,
-    )
+    shown = segment_rows(rows) if segments else rows
+    return table(shown, segments=segments, structured=batch.structured, schema=batch.params.response_format)
 
 
 async def ask_each_async(

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from . import cost
 from .cost import AUDIO_TOKENS_PER_SECOND, CONTEXT_TOKENS, Pricing
 from .providers import TRANSCRIPTION_PRICES, is_loopback
+from .redact import Redactor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -194,22 +195,12 @@ async def _fetch(settings: Settings, max_age_s: float, refresh: bool) -> tuple[l
         data = await _get(settings)
     except Exception as exc:  # network, HTTP status, JSON: fall back, never raise
         log.debug("GET %s/models failed: %r", _key(settings.base_url), exc)
-        failure = _why_not(exc, settings)
+        failure = Redactor.for_key(settings.api_key).brief(exc)
         if cached is not None:
             return cached[0], "cached", failure
         return seed_models(), "seed", failure
     _write_cache(path, settings.base_url, data)
     return data, "live", None
-
-
-def _why_not(exc: Exception, settings: Settings) -> str:
-    """A failed fetch in a few words: the error's class and first line, keys hidden."""
-    from .redact import Redactor
-
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return Redactor.for_key(settings.api_key).text(
-        f"{type(exc).__name__}: {text}"[:160] if text else type(exc).__name__
-    )
 
 
 async def fetch_models(

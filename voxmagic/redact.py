@@ -35,6 +35,11 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self.secrets)
 
+    def brief(self, exc: BaseException) -> str:
+        """An exception in a few words (its class and first line), keys hidden."""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return self.text(f"{type(exc).__name__}: {first}"[:160] if first else type(exc).__name__)
+
     def text(self, text: str) -> str:
         for secret in self.secrets:
             if secret in text:
