@@ -154,6 +154,20 @@ def test_a_dropped_attempt_without_streaming_is_abandoned_too(shell, server, cli
     assert shell.user_ns["costs"]["outcome"].tolist() == ["abandoned", "answered"]
 
 
+def test_a_dropped_transcriptions_attempt_is_abandoned_too(clip, monkeypatch):
+    """On Mistral's transcriptions endpoint (billed per second) a dropped attempt was retried but
+    not listed as one the provider may bill, where the chat endpoint lists it."""
+    from voxmagic.testing.server import LocalServer
+
+    with LocalServer(dialect="mistral") as srv:
+        srv.add_fault("reset_mid_stream")
+        df = voxmagic.transcribe(clip, provider="mistral", base_url=srv.base_url, api_key="k", backoff=0.01,
+                                 cache=False)
+        assert df["error"].isna().all() and srv.request_count == 2
+    outcomes = [e.outcome for e in voxmagic.ledger.entries]
+    assert outcomes == ["abandoned", "answered"], outcomes
+
+
 @pytest.mark.parametrize("fault", ["http_429", "http_503"])
 def test_refusals_that_were_retried_are_not_abandoned_attempts(shell, server, clip, fault):
     """A 429 or 503 refused the request before anything began: nothing the provider may bill,

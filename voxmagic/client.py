@@ -101,7 +101,7 @@ class Client:
         Retry-After and typed errors as :meth:`complete`. Nothing streams: ``on_event`` gets one
         :class:`TextDelta` with the whole text at the end (and :class:`Retrying` between attempts)."""
         started = time.monotonic()
-        response = await self._retrying(lambda: self._transcription_once(request, started), on_event)
+        response = await self._retrying(lambda: self._transcription_once(request, started, on_event), on_event)
         if on_event and response.text:
             on_event(TextDelta(response.text))
         return response
@@ -250,13 +250,16 @@ class Client:
             attach_json(response, request.params.response_model)
         return response
 
-    async def _transcription_once(self, request: TranscriptionRequest, started: float) -> Response:
+    async def _transcription_once(
+        self, request: TranscriptionRequest, started: float, on_event: EventHandler | None = None
+    ) -> Response:
         url = f"{self.base_url}/{TRANSCRIPTIONS_ENDPOINT}"
         data: dict[str, list[str]] = {}
         for name, value in request.form_fields():  # a list value is sent as one field per value
             data.setdefault(name, []).append(value)
         with translated(Accumulator(None, self.redactor), url):
-            resp = await self._http.post(url, data=data, files={"file": request.upload()})
+            files = {"file": request.upload()}  # Sent once written: a dropped answer then may be billed
+            resp = await self._http.post(url, data=data, files=files, extensions=_sent_trace(on_event))
             await raise_for_status(resp, self.redactor)
             payload = self._json(resp.text)
             if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
