@@ -168,3 +168,16 @@ def test_a_provider_chosen_above_a_base_url_set_for_another_goes_to_its_own(ip, 
     assert not err and ip.user_ns["on_openrouter"].startswith("Heard 1 clips")
     assert mistral.request_count == 1 and server.request_count == 1
     assert server.requests[-1].headers["Authorization"] == "Bearer ***"  # OPENROUTER_API_KEY, to OpenRouter's
+
+
+def test_a_bad_environment_variable_is_named(monkeypatch):
+    """VOXMAGIC_PROVIDER=azure or a VOXMAGIC_BASE_URL that is no URL was reported as if typed in the call."""
+    monkeypatch.setenv("VOXMAGIC_PROVIDER", "azure")
+    with pytest.raises(voxmagic.ConfigError, match=r"^unknown provider 'azure' \(from \$VOXMAGIC_PROVIDER\); use"):
+        Settings.resolve()
+    monkeypatch.delenv("VOXMAGIC_PROVIDER")
+    monkeypatch.setenv("VOXMAGIC_BASE_URL", "localhost:8000")
+    with pytest.raises(voxmagic.ConfigError, match=r"^\$VOXMAGIC_BASE_URL='localhost:8000' is not a URL"):
+        Settings.resolve()
+    with pytest.raises(voxmagic.ConfigError, match=r"^base_url='nope' is not a URL"):
+        Settings.resolve(base_url="nope")

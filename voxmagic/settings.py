@@ -65,10 +65,11 @@ class Settings:
         base_url = given.get("base_url") or url_for(
             given.get("provider"), env.get("VOXMAGIC_BASE_URL"), env.get("VOXMAGIC_PROVIDER")
         )
-        _check_url(base_url)
+        _check_url(base_url, "base_url" if given.get("base_url") else "$VOXMAGIC_BASE_URL")
         name = given.get("provider") or env.get("VOXMAGIC_PROVIDER") or provider_name_for(base_url)
         if name not in PROVIDERS:
-            raise ConfigError(f"unknown provider {name!r}; use one of {', '.join(PROVIDERS)}")
+            where = "" if given.get("provider") else " (from $VOXMAGIC_PROVIDER)"
+            raise ConfigError(f"unknown provider {name!r}{where}; use one of {', '.join(PROVIDERS)}")
         provider = PROVIDERS[name]
         given["provider"] = provider.name
         given["base_url"] = base_url or provider.base_url
@@ -126,20 +127,20 @@ def url_for(provider: str | None, url: str | None, url_provider: str | None) -> 
     return url if owner == provider else None
 
 
-def _check_url(base_url: str | None) -> None:
+def _check_url(base_url: str | None, name: str = "base_url") -> None:
     """A base URL that is not one would otherwise be read as an unknown provider's, and refused
-    for want of its key."""
+    for want of its key. ``name``: where it came from (``$VOXMAGIC_BASE_URL``)."""
     if base_url is None:
         return
     parts = urlsplit(base_url)
     if parts.username or parts.password or parts.query:  # shown in every error and stored in history
         raise ConfigError(
-            "base_url holds a user name, a password or a query (user@host, ?key=): they would show in errors "
+            f"{name} holds a user name, a password or a query (user@host, ?key=): they would show in errors "
             "and history; give the address alone, and the key as api_key= or in the provider's key variable"
         )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(
-            f"base_url={base_url!r} is not a URL: give the API's address, e.g. https://openrouter.ai/api/v1 "
+            f"{name}={base_url!r} is not a URL: give the API's address, e.g. https://openrouter.ai/api/v1 "
             "or http://localhost:8000/v1"
         )
 
