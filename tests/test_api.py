@@ -338,3 +338,19 @@ def test_an_on_result_that_raises_does_not_cost_the_batch(server, opts, clips):
     with pytest.warns(UserWarning, match=r"^on_result raised ZeroDivisionError: division by zero; it is not called"):
         df = voxmagic.transcribe(paths, on_result=lambda i, row: 1 / 0, cache=False, **opts)
     assert df["error"].isna().all() and df["text"].notna().all() and server.request_count == 2
+
+
+def test_keywords_that_would_be_ignored_are_refused(server, opts, clips):
+    """dialect='claude', hint= beside prompt=, auto_tools without tools, trim_silence='yes' and
+    language=5 were accepted and ignored (or sent as 'The speech is in 5.')."""
+    wav = str(clips["wav"])
+    cases = [(lambda: voxmagic.ask(wav, "q", dialect="claude", **opts), r"^dialect='claude': use openrouter"),
+             (lambda: voxmagic.transcribe(wav, prompt="Just the first word.", hint="XYZ", **opts),
+              r"^prompt= replaces the whole instruction, so hint= would be dropped"),
+             (lambda: voxmagic.ask(wav, "q", auto_tools=True, **opts), r"^auto_tools=True runs the Python functions"),
+             (lambda: voxmagic.transcribe(wav, trim_silence="yes", **opts), r"^trim_silence='yes': use True or False"),
+             (lambda: voxmagic.transcribe(wav, 5, **opts), r"^language=5: give its name or code as text")]
+    for call, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            call()
+    assert server.request_count == 0

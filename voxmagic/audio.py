@@ -361,6 +361,8 @@ def sources(
     """What a call's ``audio`` names: paths expanded (globs, folders, ``~``), a table of segments as
     moments, with ``start``/``end`` (seconds or ``"12:30"``) only that moment of each, and with
     ``trim_silence`` each sent without its long pauses."""
+    if not isinstance(trim_silence, bool):
+        raise ConfigError(f"trim_silence={trim_silence!r}: use True or False")
     items = expand_all(as_list(audio))
     if start is not None or end is not None:
         if any(isinstance(item, AudioSource) and item.spans for item in items):

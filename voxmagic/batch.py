@@ -155,6 +155,10 @@ def transcription_batch(
     times (``timed``: segments, subtitles) but the endpoint gives none, 30 s chunks cut at pauses
     (with a schema, ``max_chunk_s`` stays as given: one JSON answer per chunk)."""
     plain = prompt is None and not hint and not translate_to and not params.wants_json
+    if prompt is not None and hint:  # the hint lives in the instruction prompt= replaces
+        raise ConfigError("prompt= replaces the whole instruction, so hint= would be dropped: put the hint in it")
+    if language is not None and not isinstance(language, str):
+        raise ConfigError(f"language={language!r}: give its name or code as text, e.g. 'en' or 'French'")
     if api == "transcriptions" and not plain:  # a speech-to-text endpoint takes audio, not instructions
         given = [n for n, v in (("--translate-to", translate_to), ("--prompt (hint=)", hint),
                                 ("prompt=", prompt is not None), ("--schema", params.wants_json)) if v]  # fmt: skip

@@ -281,6 +281,8 @@ class Conversation:
         auto_tools = opts.pop("auto_tools", False)
         max_rounds = opts.pop("max_tool_rounds", DEFAULT_TOOL_ROUNDS)
         opts["tools"], functions = split_tools(opts.get("tools"))
+        if auto_tools and not functions:
+            raise ConfigError("auto_tools=True runs the Python functions given as tools=[...]: none were given")
         settings, params = split_options(opts)
         caching = Caching.of(cache, refresh)
 

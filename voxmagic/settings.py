@@ -49,6 +49,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         limits.check_all({f.name: getattr(self, f.name) for f in fields(self)})
+        if self.dialect not in (None, "openrouter", "openai", "mistral"):
+            raise ConfigError(f"dialect={self.dialect!r}: use openrouter, openai (vLLM) or mistral")
 
     @classmethod
     def resolve(cls, **overrides: Any) -> Settings:

@@ -189,6 +189,8 @@ def ask_options(args: Namespace, config: Mapping[str, Any]) -> AskOptions:
     """``%%voxtral``'s line: ``%config`` gives the default temperature and max_tokens."""
     common = _common(args, config, temperature=config["temperature"], max_tokens=config["max_tokens"])
     tools = tuple(dict.fromkeys(filter(None, (n.strip() for n in (args.tools or "").split(",")))))
+    if args.auto_tools and not tools:
+        raise ConfigError("--auto-tools runs the functions --tools names: add --tools NAMES")
     if args.max_tool_rounds is not None and not args.auto_tools:
         raise ConfigError("--max-tool-rounds limits --auto-tools: add --auto-tools, or leave it out")
     if args.resume and (args.at or args.trim_silence):
