@@ -97,7 +97,7 @@ def test_a_source_of_unknown_cost_is_not_shown_as_free():
 def test_a_time_at_a_join_of_stretches_belongs_to_the_side_it_ends_or_starts():
     """The clip's end of a stretch is a sum of floats (8.3 + 9.2 + 4.6 = 22.099999999999998): an
     end at 22.1 was read as past it, in the next stretch, minutes later on the file."""
-    from voxmagic.timeline import on_source
+    from voxmagic.moments import on_source
 
     spans = ((22.9, 31.2), (72.0, 81.2), (1679.2, 1683.8), (2685.6, 2691.4))
     assert on_source(spans, 22.1) == pytest.approx(1683.8)  # an end: where its stretch ends

@@ -13,7 +13,7 @@ from voxmagic.demo import sample_paths
 from voxmagic.silence import KEEP_S
 from voxmagic.testing.server import LocalServer
 from voxmagic.testing.synth import write_audio
-from voxmagic.timeline import on_source, sub_spans
+from voxmagic.moments import on_source, sub_spans
 
 from conftest import run
 
@@ -66,6 +66,26 @@ def test_pauses_are_not_sent_and_times_stay_on_the_recording(recording, mistral,
     assert np.allclose(got[["start", "end"]], first_two[["start", "end"]], atol=0.1)  # the server's 20 ms frames fall elsewhere
     third = cut[cut["start"] > speech[1][1] + 0.3]
     assert third["start"].min() == pytest.approx(speech[2][0], abs=0.1)  # the third utterance, after a cut
+
+
+def test_subtitles_of_a_trimmed_chat_transcript_stay_on_the_speech(recording, server):
+    """On the chat path a piece's text is timed in proportion over the piece: it was timed over
+    the file's stretch, removed pauses included, and cues fell inside the silence cut out."""
+    from voxmagic import api, batch_run
+    from voxmagic.loop import LOOP
+    from voxmagic.subtitles import transcripts
+    from voxmagic.timeline import segment_rows
+
+    path, speech, total = recording
+    batch, sent = api._transcript_batch({"base_url": server.base_url, "api_key": "k", "trim_silence": True},
+                                        timed=True)
+    rows = LOOP.run(batch_run.run(api.audio_sources(str(path), **sent), batch, segments=True))
+    cut = [(a[1], b[0]) for r in rows for a, b in zip(r["spans"], r["spans"][1:])]  # what trimming took out
+    assert cut and sum(b - a for a, b in cut) > 2.0
+    (subs,) = transcripts(segment_rows(rows))
+    assert len(subs.cues) >= 3 and subs.cues[0].start_s == rows[0]["spans"][0][0]
+    for cue in subs.cues:
+        assert not any(cue.start_s < b - 0.01 and cue.end_s > a + 0.01 for a, b in cut), (cue, cut)
 
 
 def test_the_table_and_cost_line_say_what_was_saved(shell, server, recording):

@@ -24,12 +24,12 @@ from .audio import PCM, SAMPLE_RATE, EncodedAudio
 from .batch import MAX_RESPLITS, Batch, Gate
 from .cost import ASK_THE_TEXT, Estimate
 from .errors import CacheGone, VoxmagicError
+from .moments import sub_spans
 from .preparing import Prepared, chunk_stream, prepared, why
 from .prices import ensure_prices
 from .runner import answered_before, check_budget, check_context, label, ledger, map_bounded, planned, send
 from .segment import find_cut
 from .stitch import stitch
-from .timeline import sub_spans
 
 WHOLE = "--chunk-minutes 0 (max_chunk_s=0) sends it whole: leave that out, or cut at 40 minutes or less"
 

@@ -85,3 +85,30 @@ def describe(spans: tuple[Span, ...]) -> str:
         start, end = spans[0]
         return f"[{mmss(start, 3)}–{mmss(end, 3)}]"
     return f"[{len(spans)} moments]"
+
+
+TOUCH_S = 1e-3  # times closer than this are the same time (sums of floats), chunks back to back
+
+
+def on_source(spans: tuple[tuple[float, float], ...], t: float, *, after_cut: bool = False) -> float:
+    """Time ``t`` of a clip made of these stretches of its source (end to end) on the source's
+    timeline. A time at a cut (where silence was taken out) is where the silence began, or with
+    ``after_cut`` (a segment's start) where speech resumed."""
+    clip = 0.0
+    for a, b in spans:
+        end = clip + (b - a)  # a sum of floats: a time at it may land a hair either side (TOUCH_S)
+        if t < end - TOUCH_S or (t <= end + TOUCH_S and not after_cut):
+            return a + min(b - a, max(0.0, t - clip))
+        clip = end
+    return spans[-1][1] + (t - clip)  # past the end (a provider's rounding): the same distance on
+
+
+def sub_spans(spans: tuple[tuple[float, float], ...], a: float, b: float) -> tuple[tuple[float, float], ...]:
+    """The stretches of the source that clip time [a, b) holds (empty for a clip without cuts)."""
+    out, clip = [], 0.0
+    for x, y in spans:
+        lo, hi = max(a, clip), min(b, clip + (y - x))
+        if hi > lo:
+            out.append((x + lo - clip, x + hi - clip))
+        clip += y - x
+    return tuple(out)

@@ -27,10 +27,9 @@ from .audio import AudioSource, EncodedAudio
 from .batch import Batch
 from .codec import SAMPLE_RATE
 from .errors import AudioError, VoxmagicError
-from .moments import GAP_S, Span, describe
+from .moments import GAP_S, Span, describe, sub_spans
 from .runner import in_store, label, store
 from .segment import encode_piece, pieces, sendable
-from .timeline import sub_spans
 from .worker import Worker, WorkerDied
 
 AHEAD = 1  # pieces being encoded besides the one waited for: decoding the next overlaps encoding this one

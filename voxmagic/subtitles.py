@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .moments import on_source
 from .subtitle_files import save
 
 # Without timed segments from the provider, subtitles come from chunks this long (cut at pauses):
@@ -155,17 +156,45 @@ def _timed(
     return cues
 
 
-def _segment_cues(segments: Iterable[dict], offset_s: float, max_chars: int, line_chars: int) -> list[Cue]:
-    """Cues for timed pieces given in seconds from ``offset_s``."""
+def _segment_cues(
+    segments: Iterable[dict], offset_s: float, max_chars: int, line_chars: int, spans: Spans = ()
+) -> list[Cue]:
+    """Cues for timed pieces given in seconds from ``offset_s`` — or, from a clip with silence cut
+    out, on the clip that held these ``spans`` of its file."""
     cues: list[Cue] = []
     for i, seg in enumerate(segments):
         start, end = _time(seg, "start_s", "start"), _time(seg, "end_s", "end")
         if start is None or end is None:
             raise ValueError(f"segment {i} has no start or end time: {seg!r}")
-        text = seg.get("text")
-        cues += _timed("" if _missing(text) else text, offset_s + start, offset_s + end, max_chars, line_chars,
-                       seg.get("speaker"))  # fmt: skip
+        text = "" if _missing(seg.get("text")) else seg.get("text")
+        a, b = (
+            (on_source(spans, start, after_cut=True), on_source(spans, end))
+            if spans
+            else (offset_s + start, offset_s + end)
+        )
+        cues += _timed(text, a, b, max_chars, line_chars, seg.get("speaker"))
     return cues
+
+
+Spans = tuple[tuple[float, float], ...]
+
+
+def _on_file(spans: Spans, start: float, end: float) -> tuple[float, float]:
+    """A cue's time on the clip as the file's, within one stretch: a cue the join of two stretches
+    falls in keeps its longer side, so no cue shows over the silence cut out between them."""
+    joins, at = [], 0.0
+    for a, b in spans[:-1]:
+        at += b - a
+        joins.append(at)
+    bounds = [start, *(j for j in joins if start < j < end), end]
+    lo, hi = max(zip(bounds, bounds[1:], strict=False), key=lambda p: p[1] - p[0])
+    return on_source(spans, lo, after_cut=True), on_source(spans, hi)
+
+
+def _spans(row: dict) -> Spans:
+    """The stretches of its file a chunk row's clip held (silence cut out), or none."""
+    spans = row.get("spans")
+    return tuple((float(a), float(b)) for a, b in spans) if isinstance(spans, (list, tuple)) and spans else ()
 
 
 def _missing(value: Any) -> bool:
@@ -258,9 +287,9 @@ class Transcript:
             if not _missing(error) and str(error).strip():
                 continue
             start = _time(row, "start", "start_s") or 0.0
-            segments = row.get("segments")
+            segments, spans = row.get("segments"), _spans(row)
             if isinstance(segments, (list, tuple)) and segments:
-                cues += _segment_cues(segments, start, max_chars, line_chars)
+                cues += _segment_cues(segments, start, max_chars, line_chars, spans)
                 continue
             text = row.get("text")
             if _missing(text) or not str(text).strip():
@@ -274,7 +303,11 @@ class Transcript:
                     )
                 end = start + duration
             speaker = None if _missing(row.get("speaker")) else row.get("speaker")
-            cues += _timed(text, start, end, max_chars, line_chars, speaker)
+            if spans:  # timed over the audio sent (silence cut out), then put back on the file's timeline
+                clip = _timed(text, 0.0, sum(b - a for a, b in spans), max_chars, line_chars, speaker)
+                cues += [Cue(*_on_file(spans, c.start_s, c.end_s), c.text, c.speaker) for c in clip]
+            else:
+                cues += _timed(text, start, end, max_chars, line_chars, speaker)
         return cls(str(source), cues)
 
     @property

@@ -15,10 +15,9 @@ on its side of the overlap's middle, so nothing is said twice.
 
 from __future__ import annotations
 
-from .moments import base_label
+from .moments import TOUCH_S, base_label, on_source
 from .subtitles import voice
 
-TOUCH_S = 1e-3  # chunks closer than this are back to back, not overlapping
 # what a segment row carries over from its chunk's row
 CARRIED = ("cached", "finish_reason", "audio_format", "generation_id", "audio_sha256", "parsed", "parse_error")
 
@@ -92,8 +91,9 @@ def _pieces(chunk: dict) -> list[dict]:
     base = {k: chunk.get(k) for k in CARRIED if k in chunk}
     base.update(source=base_label(str(chunk.get("source"))), chunk=chunk.get("chunk", 0), error=chunk.get("error"))
     found = chunk.get("segments") if not chunk.get("error") else None
-    if not found:
-        return [dict(base, start=start, end=end, speaker=None, text=chunk.get("text"))]
+    if not found:  # one piece; the stretches it held (silence cut out) time its subtitles on the speech
+        held = {"spans": chunk["spans"]} if chunk.get("spans") else {}
+        return [dict(base, start=start, end=end, speaker=None, text=chunk.get("text"), **held)]
     spans = chunk.get("spans") or ((start, end),)
     return [
         dict(
@@ -105,30 +105,6 @@ def _pieces(chunk: dict) -> list[dict]:
         )  # fmt: skip
         for s in found
     ]
-
-
-def on_source(spans: tuple[tuple[float, float], ...], t: float, *, after_cut: bool = False) -> float:
-    """Time ``t`` of a clip made of these stretches of its source (end to end) on the source's
-    timeline. A time at a cut (where silence was taken out) is where the silence began, or with
-    ``after_cut`` (a segment's start) where speech resumed."""
-    clip = 0.0
-    for a, b in spans:
-        end = clip + (b - a)  # a sum of floats: a time at it may land a hair either side (TOUCH_S)
-        if t < end - TOUCH_S or (t <= end + TOUCH_S and not after_cut):
-            return a + min(b - a, max(0.0, t - clip))
-        clip = end
-    return spans[-1][1] + (t - clip)  # past the end (a provider's rounding): the same distance on
-
-
-def sub_spans(spans: tuple[tuple[float, float], ...], a: float, b: float) -> tuple[tuple[float, float], ...]:
-    """The stretches of the source that clip time [a, b) holds (empty for a clip without cuts)."""
-    out, clip = [], 0.0
-    for x, y in spans:
-        lo, hi = max(a, clip), min(b, clip + (y - x))
-        if hi > lo:
-            out.append((x + lo - clip, x + hi - clip))
-        clip += y - x
-    return tuple(out)
 
 
 def _tie(pieces: list[dict], before: list[dict], overlap_end: float) -> dict[str, str]:
