@@ -112,3 +112,15 @@ def sub_spans(spans: tuple[tuple[float, float], ...], a: float, b: float) -> tup
             out.append((x + lo - clip, x + hi - clip))
         clip += y - x
     return tuple(out)
+
+
+def on_one_stretch(spans: tuple[tuple[float, float], ...], start: float, end: float) -> tuple[float, float]:
+    """Clip times ``[start, end)`` as the file's, within one stretch: a range the join of two
+    stretches falls in keeps its longer side (a subtitle cue never shows over silence cut out)."""
+    joins, at = [], 0.0
+    for a, b in spans[:-1]:
+        at += b - a
+        joins.append(at)
+    bounds = [start, *(j for j in joins if start < j < end), end]
+    lo, hi = max(zip(bounds, bounds[1:], strict=False), key=lambda p: p[1] - p[0])
+    return on_source(spans, lo, after_cut=True), on_source(spans, hi)

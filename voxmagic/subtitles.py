@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .moments import on_source
+from .moments import on_one_stretch, on_source
 from .subtitle_files import save
 
 # Without timed segments from the provider, subtitles come from chunks this long (cut at pauses):
@@ -179,18 +179,6 @@ def _segment_cues(
 Spans = tuple[tuple[float, float], ...]
 
 
-def _on_file(spans: Spans, start: float, end: float) -> tuple[float, float]:
-    """A cue's time on the clip as the file's, within one stretch: a cue the join of two stretches
-    falls in keeps its longer side, so no cue shows over the silence cut out between them."""
-    joins, at = [], 0.0
-    for a, b in spans[:-1]:
-        at += b - a
-        joins.append(at)
-    bounds = [start, *(j for j in joins if start < j < end), end]
-    lo, hi = max(zip(bounds, bounds[1:], strict=False), key=lambda p: p[1] - p[0])
-    return on_source(spans, lo, after_cut=True), on_source(spans, hi)
-
-
 def _spans(row: dict) -> Spans:
     """The stretches of its file a chunk row's clip held (silence cut out), or none."""
     spans = row.get("spans")
@@ -305,7 +293,7 @@ class Transcript:
             speaker = None if _missing(row.get("speaker")) else row.get("speaker")
             if spans:  # timed over the audio sent (silence cut out), then put back on the file's timeline
                 clip = _timed(text, 0.0, sum(b - a for a, b in spans), max_chars, line_chars, speaker)
-                cues += [Cue(*_on_file(spans, c.start_s, c.end_s), c.text, c.speaker) for c in clip]
+                cues += [Cue(*on_one_stretch(spans, c.start_s, c.end_s), c.text, c.speaker) for c in clip]
             else:
                 cues += _timed(text, start, end, max_chars, line_chars, speaker)
         return cls(str(source), cues)
