@@ -349,7 +349,10 @@ def test_keywords_that_would_be_ignored_are_refused(server, opts, clips):
               r"^prompt= replaces the whole instruction, so hint= would be dropped"),
              (lambda: voxmagic.ask(wav, "q", auto_tools=True, **opts), r"^auto_tools=True runs the Python functions"),
              (lambda: voxmagic.transcribe(wav, trim_silence="yes", **opts), r"^trim_silence='yes': use True or False"),
-             (lambda: voxmagic.transcribe(wav, 5, **opts), r"^language=5: give its name or code as text")]
+             (lambda: voxmagic.transcribe(wav, 5, **opts), r"^language=5: give its name or code as text"),
+             (lambda: voxmagic.ask(wav, None, **opts), r"^prompt=None: give the question as text"),
+             (lambda: voxmagic.ask(wav, "q", on_event=5, **opts), r"^on_event=5: give a function of one event"),
+             (lambda: voxmagic.ask(wav, "q", transport="x", **opts), r"^transport='x': give an httpx")]
     for call, message in cases:
         with pytest.raises(ConfigError, match=message):
             call()

@@ -51,6 +51,8 @@ class Settings:
         limits.check_all({f.name: getattr(self, f.name) for f in fields(self)})
         if self.dialect not in (None, "openrouter", "openai", "mistral"):
             raise ConfigError(f"dialect={self.dialect!r}: use openrouter, openai (vLLM) or mistral")
+        if self.transport is not None and not hasattr(self.transport, "handle_async_request"):
+            raise ConfigError(f"transport={self.transport!r:.40}: give an httpx.AsyncBaseTransport")
 
     @classmethod
     def resolve(cls, **overrides: Any) -> Settings:
