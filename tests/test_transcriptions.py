@@ -16,7 +16,7 @@ from voxmagic.client import Client
 from voxmagic.providers import TRANSCRIPTION_PRICES
 from voxmagic.runner import priced
 from voxmagic.settings import Settings
-from voxmagic.streaming import Retrying, TextDelta
+from voxmagic.streaming import Retrying, Sent, TextDelta
 from voxmagic.errors import AuthenticationError, BadRequestError, ConfigError
 from voxmagic.chat import ChatRequest
 from voxmagic.testing.server import LocalServer
@@ -90,7 +90,7 @@ def test_text_and_segments_come_back_and_tile_the_clip(endpoint, srv, clip):
     assert r.text == " ".join(s["text"] for s in r.segments)
     assert r.finish_reason == "stop" and r.attempts == 1 and r.retries == []
     assert r.model == model and r.audio_seconds == clip.duration_s and r.sources == [clip.label]
-    assert events == [TextDelta(r.text)]  # nothing streams: one event with the whole text
+    assert events == [Sent(), TextDelta(r.text)]  # the request left; nothing streams: the whole text at once
 
 
 def test_the_server_saw_the_fields_and_the_bytes_as_sent(endpoint, srv, clip):
@@ -162,7 +162,7 @@ def test_429_retry_after_is_waited_out(endpoint, srv, clip):
     r = transcribe(srv, TranscriptionRequest(clip, model, dialect=dialect), events)
     assert r.attempts == 2 and srv.request_count == 2 and r.latency_s >= 0.3
     assert r.retries[0][0] == "RateLimitError 429" and 0.3 <= r.retries[0][1] <= 0.45
-    assert isinstance(events[0], Retrying) and events[-1] == TextDelta(r.text)
+    assert events == [Sent(), events[1], Sent(), TextDelta(r.text)] and isinstance(events[1], Retrying)
     assert [q.status for q in srv.requests] == [429, 200]
 
 

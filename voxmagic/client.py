@@ -98,8 +98,9 @@ class Client:
 
     async def transcription(self, request: TranscriptionRequest, on_event: EventHandler | None = None) -> Response:
         """Send one clip to ``{base_url}/audio/transcriptions`` (multipart), with the same retries,
-        Retry-After and typed errors as :meth:`complete`. Nothing streams: ``on_event`` gets one
-        :class:`TextDelta` with the whole text at the end (and :class:`Retrying` between attempts)."""
+        Retry-After and typed errors as :meth:`complete`. Nothing streams: ``on_event`` gets
+        :class:`Sent` as each attempt's request has left, :class:`Retrying` between attempts, and
+        one :class:`TextDelta` with the whole text at the end."""
         started = time.monotonic()
         response = await self._retrying(lambda: self._transcription_once(request, started, on_event), on_event)
         if on_event and response.text:
