@@ -14,6 +14,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+import voxmagic
 from voxmagic import audio
 from voxmagic.errors import AudioError
 from voxmagic.loop import LOOP
@@ -179,6 +180,27 @@ def test_url_is_downloaded(file_server):
     src = audio.as_source(f"{url}/remote.mp3")
     assert src.label == f"{url}/remote.mp3"
     assert abs(src.decode().duration_s - 2.0) < 0.05
+
+
+def test_a_signed_urls_query_is_never_shown_or_stored(file_server, server, tmp_path):
+    """A presigned URL's token showed on the progress line and in the source column, and was
+    written to the history and the subtitles' index: it is a credential."""
+    root, url = file_server
+    tone_file(root / "remote.mp3", 2.0)
+    signed = f"{url}/remote.mp3?X-Amz-Signature=SECRETTOKEN123&X-Amz-Expires=60"
+    src = audio.as_source(signed)
+    assert src.label == f"{url}/remote.mp3?…" and src.url == signed
+    df = voxmagic.transcribe(signed, base_url=server.base_url, api_key="k", segments=True, cache=False)
+    assert df["error"].isna().all() and (df["source"] == f"{url}/remote.mp3?…").all()
+    for t in voxmagic.transcripts(signed, base_url=server.base_url, api_key="k"):
+        t.save(tmp_path / "subs", "srt")
+    stored = "".join(p.read_text() for p in (tmp_path / "subs").iterdir()) + voxmagic.history().to_csv()
+    assert "SECRETTOKEN123" not in stored and "remote.mp3?…" in stored
+    again = voxmagic.ask(df.iloc[0], "Again?", base_url=server.base_url, api_key="k")  # the row finds its audio
+    assert again.text.startswith("Heard 1 clips")
+    with pytest.raises(AudioError, match=r"missing\.mp3\?…: could not download: HTTP 404") as caught:
+        audio.as_source(f"{url}/missing.mp3?sig=SECRETTOKEN123").decode()
+    assert "SECRETTOKEN123" not in str(caught.value)
 
 
 def test_url_errors_name_the_url_and_cause(file_server, monkeypatch):

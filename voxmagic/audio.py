@@ -35,7 +35,7 @@ from .codec import (
     preview,
     probe_duration,
 )
-from .download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, download
+from .download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, download, shown
 from .errors import AudioError, ConfigError
 from .files import did_you_mean, expand_all
 from .formats import DEFAULT_FORMAT, UPLOAD_FORMATS
@@ -242,7 +242,7 @@ async def fetched(
     worker threads that decode it never touch the network."""
     if source.url is None:
         return source
-    data = await download(source.url, limit=limit, timeout_s=timeout_s)
+    data = await download(source.url, limit=limit, timeout_s=timeout_s, label=source.label)
     return dataclasses.replace(source, url=None, data=data)
 
 
@@ -253,6 +253,11 @@ class Unusable:
 
     label: str
     cause: str
+
+
+# The URLs of this session by how they are shown (a signed URL's query is a credential: never in
+# a label, a table, history or a subtitle index), so a table's `source` still finds its audio.
+_URLS: dict[str, str] = {}
 
 
 def as_source(obj: Any, *, sample_rate: int | None = None, label: str | None = None) -> AudioSource:
@@ -286,7 +291,9 @@ def as_source(obj: Any, *, sample_rate: int | None = None, label: str | None = N
     if isinstance(obj, (str, os.PathLike)):
         text = os.fspath(obj)
         if text.startswith(("http://", "https://")):
-            return AudioSource(label or text, url=text)
+            url = _URLS.get(text, text)  # a URL shown without its query is the one it stands for
+            _URLS[shown(url)] = url
+            return AudioSource(label or shown(url), url=url)
         return AudioSource(label or text, path=Path(text).expanduser())
     raise AudioError(
         label or repr(obj)[:60],

@@ -10,6 +10,7 @@ byte a second; the total limit does.
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import AudioError
 
@@ -18,29 +19,44 @@ DOWNLOAD_TIMEOUT_S = 300.0  # the whole download, not one read
 READ_TIMEOUT_S = 30.0  # connect / one read; never more than the total
 
 
-async def download(url: str, *, limit: int = MAX_DOWNLOAD_BYTES, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> bytes:
+def shown(url: str) -> str:
+    """A URL as it may be shown and stored: without its query or user info (a presigned URL's
+    ``X-Amz-Signature=…`` is a credential), ``?…`` standing for the query."""
+    parts = urlsplit(url)
+    if not (parts.query or parts.username or parts.password):
+        return url
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "…" if parts.query else "", ""))
+
+
+async def download(
+    url: str, *, limit: int = MAX_DOWNLOAD_BYTES, timeout_s: float = DOWNLOAD_TIMEOUT_S, label: str | None = None
+) -> bytes:
     """The body at ``url``, at most ``limit`` bytes, within ``timeout_s`` seconds in all.
 
-    Every failure is an :class:`AudioError` naming the URL: HTTP status, connection error, over
-    the cap, too slow. Cancelling the awaiting task closes the connection before it returns.
+    Every failure is an :class:`AudioError` naming the URL as :func:`shown` (or ``label``): HTTP
+    status, connection error, over the cap, too slow. Cancelling the awaiting task closes the
+    connection before it returns.
     """
     import httpx
 
-    body = bytearray()
+    body, name = bytearray(), label or shown(url)
     try:
-        await asyncio.wait_for(_stream_into(body, url, limit, timeout_s), timeout_s)
+        await asyncio.wait_for(_stream_into(body, url, limit, timeout_s, name), timeout_s)
     except asyncio.TimeoutError:
         raise AudioError(
-            url,
+            name,
             f"download took longer than {timeout_s:g} s ({len(body):,} bytes so far); "
             "download the file yourself and pass its path, or raise download_timeout",
         ) from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise AudioError(url, f"could not download: {exc or type(exc).__name__}") from exc
+        said = str(exc).replace(url, name) or type(exc).__name__
+        raise AudioError(name, f"could not download: {said}") from None
     return bytes(body)
 
 
-async def _stream_into(body: bytearray, url: str, limit: int, timeout_s: float) -> None:
+async def _stream_into(body: bytearray, url: str, limit: int, timeout_s: float, name: str) -> None:
     """Append the response to ``body`` as it arrives (so a timeout can say how far it got)."""
     import httpx
 
@@ -48,11 +64,11 @@ async def _stream_into(body: bytearray, url: str, limit: int, timeout_s: float) 
     async with httpx.AsyncClient(follow_redirects=True, timeout=timeout) as client:
         async with client.stream("GET", url) as resp:
             if resp.status_code >= 400:
-                raise AudioError(url, f"could not download: HTTP {resp.status_code} {resp.reason_phrase}")
+                raise AudioError(name, f"could not download: HTTP {resp.status_code} {resp.reason_phrase}")
             size = _content_length(resp.headers.get("content-length"))
             if size > limit:
                 raise AudioError(
-                    url,
+                    name,
                     f"download is {size:,} bytes, over the {limit:,}-byte cap; "
                     "download the file first and pass its path",
                 )
@@ -60,7 +76,7 @@ async def _stream_into(body: bytearray, url: str, limit: int, timeout_s: float) 
                 body += chunk
                 if len(body) > limit:
                     raise AudioError(
-                        url, f"download exceeds the {limit:,}-byte cap; download the file first and pass its path"
+                        name, f"download exceeds the {limit:,}-byte cap; download the file first and pass its path"
                     )
 
 
