@@ -105,3 +105,21 @@ def test_the_magic_diarizes_and_a_speakers_rows_are_a_source(shell, mistral, tmp
     (clip,) = mistral.requests[-1].audio
     assert clip.duration_s == pytest.approx(4.0, abs=0.4)  # speaker 2's turn only
     assert re.search(r"\d\.\d s audio", out)
+
+
+def test_speakers_of_several_moments_keep_one_numbering(opts, mistral, tmp_path):
+    """Sent one moment a request, every moment's voice was speaker_1: a file's moments go to the
+    diarizer as one clip, and each segment stays within its moment (none runs into the audio
+    between them)."""
+    turns = [(LOW, 4.0), (HIGH, 4.0), (LOW, 4.0), (HIGH, 4.0)]
+    path = voices(tmp_path / "talk.flac", turns)
+    truth = voice_turns(turns)
+    picked = [(a + 0.5, b - 0.5) for a, b, _ in truth[1:]]  # the last three turns: HIGH, LOW, HIGH
+    import pandas as pd
+
+    table = pd.DataFrame({"source": [str(path)] * 3, "start": [a for a, _ in picked], "end": [b for _, b in picked]})
+    seg = voxmagic.transcribe(table, segments=True, diarize=True, **opts)
+    assert mistral.request_count == 1 and seg["error"].isna().all()
+    assert seg["speaker"].tolist() == ["speaker_1", "speaker_2", "speaker_1"]  # by voice, not by request
+    for (a, b), start, end in zip(picked, seg["start"], seg["end"], strict=True):
+        assert a - 0.35 <= start < end <= b + 0.05, (a, b, start, end)

@@ -26,7 +26,7 @@ from .transcriptions import TranscriptionRequest, check_speakers_and_words
 
 DEFAULT_CHUNK_S = limits.DEFAULT_CHUNK_MINUTES * 60
 STREAM_ABOVE_S = 120  # with stream=None, only chunks longer than this stream (keep-alives)
-PIPELINE = "v5"  # bump when decoding/encoding changes, so prepared-source records are not reused
+PIPELINE = "v6"  # bump when decoding/encoding changes, so prepared-source records are not reused
 MAX_RESPLITS = 3
 Gate = AbstractAsyncContextManager[Any]  # how many requests may be in flight
 DIARIZE_OVERLAP_S = 20.0  # speakers heard on both sides of a cut tie the chunks' labels together

@@ -43,7 +43,7 @@ async def send_chunk(clip: EncodedAudio, batch: Batch, gate: Gate, depth: int = 
         "end_s": clip.end_s,
         "audio_format": clip.format,
         "audio_sha256": clip.sha256,
-        **({"trimmed_s": clip.trimmed_s, "spans": clip.spans} if clip.spans else {}),
+        **({"trimmed_s": clip.trimmed_s, "spans": clip.spans, "joined": clip.joined} if clip.spans else {}),
     }
     try:
         request = batch.request(clip)

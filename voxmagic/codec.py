@@ -72,6 +72,7 @@ class EncodedAudio:
     # and the seconds of silence cut out of the stretch it stands for (not sent, not billed)
     spans: tuple[tuple[float, float], ...] = ()
     trimmed_s: float = 0.0
+    joined: bool = False  # its spans are moments joined by silence: a timed piece lies within one
 
     @cached_property
     def sha256(self) -> str:
@@ -83,7 +84,7 @@ class EncodedAudio:
 
     def reference(self) -> dict:
         """What a store keeps to stand for this piece later, without its bytes."""
-        keys = ("format", "duration_s", "start_s", "sha256", "spans", "trimmed_s")
+        keys = ("format", "duration_s", "start_s", "sha256", "spans", "trimmed_s", "joined")
         return {k: getattr(self, k) for k in keys}
 
     @classmethod
@@ -91,7 +92,7 @@ class EncodedAudio:
         """A piece known by its :meth:`reference`: its hash instead of its bytes."""
         spans = tuple((a, b) for a, b in known.get("spans", ()))
         return cls(b"", known["format"], known["duration_s"], label, known["start_s"], known["sha256"],
-                   spans, known.get("trimmed_s", 0.0))  # fmt: skip
+                   spans, known.get("trimmed_s", 0.0), known.get("joined", False))  # fmt: skip
 
     def base64(self) -> str:
         return base64.b64encode(self.data).decode("ascii")

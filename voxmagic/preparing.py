@@ -47,14 +47,15 @@ async def chunk_stream(item: Any, batch: Batch) -> AsyncGenerator[EncodedAudio, 
     bytes) when every answer is cached. Raises :class:`AudioError` when it cannot be read.
 
     A transcript of several moments sends each moment on its own, so that every time in it is the
-    file's: joined into one clip, a provider's segment could run from one moment into the next
-    (a row over 16 minutes nobody asked about), and a chat transcript's one row spanned them all.
-    A question about several moments still hears them as one clip (:func:`on_file_timeline`)."""
+    file's: joined into one clip, a chat transcript's one row spanned them all. A question about
+    several moments hears them as one clip (:func:`on_file_timeline`), and so does a diarized
+    transcript — one request numbers its speakers once — whose segments are then kept each within
+    one moment (:func:`voxmagic.timeline.segment_rows`)."""
     if isinstance(item, EncodedAudio):
         yield item
         return
     source = await _audio.fetched(_audio.as_source(item), timeout_s=batch.settings.download_timeout)
-    if batch.transcript and len(source.spans) > 1:
+    if batch.transcript and len(source.spans) > 1 and not batch.diarize:
         for span in source.spans:
             try:
                 async for clip in chunk_stream(source.moments(span), batch):
@@ -91,7 +92,7 @@ def on_file_timeline(clip: EncodedAudio, moments: tuple[Span, ...]) -> EncodedAu
     joined = tuple((a - (GAP_S if i else 0.0), b if b is not None else math.inf) for i, (a, b) in enumerate(moments))
     held = clip.spans or ((clip.start_s, clip.start_s + clip.duration_s),)  # on the joined clip's timeline
     spans = tuple(s for a, b in held for s in sub_spans(joined, a, b))
-    return replace(clip, spans=spans, start_s=spans[0][0]) if spans else clip
+    return replace(clip, spans=spans, start_s=spans[0][0], joined=True) if spans else clip
 
 
 async def _produced(source: AudioSource, batch: Batch) -> AsyncIterator[EncodedAudio]:

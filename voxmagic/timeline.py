@@ -15,7 +15,7 @@ on its side of the overlap's middle, so nothing is said twice.
 
 from __future__ import annotations
 
-from .moments import TOUCH_S, base_label, on_source
+from .moments import TOUCH_S, base_label, on_one_stretch, on_source
 from .subtitles import voice
 
 # what a segment row carries over from its chunk's row
@@ -95,16 +95,17 @@ def _pieces(chunk: dict) -> list[dict]:
         held = {"spans": chunk["spans"]} if chunk.get("spans") else {}
         return [dict(base, start=start, end=end, speaker=None, text=chunk.get("text"), **held)]
     spans = chunk.get("spans") or ((start, end),)
-    return [
-        dict(
-            base,
-            start=on_source(spans, s["start_s"], after_cut=True),
-            end=on_source(spans, s["end_s"]),
-            speaker=s.get("speaker"),
-            text=s.get("text"),
-        )  # fmt: skip
-        for s in found
-    ]
+    return [dict(base, **_placed(spans, s["start_s"], s["end_s"], bool(chunk.get("joined"))), speaker=s.get("speaker"),
+                 text=s.get("text")) for s in found]  # fmt: skip
+
+
+def _placed(spans: tuple[tuple[float, float], ...], a: float, b: float, joined: bool) -> dict[str, float]:
+    """A segment's clip times on the source: across a cut of silence it spans the cut; across the
+    join of two moments (audio never sent lies between) it keeps to the moment most of it is in."""
+    if joined:
+        a, b = on_one_stretch(spans, a, b)
+        return {"start": a, "end": b}
+    return {"start": on_source(spans, a, after_cut=True), "end": on_source(spans, b)}
 
 
 def _tie(pieces: list[dict], before: list[dict], overlap_end: float) -> dict[str, str]:
