@@ -158,3 +158,22 @@ def test_clip_times_map_to_the_source():
     assert on_source(spans, 33.5) == 40.0 and on_source(spans, 34.0) == 40.5  # past the end: the same distance
     assert sub_spans(spans, 10.0, 22.0) == ((10.0, 14.0), (18.0, 24.0), (26.5, 28.5))
     assert sub_spans(spans, 0.0, 33.5) == spans and sub_spans((), 0.0, 5.0) == ()
+
+
+def test_a_silent_moment_among_others_is_trimmed_away_not_a_failure(recording, server):
+    """--trim-silence on a table of moments where one is all pause: the source failed and every
+    later moment was dropped unsent and unnamed."""
+    import pandas as pd
+
+    path, speech, total = recording
+    (first, second, third) = speech
+    moments = [first, (first[1] + 1.0, first[1] + 3.0), second, third]  # the second lies in a 4-s pause
+    table = pd.DataFrame({"source": [str(path)] * 4, "start": [a for a, _ in moments], "end": [b for _, b in moments]})
+    (row,) = voxmagic.transcribe(table, trim_silence=True, base_url=server.base_url, api_key="k",
+                                 cache=False).to_dict("records")
+    assert row["error"] is None and server.request_count == 3 and row["text"].count("Heard 1 clips") == 3
+    past = pd.DataFrame({"source": [str(path)] * 3, "start": [first[0], 300.0, second[0]],
+                         "end": [first[1], 310.0, second[1]]})
+    (row,) = voxmagic.transcribe(past, base_url=server.base_url, api_key="k", cache=False).to_dict("records")
+    assert server.request_count == 5 and row["text"].count("Heard 1 clips") == 2  # the moment after it went too
+    assert "[5:00–5:10] holds no audio samples" in row["error"]

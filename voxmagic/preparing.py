@@ -56,13 +56,18 @@ async def chunk_stream(item: Any, batch: Batch) -> AsyncGenerator[EncodedAudio, 
         return
     source = await _audio.fetched(_audio.as_source(item), timeout_s=batch.settings.download_timeout)
     if batch.transcript and len(source.spans) > 1 and not batch.diarize:
-        for span in source.spans:
+        sent, failed = 0, []
+        for span in source.spans:  # a moment that fails does not stop the others
             try:
                 async for clip in chunk_stream(source.moments(span), batch):
+                    sent += 1
                     yield replace(clip, label=source.label)
             except AudioError as exc:  # which moment: the row's error is all its reader sees
                 moment = describe((span,))
-                raise AudioError(source.label, exc.cause if moment in exc.cause else f"{moment} {exc.cause}") from None
+                failed.append((exc.cause, exc.cause if moment in exc.cause else f"{moment} {exc.cause}"))
+        worth_saying = [said for cause, said in failed if not (sent and cause == _audio.NO_SPEECH)]  # silence: trimmed
+        if worth_saying or not sent:
+            raise AudioError(source.label, "; ".join(worth_saying or [said for _, said in failed]))
         return
     caching = batch.caching.read or batch.caching.write  # without the cache a fingerprint is for nothing
     fingerprint = await asyncio.to_thread(batch.fingerprint, source) if caching else None
