@@ -205,6 +205,9 @@ def test_unknown_option_is_named(opts, clips):
     # one of the function's own keywords, which the list of options leaves out: named anyway
     with pytest.raises(ConfigError, match=r"unknown option\(s\) langauge \(did you mean language\?\); besides"):
         voxmagic.transcribe(str(clips["wav"]), langauge="en", **opts)
+    # the right name for another call: not "did you mean language?" about language itself
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) language \(language: an option of other calls"):
+        voxmagic.ask(str(clips["wav"]), "hi", language="en", **opts)
 
 
 def test_bad_audio_in_ask_raises_audio_error(opts):
@@ -352,8 +355,12 @@ def test_keywords_that_would_be_ignored_are_refused(server, opts, clips):
              (lambda: voxmagic.transcribe(wav, 5, **opts), r"^language=5: give its name or code as text"),
              (lambda: voxmagic.ask(wav, None, **opts), r"^prompt=None: give the question as text"),
              (lambda: voxmagic.ask(wav, "q", on_event=5, **opts), r"^on_event=5: give a function of one event"),
-             (lambda: voxmagic.ask(wav, "q", transport="x", **opts), r"^transport='x': give an httpx")]
+             (lambda: voxmagic.ask(wav, "q", transport="x", **opts), r"^transport='x': give an httpx"),
+             (lambda: voxmagic.ask(wav, "q", max_tokens=np.int64(0), **opts), r"^max_tokens=np.int64\(0\) is out of")]
     for call, message in cases:
         with pytest.raises(ConfigError, match=message):
             call()
     assert server.request_count == 0
+    # numpy's numbers are numbers, and numpy's bools are bools
+    voxmagic.transcribe(wav, trim_silence=np.bool_(False), max_tokens=np.int64(200), temperature=np.float32(0), **opts)
+    assert server.requests[-1].body["max_tokens"] == 200 and type(server.requests[-1].body["max_tokens"]) is int

@@ -368,7 +368,7 @@ def sources(
     """What a call's ``audio`` names: paths expanded (globs, folders, ``~``), a table of segments as
     moments, with ``start``/``end`` (seconds or ``"12:30"``) only that moment of each, and with
     ``trim_silence`` each sent without its long pauses."""
-    if not isinstance(trim_silence, bool):
+    if not isinstance(trim_silence, (bool, np.bool_)):
         raise ConfigError(f"trim_silence={trim_silence!r}: use True or False")
     items = expand_all(as_list(audio))
     if start is not None or end is not None:
@@ -379,7 +379,7 @@ def sources(
             )
         span = check_span(*(parse_time(t) if isinstance(t, str) else t for t in (start, end)))
         items = [as_source(item).moments(span) for item in items]
-    return [as_source(item).trimmed() for item in items] if trim_silence else items
+    return [as_source(item).trimmed() for item in items] if bool(trim_silence) else items
 
 
 def source_options(options: dict[str, Any]) -> dict[str, Any]:

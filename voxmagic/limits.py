@@ -9,6 +9,7 @@ when the extension loads.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +50,9 @@ class Bound:
         return rng + (f", or 0 ({self.zero})" if self.zero else "")
 
     def holds(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):  # numpy's too
             return False
+        value = float(value)
         if self.whole and value != int(value):
             return False
         if self.zero and value == 0:
@@ -104,9 +106,9 @@ def check(name: str, value: Any, label: str | None = None) -> Any:
         option = isinstance(value, float) and (label or "").startswith("--")  # typed 3, read as 3.0
         typed = repr(value).removesuffix(".0") if option else repr(value)
         shown = f"{label} {typed}" if label else f"{name}={value!r}"
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
         raise ConfigError(f"{shown} is {'out of range' if number else 'not a number'}: use {bound.describe()}")
-    return int(value) if bound.whole else value
+    return int(value) if bound.whole else float(value) if not isinstance(value, (int, float)) else value
 
 
 def check_all(values: dict[str, Any], label: Any = None) -> None:

@@ -180,8 +180,12 @@ def split_options(options: dict[str, Any]) -> tuple[Settings, Params]:
     unknown = set(options) - PARAM_NAMES - SETTING_NAMES
     if unknown:
         known = (PARAM_NAMES | SETTING_NAMES | CALL_KEYWORDS) - {"response_model"}
-        guesses = {g for name in unknown for g in difflib.get_close_matches(name, known, n=1, cutoff=0.75)}
+        elsewhere = sorted(unknown & CALL_KEYWORDS)  # right name, another call's (language= to ask)
+        guesses = {
+            g for name in unknown - CALL_KEYWORDS for g in difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        }
         hint = f" (did you mean {', '.join(sorted(guesses))}?)" if guesses else ""
+        hint += f" ({', '.join(elsewhere)}: an option of other calls, not this one)" if elsewhere else ""
         valid = ", ".join(sorted((PARAM_NAMES | SETTING_NAMES) - {"transport", "response_model"}))
         raise ConfigError(
             f"unknown option(s) {', '.join(sorted(unknown))}{hint}; besides the function's own keywords "
