@@ -108,6 +108,12 @@ def test_the_at_option(shell, server, tmp_path):
     assert "15.0 s audio" in out
     _, err = run(shell, f"%voxtral_transcribe {path} --at 0:25-0:10")
     assert err.startswith("UsageError: the moment 0:25–0:10 is empty or reversed") and server.request_count == 1
+    # beside a table of moments (which names its own), --at silently replaced them: refused
+    shell.user_ns["part"] = pd.DataFrame({"source": [str(path)] * 2, "start": [1.0, 5.0], "end": [2.0, 6.0]})
+    for line in ("%voxtral_transcribe part --at 0-16", "%%voxtral part --at 0-16\nWhat?"):
+        _, err = run(shell, line)
+        assert err.startswith("UsageError: --at (start=/end=) picks one moment of each file, and a table"), err
+    assert server.request_count == 1
 
 
 def test_segment_rows_are_sources(shell, server, tmp_path):

@@ -39,7 +39,7 @@ from .download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, download, shown
 from .errors import AudioError, ConfigError
 from .files import did_you_mean, expand_all
 from .formats import DEFAULT_FORMAT, UPLOAD_FORMATS
-from .moments import GAP_S, Span, base_label, check_span, describe, mmss, parse_time
+from .moments import GAP_S, Span, base_label, check_span, describe, mmss, no_moments_yet, parse_time
 from .silence import trimmed_clip
 
 __all__ = [
@@ -372,11 +372,7 @@ def sources(
         raise ConfigError(f"trim_silence={trim_silence!r}: use True or False")
     items = expand_all(as_list(audio))
     if start is not None or end is not None:
-        if any(isinstance(item, AudioSource) and item.spans for item in items):
-            raise ConfigError(
-                "--at (start=/end=) picks one moment of each file, and a table of segments already names its "
-                "moments: filter the table instead (seg[seg.start < 60]), or give the file itself"
-            )
+        no_moments_yet(items)
         span = check_span(*(parse_time(t) if isinstance(t, str) else t for t in (start, end)))
         items = [as_source(item).moments(span) for item in items]
     return [as_source(item).trimmed() for item in items] if bool(trim_silence) else items

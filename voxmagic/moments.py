@@ -124,3 +124,13 @@ def on_one_stretch(spans: tuple[tuple[float, float], ...], start: float, end: fl
     bounds = [start, *(j for j in joins if start < j < end), end]
     lo, hi = max(zip(bounds, bounds[1:], strict=False), key=lambda p: p[1] - p[0])
     return on_source(spans, lo, after_cut=True), on_source(spans, hi)
+
+
+def no_moments_yet(items: list) -> None:
+    """Refuse one moment of each (``--at``, ``start=``/``end=``) for sources that already name
+    their moments (a table of segments): one would silently replace the other."""
+    if any(getattr(item, "spans", None) for item in items):  # an AudioSource of moments
+        raise ConfigError(
+            "--at (start=/end=) picks one moment of each file, and a table of segments already names its "
+            "moments: filter the table instead (seg[seg.start < 60]), or give the file itself"
+        )

@@ -16,7 +16,7 @@ from typing import Any
 from ..audio import AudioSource, EncodedAudio, Unusable, as_list, as_source, is_array_pair, is_segments
 from ..errors import AudioError, ConfigError
 from ..files import AUDIO_SUFFIXES, did_you_mean, expand, is_url
-from ..moments import Span
+from ..moments import Span, no_moments_yet
 
 
 def audio_items(
@@ -34,6 +34,8 @@ def audio_items(
         out.extend(_one(item, namespace, sample_rate))
     if not out:
         raise ConfigError("no audio given: name a file, a glob such as clips/*.mp3, a folder, a URL or a variable")
+    if span:
+        no_moments_yet(out)
     return [_what_is_sent(x, span, trim) for x in out] if span or trim else out
 
 
