@@ -155,6 +155,9 @@ def transcription_batch(
     times (``timed``: segments, subtitles) but the endpoint gives none, 30 s chunks cut at pauses
     (with a schema, ``max_chunk_s`` stays as given: one JSON answer per chunk)."""
     plain = prompt is None and not hint and not translate_to and not params.wants_json
+    for name, value in (("prompt", prompt), ("hint", hint), ("translate_to", translate_to)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name}={value!r:.40}: give it as text")
     if prompt is not None and hint:  # the hint lives in the instruction prompt= replaces
         raise ConfigError("prompt= replaces the whole instruction, so hint= would be dropped: put the hint in it")
     if language is not None and not isinstance(language, str):
@@ -193,4 +196,6 @@ def question_batch(
     caching: Caching = Caching(),
 ) -> Batch:
     """The batch that asks ``prompt`` about each source: whole sources, no transcript bound."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ConfigError(f"prompt={prompt!r:.40}: give the question as text")
     return Batch(prompt, settings, params, audio_format, None, caching, stream, system=system, transcript=False)
