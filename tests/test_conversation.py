@@ -146,7 +146,12 @@ def test_each_sources_tool_calls_are_in_the_table_and_auto_tools_is_for_one_ques
     with pytest.raises(voxmagic.ConfigError, match=r"^auto_tools= runs the tools of one question \(voxmagic.ask\)"):
         voxmagic.ask_each(files, "What?", tools=[lookup_price], auto_tools=True, base_url=server.base_url)
     plain = voxmagic.ask_each(files[:1], "What?", base_url=server.base_url, api_key="k")
-    assert "tool_calls" not in plain.columns  # only when a model called tools
+    assert "tool_calls" not in plain.columns  # only when tools were offered
+    none = voxmagic.ask_each(files[:1], "What?", tools=[lookup_price], tool_choice="none", base_url=server.base_url,
+                             api_key="k")  # offered, not called: the column is there (df.tool_calls raised KeyError)
+    assert none["tool_calls"].tolist() == [None]
+    seg = voxmagic.transcribe(files[:1], tools=[lookup_price], segments=True, base_url=server.base_url, api_key="k")
+    assert seg["tool_calls"].iloc[0][0]["name"] == "lookup_price"  # with segments=True too (they were lost)
 
 
 def test_tool_rounds_cut_short_say_why_and_keep_what_was_paid_for(server, tmp_path, monkeypatch):

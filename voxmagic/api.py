@@ -237,7 +237,8 @@ async def _table(
         run_batch(sources, batch, concurrency=concurrency, max_cost=max_cost, segments=segments, on_result=report)
     )
     shown = segment_rows(rows) if segments else rows
-    return table(shown, segments=segments, structured=batch.structured, schema=batch.params.response_format)
+    p = batch.params
+    return table(shown, segments=segments, structured=batch.structured, schema=p.response_format, tools=bool(p.tools))
 
 
 async def ask_each_async(

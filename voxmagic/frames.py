@@ -65,7 +65,9 @@ def tidy(df: Any, columns: Any) -> Any:
     return df
 
 
-def table(rows: list[dict], *, segments: bool = False, structured: bool = False, schema: Any = None) -> Any:
+def table(
+    rows: list[dict], *, segments: bool = False, structured: bool = False, schema: Any = None, tools: bool = False
+) -> Any:
     """Rows as a :func:`Table <as_table>` in the documented column order. With ``structured``,
     each parsed JSON answer becomes columns before ``text`` (nested fields flattened with dots:
     ``speaker.name``; a field named like a standard column gets ``answer.`` in front), and the
@@ -77,7 +79,7 @@ def table(rows: list[dict], *, segments: bool = False, structured: bool = False,
     columns = SEGMENT_COLUMNS if segments else TRANSCRIPT_COLUMNS
     if not segments and any(r.get("trimmed_s") is not None for r in rows):  # silence was trimmed
         columns = [*columns[:3], "trimmed_s", *columns[3:]]
-    if any(r.get("tool_calls") for r in rows):  # the model called tools: [{id, name, arguments}] per row
+    if tools or any(r.get("tool_calls") for r in rows):  # tools offered: [{id, name, arguments}] per row (or None)
         at = columns.index("text") + 1
         columns = [*columns[:at], "tool_calls", *columns[at:]]
     df = tidy(pd.DataFrame(rows, columns=columns), columns)

@@ -19,7 +19,8 @@ from .moments import TOUCH_S, base_label, on_one_stretch, on_source
 from .subtitles import voice
 
 # what a segment row carries over from its chunk's row
-CARRIED = ("cached", "finish_reason", "audio_format", "generation_id", "audio_sha256", "parsed", "parse_error")
+CARRIED = ("cached", "finish_reason", "audio_format", "generation_id", "audio_sha256", "parsed", "parse_error",
+           "tool_calls")  # fmt: skip
 
 
 def segment_rows(rows: list[dict]) -> list[dict]:

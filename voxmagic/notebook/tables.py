@@ -232,9 +232,9 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
 
 def _bind(rows: list[dict], options: CallOptions, run: Run, namespace: Namespace) -> pd.DataFrame:
     shown = segment_rows(rows) if run.shown_segments else rows
-    df = table(
-        shown, segments=run.shown_segments, structured=run.batch.structured, schema=run.batch.params.response_format
-    )
+    p = run.batch.params
+    df = table(shown, segments=run.shown_segments, structured=run.batch.structured, schema=p.response_format,
+               tools=bool(p.tools))  # fmt: skip
     namespace["_voxtral_df"] = df  # the last table, whatever is shown of it (and with or without -o)
     if options.out:
         namespace[options.out] = df
