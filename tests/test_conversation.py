@@ -180,6 +180,16 @@ def test_tool_rounds_cut_short_say_why_and_keep_what_was_paid_for(server, tmp_pa
     assert [t["name"] for t in r.tool_runs] == ["lookup"] and r.tool_calls
 
 
+def test_a_budget_stop_shows_each_call_once(ip, server, monkeypatch):
+    """The magic printed the call that ran ("= 'logged …'") and then the same call "(not run)"."""
+    estimate = voxmagic.plan("meeting.mp3", "Log it.", tools=[ip.user_ns["log_decision"]], max_tokens=20,
+                             base_url=server.base_url, api_key="k").estimate.usd
+    monkeypatch.setattr(voxmagic.ledger, "budget_usd", voxmagic.ledger.total_usd + estimate * 1.2)
+    out, err = run(ip, "%%voxtral meeting.mp3 --tools log_decision --auto-tools --max-tokens 20 --no-cache\nLog it.")
+    assert not err and server.request_count == 1 and len(ip.user_ns["calls"]) == 1
+    assert out.count("→ log_decision(") == 1 and "(not run)" not in out and "(stopped before tool round 2" in out
+
+
 # --- follow-up questions ---------------------------------------------------------------------
 
 def test_continue_keeps_the_conversation_and_prepares_audio_once(ip, server, monkeypatch):

@@ -124,8 +124,9 @@ class Exchange:
             if r.text:
                 lines.append(r.text)
             lines += [tool_line(run) for run in last.tool_runs if run["round"] == i]
-        if self.stopped:
-            lines += [tool_line(c) for c in self.value()] + [f"({self.stopped})"]
+        if self.stopped:  # the calls left unanswered: listed unless they ran (the budget stopped the round after)
+            ran = any(run["round"] == len(self.responses) for run in last.tool_runs)
+            lines += ([] if ran else [tool_line(c) for c in self.value()]) + [f"({self.stopped})"]
         elif last.parsed is not None and not last.parse_error and lines and lines[-1] == last.text:
             parsed = last.parsed
             pretty = json.dumps(parsed, indent=2, ensure_ascii=False, default=str)
