@@ -156,10 +156,11 @@ def test_a_recording_too_long_to_embed_is_known_before_encoding_it(talk, monkeyp
     monkeypatch.setattr(player_module, "_preview_of", lambda *a: pytest.fail("a preview was encoded"))
     (source,) = TranscriptPlayer.from_segments(transcript(1), {"talk.mp3": talk.read_bytes()}).sources
     assert source["audio"] is None
-    assert source["note"] == "audio not embedded: 0:12 long, over the 0:10 a player holds (a moment of it plays: --at)"
+    assert source["note"] == "audio not embedded: it is 0:12, more than the 0:10 a player holds (a moment of it plays: --at)"
     (moment,) = TranscriptPlayer.from_segments(transcript(1), {"talk.mp3": player_module.Stretch(str(talk), 0, 11)}
                                                ).sources
-    assert moment["audio"] is None and moment["note"].startswith("audio not embedded: 0:11 long, over the 0:10")
+    assert moment["audio"] is None and moment["note"] == ("audio not embedded: its rows span 0:11, more than the 0:10 a "
+                                                          "player holds (play fewer moments at a time)")
 
 
 def test_ready_bytes_are_embedded_as_given(talk):

@@ -34,15 +34,18 @@ class Stretch:
 
     def preview(self, label: str) -> bytes:
         if self.end_s - self.start_s > MAX_PREVIEW_S:
-            raise AudioError(label, _too_long(self.end_s - self.start_s))
+            raise AudioError(
+                label, _too_long(self.end_s - self.start_s, "its rows span", "play fewer moments at a time")
+            )
         blocks = list(container_blocks(self.path, label, self.start_s, self.end_s))
         if not blocks:
             raise AudioError(label, f"has no audio at {clock(self.start_s)}")
         return encode(PCM(np.concatenate(blocks)), "ogg", bit_rate=PREVIEW_BIT_RATE).data
 
 
-def _too_long(seconds: float) -> str:
-    return f"{clock(seconds)} long, over the {clock(MAX_PREVIEW_S)} a player holds (a moment of it plays: --at)"
+def _too_long(seconds: float, what: str = "it is", advice: str = "a moment of it plays: --at") -> str:
+    most = f"~{MAX_PREVIEW_S / 60:.0f} minutes" if MAX_PREVIEW_S >= 60 else clock(MAX_PREVIEW_S)
+    return f"{what} {clock(seconds)}, more than the {most} a player holds ({advice})"
 
 
 def clock(seconds: float) -> str:
