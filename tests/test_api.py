@@ -359,7 +359,8 @@ def test_keywords_that_would_be_ignored_are_refused(server, opts, clips):
              (lambda: voxmagic.ask(wav, "q", max_tokens=np.int64(0), **opts), r"^max_tokens=np.int64\(0\) is out of"),
              (lambda: voxmagic.ask_each([wav], ["q"], **opts), r"^prompt=\['q'\]: give the question as text"),
              (lambda: voxmagic.transcribe(wav, translate_to=5, **opts), r"^translate_to=5: give it as text"),
-             (lambda: voxmagic.transcribe(wav, hint=5, **opts), r"^hint=5: give it as text")]
+             (lambda: voxmagic.transcribe(wav, hint=5, **opts), r"^hint=5: give it as text"),
+             (lambda: voxmagic.Conversation(wav, temprature=0.2, **opts), r"temprature \(did you mean temperature")]
     for call, message in cases:
         with pytest.raises(ConfigError, match=message):
             call()
