@@ -201,6 +201,9 @@ def test_a_signed_urls_query_is_never_shown_or_stored(file_server, server, tmp_p
     with pytest.raises(AudioError, match=r"missing\.mp3\?…: could not download: HTTP 404") as caught:
         audio.as_source(f"{url}/missing.mp3?sig=SECRETTOKEN123").decode()
     assert "SECRETTOKEN123" not in str(caught.value)
+    audio._URLS.clear()  # a new session: the saved table's source cannot find its token
+    with pytest.raises(AudioError, match=r"remote\.mp3\?…: is a URL shown without its query .*give the full URL"):
+        voxmagic.ask(df.iloc[0], "Again?", base_url=server.base_url, api_key="k")
 
 
 def test_url_errors_name_the_url_and_cause(file_server, monkeypatch):

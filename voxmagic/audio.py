@@ -292,6 +292,9 @@ def as_source(obj: Any, *, sample_rate: int | None = None, label: str | None = N
         text = os.fspath(obj)
         if text.startswith(("http://", "https://")):
             url = _URLS.get(text, text)  # a URL shown without its query is the one it stands for
+            if url.endswith("?…"):  # ... in the session that saw it
+                raise AudioError(text, "is a URL shown without its query (its token is kept out of tables and "
+                                       "history): give the full URL again")  # fmt: skip
             _URLS[shown(url)] = url
             return AudioSource(label or shown(url), url=url)
         return AudioSource(label or text, path=Path(text).expanduser())
