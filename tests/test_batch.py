@@ -135,6 +135,7 @@ def test_every_request_and_failure_is_in_history(server, opts, clips, tmp_path):
     assert last["prompt"] == "What is it?" and '"temperature": 0.3' in last["params"]
     assert "test-key" not in h.to_csv()  # never the key
     assert voxmagic.history(since="1h").shape[0] == 4 and voxmagic.history(since="2999-01-01").empty
+    assert voxmagic.history(since="-1h").shape[0] == 4  # a minus sign means back from now too (it read the future)
     with pytest.raises(ConfigError, match="since='yesterday-ish'"):
         voxmagic.history(since="yesterday-ish")
 

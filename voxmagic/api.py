@@ -384,7 +384,7 @@ def _timestamp(value: Any, label: str = "since=") -> float | None:
 
     if isinstance(value, str):
         try:
-            return time.time() - pd.Timedelta(value).total_seconds()
+            return time.time() - abs(pd.Timedelta(value).total_seconds())  # "-2h" is 2 hours back too
         except ValueError:
             pass
     try:
