@@ -202,6 +202,8 @@ def test_an_in_process_cluster_counts_each_request_once_and_keeps_the_sessions_h
     with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None
                                   ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
         df = voxmagic.transcribe(clips[:6], dask=c, concurrency=2, **opts(server, tmp_path))
+        with pytest.raises(voxmagic.ConfigError, match=r"^output='/proc/nope/x': cannot make that folder"):
+            voxmagic.transcribe(clips[:1], dask=c, **{**opts(server, tmp_path), "output": "/proc/nope/x"})
     assert df["error"].isna().all() and server.request_count == 6
     assert voxmagic.ledger.calls - calls == 6
     assert voxmagic.ledger.total_usd - spent == pytest.approx(df["cost_usd"].sum())

@@ -31,7 +31,7 @@ from . import audio as _audio
 from .batch import PIPELINE, Batch
 from .batch_run import CACHE_GONE, send_chunk
 from .cluster_limits import Gate, Primitives, profiler_paused
-from .errors import CacheGone
+from .errors import CacheGone, ConfigError
 from .frames import KINDS, TRANSCRIPT_COLUMNS, table
 from .loop import LOOP
 from .preparing import chunk_stream, why
@@ -70,7 +70,10 @@ class ParquetStore:
 
     def create(self) -> None:
         fs, root = self._fs()
-        fs.makedirs(root, exist_ok=True)
+        try:
+            fs.makedirs(root, exist_ok=True)
+        except OSError as exc:  # before anything is sent
+            raise ConfigError(f"output={self.url!r}: cannot make that folder ({exc.strerror or exc})") from None
 
     def _read(self, columns: list[str] | None = None, keys: list[str] | None = None, path: str | None = None) -> Any:
         """The rows (of ``path`` only, when given) as an Arrow table; empty when there is none."""
