@@ -68,11 +68,13 @@ def test_a_moment_decodes_exactly_that_slice(tmp_path, suffix):
     assert abs(lag - 200) <= 2
 
 
-@pytest.mark.parametrize("suffix", [".mp3", ".m4a", ".ogg", ".flac"])
+@pytest.mark.parametrize("suffix", [".mp3", ".m4a", ".ogg", ".flac", ".mkv"])
 def test_a_moment_hears_what_the_whole_file_has_at_that_time(tmp_path, suffix):
     """A click at 10 s is at 10 s in a moment that starts 10 ms or 1 s before it. An MP3's frames
-    are stamped after its encoder's delay (a moment was 23–69 ms late), and a lossy frame leans on
-    the frames before it (a moment starting in the click's frame heard silence)."""
+    are stamped after its encoder's delay (a moment was 23–69 ms late), a lossy frame leans on
+    the frames before it (a moment starting in the click's frame heard silence), and a video file
+    whose audio was muxed ahead of its video lost the audio between a seek's video keyframe and
+    the audio's place in the file (an MKV moment sent 1.5 s of other audio, or none)."""
     rate = 48_000
     x = np.zeros(rate * 20, np.float32)
     for t in (5.0, 10.0, 15.0):

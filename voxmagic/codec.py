@@ -260,8 +260,11 @@ def container_blocks(
         try:
             if start_s > 0:  # from a little before: a lossy frame's first samples lean on the ones before it
                 preroll = 0.0 if _lossless(streams[0]) else SEEK_PREROLL_S
-                at = max(0.0, start_s - preroll) + _origin(streams[0])
-                container.seek(int(at * av.time_base), backward=True, any_frame=False)
+                at, base = max(0.0, start_s - preroll) + _origin(streams[0]), streams[0].time_base
+                if base:  # by the audio's own index: by the video's, a file that muxed audio ahead lost it
+                    container.seek(int(at / base), stream=streams[0], backward=True, any_frame=False)
+                else:
+                    container.seek(int(at * av.time_base), backward=True, any_frame=False)
             frames = _frame_arrays(container.decode(streams[0]), start_s, end_s, _origin(streams[0]))
             for block in resampled(frames):
                 produced = True
