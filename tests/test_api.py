@@ -360,7 +360,11 @@ def test_keywords_that_would_be_ignored_are_refused(server, opts, clips):
              (lambda: voxmagic.ask_each([wav], ["q"], **opts), r"^prompt=\['q'\]: give the question as text"),
              (lambda: voxmagic.transcribe(wav, translate_to=5, **opts), r"^translate_to=5: give it as text"),
              (lambda: voxmagic.transcribe(wav, hint=5, **opts), r"^hint=5: give it as text"),
-             (lambda: voxmagic.Conversation(wav, temprature=0.2, **opts), r"temprature \(did you mean temperature")]
+             (lambda: voxmagic.Conversation(wav, temprature=0.2, **opts), r"temprature \(did you mean temperature"),
+             (lambda: voxmagic.ask_each([wav], "q", system=5, **opts), r"^system=5: give the instructions as text"),
+             (lambda: voxmagic.ask(wav, "q", system=5, **opts), r"^system=5: give the instructions as text"),
+             (lambda: voxmagic.transcribe(wav, vocab=5, **opts), r"^vocab=5: give the terms as text"),
+             (lambda: voxmagic.transcribe(wav, segments="yes", **opts), r"^segments='yes': use True or False")]
     for call, message in cases:
         with pytest.raises(ConfigError, match=message):
             call()

@@ -57,6 +57,8 @@ class Batch:
 
     def __post_init__(self) -> None:
         limits.check("max_chunk_s", self.max_chunk_s)
+        if self.system is not None and not isinstance(self.system, str):
+            raise ConfigError(f"system={self.system!r:.40}: give the instructions as text")
 
     @property
     def structured(self) -> bool:
@@ -155,6 +157,8 @@ def transcription_batch(
     times (``timed``: segments, subtitles) but the endpoint gives none, 30 s chunks cut at pauses
     (with a schema, ``max_chunk_s`` stays as given: one JSON answer per chunk)."""
     plain = prompt is None and not hint and not translate_to and not params.wants_json
+    if not isinstance(timed, bool) and type(timed).__name__ != "bool_":  # numpy's bool is one too
+        raise ConfigError(f"segments={timed!r:.40}: use True or False")
     for name, value in (("prompt", prompt), ("hint", hint), ("translate_to", translate_to)):
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{name}={value!r:.40}: give it as text")

@@ -254,6 +254,8 @@ class Conversation:
         sent = _audio.source_options(options)
         self.audio = _audio.sources(audio, **sent) if audio is not None else []
         self.system, self.audio_format, self.options = system, audio_format, options
+        if system is not None and not isinstance(system, str):
+            raise ConfigError(f"system={system!r:.40}: give the instructions as text")
         asked = {k: v for k, v in options.items() if k not in ("auto_tools", "max_tool_rounds")}
         split_options({**asked, "tools": split_tools(asked.get("tools"))[0]})  # a typo is said now, not at .ask()
         self.exchanges: list[Exchange] = []

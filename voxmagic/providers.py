@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .errors import ConfigError
+
 DEFAULT_MODEL = "mistralai/voxtral-small-24b-2507"
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 KEY_ENV = "OPENROUTER_API_KEY"
@@ -156,8 +158,10 @@ def bias_terms(vocabulary: Sequence[str]) -> tuple[str, ...]:
 
 def vocabulary(words: str | Sequence[str] | None) -> tuple[str, ...]:
     """``"Voxtral, OpenRouter,pgvector"`` or a list, as the terms a user meant."""
-    if not words:
+    if words is None or (isinstance(words, (str, list, tuple)) and not words):
         return ()
+    if not isinstance(words, (str, list, tuple)):
+        raise ConfigError(f"vocab={words!r:.40}: give the terms as text ('Voxtral, pgvector') or a list")
     items = words.split(",") if isinstance(words, str) else list(words)
     return tuple(dict.fromkeys(" ".join(str(w).split()) for w in items if str(w).strip()))
 
