@@ -66,7 +66,7 @@ async def chunk_stream(item: Any, batch: Batch) -> AsyncGenerator[EncodedAudio, 
                 moment = describe((span,))
                 failed.append((exc.cause, exc.cause if moment in exc.cause else f"{moment} {exc.cause}"))
         worth_saying = [said for cause, said in failed if not (sent and cause == _audio.NO_SPEECH)]  # silence: trimmed
-        if worth_saying or not sent:
+        if worth_saying or (failed and not sent):
             raise AudioError(source.label, "; ".join(worth_saying or [said for _, said in failed]))
         return
     caching = batch.caching.read or batch.caching.write  # without the cache a fingerprint is for nothing
