@@ -267,12 +267,19 @@ def test_a_transcript_cut_at_the_output_limit_is_not_a_plain_tick(ip, server):
                                    for line in lines), lines
 
 
-def test_a_long_file_shows_its_chunks_as_they_come(ip, server, tmp_path):
+def test_a_long_file_shows_its_chunks_as_they_come(ip, server, tmp_path, monkeypatch):
     """One long file printed nothing until its last chunk (72 s of silence in a terminal); the
-    header's cost stayed $0 while most chunks were answered and paid for."""
+    header's cost stayed $0 while most chunks were answered and paid for. A line comes at the
+    second chunk, then at most every CHUNK_LINE_S seconds (not 49 lines for 49 chunks)."""
+    from voxmagic.notebook.display import BatchView
+
     tone_file(tmp_path / "long.wav", 150.0, channels=1)  # six chunks of up to 30 s
     ip.run_line_magic("config", "VoxtralMagics.display_mode = 'text'")
-    out, err = run(ip, "%voxtral_transcribe long.wav --chunk-minutes 0.5 --concurrency 1 -o df")
+    out, _ = run(ip, "%voxtral_transcribe long.wav --chunk-minutes 0.5 --concurrency 1 --no-cache -o df")
+    assert [line for line in out.splitlines() if " chunks in, " in line][0].startswith("[0/1] … long.wav: 2 chunks")
+    assert len([line for line in out.splitlines() if " chunks in, " in line]) == 1  # the rest came within 5 s
+    monkeypatch.setattr(BatchView, "CHUNK_LINE_S", 0.0)
+    out, err = run(ip, "%voxtral_transcribe long.wav --chunk-minutes 0.5 --concurrency 1 --no-cache -o df")
     lines = [line for line in out.splitlines() if line.startswith("[0/1] … long.wav: ")]
     assert not err and len(lines) == 5, out  # from the second chunk on
     costs = [float(re.search(r"· \$([\d.]+) so far$", line)[1]) for line in lines]
@@ -284,3 +291,5 @@ def test_a_long_file_shows_its_chunks_as_they_come(ip, server, tmp_path):
     p.chunk(0, [{"source": "long.wav", "duration_s": 30.0, "cost_usd": 0.003}])
     p.chunk(0, [{"source": "long.wav", "duration_s": 30.0, "cost_usd": 0.003}])
     assert "2 chunks of long files in" in p.header() and "$0.006000" in p.header()
+    assert p.chunk(0, [{"source": "long.wav", "duration_s": 30.0, "cost_usd": None, "error": "HTTP 500"}]) == ""
+    assert "2 chunks of long files in" in p.header()  # a failed chunk is not "in"

@@ -85,6 +85,8 @@ class Progress:
         from a source's second chunk on, its line, e.g. ``… talk.mp3: 2 chunks in, 50.0 s of audio
         · $0.005 so far`` (empty for the first: most sources have only one)."""
         done = summary(rows)
+        if done["error"]:  # a failed chunk is not "in": the source's row will say what failed
+            return ""
         count, seconds, cost = self.partial.get(index, (0, 0.0, 0.0))
         count, seconds, cost = count + 1, seconds + done["duration_s"], cost + (done["cost_usd"] or 0.0)
         self.partial[index] = (count, seconds, cost)

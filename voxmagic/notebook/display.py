@@ -19,6 +19,7 @@ import asyncio
 import html
 import sys
 import threading
+import time
 from typing import Any
 
 from ..chat import ChatRequest
@@ -211,8 +212,11 @@ class BatchView:
     yet finished; a runner that does not report starts gets an upper bound (``≤N``) from the
     concurrency."""
 
+    CHUNK_LINE_S = 5.0  # in a terminal, a long file's progress line at most this often
+
     def __init__(self, labels: list[str], *, widget: bool, rate: float = 10.0, concurrency: int | None = None):
         self.progress = Progress(labels, concurrency)
+        self.chunk_said = 0.0
         self.throttle = Throttle(rate, self._flush)
         self.tick_s = max(0.5, 1.0 / rate)
         self.timer: asyncio.TimerHandle | None = None
@@ -249,7 +253,9 @@ class BatchView:
         """A chunk of a source still running was answered: a long file's progress (in a terminal,
         a line from its second chunk on)."""
         line = self.progress.chunk(index, rows)
-        if line and not self.widget:
+        now = time.monotonic()
+        if line and not self.widget and (now - self.chunk_said >= self.CHUNK_LINE_S or " 2 chunks in" in line):
+            self.chunk_said = now  # a line every few seconds, not one per chunk of a 100-chunk file
             print(f"[{self.progress.done}/{self.progress.total}] {line}", flush=True)
         self.throttle.poke()
 
