@@ -345,6 +345,20 @@ def test_a_moments_subtitles_are_a_file_of_their_own(ip, server, tmp_path):
     assert (subs / "meeting.srt").read_text() == whole and (subs / "meeting_2_moments.srt").exists()
 
 
+def test_a_hidden_transcript_builds_no_player(ip, server, monkeypatch):
+    """With ";" the player was built anyway: its preview encoded (seconds for a long file) and its
+    audio kept in the widget state, for a result nobody sees."""
+    from voxmagic.notebook.player import TranscriptPlayer
+
+    built = []
+    monkeypatch.setattr(TranscriptPlayer, "from_segments", classmethod(lambda cls, *a, **k: built.append(a)))
+    ip.run_line_magic("config", "VoxtralMagics.display_mode = 'widget'")
+    run(ip, "%voxtral_transcribe meeting.mp3 --segments -o seg;")
+    assert built == [] and len(ip.user_ns["seg"]) >= 1 and ip.user_ns["_voxtral_df"] is ip.user_ns["seg"]
+    run(ip, "%voxtral_transcribe meeting.mp3 --segments -o seg")
+    assert len(built) == 1  # shown: the player is made
+
+
 def test_the_transcript_player_is_the_result_and_embeds_nothing_at_player_max_seconds_0(ip, server):
     ip.run_line_magic("config", "VoxtralMagics.display_mode = 'widget'")
     with capture_output():

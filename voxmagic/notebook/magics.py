@@ -160,11 +160,14 @@ class VoxtralMagics(Magics):
         """The session defaults, as the option builders read them."""
         return {name: getattr(self, name) for name in self.class_trait_names(config=True)}
 
+    hidden = False  # the line being run ends with ";"
+
     def _table(self, magic_method: Any, line: str, run: Any) -> Any:
         """A line magic that returns a table: shown, unless the line ends with ``;``."""
         args, quiet = parse_line(magic_method, line)
         if args is None:  # --help
             return None
+        self.hidden = quiet  # (what run builds only to be shown, it may skip)
         with one_line_errors():
             df = run(args)
         return None if quiet else df
@@ -210,10 +213,14 @@ class VoxtralMagics(Magics):
         """
 
         def run(args: Any) -> Any:
+            from dataclasses import replace
+
             from .options import transcribe_options
             from .tables import run_transcribe
 
-            return run_transcribe(transcribe_options(args, self.config_values), self.namespace, self.session)
+            options = transcribe_options(args, self.config_values)
+            options = replace(options, view=replace(options.view, hidden=self.hidden))
+            return run_transcribe(options, self.namespace, self.session)
 
         return self._table(self.voxtral_transcribe, line, run)
 

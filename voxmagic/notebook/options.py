@@ -37,6 +37,7 @@ class ViewOptions:
     mode: str = "auto"
     rate: float = limits.DEFAULT_UPDATES_PER_SECOND
     player_max_seconds: float = limits.DEFAULT_PLAYER_MAX_SECONDS
+    hidden: bool = False  # the cell ends with ";": its result is not shown, so nothing is built for it
 
 
 @dataclass(frozen=True, kw_only=True)

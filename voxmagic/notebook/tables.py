@@ -116,7 +116,9 @@ def _playable(result: Any, options: TranscribeOptions, namespace: Namespace) -> 
     table itself is in ``-o NAME`` and ``_voxtral_df``. Elsewhere, the table as it is. Either is
     the cell's result, so a trailing ``;`` hides it. Only the stretch of each file its rows cover
     is embedded (a moment's rows play without the whole recording), on the file's timeline."""
-    if not (options.segments and widgets_available(options.view.mode) and hasattr(result, "columns")):
+    if options.view.hidden or not (options.segments and widgets_available(options.view.mode)):
+        return result  # (hidden by ";": no preview is encoded, no widget state kept)
+    if not hasattr(result, "columns"):
         return result
     from ..playback import Stretch
     from .player import TranscriptPlayer
