@@ -12,7 +12,7 @@ from .timeline import has_speakers, overlaps, text_of
 def stitch(source: str, rows: list[dict]) -> dict:
     """One row for a source from its chunks' rows, in order; a failed chunk keeps the others' text."""
     ok = [r for r in rows if not r.get("error")]
-    where = [f"chunk {i + 1}/{len(rows)} ({r['start_s']:.0f}-{r['end_s']:.0f} s): " for i, r in enumerate(rows)]
+    where = [f"chunk {i + 1}/{len(rows)}{_span(r)}: " for i, r in enumerate(rows)]
     errors = [(w if len(rows) > 1 else "") + r["error"] for w, r in zip(where, rows, strict=True) if r.get("error")]
 
     def total(key: str, combine: Callable = sum) -> Any:
@@ -46,6 +46,12 @@ def stitch(source: str, rows: list[dict]) -> dict:
         **({k: rows[0].get(k) for k in ("parsed", "parse_error")} if len(rows) == 1 else {}),
         **({"tool_calls": calls} if (calls := [c for r in ok for c in r.get("tool_calls") or ()]) else {}),
     }
+
+
+def _span(row: dict) -> str:
+    """`` (59-89 s)``; nothing for a row of no audio (what failed before it could be cut: ``8-8 s``)."""
+    a, b = row.get("start_s", 0.0), row.get("end_s", 0.0)
+    return f" ({a:.0f}-{b:.0f} s)" if b - a > 0.5 else ""
 
 
 def per_source(rows: list[dict]) -> list[dict]:
