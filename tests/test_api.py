@@ -372,3 +372,40 @@ def test_keywords_that_would_be_ignored_are_refused(server, opts, clips):
     # numpy's numbers are numbers, and numpy's bools are bools
     voxmagic.transcribe(wav, trim_silence=np.bool_(False), max_tokens=np.int64(200), temperature=np.float32(0), **opts)
     assert server.requests[-1].body["max_tokens"] == 200 and type(server.requests[-1].body["max_tokens"]) is int
+
+
+def test_without_the_server_extra_the_offline_paths_say_what_to_install(tmp_path, monkeypatch, capsys):
+    """After `pip install -e .` alone, every offline path was a 17-line ModuleNotFoundError."""
+    import sys
+
+    from voxmagic.__main__ import main
+    from voxmagic.testing import use_local_server
+
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # `import aiohttp` now fails
+    monkeypatch.delitem(sys.modules, "voxmagic.testing.server", raising=False)
+    with pytest.raises(ConfigError, match=r"^voxmagic's local server needs aiohttp: pip install 'voxmagic\[server\]'"):
+        use_local_server(force=True)
+    assert main(["transcribe", str(tone_file(tmp_path / "a.wav", 1.0)), "--offline"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("voxmagic: voxmagic's local server needs aiohttp") and err.count("\n") == 1
+
+
+def test_a_demo_notebook_that_fails_prints_only_what_ran(tmp_path, capsys, monkeypatch):
+    """After a failing cell, demo printed the outputs saved in the notebook for cells that never
+    ran (costs included), and the failure line carried terminal colour codes."""
+    import nbformat
+
+    from voxmagic.__main__ import main
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('ran')"),
+                                         nbformat.v4.new_code_cell("1 / 0"),
+                                         nbformat.v4.new_code_cell("print('never')")])
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="SAVED-OUTPUT $9.99\n")]
+    nb.cells[2].execution_count = 3
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "fails.ipynb")
+    monkeypatch.chdir(tmp_path)  # its executed copy goes to ./build
+    assert main(["demo", str(tmp_path / "fails.ipynb")]) == 1
+    out = capsys.readouterr().out
+    assert "a cell failed: ZeroDivisionError: division by zero" in out and "\x1b[" not in out
+    assert "ran" in out and "SAVED-OUTPUT" not in out

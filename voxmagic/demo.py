@@ -6,6 +6,7 @@ voxmagic's local OpenRouter-compatible server on 127.0.0.1 so the whole path run
 
 from __future__ import annotations
 
+import re
 import sys
 from contextlib import ExitStack
 from importlib import resources
@@ -41,6 +42,9 @@ def run_notebook(path: str | Path, out_dir: str | Path = "build") -> int:
     except (UnicodeDecodeError, ValueError) as exc:  # not a notebook (an audio file, broken JSON)
         raise ConfigError(f"{path} is not a notebook ({type(exc).__name__}): name an .ipynb file") from None
     # the live views are replaced by static results when they end: their widget state is dead weight
+    for cell in nb.cells:  # a cell that never runs (after a failure) shows nothing, not the saved copy's outputs
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
     client = NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=False,
                             resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
     status = 0
@@ -48,7 +52,8 @@ def run_notebook(path: str | Path, out_dir: str | Path = "build") -> int:
         client.execute()
     except CellExecutionError as exc:
         status = 1
-        print(f"a cell failed: {str(exc).strip().splitlines()[-1]}")
+        last = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[-1]  # no terminal colour codes
+        print(f"a cell failed: {last}")
     for cell in nb.cells:
         if cell.cell_type == "code" and cell.get("execution_count"):
             _print_cell(cell)
@@ -82,9 +87,9 @@ def offline_options(stack: ExitStack, *, force: bool = False) -> dict:
 
     if not force and Settings.resolve().api_key:
         return {}
-    from .testing.server import LocalServer
+    from .testing import local_server_class
 
-    server = stack.enter_context(LocalServer(latency=0.3, token_rate=200))
+    server = stack.enter_context(local_server_class()(latency=0.3, token_rate=200))
     print(f"{KEY_ENV} is not set: using voxmagic's local server at {server.base_url}; its answers "
           "describe the audio it received (duration, digest) instead of the words.", file=sys.stderr)  # fmt: skip
     return {"base_url": server.base_url, "api_key": "local-demo-key"}
@@ -93,7 +98,6 @@ def offline_options(stack: ExitStack, *, force: bool = False) -> dict:
 def main(notebook: str | None = None) -> int:
     if notebook:
         return run_notebook(notebook)
-    import pandas as pd
 
     from . import api
 
@@ -104,10 +108,11 @@ def main(notebook: str | None = None) -> int:
 
             print(f"Using {Settings.resolve().base_url} (an API key is set).")
         df = api.transcribe(sample_paths(), **options)
-    table = df[
-        ["source", "duration_s", "text", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "error"]
-    ].assign(source=df["source"].map(lambda s: Path(s).name))
-    with pd.option_context("display.max_colwidth", 60, "display.width", 200, "display.max_columns", None):
-        print(table.to_string(max_colwidth=60))
+    from .frames import as_table, table_text
+
+    shown = df[["source", "text", "duration_s", "cost_usd", "error"]].assign(
+        source=df["source"].map(lambda s: Path(s).name)
+    )
+    print(table_text(as_table(shown)))  # whole texts, wrapped; times and money as everywhere else
     print(f"\nthis run ${df['cost_usd'].sum():.6f} · {api.ledger}")
     return 1 if df["error"].notna().any() else 0

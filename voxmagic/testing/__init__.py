@@ -22,7 +22,8 @@ def use_local_server(*, force: bool = False, provider: str = "openrouter", **con
     config = {"latency": 0.4, "token_rate": 30.0, **config}
     from ..providers import PROVIDERS
     from ..settings import Settings
-    from .server import LocalServer
+
+    LocalServer = local_server_class()
 
     key_env = PROVIDERS[provider].key_env
     force = force or os.environ.get("VOXMAGIC_OFFLINE") == "1"
@@ -39,3 +40,17 @@ def use_local_server(*, force: bool = False, provider: str = "openrouter", **con
         "its answers describe the audio it received instead of the words"
     )
     return server
+
+
+def local_server_class() -> Any:
+    """:class:`~voxmagic.testing.server.LocalServer`, or one line on how to install what it needs."""
+    from ..errors import ConfigError
+
+    try:
+        from .server import LocalServer
+    except ImportError as exc:  # aiohttp: the [server] extra
+        raise ConfigError(
+            f"voxmagic's local server needs {exc.name or 'aiohttp'}: pip install 'voxmagic[server]' "
+            "(or set a key to use the real endpoint)"
+        ) from None
+    return LocalServer
