@@ -278,7 +278,9 @@ def test_the_command_lines_mistakes_are_one_line_before_anything_is_sent(tmp_pat
              (["transcribe", clip, "--offline", "--base-url", "http://127.0.0.1:9/v1"],
               "voxmagic: --offline uses voxmagic's local server: leave out --base-url, or --offline"),
              (["demo", str(tmp_path / "nothere.ipynb")], f"voxmagic: no notebook at {tmp_path / 'nothere.ipynb'}"),
-             (["demo", clip], f"voxmagic: {clip} is not a notebook (UnicodeDecodeError)")]  # fmt: skip
+             (["demo", clip], f"voxmagic: {clip} is not a notebook (UnicodeDecodeError)"),
+             (["transcribe", str(tmp_path / "helo.wav")], f"voxmagic: no such file: {tmp_path / 'helo.wav'}; did you "
+                                                          f"mean {tmp_path / 'hello.wav'}?")]  # fmt: skip
     for argv, said in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
@@ -354,6 +356,7 @@ def test_keywords_that_would_be_ignored_are_refused(server, opts, clips):
              (lambda: voxmagic.transcribe(wav, trim_silence="yes", **opts), r"^trim_silence='yes': use True or False"),
              (lambda: voxmagic.transcribe(wav, 5, **opts), r"^language=5: give its name or code as text"),
              (lambda: voxmagic.ask(wav, None, **opts), r"^prompt=None: give the question as text"),
+             (lambda: voxmagic.ask(wav, "  ", **opts), r"^prompt='  ': give the question as text"),
              (lambda: voxmagic.ask(wav, "q", on_event=5, **opts), r"^on_event=5: give a function of one event"),
              (lambda: voxmagic.ask(wav, "q", transport="x", **opts), r"^transport='x': give an httpx"),
              (lambda: voxmagic.ask(wav, "q", max_tokens=np.int64(0), **opts), r"^max_tokens=np.int64\(0\) is out of"),

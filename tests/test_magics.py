@@ -310,6 +310,8 @@ def test_cost_tally_equals_what_the_server_reported(ip, server):
     ("%%voxtral meeting.mp3 --max-cost 0.00001\nQ", r"could cost up to \$0\.\d+, over the \$0\.000010 limit"),
     ("%voxtral_transcribe clips --max-cost 0.00001", r"this batch of 3 files could cost"),
     ("%voxtral_transcribe clips -o 'my df'", r"-o my df: not a valid Python variable name"),
+    ("%voxtral_transcribe clips -o class", r"-o class: not a valid Python variable name"),
+    ("%voxtral_transcribe clips -o print", r"-o print: that would hide Python's own print; pick another name"),
     ("%%voxtral meeting.mp3 --format 'x\nQ", r"cannot read the options: No closing quotation"),
     # argparse keeps the last of an option given twice: the first moment would be dropped unsaid
     ("%voxtral_transcribe clips --at 0-5 --at 10-15", r"--at is given twice: give it once; for several moments, pass"),

@@ -43,15 +43,22 @@ def main(argv: list[str] | None = None) -> int:
     except VoxmagicError as exc:
         print(f"voxmagic: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `... | head` stopped reading: nothing more to say, and no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _transcribe(args: argparse.Namespace) -> int:
+    import os
     from contextlib import ExitStack
+    from pathlib import Path
 
     from . import api
     from .demo import offline_options
     from .errors import ConfigError
-    from .files import expand_all
+    from .files import did_you_mean, expand_all, is_url
     from .frames import table_text
     from .progress import Progress
 
@@ -60,6 +67,9 @@ def _transcribe(args: argparse.Namespace) -> int:
     if args.offline and args.base_url:
         raise ConfigError("--offline uses voxmagic's local server: leave out --base-url, or --offline")
     files = expand_all(args.files)
+    missing = [f for f in files if isinstance(f, str) and not is_url(f) and not os.path.exists(f)]
+    if missing:  # a typo on the command line, as the magics refuse it: before anything is sent
+        raise ConfigError(f"no such file: {missing[0]}{did_you_mean(Path(missing[0]))}")
     progress = Progress(files)
 
     def report(index: int, row: dict) -> None:  # a line per file as it finishes, on stderr

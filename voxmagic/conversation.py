@@ -282,10 +282,10 @@ class Conversation:
         **options: Any,
     ) -> Response:
         limits.check("max_cost", max_cost)
-        if not isinstance(prompt, str) or (on_event is not None and not callable(on_event)):
-            wrong = f"prompt={prompt!r:.40}: give the question as text" if not isinstance(prompt, str) else (
-                f"on_event={on_event!r:.40}: give a function of one event")  # fmt: skip
-            raise ConfigError(wrong)
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ConfigError(f"prompt={prompt!r:.40}: give the question as text")
+        if on_event is not None and not callable(on_event):
+            raise ConfigError(f"on_event={on_event!r:.40}: give a function of one event")
         opts = {**self.options, **options}
         auto_tools = opts.pop("auto_tools", False)
         max_rounds = opts.pop("max_tool_rounds", DEFAULT_TOOL_ROUNDS)

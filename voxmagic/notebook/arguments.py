@@ -3,7 +3,9 @@ arguments or raises one-line ``UsageError`` s (never ``SystemExit``, never a tra
 
 from __future__ import annotations
 
+import builtins
 import difflib
+import keyword
 import shlex
 import textwrap
 from argparse import Namespace
@@ -242,8 +244,11 @@ def parse(magic_method: Any, line: str) -> Namespace | None:
         args = parser.parse_intermixed_args(argv)  # AUDIO may come after options too
     except UsageError as exc:
         raise UsageError(_suggest(str(exc), parser)) from None
-    if getattr(args, "out", None) and not args.out.isidentifier():
-        raise UsageError(f"-o {args.out}: not a valid Python variable name")
+    out = getattr(args, "out", None)
+    if out and (not out.isidentifier() or keyword.iskeyword(out)):
+        raise UsageError(f"-o {out}: not a valid Python variable name")
+    if out and hasattr(builtins, out):  # -o print would hide print() until `del print`
+        raise UsageError(f"-o {out}: that would hide Python's own {out}; pick another name")
     if twice := _given_twice(argv, parser):
         raise UsageError(twice)
     return args
