@@ -114,7 +114,7 @@ def _start(asking: _Asking, plan: Plan, players: Callable[[], None] | None, late
             description=f"%%voxtral {' '.join(options.audio)}",
             on_interrupt=lambda: (
                 "interrupted: the request was cancelled (it may still be billed; "
-                "see %voxtral_history); the text so far is in _voxtral_partial"
+                "see %voxtral_cost); the text so far is in _voxtral_partial"
             ),
             meanwhile=meanwhile,
             announce=not view.widget,
@@ -215,7 +215,7 @@ async def _answer(asking: _Asking, plan: Plan) -> Any:
         raise
     except asyncio.CancelledError:
         namespace["_voxtral_partial"] = view.text
-        view.fail("cancelled: the request was closed (it may still be billed; see %voxtral_history)")
+        view.fail("cancelled: the request was closed (it may still be billed; see %voxtral_cost)")
         raise
     asking.session.conversation = done
     unparsed = done.response.parse_error if not done.stopped else None  # asked for JSON, got something else

@@ -217,7 +217,8 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
         raise
     except asyncio.CancelledError:
         _bind(_partial(run), options, run, namespace)
-        view.fail(f"cancelled after {len(run.finished)} of {len(run.sources)} files; they are kept")
+        kept = "; they are kept" if run.finished else ""
+        view.fail(f"cancelled after {len(run.finished)} of {len(run.sources)} files{kept}")
         raise
     finally:
         view.close()  # stops the header's clock whatever happened (idempotent)
