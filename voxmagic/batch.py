@@ -57,8 +57,7 @@ class Batch:
 
     def __post_init__(self) -> None:
         limits.check("max_chunk_s", self.max_chunk_s)
-        if self.system is not None and not isinstance(self.system, str):
-            raise ConfigError(f"system={self.system!r:.40}: give the instructions as text")
+        limits.text("system", self.system, "the instructions")
 
     @property
     def structured(self) -> bool:
@@ -160,8 +159,7 @@ def transcription_batch(
     if not isinstance(timed, bool) and type(timed).__name__ != "bool_":  # numpy's bool is one too
         raise ConfigError(f"segments={timed!r:.40}: use True or False")
     for name, value in (("prompt", prompt), ("hint", hint), ("translate_to", translate_to)):
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{name}={value!r:.40}: give it as text")
+        limits.text(name, value)
     if prompt is not None and hint:  # the hint lives in the instruction prompt= replaces
         raise ConfigError("prompt= replaces the whole instruction, so hint= would be dropped: put the hint in it")
     if language is not None and not isinstance(language, str):
@@ -200,6 +198,5 @@ def question_batch(
     caching: Caching = Caching(),
 ) -> Batch:
     """The batch that asks ``prompt`` about each source: whole sources, no transcript bound."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ConfigError(f"prompt={prompt!r:.40}: give the question as text")
+    limits.text("prompt", prompt, "the question", required=True)
     return Batch(prompt, settings, params, audio_format, None, caching, stream, system=system, transcript=False)

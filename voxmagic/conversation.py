@@ -254,8 +254,7 @@ class Conversation:
         sent = _audio.source_options(options)
         self.audio = _audio.sources(audio, **sent) if audio is not None else []
         self.system, self.audio_format, self.options = system, audio_format, options
-        if system is not None and not isinstance(system, str):
-            raise ConfigError(f"system={system!r:.40}: give the instructions as text")
+        limits.text("system", system, "the instructions")
         asked = {k: v for k, v in options.items() if k not in ("auto_tools", "max_tool_rounds")}
         split_options({**asked, "tools": split_tools(asked.get("tools"))[0]})  # a typo is said now, not at .ask()
         self.exchanges: list[Exchange] = []
@@ -282,8 +281,7 @@ class Conversation:
         **options: Any,
     ) -> Response:
         limits.check("max_cost", max_cost)
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ConfigError(f"prompt={prompt!r:.40}: give the question as text")
+        limits.text("prompt", prompt, "the question", required=True)
         if on_event is not None and not callable(on_event):
             raise ConfigError(f"on_event={on_event!r:.40}: give a function of one event")
         opts = {**self.options, **options}

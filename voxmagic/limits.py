@@ -116,3 +116,11 @@ def check_all(values: dict[str, Any], label: Any = None) -> None:
     for name, value in values.items():
         if name in BOUNDS:
             check(name, value, label(name) if label else None)
+
+
+def text(name: str, value: Any, what: str = "it", *, required: bool = False) -> Any:
+    """``value`` when it is text (or None, unless ``required``: then blank text is refused too, a
+    question of nothing would be sent and billed); else one line, ``prompt=5: give the question as text``."""
+    if (value is not None or required) and (not isinstance(value, str) or (required and not value.strip())):
+        raise ConfigError(f"{name}={value!r:.40}: give {what} as text")
+    return value

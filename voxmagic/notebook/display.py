@@ -253,8 +253,8 @@ class BatchView:
         """A chunk of a source still running was answered: a long file's progress (in a terminal,
         a line from its second chunk on)."""
         line = self.progress.chunk(index, rows)
-        now = time.monotonic()
-        if line and not self.widget and (now - self.chunk_said >= self.CHUNK_LINE_S or " 2 chunks in" in line):
+        now, second = time.monotonic(), self.progress.partial.get(index, (0,))[0] == 2
+        if line and not self.widget and (now - self.chunk_said >= self.CHUNK_LINE_S or second):
             self.chunk_said = now  # a line every few seconds, not one per chunk of a 100-chunk file
             print(f"[{self.progress.done}/{self.progress.total}] {line}", flush=True)
         self.throttle.poke()
