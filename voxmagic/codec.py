@@ -258,14 +258,15 @@ def container_blocks(
             raise AudioError(label, f"has no audio track (found: {', '.join(kinds)})")
         produced = False
         try:
+            origin = _origin(streams[0])
             if start_s > 0:  # from a little before: a lossy frame's first samples lean on the ones before it
                 preroll = 0.0 if _lossless(streams[0]) else SEEK_PREROLL_S
-                at, base = max(0.0, start_s - preroll) + _origin(streams[0]), streams[0].time_base
+                at, base = max(0.0, start_s - preroll) + origin, streams[0].time_base
                 if base:  # by the audio's own index: by the video's, a file that muxed audio ahead lost it
                     container.seek(int(at / base), stream=streams[0], backward=True, any_frame=False)
                 else:
                     container.seek(int(at * av.time_base), backward=True, any_frame=False)
-            frames = _frame_arrays(container.decode(streams[0]), start_s, end_s, _origin(streams[0]))
+            frames = _frame_arrays(container.decode(streams[0]), start_s, end_s, origin)
             for block in resampled(frames):
                 produced = True
                 yield block
