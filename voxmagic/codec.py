@@ -176,8 +176,12 @@ PREVIEW_BIT_RATE = 12_000  # Opus at 12 kbit/s: speech stays clear at 1.5 KB per
 def preview(clip: EncodedAudio) -> bytes:
     """A small Ogg/Opus copy of ``clip`` for a player: a notebook keeps every player it shows, so
     its size matters more than its fidelity (a 20 s clip: ~30 KB instead of ~80 KB of MP3)."""
-    pcm = PCM(np.concatenate(list(container_blocks(io.BytesIO(clip.data), clip.label))))
-    return encode(pcm, "ogg", bit_rate=PREVIEW_BIT_RATE).data
+    return preview_of(list(container_blocks(io.BytesIO(clip.data), clip.label)))
+
+
+def preview_of(blocks: list[np.ndarray]) -> bytes:
+    """16 kHz int16 ``blocks`` as a player's preview (see :func:`preview`)."""
+    return encode(PCM(np.concatenate(blocks)), "ogg", bit_rate=PREVIEW_BIT_RATE).data
 
 
 def probe_duration(file: str | io.BytesIO) -> float | None:

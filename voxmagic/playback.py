@@ -13,9 +13,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .codec import PCM, PREVIEW_BIT_RATE, EncodedAudio, container_blocks, encode, preview, probe_duration
+from .codec import PREVIEW_BIT_RATE, EncodedAudio, container_blocks, preview, preview_of, probe_duration
 from .errors import AudioError
 
 MAX_AUDIO_BYTES = 4_000_000  # per source, as embedded: ~44 minutes of the 12 kbit/s Opus preview
@@ -40,7 +38,7 @@ class Stretch:
         blocks = list(container_blocks(self.path, label, self.start_s, self.end_s))
         if not blocks:
             raise AudioError(label, f"has no audio at {clock(self.start_s)}")
-        return encode(PCM(np.concatenate(blocks)), "ogg", bit_rate=PREVIEW_BIT_RATE).data
+        return preview_of(blocks)
 
 
 def _too_long(seconds: float, what: str = "it is", advice: str = "a moment of it plays: --at") -> str:
