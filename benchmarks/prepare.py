@@ -6,15 +6,16 @@ The peer is FFmpeg's command line doing the same job (``-threads 1 -ac 1 -ar 160
 -compression_level 7``), its CPU time from the children's rusage, when ``ffmpeg`` is installed.
 
 Input: a 10-minute 44.1 kHz stereo 128 kbit/s MP3 (cached; a music-rate file, not a compact voice
-memo, which voxmagic would upload as it is). Timed with ``time.thread_time()`` — the CPU time of
-the calling thread, so other processes' work does not count (their competition for the core
-and its caches still does: on this shared machine the same call varies by up to 40%, hence the
-best of ``repeat``, with all measurements interleaved round by round):
+memo, which voxmagic would upload as it is). Timed with ``time.process_time()`` — the CPU time of
+every thread of this process (LAME encodes on a thread of its own while the next block is
+decoded, see ``voxmagic.lame``), so other processes' work does not count (their competition for
+the cores and caches still does: on this shared machine the same call varies by up to 40%, hence
+the best of ``repeat``, with all measurements interleaved round by round):
 
 - total: ``voxmagic.segment.prepare_chunks(voxmagic.as_source(path), "mp3", 1500)``, what a
   transcription does (check whether the file can go as it is, decode, downmix, resample to
-  16 kHz mono, encode MP3 at 32 kbit/s); its process CPU time is printed too, to show that no
-  other thread did part of the work;
+  16 kHz mono, encode MP3 at 32 kbit/s); the calling thread's own CPU is printed beside it, to
+  show how much of the work the encoder's thread took;
 - the parts: decode + downmix + resample (``as_source(path).decode()``) and encode
   (``voxmagic.audio.encode(pcm, fmt)``) for mp3, and for flac and ogg (Opus) for comparison.
 """
@@ -45,16 +46,16 @@ def ffmpeg_cpu(path: object) -> float:
 
 
 def best_cpu(jobs: dict[str, Callable[[], object]], repeat: int) -> dict[str, tuple[float, float, object]]:
-    """Per job: the best thread CPU seconds of ``repeat`` calls, that call's process CPU seconds, and its
-    result. Jobs run round-robin, so each sees the machine's load of the same moments."""
+    """Per job: the best process CPU seconds of ``repeat`` calls, that call's own thread's CPU seconds,
+    and its result. Jobs run round-robin, so each sees the machine's load of the same moments."""
     best: dict[str, tuple[float, float, object]] = {}
     for _ in range(repeat):
         for name, fn in jobs.items():
             thread, process = time.thread_time(), time.process_time()
             result = fn()
             thread, process = time.thread_time() - thread, time.process_time() - process
-            if name not in best or thread < best[name][0]:
-                best[name] = (thread, process, result)
+            if name not in best or process < best[name][0]:
+                best[name] = (process, thread, result)
     return best
 
 
@@ -73,7 +74,7 @@ def main() -> list[Row]:
     best = best_cpu({"total": lambda: prepare_chunks(source, "mp3", 1500), "decode": source.decode,
                      **{fmt: (lambda fmt=fmt: encode(pcm, fmt)) for fmt in ("mp3", "flac", "ogg")}}, args.repeat)
     peer = min(ffmpeg_cpu(path) for _ in range(args.repeat)) if shutil.which("ffmpeg") else None
-    total, total_process, chunks = best["total"]
+    total, total_thread, chunks = best["total"]
     decode = best["decode"][0]
     encodes = {fmt: best[fmt][0] for fmt in ("mp3", "flac", "ogg")}
     assert len(chunks) == 1 and abs(chunks[0].duration_s - seconds) < 1e-6, chunks
@@ -82,8 +83,8 @@ def main() -> list[Row]:
         """Multiples of real time."""
         return seconds / cpu_s
 
-    print(f"{path.name}: {seconds:.1f} s of 44.1 kHz stereo 128 kbit/s MP3; thread CPU, best of {args.repeat}")
-    print(f"  prepare_chunks(..., 'mp3')  {total:6.2f} s  {x(total):5.0f}x   (process CPU {total_process:.2f} s)")
+    print(f"{path.name}: {seconds:.1f} s of 44.1 kHz stereo 128 kbit/s MP3; process CPU, best of {args.repeat}")
+    print(f"  prepare_chunks(..., 'mp3')  {total:6.2f} s  {x(total):5.0f}x   (of which the calling thread {total_thread:.2f} s)")
     if peer:
         print(f"  peer: ffmpeg -compression_level 7 {peer:6.2f} s  {x(peer):5.0f}x   (its process CPU)")
     print(f"  decode+downmix+resample     {decode:6.2f} s  {x(decode):5.0f}x")
