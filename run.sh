@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # voxmagic's two set-up commands on a fresh machine:
 #   ./run.sh demo    create .venv, install voxmagic, execute notebooks/quickstart.ipynb and print it
-#   ./run.sh test    the same, plus test dependencies and Debian packages, then ruff and mypy on
+#   ./run.sh test    the same, plus test dependencies and Debian packages (chromium, espeak-ng), then ruff and mypy on
 #                    voxmagic/, then the test suite
 # Extra arguments after "test" go to pytest. PYTHON picks the interpreter (default python3).
 set -euo pipefail
@@ -40,7 +40,7 @@ case "${1:-}" in
   test)
     shift
     venv test
-    apt_install chromium
+    apt_install chromium espeak-ng  # a real browser; speech for the microphone test
     echo "ruff (lint, format) and mypy on voxmagic/ ..." >&2
     .venv/bin/python -m ruff check --quiet voxmagic
     .venv/bin/python -m ruff format --check --quiet voxmagic

@@ -34,6 +34,53 @@ def test_every_container_decodes_to_16k_mono_with_exact_duration(tmp_path, suffi
     assert 0.2 < peak < 0.4
 
 
+def _two_voices(path, codec: str, fmt: str, rate: int = 44_100, seconds: float = 23.0):
+    """A stereo file whose channels differ (a tone left, another right): a decoder's planes or
+    interleaved channels mixed up, or one dropped, is heard in the downmix."""
+    import av
+
+    t = np.arange(int(seconds * rate)) / rate
+    left, right = 0.4 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 1234 * t + 1.0)
+    x = np.stack([left, right]).astype(np.float32)
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=rate, layout="stereo")
+        for start in range(0, x.shape[1], 4000):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, start : start + 4000]), format="fltp",
+                                               layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+LOSSLESS = [("flac", "flac", "flac"), ("pcm_s24le", "wav", "wav"), ("pcm_u8", "wav", "wav"), ("pcm_f32le", "wav", "wav")]
+
+
+@pytest.mark.parametrize("codec, fmt, suffix, moment", [
+    *[(*c, None) for c in LOSSLESS], *[(*c, (3.21, 14.007)) for c in LOSSLESS],
+    ("libmp3lame", "mp3", "mp3", None), ("aac", "adts", "aac", None)])  # a lossy moment: see test_moments
+def test_decoding_gives_every_channel_of_every_frame_as_pyav_reads_it(tmp_path, codec, fmt, suffix, moment):
+    """voxmagic's decode equals the file's frames read one by one with PyAV's own ``to_ndarray``,
+    downmixed and resampled alike: packed and planar sample formats (s16, s32, u8, flt, fltp),
+    ~10-s pieces gathered from many frames, and a moment's first and last frames cut to the sample
+    (lossless files, where a moment is exact)."""
+    import av
+
+    from voxmagic.resample import resampled
+
+    path = _two_voices(tmp_path / f"two.{suffix}", codec, fmt)
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray() for f in container.decode(container.streams.audio[0])]
+        planar, rate = container.streams.audio[0].format.is_planar, container.streams.audio[0].rate
+    whole = np.concatenate([f if planar else f.reshape(-1, 2).T for f in frames], axis=1)
+    a, b = (0, whole.shape[1]) if moment is None else (round(moment[0] * rate), round(moment[1] * rate))
+    expected = np.concatenate(list(resampled([(whole[:, a:b], rate)])))
+    source = voxmagic.as_source(str(path))
+    got = (source if moment is None else source.moments(moment)).decode().samples
+    assert got.size == expected.size and np.array_equal(got, expected)
+    assert np.abs(got).max() > 0.25 * 32768  # not silent: both tones are in it
+
+
 @pytest.mark.parametrize("fmt", audio.UPLOAD_FORMATS)
 def test_every_upload_format_round_trips(fmt):
     pcm = audio.as_source((tone(3.0, 16_000, 1), 16_000)).decode()

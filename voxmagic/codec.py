@@ -320,17 +320,20 @@ def _origin(stream: Any) -> float:
 
 def _frame_arrays(
     frames: Iterator[Any], start_s: float = 0.0, end_s: float | None = None, origin: float = 0.0
-) -> Iterator[tuple[np.ndarray, int]]:
-    """Decoded frames as (samples of shape (channels, n), rate) of about 10 s each (a new piece
+) -> Iterator[tuple[list[np.ndarray], int]]:
+    """Decoded frames as (samples, one array per channel; rate) of about 10 s each (a new piece
     whenever rate, layout or sample format change), cut to [start_s, end_s) by the frames' own
     times less ``origin`` (see :func:`_origin`; counted from the first when they have none).
 
-    Each frame's planes are copied as bytes into one buffer per channel, and numpy sees them once
-    per piece: an array per frame (a second of AAC is 43 frames) cost more than decoding them."""
+    Whole frames are gathered by FFmpeg (an ``av.AudioFifo``) and numpy sees them once per piece;
+    only a frame cut at a moment's edge becomes an array of its own. Copying each frame's planes
+    from Python cost 29 µs a frame, two-thirds as much as decoding it (0.69 s of a 10-minute
+    MP3's 23,000 frames); an array per frame cost more still."""
+    import av
+
     counted = 0.0
-    kind: tuple[str, int, int] | None = None
-    buffers: list[bytearray] = []
-    held = 0
+    kind: tuple[str, str, int] | None = None
+    fifo: Any = None
     for frame in frames:
         rate, n = frame.sample_rate, frame.samples
         at = frame.time - origin if frame.time is not None else counted
@@ -341,28 +344,32 @@ def _frame_arrays(
         last = n if end_s is None else min(n, round((end_s - at) * rate))
         if first >= last:
             continue
-        now = (frame.format.name, len(frame.layout.channels), rate)
-        if now != kind or held >= rate * 10:
-            if kind is not None:
-                yield _gathered(buffers, *kind), kind[2]
-            kind, held = now, 0
-            buffers = [bytearray() for _ in frame.planes]
-        width = frame.format.bytes * (1 if frame.format.is_planar else now[1])
-        for buffer, plane in zip(buffers, frame.planes, strict=True):
-            buffer += memoryview(plane)[first * width : last * width]
-        held += last - first
-    if kind is not None:
-        yield _gathered(buffers, *kind), kind[2]
+        now = (frame.format.name, frame.layout.name, rate)
+        if now != kind or fifo.samples >= rate * 10:
+            if fifo is not None and fifo.samples:
+                yield _samples(fifo.read()), kind[2]  # type: ignore[index]
+            kind, fifo = now, av.AudioFifo()
+        if first or last < n:  # at a moment's edge: this frame's part, after what came before it
+            if fifo.samples:
+                yield _samples(fifo.read()), rate
+            yield _samples(frame, first, last), rate
+        else:
+            frame.pts = None  # times were read above; the FIFO would insist that they follow on
+            fifo.write(frame)
+    if fifo is not None and fifo.samples:
+        yield _samples(fifo.read()), kind[2]  # type: ignore[index]
 
 
-def _gathered(buffers: list[bytearray], format: str, channels: int, rate: int) -> np.ndarray:
-    """One channel's bytes per buffer (planar), or all channels interleaved in one → (channels, n)."""
+def _samples(frame: Any, first: int = 0, last: int | None = None) -> list[np.ndarray]:
+    """A frame's samples [first, last) as one array per channel, views of its planes (of its one
+    plane, interleaved): ``to_ndarray`` copied them once more (0.16 s of a 10-minute MP3's 1.5 s)."""
     import av
 
-    dtype = np.dtype(av.audio.frame.format_dtypes[format]).newbyteorder("=")
-    if len(buffers) == 1:
-        return np.frombuffer(buffers[0], dtype).reshape(-1, channels).T
-    return np.stack([np.frombuffer(buffer, dtype) for buffer in buffers])
+    dtype = np.dtype(av.audio.frame.format_dtypes[frame.format.name]).newbyteorder("=")
+    if frame.format.is_planar:
+        return [np.frombuffer(plane, dtype, frame.samples)[first:last] for plane in frame.planes]
+    channels = len(frame.layout.channels)
+    return list(np.frombuffer(frame.planes[0], dtype, frame.samples * channels).reshape(-1, channels)[first:last].T)
 
 
 def _ffmpeg_reason(exc: Exception) -> str:

@@ -4,35 +4,45 @@ libsoxr's (``soxr``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 SAMPLE_RATE = 16_000
 BLOCK_BYTES = SAMPLE_RATE * 2 * 10  # decode in ~10 s blocks
+Channels = np.ndarray | Sequence[np.ndarray]  # (channels, n), or one (n,) array per channel
 
 
-def mono(a: np.ndarray) -> np.ndarray:
-    """(channels, n) samples of any sample format → float32 mono in [-1, 1] (channels averaged).
+def mono(a: Channels) -> np.ndarray:
+    """Samples of any sample format — a (channels, n) array, or one array per channel (a planar
+    decoder's planes, not copied into one) — → float32 mono in [-1, 1] (channels averaged).
 
     Stereo is averaged as ``(left + right) / 2``, the same float32 values as numpy's mean but
     without its per-sample inner loop over an interleaved (strided) array: 0.7 ms per second of
     44.1 kHz stereo, more than decoding it."""
-    if a.dtype.kind == "u":  # unsigned PCM is offset binary: silence is the middle value
-        middle = float(np.iinfo(a.dtype).max // 2 + 1)
-        a = (a.astype(np.float32) - middle) / middle
-    elif a.dtype.kind == "i":
-        a = a.astype(np.float32) / float(np.iinfo(a.dtype).max + 1)
-    if a.shape[0] == 2:
-        mono = np.add(a[0], a[1], dtype=np.float32)
+    channels = [_unit(c) for c in a]
+    if len(channels) == 2:
+        mono = np.add(channels[0], channels[1], dtype=np.float32)
         mono *= np.float32(0.5)
         return mono
-    return a.mean(axis=0, dtype=np.float32) if a.shape[0] > 1 else a[0].astype(np.float32, copy=False)
+    if len(channels) > 2:
+        return np.asarray(channels).mean(axis=0, dtype=np.float32)
+    return channels[0].astype(np.float32, copy=False)
 
 
-def resampled(pieces: Iterable[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
-    """(channels, n) pieces at any rate → 16 kHz mono int16 blocks of about 10 s.
+def _unit(channel: np.ndarray) -> np.ndarray:
+    """One channel's samples as floats in [-1, 1] (float samples are already)."""
+    if channel.dtype.kind == "u":  # unsigned PCM is offset binary: silence is the middle value
+        middle = float(np.iinfo(channel.dtype).max // 2 + 1)
+        return (channel.astype(np.float32) - middle) / middle
+    if channel.dtype.kind == "i":
+        return channel.astype(np.float32) / float(np.iinfo(channel.dtype).max + 1)
+    return channel
+
+
+def resampled(pieces: Iterable[tuple[Channels, int]]) -> Iterator[np.ndarray]:
+    """Pieces of samples (see :func:`mono`) at any rate → 16 kHz mono int16 blocks of about 10 s.
 
     Downmixing and resampling run once per ~10 s of input rather than once per decoded frame (a
     10-minute MP3 has 23,000 frames): per-call overhead, not the filtering, dominated decoding.
@@ -44,7 +54,7 @@ def resampled(pieces: Iterable[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
 
     stream: Any = None
     rate, held, out = 0, 0, bytearray()
-    pending: list[np.ndarray] = []
+    pending: list[Channels] = []
 
     def push(final: bool) -> None:
         nonlocal pending, held
@@ -56,13 +66,13 @@ def resampled(pieces: Iterable[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
             out.extend(_int16(stream.resample_chunk(np.zeros(0, np.float32), last=True)))
 
     for samples, piece_rate in pieces:
-        if piece_rate != rate or (pending and samples.shape[0] != pending[0].shape[0]):
+        if piece_rate != rate or (pending and len(samples) != len(pending[0])):
             push(final=piece_rate != rate)  # a stream may change rate or channels midway
             if piece_rate != rate:
                 rate = piece_rate
                 stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, "float32", "HQ")
         pending.append(samples)
-        held += samples.shape[1]
+        held += len(samples[0])
         if held >= rate * 10:
             push(final=False)
         if len(out) >= BLOCK_BYTES:
