@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import limits
 from .arrays import is_array, is_array_pair, is_pandas
 from .arrays import sample_rate as sample_rate_of
 from .arrays import samples as samples_of
@@ -36,7 +37,7 @@ from .codec import (
     probe_duration,
 )
 from .download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, download, shown
-from .errors import AudioError, ConfigError
+from .errors import AudioError
 from .files import did_you_mean, expand_all
 from .formats import DEFAULT_FORMAT, UPLOAD_FORMATS
 from .moments import GAP_S, Span, base_label, check_span, describe, mmss, no_moments_yet, parse_time
@@ -371,14 +372,13 @@ def sources(
     """What a call's ``audio`` names: paths expanded (globs, folders, ``~``), a table of segments as
     moments, with ``start``/``end`` (seconds or ``"12:30"``) only that moment of each, and with
     ``trim_silence`` each sent without its long pauses."""
-    if not isinstance(trim_silence, (bool, np.bool_)):
-        raise ConfigError(f"trim_silence={trim_silence!r}: use True or False")
+    trim_silence = limits.flag("trim_silence", trim_silence)
     items = expand_all(as_list(audio))
     if start is not None or end is not None:
         no_moments_yet(items)
         span = check_span(*(parse_time(t) if isinstance(t, str) else t for t in (start, end)))
         items = [as_source(item).moments(span) for item in items]
-    return [as_source(item).trimmed() for item in items] if bool(trim_silence) else items
+    return [as_source(item).trimmed() for item in items] if trim_silence else items
 
 
 def source_options(options: dict[str, Any]) -> dict[str, Any]:

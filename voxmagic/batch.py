@@ -156,8 +156,7 @@ def transcription_batch(
     times (``timed``: segments, subtitles) but the endpoint gives none, 30 s chunks cut at pauses
     (with a schema, ``max_chunk_s`` stays as given: one JSON answer per chunk)."""
     plain = prompt is None and not hint and not translate_to and not params.wants_json
-    if not isinstance(timed, bool) and type(timed).__name__ != "bool_":  # numpy's bool is one too
-        raise ConfigError(f"segments={timed!r:.40}: use True or False")
+    limits.flag("segments", timed)
     for name, value in (("prompt", prompt), ("hint", hint), ("translate_to", translate_to)):
         limits.text(name, value)
     if prompt is not None and hint:  # the hint lives in the instruction prompt= replaces

@@ -124,3 +124,12 @@ def text(name: str, value: Any, what: str = "it", *, required: bool = False) -> 
     if (value is not None or required) and (not isinstance(value, str) or (required and not value.strip())):
         raise ConfigError(f"{name}={value!r:.40}: give {what} as text")
     return value
+
+
+def flag(name: str, value: Any) -> bool:
+    """``value`` as a bool when it is one (Python's or numpy's, known by name: numpy is not
+    imported here); else one line, ``segments='yes': use True or False``."""
+    numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")  # 2.x, 1.x
+    if not isinstance(value, bool) and not numpy_bool:
+        raise ConfigError(f"{name}={value!r:.40}: use True or False")
+    return bool(value)
