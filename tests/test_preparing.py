@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
+import numpy as np
 import pytest
 
 import voxmagic
@@ -104,3 +106,56 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path, server, lecture):
                          env={**os.environ, "VOXMAGIC_HISTORY": str(tmp_path / "h.db")})
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("script ran") == 1 and "chunks 6" in out.stdout
+
+
+def test_a_chunk_s_samples_before_its_earliest_cut_come_out_as_they_are_decoded():
+    rate, block = 16_000, 16_000 * 10
+    samples = (speechlike(200, rate, seed=3)[0] * 32767).astype(np.int16)
+    pulled = [0]
+
+    def blocks():
+        for a in range(0, samples.size, block):
+            pulled[0] = min(samples.size, a + block)
+            yield samples[a : a + block]
+
+    max_s, search_s, overlap_s = 60, 20, 1.5
+    chunks, parts = [], []
+    for start, part, whole in segment.split_parts(blocks(), rate, max_s, search_s=search_s, overlap_s=overlap_s):
+        parts.append(part)
+        if whole is None:  # not cut yet: out as soon as decoded, and never past the earliest cut
+            assert start + sum(p.size for p in parts) == min(pulled[0], start + (max_s - search_s) * rate)
+        else:
+            assert np.array_equal(np.concatenate(parts), whole)
+            chunks.append((start, whole))
+            parts = []
+    joined = list(segment.split_blocks(blocks(), rate, max_s, search_s=search_s, overlap_s=overlap_s))
+    assert [a for a, _ in joined] == [a for a, _ in chunks]
+    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(joined, chunks))
+    assert np.array_equal(chunks[0][1], samples[: chunks[0][1].size])
+    assert len(chunks) >= 4 and chunks[-1][0] + chunks[-1][1].size == samples.size
+    assert all(s.size <= max_s * rate for _, s in chunks)
+    for (a, x), (b, _) in zip(chunks, chunks[1:]):
+        assert b == a + x.size - round(overlap_s * rate)  # tiled as split_blocks tiles
+
+
+@pytest.mark.parametrize("max_s", [None, 60, 1500])
+def test_the_first_piece_is_encoded_while_it_is_decoded_to_the_bytes_of_encoding_it_whole(tmp_path, monkeypatch, max_s):
+    path = write_audio(tmp_path / "talk.flac", speechlike(150, 44_100, seed=9), 44_100)
+    plain = list(segment.pieces(voxmagic.as_source(str(path)).moments((12.5, None)), max_s))
+    beside = []  # whether LAME was encoding on its own thread as each block was decoded
+    decoded = voxmagic.AudioSource.blocks
+
+    def watched(self):
+        for block in decoded(self):
+            beside.append(any(t.name == "voxmagic-lame" for t in threading.enumerate()))
+            yield block
+
+    monkeypatch.setattr(voxmagic.AudioSource, "blocks", watched)
+    made = list(segment.pieces(voxmagic.as_source(str(path)).moments((12.5, None)), max_s, 0.0, "mp3"))
+    assert any(beside[:-2])  # before the last blocks were decoded
+    (t0, first), *rest = made
+    assert isinstance(first, voxmagic.EncodedAudio) and t0 == first.start_s == plain[0][0] == 12.5
+    alone = voxmagic.audio.encode(voxmagic.PCM(plain[0][1]), "mp3", start_s=12.5)
+    assert first.data == alone.data and first.duration_s == alone.duration_s == plain[0][1].size / 16_000
+    assert len(made) == len(plain) == (3 if max_s == 60 else 1)
+    assert all(t == u and np.array_equal(x, y) for (t, x), (u, y) in zip(rest, plain[1:]))

@@ -130,6 +130,9 @@ def encode(
     return EncodedAudio(data, format, pcm.duration_s, label, start_s, spans=spans, trimmed_s=trimmed_s)
 
 
+STREAMED = ("mp3",)  # formats :func:`encode_blocks` encodes while the blocks are still coming
+
+
 def encode_blocks(blocks: Iterable[np.ndarray], format: str = DEFAULT_FORMAT, *, label: str = "") -> EncodedAudio:
     """:func:`encode` of 16 kHz int16 ``blocks`` as they are decoded: MP3 is encoded on another core
     meanwhile (see :func:`voxmagic.lame.mp3`), other formats once all are in."""

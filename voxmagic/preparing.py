@@ -25,11 +25,10 @@ import numpy as np
 from . import audio as _audio
 from .audio import AudioSource, EncodedAudio
 from .batch import Batch
-from .codec import SAMPLE_RATE
 from .errors import AudioError, VoxmagicError
 from .moments import GAP_S, Span, describe, sub_spans
 from .runner import in_store, label, store
-from .segment import encode_piece, pieces, sendable
+from .segment import Piece, encode_piece, pieces, seconds, sendable
 from .worker import Worker, WorkerDied
 
 AHEAD = 1  # pieces being encoded besides the one waited for: decoding the next overlaps encoding this one
@@ -101,7 +100,7 @@ def on_file_timeline(clip: EncodedAudio, moments: tuple[Span, ...]) -> EncodedAu
 
 
 async def _produced(source: AudioSource, batch: Batch) -> AsyncIterator[EncodedAudio]:
-    produce = pieces(source, batch.max_chunk_s or None, batch.overlap_s)
+    produce = pieces(source, batch.max_chunk_s or None, batch.overlap_s, batch.audio_format)
     try:
         opening = await asyncio.to_thread(_opening, source, batch, produce)
         if not isinstance(opening, tuple):  # done in that one trip to a worker thread
@@ -113,7 +112,7 @@ async def _produced(source: AudioSource, batch: Batch) -> AsyncIterator[EncodedA
         produce.close()
 
 
-def _opening(source: AudioSource, batch: Batch, produce: Generator[tuple[float, np.ndarray], None, None]) -> Any:
+def _opening(source: AudioSource, batch: Batch, produce: Generator[Piece, None, None]) -> Any:
     """What one trip to a worker thread can do: the file as it is (an :class:`EncodedAudio`); or,
     when its first piece is also its last, that piece encoded (None if only silence was left);
     else the first piece, a ``(start_s, samples)`` tuple, for :func:`_piece_by_piece`. A 1-s clip
@@ -123,22 +122,19 @@ def _opening(source: AudioSource, batch: Batch, produce: Generator[tuple[float, 
     if as_is is not None:
         return as_is
     piece = next(produce, None)
-    if piece is None or (max_s and piece[1].size >= max_s * SAMPLE_RATE / 2):
+    if piece is None or (max_s and seconds(piece) >= max_s / 2):
         return piece  # a piece of half a chunk or more may have others after it (see split_blocks)
     return encode_piece(piece[1], piece[0], batch.audio_format, source.label, source.trim)
 
 
 async def _piece_by_piece(
-    source: AudioSource,
-    batch: Batch,
-    produce: Generator[tuple[float, np.ndarray], None, None],
-    first: tuple[float, np.ndarray],
+    source: AudioSource, batch: Batch, produce: Generator[Piece, None, None], first: Piece
 ) -> AsyncIterator[EncodedAudio]:
     """A long source's clips: each piece encoded (from the second on, in the helper process)
     while the next is decoded, and handed on as soon as it is ready."""
     encoding: deque[asyncio.Future] = deque()
     kept, failure, count = 0, None, 0
-    piece: tuple[float, np.ndarray] | None = first
+    piece: Piece | None = first
     try:
         while piece is not None:
             count += 1  # a source of more than one piece is long: the helper encodes from its second on
@@ -170,7 +166,7 @@ def _encode(in_worker: bool, *args: Any) -> asyncio.Future:
 
 
 def _encoded(in_worker: bool, *args: Any) -> EncodedAudio | None:
-    helper = _worker() if in_worker else None
+    helper = _worker() if in_worker and isinstance(args[0], np.ndarray) else None  # not one encoded already
     if helper is not None:
         try:
             return helper.call(encode_piece, *args)

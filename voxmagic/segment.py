@@ -10,10 +10,12 @@ only about one chunk of 16 kHz samples is held at a time, so a 2-hour file strea
 from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Iterator
+from dataclasses import replace
 
 import numpy as np
 
 from .audio import NO_SPEECH, PCM, SAMPLE_RATE, AudioSource, EncodedAudio, encode
+from .codec import STREAMED, encode_blocks
 from .errors import AudioError
 from .silence import ENERGY_BELOW_LOUD, frame_rms, trimmed_clip
 
@@ -54,6 +56,54 @@ def find_cut(samples: np.ndarray, lo: int, hi: int, rate: int, min_pause_s: floa
     return quietest * frame
 
 
+Part = tuple[int, np.ndarray, "np.ndarray | None"]
+
+
+def split_parts(
+    blocks: Iterable[np.ndarray],
+    rate: int,
+    max_s: float,
+    *,
+    search_s: float = 120.0,
+    min_pause_s: float = 0.3,
+    overlap_s: float = 0.0,
+) -> Iterator[Part]:
+    """The chunks of at most ``max_s`` seconds (see :func:`split_blocks`) in parts, as they are
+    decoded: (the chunk's first sample, its next samples, the whole chunk once these end it, else
+    None). A chunk's samples before its earliest possible cut come out at once — they can be
+    encoded while the rest is decoded — and the rest when its cut is found."""
+    limit = max(1, round(max_s * rate))
+    overlap = min(round(overlap_s * rate), limit // 4)
+    search = min(limit // 2, round(search_s * rate))  # short chunks are cut in their second half
+    held: list[np.ndarray] = []  # the chunk's samples so far, as they came
+    size, out, start = 0, 0, 0  # how many are held, how many of them went out
+    for block in blocks:
+        held.append(block)
+        size += block.size
+        while size > limit:
+            buffer = np.concatenate(held) if len(held) > 1 else held[0]
+            cut = max(out, 1, find_cut(buffer, limit - search, limit, rate, min_pause_s))
+            held = []
+            yield start, buffer[out:cut], buffer[:cut]  # views: encoded before the rest is copied out
+            back = min(overlap, cut - 1)
+            rest = buffer[cut - back :].copy()
+            del buffer
+            held, size, out, start = [rest], rest.size, 0, start + cut - back
+        ready = min(size, limit - search)  # no cut comes before this sample
+        if out < ready:
+            yield start, _held_span(held, size, out, ready), None
+            out = ready
+    if size:
+        whole = np.concatenate(held) if len(held) > 1 else held[0]
+        yield start, whole[out:], whole
+
+
+def _held_span(held: list[np.ndarray], size: int, a: int, b: int) -> np.ndarray:
+    """Samples [a, b) of the ``held`` blocks (``size`` in all): a view when they lie in the last one."""
+    first = size - held[-1].size
+    return held[-1][a - first : b - first] if a >= first else np.concatenate(held)[a:b]
+
+
 def split_blocks(
     blocks: Iterable[np.ndarray],
     rate: int,
@@ -65,43 +115,80 @@ def split_blocks(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(start sample, samples) for consecutive chunks of at most ``max_s`` seconds; with
     ``overlap_s`` each chunk after the first begins that much before the previous one ended."""
-    limit = max(1, round(max_s * rate))
-    overlap = min(round(overlap_s * rate), limit // 4)
-    search = min(limit // 2, round(search_s * rate))  # short chunks are cut in their second half
-    pending: list[np.ndarray] = []
-    held, start = 0, 0
-    for block in blocks:
-        pending.append(block)
-        held += block.size
-        while held > limit:
-            buffer = np.concatenate(pending)
-            cut = max(1, find_cut(buffer, limit - search, limit, rate, min_pause_s))
-            pending = []
-            yield start, buffer[:cut]  # a view: encoded before the rest is copied out
-            back = min(overlap, cut - 1)
-            rest = buffer[cut - back :].copy()
-            del buffer
-            pending, held, start = [rest], rest.size, start + cut - back
-    if held:
-        yield start, np.concatenate(pending)
+    for start, _, whole in split_parts(
+        blocks, rate, max_s, search_s=search_s, min_pause_s=min_pause_s, overlap_s=overlap_s
+    ):
+        if whole is not None:
+            yield start, whole
+
+
+Piece = tuple[float, "np.ndarray | EncodedAudio"]
 
 
 def pieces(
-    source: AudioSource, max_s: float | None, overlap_s: float = 0.0
-) -> Generator[tuple[float, np.ndarray], None, None]:
+    source: AudioSource, max_s: float | None, overlap_s: float = 0.0, format: str | None = None
+) -> Generator[Piece, None, None]:
     """(start on the source's timeline, samples) of each piece to send, decoded as they are read:
-    pieces of at most ``max_s`` cut at pauses (overlapping by ``overlap_s``), or all of it."""
+    pieces of at most ``max_s`` cut at pauses (overlapping by ``overlap_s``), or all of it.
+
+    With ``format`` (and no ``trim``) the first piece comes encoded, as an :class:`EncodedAudio`:
+    its samples went to the encoder as they were decoded, so MP3 is encoded on another core
+    meanwhile (:func:`voxmagic.lame.mp3`) and a 10-minute file is ready about when it is decoded."""
     offset = source.offset_s
-    if not max_s:
-        yield offset, source.decode().samples
-        return
-    for start, samples in split_blocks(source.blocks(), SAMPLE_RATE, max_s, overlap_s=overlap_s):
-        yield offset + start / SAMPLE_RATE, samples
+    blocks = source.blocks()
+    parts = split_parts(blocks, SAMPLE_RATE, max_s, overlap_s=overlap_s) if max_s else whole_parts(blocks)
+    if format in STREAMED and not source.trim:
+        first = encoded_part(parts, format, source.label)
+        if first is None:
+            return
+        yield offset + first.start_s, replace(first, start_s=offset + first.start_s)
+    for start, _, whole in parts:
+        if whole is not None:
+            yield offset + start / SAMPLE_RATE, whole
 
 
-def encode_piece(samples: np.ndarray, start_s: float, format: str, label: str, trim: bool) -> EncodedAudio | None:
+def whole_parts(blocks: Iterable[np.ndarray]) -> Iterator[Part]:
+    """All the blocks as one piece, in parts (see :func:`split_parts`)."""
+    held = []
+    for block in blocks:
+        held.append(block)
+        yield 0, block, None
+    whole = np.concatenate(held) if len(held) > 1 else held[0] if held else np.zeros(0, np.int16)
+    yield 0, whole[whole.size :], whole
+
+
+def seconds(piece: Piece) -> float:
+    """How long a piece of :func:`pieces` is."""
+    samples = piece[1]
+    return samples.duration_s if isinstance(samples, EncodedAudio) else samples.size / SAMPLE_RATE
+
+
+def encoded_part(parts: Iterator[Part], format: str, label: str) -> EncodedAudio | None:
+    """The first piece of ``parts`` encoded as its parts come (see :func:`voxmagic.codec.encode_blocks`),
+    its ``start_s`` counted from the first sample of ``parts``; None when there is none. The parts
+    after it are left in ``parts``."""
+    first: list[tuple[int, np.ndarray]] = []  # (its start, all its samples), once its last part came
+
+    def samples() -> Iterator[np.ndarray]:
+        for start, part, whole in parts:
+            if part.size:  # an empty last part would make a 1-s clip two blocks: LAME on a thread
+                yield part
+            if whole is not None:
+                first.append((start, whole))
+                return
+
+    clip = encode_blocks(samples(), format, label=label)
+    return replace(clip, start_s=first[0][0] / SAMPLE_RATE) if first else None
+
+
+def encode_piece(
+    samples: np.ndarray | EncodedAudio, start_s: float, format: str, label: str, trim: bool
+) -> EncodedAudio | None:
     """One piece as it will be uploaded (trimmed of long pauses with ``trim``: None when only
-    silence is left). A plain function of plain values, so another process can run it."""
+    silence is left); a piece :func:`pieces` encoded already is as it is. A plain function of
+    plain values, so another process can run it."""
+    if isinstance(samples, EncodedAudio):
+        return samples
     if trim:
         return trimmed_clip(PCM(samples), format, label, start_s)
     return encode(PCM(samples), format, label=label, start_s=start_s)
@@ -124,6 +211,5 @@ def prepare_chunks(source: AudioSource, format: str, max_s: float | None, overla
     as_is = source.as_is(format, max_s)
     if as_is is not None:
         return [as_is]
-    return sendable(
-        source, (encode_piece(x, t, format, source.label, source.trim) for t, x in pieces(source, max_s, overlap_s))
-    )
+    made = pieces(source, max_s, overlap_s, format)
+    return sendable(source, (encode_piece(x, t, format, source.label, source.trim) for t, x in made))
