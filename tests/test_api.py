@@ -375,6 +375,8 @@ def test_keywords_that_would_be_ignored_are_refused(server, opts, clips):
     # numpy's numbers are numbers, and numpy's bools are bools
     voxmagic.transcribe(wav, trim_silence=np.bool_(False), max_tokens=np.int64(200), temperature=np.float32(0), **opts)
     assert server.requests[-1].body["max_tokens"] == 200 and type(server.requests[-1].body["max_tokens"]) is int
+    voxmagic.ask(wav, "q", stream=np.False_, **opts)  # refused before, and not JSON as it was
+    assert server.requests[-1].body["stream"] is False
 
 
 def test_without_the_server_extra_the_offline_paths_say_what_to_install(tmp_path, monkeypatch, capsys):

@@ -108,9 +108,10 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path, server, lecture):
     assert out.stdout.count("script ran") == 1 and "chunks 6" in out.stdout
 
 
-def test_a_chunk_s_samples_before_its_earliest_cut_come_out_as_they_are_decoded():
+@pytest.mark.parametrize("seconds", [200, 170])  # 170: the last chunk runs past its earliest cut
+def test_a_chunk_s_samples_before_its_earliest_cut_come_out_as_they_are_decoded(seconds):
     rate, block = 16_000, 16_000 * 10
-    samples = (speechlike(200, rate, seed=3)[0] * 32767).astype(np.int16)
+    samples = (speechlike(seconds, rate, seed=3)[0] * 32767).astype(np.int16)
     pulled = [0]
 
     def blocks():
@@ -125,14 +126,15 @@ def test_a_chunk_s_samples_before_its_earliest_cut_come_out_as_they_are_decoded(
         if whole is None:  # not cut yet: out as soon as decoded, and never past the earliest cut
             assert start + sum(p.size for p in parts) == min(pulled[0], start + (max_s - search_s) * rate)
         else:
-            assert np.array_equal(np.concatenate(parts), whole)
-            chunks.append((start, whole))
+            assert np.array_equal(np.concatenate(parts), whole())
+            chunks.append((start, whole()))
             parts = []
     joined = list(segment.split_blocks(blocks(), rate, max_s, search_s=search_s, overlap_s=overlap_s))
     assert [a for a, _ in joined] == [a for a, _ in chunks]
     assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(joined, chunks))
     assert np.array_equal(chunks[0][1], samples[: chunks[0][1].size])
-    assert len(chunks) >= 4 and chunks[-1][0] + chunks[-1][1].size == samples.size
+    assert len(chunks) >= 3 and chunks[-1][0] + chunks[-1][1].size == samples.size
+    assert (chunks[-1][1].size > (max_s - search_s) * rate) == (seconds == 170)
     assert all(s.size <= max_s * rate for _, s in chunks)
     for (a, x), (b, _) in zip(chunks, chunks[1:]):
         assert b == a + x.size - round(overlap_s * rate)  # tiled as split_blocks tiles
@@ -159,3 +161,14 @@ def test_the_first_piece_is_encoded_while_it_is_decoded_to_the_bytes_of_encoding
     assert first.data == alone.data and first.duration_s == alone.duration_s == plain[0][1].size / 16_000
     assert len(made) == len(plain) == (3 if max_s == 60 else 1)
     assert all(t == u and np.array_equal(x, y) for (t, x), (u, y) in zip(rest, plain[1:]))
+
+
+def test_without_lameenc_the_first_piece_is_pyav_s_mp3_of_all_its_samples(tmp_path, monkeypatch):
+    path = write_audio(tmp_path / "talk.flac", speechlike(75, 44_100, seed=4), 44_100)
+    monkeypatch.setitem(sys.modules, "lameenc", None)  # `import lameenc` raises ImportError
+    for max_s in (None, 30):
+        plain = list(segment.pieces(voxmagic.as_source(str(path)), max_s))
+        (t0, first), *rest = segment.pieces(voxmagic.as_source(str(path)), max_s, 0.0, "mp3")
+        alone = voxmagic.audio.encode(voxmagic.PCM(plain[0][1]), "mp3")
+        assert first.data == alone.data and first.duration_s == alone.duration_s and t0 == 0.0
+        assert len(rest) == len(plain) - 1 == (2 if max_s else 0)

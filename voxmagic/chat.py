@@ -54,8 +54,7 @@ class Params:
             value = limits.check(f.name, getattr(self, f.name)) if f.name in limits.BOUNDS else None
             if value is not None:
                 object.__setattr__(self, f.name, value)
-        if not isinstance(self.stream, bool):
-            raise ConfigError(f"stream={self.stream!r}: use True or False")
+        object.__setattr__(self, "stream", limits.flag("stream", self.stream))  # numpy's bool too
         if not isinstance(self.extra, Mapping):
             raise ConfigError(f"extra={self.extra!r:.60}: give a dict of more request fields, e.g. {{'user': 'u1'}}")
         if self.stop is not None and (len(self.stop) > 4 or not all(isinstance(s, str) and s for s in self.stop)):

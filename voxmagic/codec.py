@@ -14,7 +14,7 @@ import hashlib
 import io
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -133,23 +133,33 @@ def encode(
 STREAMED = ("mp3",)  # formats :func:`encode_blocks` encodes while the blocks are still coming
 
 
-def encode_blocks(blocks: Iterable[np.ndarray], format: str = DEFAULT_FORMAT, *, label: str = "") -> EncodedAudio:
+def encode_blocks(
+    blocks: Iterable[np.ndarray],
+    format: str = DEFAULT_FORMAT,
+    *,
+    label: str = "",
+    whole: Callable[[], np.ndarray] | None = None,
+) -> EncodedAudio:
     """:func:`encode` of 16 kHz int16 ``blocks`` as they are decoded: MP3 is encoded on another core
-    meanwhile (see :func:`voxmagic.lame.mp3`), other formats once all are in."""
+    meanwhile (see :func:`voxmagic.lame.mp3`), other formats once all are in. ``whole`` gives all
+    the samples again, after the blocks, should LAME not take them; without it each block is kept
+    as it passes, which holds them all until the end."""
     kept: list[np.ndarray] = []
     todo = iter(blocks)
 
     def keeping() -> Iterator[np.ndarray]:
         for block in todo:
-            kept.append(block)
+            if whole is None:
+                kept.append(block)
             yield block
 
     rate = ENCODERS["mp3"].bit_rate
     fast = lame.mp3(keeping(), SAMPLE_RATE, rate) if format == "mp3" and rate else None
     if fast is not None:
         return EncodedAudio(fast[0], format, fast[1] / SAMPLE_RATE, label)
-    rest = list(todo)  # what lame.mp3 left (all of it without lameenc)
-    return encode(PCM(np.concatenate(kept + rest) if kept or rest else np.zeros(0, np.int16)), format, label=label)
+    kept += todo  # what lame.mp3 left (all of it without lameenc)
+    samples = whole() if whole is not None else np.concatenate(kept) if kept else np.zeros(0, np.int16)
+    return encode(PCM(samples), format, label=label)
 
 
 def _pyav_encoded(pcm: PCM, format: str, bit_rate: int | None) -> bytes:

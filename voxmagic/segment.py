@@ -9,7 +9,7 @@ only about one chunk of 16 kHz samples is held at a time, so a 2-hour file strea
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -56,7 +56,7 @@ def find_cut(samples: np.ndarray, lo: int, hi: int, rate: int, min_pause_s: floa
     return quietest * frame
 
 
-Part = tuple[int, np.ndarray, "np.ndarray | None"]
+Part = tuple[int, np.ndarray, "Callable[[], np.ndarray] | None"]
 
 
 def split_parts(
@@ -69,9 +69,10 @@ def split_parts(
     overlap_s: float = 0.0,
 ) -> Iterator[Part]:
     """The chunks of at most ``max_s`` seconds (see :func:`split_blocks`) in parts, as they are
-    decoded: (the chunk's first sample, its next samples, the whole chunk once these end it, else
-    None). A chunk's samples before its earliest possible cut come out at once — they can be
-    encoded while the rest is decoded — and the rest when its cut is found."""
+    decoded: (the chunk's first sample, its next samples, and once these end it a function giving
+    the whole chunk — at the end of the audio a copy, made only if asked — else None). A chunk's
+    samples before its earliest possible cut come out at once, to be encoded while the rest is
+    decoded; the rest when its cut is found."""
     limit = max(1, round(max_s * rate))
     overlap = min(round(overlap_s * rate), limit // 4)
     search = min(limit // 2, round(search_s * rate))  # short chunks are cut in their second half
@@ -84,7 +85,7 @@ def split_parts(
             buffer = np.concatenate(held) if len(held) > 1 else held[0]
             cut = max(out, 1, find_cut(buffer, limit - search, limit, rate, min_pause_s))
             held = []
-            yield start, buffer[out:cut], buffer[:cut]  # views: encoded before the rest is copied out
+            yield start, buffer[out:cut], _given(buffer[:cut])  # views: encoded before the rest is copied
             back = min(overlap, cut - 1)
             rest = buffer[cut - back :].copy()
             del buffer
@@ -94,32 +95,35 @@ def split_parts(
             yield start, _held_span(held, size, out, ready), None
             out = ready
     if size:
-        whole = np.concatenate(held) if len(held) > 1 else held[0]
-        yield start, whole[out:], whole
+        yield start, _held_span(held, size, out, size), lambda: np.concatenate(held) if len(held) > 1 else held[0]
+
+
+def _given(chunk: np.ndarray) -> Callable[[], np.ndarray]:
+    return lambda: chunk
 
 
 def _held_span(held: list[np.ndarray], size: int, a: int, b: int) -> np.ndarray:
-    """Samples [a, b) of the ``held`` blocks (``size`` in all): a view when they lie in the last one."""
-    first = size - held[-1].size
-    return held[-1][a - first : b - first] if a >= first else np.concatenate(held)[a:b]
+    """Samples [a, b) of the ``held`` blocks (``size`` in all): a view when they lie in the last
+    one, else a copy of only the blocks they span."""
+    if a >= b:
+        return held[-1][:0]
+    first, i = size, len(held)
+    while first > a:
+        i -= 1
+        first -= held[i].size
+    span = held[i] if i == len(held) - 1 else np.concatenate(held[i:])
+    return span[a - first : b - first]
 
 
 def split_blocks(
-    blocks: Iterable[np.ndarray],
-    rate: int,
-    max_s: float,
-    *,
-    search_s: float = 120.0,
-    min_pause_s: float = 0.3,
-    overlap_s: float = 0.0,
+    blocks: Iterable[np.ndarray], rate: int, max_s: float, **options: float
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(start sample, samples) for consecutive chunks of at most ``max_s`` seconds; with
-    ``overlap_s`` each chunk after the first begins that much before the previous one ended."""
-    for start, _, whole in split_parts(
-        blocks, rate, max_s, search_s=search_s, min_pause_s=min_pause_s, overlap_s=overlap_s
-    ):
+    ``overlap_s`` each chunk after the first begins that much before the previous one ended
+    (``options``: those of :func:`split_parts`)."""
+    for start, _, whole in split_parts(blocks, rate, max_s, **options):
         if whole is not None:
-            yield start, whole
+            yield start, whole()
 
 
 Piece = tuple[float, "np.ndarray | EncodedAudio"]
@@ -144,7 +148,7 @@ def pieces(
         yield offset + first.start_s, replace(first, start_s=offset + first.start_s)
     for start, _, whole in parts:
         if whole is not None:
-            yield offset + start / SAMPLE_RATE, whole
+            yield offset + start / SAMPLE_RATE, whole()
 
 
 def whole_parts(blocks: Iterable[np.ndarray]) -> Iterator[Part]:
@@ -153,8 +157,7 @@ def whole_parts(blocks: Iterable[np.ndarray]) -> Iterator[Part]:
     for block in blocks:
         held.append(block)
         yield 0, block, None
-    whole = np.concatenate(held) if len(held) > 1 else held[0] if held else np.zeros(0, np.int16)
-    yield 0, whole[whole.size :], whole
+    yield 0, np.zeros(0, np.int16), lambda: np.concatenate(held) if len(held) > 1 else held[0]
 
 
 def seconds(piece: Piece) -> float:
@@ -167,7 +170,7 @@ def encoded_part(parts: Iterator[Part], format: str, label: str) -> EncodedAudio
     """The first piece of ``parts`` encoded as its parts come (see :func:`voxmagic.codec.encode_blocks`),
     its ``start_s`` counted from the first sample of ``parts``; None when there is none. The parts
     after it are left in ``parts``."""
-    first: list[tuple[int, np.ndarray]] = []  # (its start, all its samples), once its last part came
+    first: list[tuple[int, Callable[[], np.ndarray]]] = []  # (its start, its samples), once its last part came
 
     def samples() -> Iterator[np.ndarray]:
         for start, part, whole in parts:
@@ -177,7 +180,9 @@ def encoded_part(parts: Iterator[Part], format: str, label: str) -> EncodedAudio
                 first.append((start, whole))
                 return
 
-    clip = encode_blocks(samples(), format, label=label)
+    clip = encode_blocks(
+        samples(), format, label=label, whole=lambda: first[0][1]() if first else np.zeros(0, np.int16)
+    )
     return replace(clip, start_s=first[0][0] / SAMPLE_RATE) if first else None
 
 
