@@ -95,11 +95,16 @@ def split_parts(
             yield start, _held_span(held, size, out, ready), None
             out = ready
     if size:
-        yield start, _held_span(held, size, out, size), lambda: np.concatenate(held) if len(held) > 1 else held[0]
+        yield start, _held_span(held, size, out, size), _joined(held)
 
 
 def _given(chunk: np.ndarray) -> Callable[[], np.ndarray]:
     return lambda: chunk
+
+
+def _joined(held: list[np.ndarray]) -> Callable[[], np.ndarray]:
+    """The ``held`` blocks as one array, copied only when asked (and only if there are several)."""
+    return lambda: np.concatenate(held) if len(held) > 1 else held[0] if held else np.zeros(0, np.int16)
 
 
 def _held_span(held: list[np.ndarray], size: int, a: int, b: int) -> np.ndarray:
@@ -157,7 +162,7 @@ def whole_parts(blocks: Iterable[np.ndarray]) -> Iterator[Part]:
     for block in blocks:
         held.append(block)
         yield 0, block, None
-    yield 0, np.zeros(0, np.int16), lambda: np.concatenate(held) if len(held) > 1 else held[0]
+    yield 0, np.zeros(0, np.int16), _joined(held)
 
 
 def seconds(piece: Piece) -> float:
