@@ -257,7 +257,7 @@ def test_a_base_url_without_the_api_path_says_to_check_it(server, clip):
 
 @pytest.mark.parametrize("url", ["not-a-url", "openrouter.ai/api/v1", "ftp://example.com/v1"])
 def test_a_base_url_that_is_not_one_is_refused_in_one_line(url):
-    with pytest.raises(ConfigError, match=r"^base_url='.*' is not a URL: give the API's address"):
+    with pytest.raises(ConfigError, match=r"^the base URL '.*' is not a URL: give the API's address"):
         Settings.resolve(base_url=url)
 
 
@@ -296,7 +296,7 @@ def test_a_key_no_request_can_carry_is_refused_in_one_line(monkeypatch, key, cha
                                  "http://127.0.0.1:9/api/v1?key=sk-secret-123"])
 def test_a_key_in_the_base_url_is_refused_without_showing_it(url):
     """It was printed in every connection error and stored in history's base_url and error."""
-    with pytest.raises(ConfigError, match=r"^base_url holds a user name, a password or a query") as err:
+    with pytest.raises(ConfigError, match=r"^the base URL holds a user name, a password or a query") as err:
         Settings.resolve(base_url=url)
     assert "sk-secret-123" not in str(err.value)
 

@@ -305,6 +305,7 @@ def test_cost_tally_equals_what_the_server_reported(ip, server):
     ("%%voxtral meeting.mp3 b.flac --together\nQ", r"--together only changes what --schema does"),
     ("%%voxtral meeting.mp3 --sr -5\nQ", r"--sr -5 is out of range: use a whole number from 1000 to 768000 Hz"),
     ("%%voxtral meeting.mp3 --temperature hot\nQ", r"argument --temperature: invalid float value"),
+    ("%%voxtral meeting.mp3 --base-url notaurl\nQ", r"^UsageError: the base URL 'notaurl' is not a URL: give the API's"),
     ("%%voxtral meeting.mp3 --colour blue\nQ", r"unrecognized arguments: --colour blue"),
     ("%%voxtral meeting.mp3 --schema Missing\nQ", r"--schema: no variable named Missing"),
     ("%%voxtral meeting.mp3 --max-cost 0.00001\nQ", r"could cost up to \$0\.\d+, over the \$0\.000010 limit"),

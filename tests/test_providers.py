@@ -179,5 +179,5 @@ def test_a_bad_environment_variable_is_named(monkeypatch):
     monkeypatch.setenv("VOXMAGIC_BASE_URL", "localhost:8000")
     with pytest.raises(voxmagic.ConfigError, match=r"^\$VOXMAGIC_BASE_URL='localhost:8000' is not a URL"):
         Settings.resolve()
-    with pytest.raises(voxmagic.ConfigError, match=r"^base_url='nope' is not a URL"):
+    with pytest.raises(voxmagic.ConfigError, match=r"^the base URL 'nope' is not a URL"):
         Settings.resolve(base_url="nope")

@@ -69,7 +69,7 @@ class Settings:
         base_url = given.get("base_url") or url_for(
             given.get("provider"), env.get("VOXMAGIC_BASE_URL"), env.get("VOXMAGIC_PROVIDER")
         )
-        _check_url(base_url, "base_url" if given.get("base_url") else "$VOXMAGIC_BASE_URL")
+        _check_url(base_url, "the base URL" if given.get("base_url") else "$VOXMAGIC_BASE_URL")
         name = given.get("provider") or env.get("VOXMAGIC_PROVIDER") or provider_name_for(base_url)
         if name not in PROVIDERS:
             where = "" if given.get("provider") else " (from $VOXMAGIC_PROVIDER)"
@@ -131,9 +131,10 @@ def url_for(provider: str | None, url: str | None, url_provider: str | None) -> 
     return url if owner == provider else None
 
 
-def _check_url(base_url: str | None, name: str = "base_url") -> None:
+def _check_url(base_url: str | None, name: str = "the base URL") -> None:
     """A base URL that is not one would otherwise be read as an unknown provider's, and refused
-    for want of its key. ``name``: where it came from (``$VOXMAGIC_BASE_URL``)."""
+    for want of its key. ``name``: where it came from (``$VOXMAGIC_BASE_URL``); given to a call
+    or a magic, it is named so that it reads right after ``--base-url`` and ``base_url=`` alike."""
     if base_url is None:
         return
     parts = urlsplit(base_url)
@@ -144,8 +145,8 @@ def _check_url(base_url: str | None, name: str = "base_url") -> None:
         )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(
-            f"{name}={base_url!r} is not a URL: give the API's address, e.g. https://openrouter.ai/api/v1 "
-            "or http://localhost:8000/v1"
+            f"{name}{'=' if name.startswith('$') else ' '}{base_url!r} is not a URL: give the API's address, "
+            "e.g. https://openrouter.ai/api/v1 or http://localhost:8000/v1"
         )
 
 
