@@ -282,8 +282,11 @@ def test_a_long_file_shows_its_chunks_as_they_come(ip, server, tmp_path, monkeyp
     out, err = run(ip, "%voxtral_transcribe long.wav --chunk-minutes 0.5 --concurrency 1 --no-cache -o df")
     lines = [line for line in out.splitlines() if line.startswith("[0/1] … long.wav: ")]
     assert not err and len(lines) == 5, out  # from the second chunk on
-    costs = [float(re.search(r"· \$([\d.]+) so far$", line)[1]) for line in lines]
+    costs = [float(re.search(r"· \$([\d.]+) so far", line)[1]) for line in lines]
     assert [int(re.search(r": (\d) chunks in", line)[1]) for line in lines] == [2, 3, 4, 5, 6]
+    # how long the file is (its header says) and when it will be done, at the pace so far
+    assert all(re.search(r" of 2 min 30 s of audio · \$[\d.]+ so far · ETA [\d.]+ s$", line) for line in lines[:-1])
+    assert re.search(r": 6 chunks in, 2 min 30 s of audio · \$[\d.]+ so far$", lines[-1])  # all in: no ETA
     assert costs == sorted(costs) and costs[-1] == pytest.approx(ip.user_ns["df"]["cost_usd"].iloc[0], rel=0.01)
     from voxmagic.progress import Progress
 
@@ -293,3 +296,15 @@ def test_a_long_file_shows_its_chunks_as_they_come(ip, server, tmp_path, monkeyp
     assert "2 chunks of long files in" in p.header() and "$0.006000" in p.header()
     assert p.chunk(0, [{"source": "long.wav", "duration_s": 30.0, "cost_usd": None, "error": "HTTP 500"}]) == ""
     assert "2 chunks of long files in" in p.header()  # a failed chunk is not "in"
+    # one long file whose length is known: the header has an ETA before any file is done
+    p = Progress(["long.wav"])
+    p.started(0)
+    p.since[0] -= 10.0  # 10 s of work so far
+    line = p.chunk(0, [{"source": "long.wav", "duration_s": 600.0, "cost_usd": 0.01}], length_s=3600.0)
+    assert line == "" and "ETA 50.0 s" in p.header()  # 3,000 s of audio left at 60 s of audio a second
+    line = p.chunk(0, [{"source": "long.wav", "duration_s": 600.0, "cost_usd": 0.01}])
+    assert re.search(r"2 chunks in, 20 min 00 s of 1 h 00 min of audio · \$0\.0200 so far · ETA 20\.0 s$", line), line
+    assert "ETA 20.0 s" in p.header()
+    p = Progress(["a.mp3", "long.wav"])  # another file, length unknown: no ETA claimed from one file alone
+    p.chunk(1, [{"source": "long.wav", "duration_s": 600.0, "cost_usd": 0.01}], length_s=3600.0)
+    assert "ETA" not in p.header()

@@ -75,24 +75,45 @@ class Progress:
         self.recent: deque[str] = deque(maxlen=6)
         self.began = time.monotonic()
         self.partial: dict[int, tuple[int, float, float]] = {}  # a long source's chunks in: count, seconds, cost
+        self.lengths: dict[int, float] = {}  # a long source's audio seconds, as its header says
+        self.since: dict[int, float] = {}  # when work on a source began
 
     def started(self, index: int) -> None:
         self.reported_starts = True
         self.running.add(index)
+        self.since.setdefault(index, time.monotonic())
 
-    def chunk(self, index: int, rows: list[dict[str, Any]]) -> str:
+    def chunk(self, index: int, rows: list[dict[str, Any]], length_s: float | None = None) -> str:
         """Count a chunk of a source still running (a long file moves the header before it ends);
-        from a source's second chunk on, its line, e.g. ``… talk.mp3: 2 chunks in, 50.0 s of audio
-        · $0.005 so far`` (empty for the first: most sources have only one)."""
+        from a source's second chunk on, its line, e.g. ``… talk.mp3: 2 chunks in, 50 min 00 s of
+        2 h 00 min of audio · $0.005 so far · ETA 3 min 10 s`` (empty for the first: most sources
+        have only one). ``length_s``: the source's length, when known without decoding it."""
         done = summary(rows)
         if done["error"]:  # a failed chunk is not "in": the source's row will say what failed
             return ""
         count, seconds, cost = self.partial.get(index, (0, 0.0, 0.0))
         count, seconds, cost = count + 1, seconds + done["duration_s"], cost + (done["cost_usd"] or 0.0)
         self.partial[index] = (count, seconds, cost)
+        if length_s:
+            self.lengths[index] = length_s
         if count < 2:
             return ""
-        return f"… {self.labels[index]}: {count} chunks in, {clock(seconds)} of audio · {format_usd(cost)} so far"
+        length = self.lengths.get(index)
+        of = f" of {clock(length)}" if length and length > seconds else ""
+        left = self._left(index)
+        eta = f" · ETA {clock(left)}" if left is not None else ""
+        return (
+            f"… {self.labels[index]}: {count} chunks in, {clock(seconds)}{of} of audio · {format_usd(cost)} so far{eta}"
+        )
+
+    def _left(self, index: int) -> float | None:
+        """Seconds until a long source is done, at the pace its audio has gone so far; None when
+        its length is not known (a URL, a header that does not say)."""
+        _, seconds, _ = self.partial.get(index, (0, 0.0, 0.0))
+        length, elapsed = self.lengths.get(index), time.monotonic() - self.since.get(index, self.began)
+        if not length or not seconds or elapsed <= 0 or length <= seconds:
+            return None
+        return (length - seconds) * elapsed / seconds
 
     def finished(self, index: int, rows: list[dict[str, Any]]) -> str:
         """Count a finished source (its row, or its chunks' rows); its line, e.g.
@@ -137,6 +158,14 @@ class Progress:
             "cost unknown" if self.unpriced and not cost else format_usd(cost),
             f"{self.unpriced} of unknown cost" if self.unpriced and cost else "",
             f"{clock(elapsed)} elapsed",
-            f"ETA {clock(left / rate)}" if rate and left else "",
+            f"ETA {clock(left / rate)}" if rate and left else self._long_eta() if left else "",
         ]
         return " · ".join(b for b in bits if b)
+
+    def _long_eta(self) -> str:
+        """Before any source has finished: the ETA of the long sources under way, when each of them
+        has its length and every source is one of them (a batch of one 2-hour file)."""
+        lefts = [self._left(i) for i in self.partial]
+        if not lefts or None in lefts or len(self.partial) < self.total - self.done:
+            return ""
+        return f"ETA {clock(max(x for x in lefts if x is not None))}"

@@ -20,6 +20,7 @@ import html
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..chat import ChatRequest
@@ -214,8 +215,19 @@ class BatchView:
 
     CHUNK_LINE_S = 5.0  # in a terminal, a long file's progress line at most this often
 
-    def __init__(self, labels: list[str], *, widget: bool, rate: float = 10.0, concurrency: int | None = None):
+    def __init__(
+        self,
+        labels: list[str],
+        *,
+        widget: bool,
+        rate: float = 10.0,
+        concurrency: int | None = None,
+        length: Callable[[int], float | None] | None = None,
+    ):
+        """``length(index)``: a source's audio seconds when known without decoding it (asked once,
+        at its first answered chunk), for a long file's "of 2 h 00 min" and ETA."""
         self.progress = Progress(labels, concurrency)
+        self.length, self.measured = length, set[int]()
         self.chunk_said = 0.0
         self.throttle = Throttle(rate, self._flush)
         self.tick_s = max(0.5, 1.0 / rate)
@@ -252,7 +264,11 @@ class BatchView:
     def on_chunk(self, index: int, rows: list[dict[str, Any]]) -> None:
         """A chunk of a source still running was answered: a long file's progress (in a terminal,
         a line from its second chunk on)."""
-        line = self.progress.chunk(index, rows)
+        known = None
+        if self.length is not None and index not in self.measured:
+            self.measured.add(index)
+            known = self.length(index)
+        line = self.progress.chunk(index, rows, known)
         now, second = time.monotonic(), self.progress.partial.get(index, (0,))[0] == 2
         if line and not self.widget and (now - self.chunk_said >= self.CHUNK_LINE_S or second):
             self.chunk_said = now  # a line every few seconds, not one per chunk of a 100-chunk file

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import audio, batch_run, limits, runner
 from .. import batch as batches
-from .. import batch_run, limits, runner
 from ..api import history
 from ..batch import Batch
 from ..dry_run import plan_batch
@@ -164,6 +164,7 @@ def run_with_progress(options: CallOptions, run: Run, namespace: Namespace, sess
         widget=widgets_available(options.view.mode),
         rate=options.view.rate,
         concurrency=options.concurrency,
+        length=lambda index: length_of(run.sources[index]),
     )
 
     again = "only what is missing" if run.batch.caching.write else "it all again (--no-cache keeps no answers)"
@@ -186,6 +187,15 @@ def run_with_progress(options: CallOptions, run: Run, namespace: Namespace, sess
         on_interrupt=interrupted,
         announce=not view.widget,
     )
+
+
+def length_of(item: Any) -> float | None:
+    """A source's audio seconds from its header (or an array's length); None when that would cost
+    a download or the header does not say."""
+    try:
+        return audio.as_source(item).probe_duration()
+    except (VoxmagicError, OSError, TypeError, ValueError):
+        return None
 
 
 async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Namespace) -> pd.DataFrame:
