@@ -271,13 +271,19 @@ def test_a_long_file_shows_its_chunks_as_they_come(ip, server, tmp_path, monkeyp
     """One long file printed nothing until its last chunk (72 s of silence in a terminal); the
     header's cost stayed $0 while most chunks were answered and paid for. A line comes at the
     second chunk, then at most every CHUNK_LINE_S seconds (not 49 lines for 49 chunks)."""
+    from voxmagic.notebook import tables
     from voxmagic.notebook.display import BatchView
 
+    headers = []  # the sources whose header was read for their length: long ones only, once
+    monkeypatch.setattr(tables, "length_of", lambda item, read=tables.length_of: headers.append(item) or read(item))
     tone_file(tmp_path / "long.wav", 150.0, channels=1)  # six chunks of up to 30 s
     ip.run_line_magic("config", "VoxtralMagics.display_mode = 'text'")
+    out, err = run(ip, "%voxtral_transcribe meeting.wav b.wav c.wav --no-cache")
+    assert not err and headers == []  # one chunk each: no header read for a batch of clips
     out, _ = run(ip, "%voxtral_transcribe long.wav --chunk-minutes 0.5 --concurrency 1 --no-cache -o df")
     assert [line for line in out.splitlines() if " chunks in, " in line][0].startswith("[0/1] … long.wav: 2 chunks")
     assert len([line for line in out.splitlines() if " chunks in, " in line]) == 1  # the rest came within 5 s
+    assert len(headers) == 1
     monkeypatch.setattr(BatchView, "CHUNK_LINE_S", 0.0)
     out, err = run(ip, "%voxtral_transcribe long.wav --chunk-minutes 0.5 --concurrency 1 --no-cache -o df")
     lines = [line for line in out.splitlines() if line.startswith("[0/1] … long.wav: ")]

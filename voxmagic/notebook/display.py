@@ -225,7 +225,8 @@ class BatchView:
         length: Callable[[int], float | None] | None = None,
     ):
         """``length(index)``: a source's audio seconds when known without decoding it (asked once,
-        at its first answered chunk), for a long file's "of 2 h 00 min" and ETA."""
+        at its second answered chunk: a batch of 1,000 clips reads no headers), for a long file's
+        "of 2 h 00 min" and ETA."""
         self.progress = Progress(labels, concurrency)
         self.length, self.measured = length, set[int]()
         self.chunk_said = 0.0
@@ -264,8 +265,8 @@ class BatchView:
     def on_chunk(self, index: int, rows: list[dict[str, Any]]) -> None:
         """A chunk of a source still running was answered: a long file's progress (in a terminal,
         a line from its second chunk on)."""
-        known = None
-        if self.length is not None and index not in self.measured:
+        known, earlier = None, self.progress.partial.get(index, (0,))[0]
+        if self.length is not None and earlier and index not in self.measured:  # a long file: not every clip
             self.measured.add(index)
             known = self.length(index)
         line = self.progress.chunk(index, rows, known)
