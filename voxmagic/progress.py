@@ -121,6 +121,7 @@ class Progress:
         self.done += 1
         self.running.discard(index)
         self.partial.pop(index, None)  # its whole row counts now
+        self.lengths.pop(index, None)
         name, total = self.labels[index], summary(rows)
         self.cost += total["cost_usd"] or 0.0
         self.unpriced += total["cost_usd"] is None and not total["error"]
