@@ -154,7 +154,7 @@ def encode_blocks(
             yield block
 
     rate = ENCODERS["mp3"].bit_rate
-    fast = lame.mp3(keeping(), SAMPLE_RATE, rate) if format == "mp3" and rate else None
+    fast = lame.mp3(keeping(), SAMPLE_RATE, rate) if format in STREAMED and rate else None
     if fast is not None:
         return EncodedAudio(fast[0], format, fast[1] / SAMPLE_RATE, label)
     kept += todo  # what lame.mp3 left (all of it without lameenc)

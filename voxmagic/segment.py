@@ -150,7 +150,7 @@ def pieces(
         first = encoded_part(parts, format, source.label)
         if first is None:
             return
-        yield offset + first.start_s, replace(first, start_s=offset + first.start_s)
+        yield offset, replace(first, start_s=offset)
     for start, _, whole in parts:
         if whole is not None:
             yield offset + start / SAMPLE_RATE, whole()
@@ -172,23 +172,21 @@ def seconds(piece: Piece) -> float:
 
 
 def encoded_part(parts: Iterator[Part], format: str, label: str) -> EncodedAudio | None:
-    """The first piece of ``parts`` encoded as its parts come (see :func:`voxmagic.codec.encode_blocks`),
-    its ``start_s`` counted from the first sample of ``parts``; None when there is none. The parts
-    after it are left in ``parts``."""
-    first: list[tuple[int, Callable[[], np.ndarray]]] = []  # (its start, its samples), once its last part came
+    """The first piece of ``parts`` (it starts at their first sample) encoded as its parts come
+    (see :func:`voxmagic.codec.encode_blocks`); None when there is none. The parts after it are
+    left in ``parts``."""
+    whole: list[Callable[[], np.ndarray]] = []  # its samples, once its last part came
 
     def samples() -> Iterator[np.ndarray]:
-        for start, part, whole in parts:
+        for _, part, ends in parts:
             if part.size:  # an empty last part would make a 1-s clip two blocks: LAME on a thread
                 yield part
-            if whole is not None:
-                first.append((start, whole))
+            if ends is not None:
+                whole.append(ends)
                 return
 
-    clip = encode_blocks(
-        samples(), format, label=label, whole=lambda: first[0][1]() if first else np.zeros(0, np.int16)
-    )
-    return replace(clip, start_s=first[0][0] / SAMPLE_RATE) if first else None
+    clip = encode_blocks(samples(), format, label=label, whole=lambda: whole[0]() if whole else np.zeros(0, np.int16))
+    return clip if whole else None
 
 
 def encode_piece(
