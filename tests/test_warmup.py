@@ -33,6 +33,28 @@ def test_load_ext_starts_importing_what_the_first_call_needs():
     assert result["tls"] == 1  # the TLS context the first connection will use is built
 
 
+def test_after_the_warm_up_a_first_request_imports_nothing_more_of_the_http_stack(server, tmp_path):
+    """httpcore imports anyio's event-loop backend as it opens its first connection (~50 ms a fresh
+    kernel's first request waited for): the warm-up has done that too."""
+    from voxmagic.testing.synth import tone_file
+
+    clip = tone_file(tmp_path / "clip.wav", 1.0)
+    result = _in_fresh_process(f"""
+import json, sys
+from IPython.core.interactiveshell import InteractiveShell
+InteractiveShell.instance().run_line_magic('load_ext', 'voxmagic')
+from voxmagic import api, warmup
+warmup.wait(60)
+before = set(sys.modules)
+text = api.ask({str(clip)!r}, "What is said?", base_url={server.base_url!r}, api_key="k", cache=False).text
+stack = ("anyio", "httpcore", "h11", "sniffio", "httpx")
+new = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in stack)
+print(json.dumps({{"new": new, "text": text}}))
+""")
+    assert result["text"]  # the request went out and was answered
+    assert result["new"] == []
+
+
 def test_a_module_that_fails_to_import_does_not_stop_the_others(monkeypatch):
     from voxmagic import warmup
 

@@ -74,11 +74,12 @@ __all__ = sorted(_EXPORTS)
 
 
 # What a first ``%%voxtral`` needs before its request leaves (numpy and httpx come with the first;
-# PyAV, libsoxr and LAME decode and encode; httpcore and the TLS set-up make the connection), in
-# that order: from ``%load_ext`` on, in the background (see warmup.py). Then the live view
-# (anywidget, ~0.1 s), only while no call has begun: a cell run at once shows it after sending.
-# Not pandas (0.4 s): a first cell run at once would wait for it; tables import it when needed.
-FIRST_CALL_MODULES = ("voxmagic.notebook.ask", "av", "soxr", "lameenc", "httpcore", "voxmagic.client:tls_context")
+# PyAV, libsoxr and LAME decode and encode; httpcore, the TLS set-up and anyio's event-loop backend
+# make the connection), in that order: from ``%load_ext`` on, in the background (see warmup.py).
+# Then the live view (anywidget, ~0.1 s), only while no call has begun: a cell run at once shows
+# it after sending. Not pandas (0.4 s): a first cell run at once would wait for it; tables import
+# it when needed.
+FIRST_CALL_MODULES = ("voxmagic.notebook.ask", "av", "soxr", "lameenc", "httpcore", "voxmagic.client:ready_to_connect")
 AFTER_SENDING_MODULES = ("voxmagic.notebook.live_text",)
 
 

@@ -51,6 +51,16 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def ready_to_connect() -> None:
+    """What a first connection needs beyond httpx's modules, made ready by ``%load_ext``'s warm-up
+    (voxmagic/warmup.py): the TLS context, and anyio's asyncio backend, which httpcore imports
+    only as it opens its first connection (~50 ms that a fresh kernel's first request waited)."""
+    import anyio  # httpx's own dependency
+
+    tls_context()
+    anyio.run(anyio.sleep, 0)
+
+
 class Client:
     """Async client for one :class:`~voxmagic.settings.Settings`; owns an ``httpx.AsyncClient``
     (so one event loop). ``settings.transport`` replaces the network (``httpx.MockTransport``)."""
