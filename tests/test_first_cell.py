@@ -38,7 +38,9 @@ with capture_output() as cap:
 view = ip.magics_manager.registry["VoxtralMagics"].session.last_view
 print(json.dumps({"anywidget": began.get("anywidget"), "connect": began.get("connect"),
                   "ans": ip.user_ns.get("ans"), "text": view.text,
-                  "box": type(view.box).__name__, "stderr": cap.stderr, "final": cap.outputs[-1].data}))
+                  "box": type(view.box).__name__, "stderr": cap.stderr, "final": cap.outputs[-1].data,
+                  "unneeded": [m for m in ("pandas", "voxmagic.batch", "voxmagic.notebook.tables",
+                               "voxmagic.recording", "voxmagic.realtime") if m in sys.modules]}))
 """
 
 
@@ -53,6 +55,7 @@ def test_a_cell_run_at_once_sends_before_importing_the_live_view(server, tmp_pat
     assert result["connect"] < result["anywidget"]  # after the request's connection was made
     assert result["ans"] and result["text"] == result["ans"] and not result["stderr"]
     assert result["final"]["text/plain"].startswith(result["ans"] + "\n[")  # and replaced by the result
+    assert result["unneeded"] == []  # a question imports no table, batch runner or microphone
 
 
 def _feed(view: StreamView, *pieces: str) -> None:

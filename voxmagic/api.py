@@ -18,8 +18,9 @@ from . import audio as _audio
 from . import limits, runner, stitch
 from .audio import source_options
 from .audio import sources as audio_sources
-from .batch import DEFAULT_CHUNK_S, TRANSCRIPT_TEMPERATURE, Batch, question_batch, transcription_batch
+from .batch import DEFAULT_CHUNK_S, Batch, question_batch, transcription_batch
 from .batch_run import run as run_batch
+from .chat import TRANSCRIPT_TEMPERATURE
 from .conversation import Conversation, batch_tools
 from .errors import ConfigError
 from .frames import table

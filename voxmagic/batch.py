@@ -30,7 +30,6 @@ PIPELINE = "v6"  # bump when decoding/encoding changes, so prepared-source recor
 MAX_RESPLITS = 3
 Gate = AbstractAsyncContextManager[Any]  # how many requests may be in flight
 DIARIZE_OVERLAP_S = 20.0  # speakers heard on both sides of a cut tie the chunks' labels together
-TRANSCRIPT_TEMPERATURE = 0.0  # Mistral's recommendation for transcription (unless one is given)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from .providers import DEFAULT_MODEL
 if TYPE_CHECKING:
     from .audio import EncodedAudio
 
+TRANSCRIPT_TEMPERATURE = 0.0  # Mistral's recommendation for transcription (unless one is given)
+
 
 @dataclass(frozen=True)
 class Params:

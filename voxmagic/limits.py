@@ -22,6 +22,7 @@ DEFAULT_CHUNK_MINUTES = 25.0
 DEFAULT_TOOL_ROUNDS = 5
 DEFAULT_UPDATES_PER_SECOND = 10.0
 DEFAULT_PLAYER_MAX_SECONDS = 30.0
+DEFAULT_RECORDING_SECONDS = 300.0  # a recording stops by itself after this long (5 minutes)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ MIN_PIECE_S = 1.0  # a caption's piece is at least this long ...
 PAUSE_S = 0.3  # ... and ends in the middle of the first pause this long after that,
 MAX_PIECE_S = 8.0  # or, when nobody pauses, at the quietest moment before this
 CHECK_S = 0.25  # look for a pause each time this much more audio has arrived
-DEFAULT_MAX_S = 300.0  # a recording stops by itself after this long (5 minutes) ...
+DEFAULT_MAX_S = limits.DEFAULT_RECORDING_SECONDS  # a recording stops by itself after this long ...
 MAX_S = 3600.0  # ... and may be allowed at most an hour
 NO_MICROPHONE = "no microphone here: {why}; pass a file instead: %%voxtral path/to/clip.wav"
 
@@ -111,8 +111,8 @@ class PieceTranscriber:
     the provider's realtime session for captions (Mistral, vLLM), None where it has none."""
 
     def __init__(self, settings: Settings, language: str | None = None, caching: Caching | None = None):
-        from .batch import TRANSCRIPT_TEMPERATURE, transcription_batch
-        from .chat import Params
+        from .batch import transcription_batch
+        from .chat import TRANSCRIPT_TEMPERATURE, Params
         from .runner import Caching
 
         self.batch = transcription_batch(

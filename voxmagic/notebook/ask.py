@@ -28,7 +28,6 @@ from .display import StreamView, widgets_available
 from .options import AskOptions
 from .resolve import audio_items, lookup, render_prompt
 from .session import Session, start
-from .tables import run_each
 
 Namespace = MutableMapping[str, Any]
 
@@ -73,6 +72,8 @@ def run_ask(options: AskOptions, cell: str, namespace: Namespace, session: Sessi
     if options.each or (options.schema and len(sources) > 1 and not options.together):
         if options.auto_tools:
             raise ConfigError(ONE_QUESTION_TOOLS.format(option="--auto-tools", one="one source", what="--each"))
+        from .tables import run_each  # a table (pandas, the batch runner): imported when one is asked for
+
         return run_each(options, sources, prompt, namespace, session)
     plan = _plan(options, sources, prompt, session)
     if options.dry_run:

@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import limits
-from ..batch import TRANSCRIPT_TEMPERATURE
-from ..chat import Params
+from ..chat import TRANSCRIPT_TEMPERATURE, Params
 from ..errors import ConfigError
 from ..moments import Span, parse_span
 from ..providers import vocabulary
-from ..recording import DEFAULT_MAX_S, check_max_seconds
 from ..runner import Caching
 from ..settings import Settings, url_for
 
@@ -124,7 +122,7 @@ class RecordOptions:
     out: str | None = None
     captions: bool = True
     language: str | None = None
-    max_seconds: float = DEFAULT_MAX_S
+    max_seconds: float = limits.DEFAULT_RECORDING_SECONDS
     settings: Settings = field(default_factory=Settings)
     mode: str = "auto"  # the display mode: no widgets, no microphone
 
@@ -251,7 +249,7 @@ def record_options(args: Namespace, config: Mapping[str, Any]) -> RecordOptions:
         out=args.out,
         captions=not args.no_captions,
         language=args.language,
-        max_seconds=check_max_seconds(_pick(args.max_seconds, DEFAULT_MAX_S)),
+        max_seconds=limits.check("max_seconds", _pick(args.max_seconds, RecordOptions.max_seconds), "--max-seconds"),
         settings=settings,
         mode=config["display_mode"],
     )
