@@ -157,9 +157,12 @@ def encode_blocks(
     fast = lame.mp3(keeping(), SAMPLE_RATE, rate) if format in STREAMED and rate else None
     if fast is not None:
         return EncodedAudio(fast[0], format, fast[1] / SAMPLE_RATE, label)
-    kept += todo  # what lame.mp3 left (all of it without lameenc)
-    samples = whole() if whole is not None else np.concatenate(kept) if kept else np.zeros(0, np.int16)
-    return encode(PCM(samples), format, label=label)
+    if whole is not None:  # what lame.mp3 left (all of it without lameenc) is read, not kept
+        for _ in todo:
+            pass
+        return encode(PCM(whole()), format, label=label)
+    kept += todo
+    return encode(PCM(np.concatenate(kept) if kept else np.zeros(0, np.int16)), format, label=label)
 
 
 def _pyav_encoded(pcm: PCM, format: str, bit_rate: int | None) -> bytes:
