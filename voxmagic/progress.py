@@ -122,6 +122,7 @@ class Progress:
         self.running.discard(index)
         self.partial.pop(index, None)  # its whole row counts now
         self.lengths.pop(index, None)
+        self.since.pop(index, None)
         name, total = self.labels[index], summary(rows)
         self.cost += total["cost_usd"] or 0.0
         self.unpriced += total["cost_usd"] is None and not total["error"]
