@@ -40,7 +40,7 @@ print(json.dumps({"anywidget": began.get("anywidget"), "connect": began.get("con
                   "ans": ip.user_ns.get("ans"), "text": view.text,
                   "box": type(view.box).__name__, "stderr": cap.stderr, "final": cap.outputs[-1].data,
                   "unneeded": [m for m in ("pandas", "voxmagic.batch", "voxmagic.notebook.tables",
-                               "voxmagic.recording", "voxmagic.realtime") if m in sys.modules]}))
+                               "voxmagic.recording", "voxmagic.realtime", "voxmagic.stitch", "tenacity") if m in sys.modules]}))
 """
 
 
@@ -55,7 +55,7 @@ def test_a_cell_run_at_once_sends_before_importing_the_live_view(server, tmp_pat
     assert result["connect"] < result["anywidget"]  # after the request's connection was made
     assert result["ans"] and result["text"] == result["ans"] and not result["stderr"]
     assert result["final"]["text/plain"].startswith(result["ans"] + "\n[")  # and replaced by the result
-    assert result["unneeded"] == []  # a question imports no table, batch runner or microphone
+    assert result["unneeded"] == []  # a question imports no table, batch runner, microphone or retrying
 
 
 def _feed(view: StreamView, *pieces: str) -> None:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import httpx_sse
-from tenacity import AsyncRetrying, retry_if_exception, wait_exponential, wait_random
 
 from .errors import APIConnectionError, APIError, RateLimitError
 from .http_errors import raise_for_status, translated
@@ -70,10 +69,6 @@ class Client:
         self.base_url = settings.base_url.rstrip("/")
         self.dialect = settings.effective_dialect
         self.redactor = Redactor.for_key(settings.api_key)
-        # exponential backoff with jitter of the same scale: 1×, 2×, 4× ... backoff, + up to 1×
-        self._backoff = wait_exponential(multiplier=settings.backoff, max=MAX_BACKOFF_S) + wait_random(
-            0, settings.backoff
-        )
         headers = {"User-Agent": "voxmagic"}
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
@@ -142,6 +137,8 @@ class Client:
     ) -> Response:
         """:meth:`_retrying` after a first, retryable ``failure``: tenacity sees it as its first
         attempt (so the backoff, the stop rule and the events treat it as any other)."""
+        from tenacity import AsyncRetrying, retry_if_exception  # only now: a first request skips its ~10 ms
+
         first = [failure]
 
         async def replayed() -> Response:
@@ -203,6 +200,15 @@ class Client:
         if retry_after is not None:
             return float(min(retry_after * (1 + random.random() / 2), MAX_RETRY_AFTER_S))
         return float(self._backoff(state))
+
+    @functools.cached_property
+    def _backoff(self) -> Any:
+        """Exponential backoff with jitter of the same scale: 1×, 2×, 4× ... backoff, + up to 1×."""
+        from tenacity import wait_exponential, wait_random
+
+        return wait_exponential(multiplier=self.settings.backoff, max=MAX_BACKOFF_S) + wait_random(
+            0, self.settings.backoff
+        )
 
     async def _send_once(self, request: ChatRequest, on_event: EventHandler | None, started: float) -> Response:
         body = request.body()

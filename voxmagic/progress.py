@@ -16,7 +16,6 @@ from typing import Any
 
 from .cost import audio_tokens, pricing_for, text_tokens
 from .results import format_usd
-from .stitch import summary
 from .streaming import Event, Planned, Retrying, TextDelta
 
 
@@ -88,6 +87,8 @@ class Progress:
         from a source's second chunk on, its line, e.g. ``… talk.mp3: 2 chunks in, 50 min 00 s of
         2 h 00 min of audio · $0.005 so far · ETA 3 min 10 s`` (empty for the first: most sources
         have only one). ``length_s``: the source's length, when known without decoding it."""
+        from .stitch import summary  # batches only: a question's progress never imports stitch
+
         done = summary(rows)
         if done["error"]:  # a failed chunk is not "in": the source's row will say what failed
             return ""
@@ -118,6 +119,8 @@ class Progress:
     def finished(self, index: int, rows: list[dict[str, Any]]) -> str:
         """Count a finished source (its row, or its chunks' rows); its line, e.g.
         ``✓ a.mp3 · 12.0 s audio · $0.000604``."""
+        from .stitch import summary
+
         self.done += 1
         self.running.discard(index)
         self.partial.pop(index, None)  # its whole row counts now
