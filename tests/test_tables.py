@@ -311,6 +311,15 @@ def test_a_long_file_shows_its_chunks_as_they_come(ip, server, tmp_path, monkeyp
     line = p.chunk(0, [{"source": "long.wav", "duration_s": 600.0, "cost_usd": 0.01}])
     assert re.search(r"2 chunks in, 20 min 00 s of 1 h 00 min of audio · \$0\.0200 so far · ETA 20\.0 s$", line), line
     assert "ETA 20.0 s" in p.header()
+    # --trim-silence: a chunk sends less audio (duration_s) than the piece of the file it stands
+    # for: the pauses cut from it (trimmed_s) count towards the header's length too
+    p = Progress(["talk.mp3"])
+    p.started(0)
+    p.since[0] -= 10.0
+    trimmed = [{"source": "talk.mp3", "duration_s": 400.0, "trimmed_s": 200.0, "cost_usd": 0.01}] * 2
+    p.chunk(0, trimmed[:1], length_s=3600.0)
+    line = p.chunk(0, trimmed[1:])
+    assert re.search(r"2 chunks in, 20 min 00 s of 1 h 00 min of audio · \$0\.0200 so far · ETA 20\.0 s$", line), line
     p = Progress(["a.mp3", "long.wav"])  # another file, length unknown: no ETA claimed from one file alone
     p.chunk(1, [{"source": "long.wav", "duration_s": 600.0, "cost_usd": 0.01}], length_s=3600.0)
     assert "ETA" not in p.header()

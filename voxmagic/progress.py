@@ -73,7 +73,7 @@ class Progress:
         self.running: set[int] = set()
         self.recent: deque[str] = deque(maxlen=6)
         self.began = time.monotonic()
-        self.partial: dict[int, tuple[int, float, float]] = {}  # a long source's chunks in: count, seconds, cost
+        self.partial: dict[int, tuple[int, float, float]] = {}  # a long source's chunks in: count, reach, cost
         self.lengths: dict[int, float] = {}  # a long source's audio seconds, as its header says
         self.since: dict[int, float] = {}  # when work on a source began
 
@@ -93,7 +93,7 @@ class Progress:
         if done["error"]:  # a failed chunk is not "in": the source's row will say what failed
             return ""
         count, seconds, cost = self.partial.get(index, (0, 0.0, 0.0))
-        count, seconds, cost = count + 1, seconds + done["duration_s"], cost + (done["cost_usd"] or 0.0)
+        count, seconds, cost = count + 1, seconds + done["reach_s"], cost + (done["cost_usd"] or 0.0)
         self.partial[index] = (count, seconds, cost)
         if length_s:
             self.lengths[index] = length_s
