@@ -18,9 +18,9 @@ machine the same call varies by up to 40% from minute to minute, hence the best 
 - total: ``voxmagic.segment.prepare_chunks(voxmagic.as_source(path), "mp3", 1500)``, what a
   transcription does (check whether the file can go as it is, decode, downmix, resample to
   16 kHz mono, encode MP3 at 32 kbit/s);
-- the parts, one after the other on one thread: decode + downmix + resample
-  (``as_source(path).decode()``) and encode (``voxmagic.audio.encode(pcm, fmt)``) for mp3, and
-  for flac and ogg (Opus) for comparison.
+- the parts, one after the other: decode + downmix + resample (``as_source(path).decode()``; an
+  MP3 of 1.5 to 30 minutes is decoded on two threads, ``voxmagic.mp3_threads``) and encode
+  (``voxmagic.audio.encode(pcm, fmt)``) for mp3, and for flac and ogg (Opus) for comparison.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def main() -> list[Row]:
     rows = [
         Row(f"prepare: 10-min 44.1 kHz stereo MP3 → 16 kHz mono MP3, wall: what a user waits (best of {args.repeat})",
             f"≥ {TARGET:.0f}× and ≥ FFmpeg's CLI", f"{both('total', 0)}{beside(0)}", ok),
-        Row("prepare: same, CPU of every thread (decoding on one core, LAME on the other)", "comparison",
+        Row("prepare: same, CPU of every thread (decoding on two threads, LAME on a third)", "comparison",
             f"{both('total', 1)}{beside(1)} (decode+resample {x('decode', 1):.0f}×, "
             f"MP3 encode {x('mp3', 1):.0f}×)", None),
     ]  # fmt: skip

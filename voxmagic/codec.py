@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import lame, sniff
+from . import lame, mp3_threads, sniff
 from .errors import AudioError
 from .formats import DEFAULT_FORMAT, ENCODERS, UPLOAD_FORMATS
 from .resample import SAMPLE_RATE, resampled
@@ -286,7 +286,9 @@ def container_blocks(
                     container.seek(int(at / base), stream=streams[0], backward=True, any_frame=False)
                 else:
                     container.seek(int(at * av.time_base), backward=True, any_frame=False)
-            frames = _frame_arrays(container.decode(streams[0]), start_s, end_s, origin)
+            whole = start_s <= 0 and end_s is None and mp3_threads.worth_it(container, streams[0])
+            decoded = mp3_threads.frames(container, streams[0]) if whole else container.decode(streams[0])
+            frames = _frame_arrays(decoded, start_s, end_s, origin)
             for block in resampled(frames):
                 produced = True
                 yield block
