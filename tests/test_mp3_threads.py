@@ -67,6 +67,18 @@ def test_two_threads_give_every_sample_one_decoder_gives(tmp_path, monkeypatch, 
     assert two_times == times
 
 
+@pytest.mark.parametrize("ahead", [0, 2])
+def test_however_many_pieces_are_decoded_ahead(tmp_path, monkeypatch, ahead):
+    """Each piece after the first gets a decoder of its own, also when the one before it was
+    handed on first (the first piece's decoder, flushed at its end, is never used again)."""
+    monkeypatch.setattr(mp3_threads, "PIECE_S", 1.3)
+    monkeypatch.setattr(mp3_threads, "AHEAD", ahead)
+    path = _mp3(tmp_path / "talk.mp3", *KINDS["128k-stereo"])
+    one, times, _ = _decoded(path, threaded=False)
+    two, two_times, error = _decoded(path, threaded=True)
+    assert error is None and two_times == times and np.array_equal(two, one)
+
+
 def test_the_audio_it_prepares_is_the_same_to_the_byte(tmp_path, monkeypatch):
     path = _mp3(tmp_path / "talk.mp3", *KINDS["128k-stereo"])
     monkeypatch.setattr(mp3_threads, "PIECE_S", 2.0)

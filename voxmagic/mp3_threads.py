@@ -49,7 +49,7 @@ def frames(container: Any, stream: Any) -> Iterator[Any]:
     A decoding error comes after the frames decoded before it, as from one decoder."""
     # the first piece is the stream's own decoder's: it knows the packets' time base, which times
     # the first frame after the encoder's delay it drops (a new decoder would stamp it 0)
-    first, name = stream.codec_context, stream.codec_context.name
+    decoder, name = stream.codec_context, stream.codec_context.name
     per = max(1, round(PIECE_S * (stream.codec_context.sample_rate or 44_100) / SAMPLES_PER_FRAME))
     pending: deque[Future] = deque()
     piece: list[Any] = []
@@ -60,13 +60,13 @@ def frames(container: Any, stream: Any) -> Iterator[Any]:
                 continue
             piece.append(packet)
             if len(piece) - warm >= per:
-                pending.append(_workers().submit(_decoded, first if not pending else name, piece, warm))
-                warm = min(WARM_FRAMES, len(piece))
+                pending.append(_workers().submit(_decoded, decoder, piece, warm))
+                decoder, warm = name, min(WARM_FRAMES, len(piece))
                 piece = piece[-warm:]
                 while len(pending) > AHEAD:
                     yield from _handed(pending.popleft())
         if len(piece) > warm:
-            pending.append(_workers().submit(_decoded, first if not pending else name, piece, warm))
+            pending.append(_workers().submit(_decoded, decoder, piece, warm))
         while pending:
             yield from _handed(pending.popleft())
     finally:
