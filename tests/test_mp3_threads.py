@@ -118,4 +118,5 @@ def test_short_and_long_files_and_other_codecs_stay_with_one_decoder(tmp_path, m
     flac = tone_file(tmp_path / "middle.flac", 12.0)
     for path, expected in ((short, False), (middle, True), (long, False), (flac, False)):
         with av.open(str(path)) as container:
-            assert mp3_threads.worth_it(container, container.streams.audio[0]) is expected, path.name
+            stream = container.streams.audio[0]
+            assert mp3_threads.worth_it(stream, codec.header_seconds(container, stream)) is expected, path.name

@@ -219,11 +219,16 @@ def probe_duration(file: str | io.BytesIO) -> float | None:
             streams = container.streams.audio
             if not streams:
                 return None
-            if streams[0].duration and streams[0].time_base:
-                return float(streams[0].duration * streams[0].time_base)
-            return container.duration / 1e6 if container.duration and container.duration > 0 else None
+            return header_seconds(container, streams[0])
     except av.error.FFmpegError:
         return None
+
+
+def header_seconds(container: Any, stream: Any) -> float | None:
+    """An opened stream's length as the header says (the stream's own, else its container's)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1e6 if container.duration and container.duration > 0 else None
 
 
 def opened(
@@ -286,7 +291,8 @@ def container_blocks(
                     container.seek(int(at / base), stream=streams[0], backward=True, any_frame=False)
                 else:
                     container.seek(int(at * av.time_base), backward=True, any_frame=False)
-            whole = start_s <= 0 and end_s is None and mp3_threads.worth_it(container, streams[0])
+            length = header_seconds(container, streams[0])
+            whole = start_s <= 0 and end_s is None and mp3_threads.worth_it(streams[0], length)
             decoded = mp3_threads.frames(container, streams[0]) if whole else container.decode(streams[0])
             frames = _frame_arrays(decoded, start_s, end_s, origin)
             for block in resampled(frames):

@@ -33,15 +33,12 @@ SAMPLES_PER_FRAME = 1152  # MPEG-1 layer III (MPEG-2's 576 make pieces of half t
 _pool: ThreadPoolExecutor | None = None
 
 
-def worth_it(container: Any, stream: Any) -> bool:
-    """Whether ``stream`` is an MP3 of a length that gains, on a machine with a second core."""
+def worth_it(stream: Any, seconds: float | None) -> bool:
+    """Whether ``stream``, ``seconds`` long by its header, is an MP3 of a length that gains, on a
+    machine with a second core."""
     if stream.codec_context.name not in CODECS or (os.cpu_count() or 1) < 2:
         return False
-    if stream.duration and stream.time_base:
-        seconds = float(stream.duration * stream.time_base)
-    else:
-        seconds = (container.duration or 0) / 1_000_000  # av.time_base
-    return MIN_S <= seconds <= MAX_S
+    return seconds is not None and MIN_S <= seconds <= MAX_S
 
 
 def frames(container: Any, stream: Any) -> Iterator[Any]:

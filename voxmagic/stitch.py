@@ -78,20 +78,16 @@ def _duration(rows: list[dict]) -> float:
     return float(sum(r.get("duration_s") or 0 for r in rows))
 
 
-def _reach(rows: list[dict]) -> float:
-    """How much of their source the rows account for: with ``--trim-silence`` a chunk's
-    ``duration_s`` counts only the speech it sent, its ``trimmed_s`` the pauses cut from its piece.
-    The measure a source's length (from its header) is compared with."""
-    return _duration(rows) + float(sum(r.get("trimmed_s") or 0.0 for r in rows))
-
-
 def summary(rows: list[dict]) -> dict:
     """One source's rows (chunks, when ``segments``) summed up for progress reports."""
     errors = [r["error"] for r in rows if r.get("error")]
+    duration = _duration(rows)
     return {
         "source": rows[0]["source"],
-        "duration_s": _duration(rows),
-        "reach_s": _reach(rows),
+        "duration_s": duration,
+        # how much of the source they account for, what its header's length is compared with: with
+        # --trim-silence a chunk's duration_s counts only the speech sent, trimmed_s the pauses cut
+        "reach_s": duration + float(sum(r.get("trimmed_s") or 0.0 for r in rows)),
         # a server that does not say (vLLM): unknown, not $0
         "cost_usd": None
         if any(r.get("cost_usd") is None and not r.get("error") for r in rows)
