@@ -41,6 +41,17 @@ def test_cell_body_is_the_prompt_and_result_lands_in_variables(ip, server):
     assert response.text in out  # text fallback printed the streamed answer
 
 
+def test_an_answer_cut_at_the_output_limit_says_so_and_what_to_do(ip, server):
+    out, err = run(ip, "%%voxtral meeting.mp3 --max-tokens 3 -o ans\nQ")
+    assert server.requests[-1].body["max_tokens"] == 3
+    assert "3 tokens · cut at the output limit · $" in out
+    assert err.strip() == ("voxmagic: the answer stopped at --max-tokens 3 after 3 tokens; ask again with a larger "
+                           "--max-tokens, or go on from here with %%voxtral --continue")
+    assert ip.user_ns["ans"] == ip.user_ns["_voxtral"].text and ip.user_ns["ans"]  # what came is kept
+    out, err = run(ip, "%%voxtral meeting.mp3 -o ans\nQ")
+    assert "cut at" not in out and not err
+
+
 def test_every_api_option_reaches_the_request(ip, server):
     run(ip, "%%voxtral meeting.mp3 --model mistralai/voxtral-mini-3b-2507 --max-tokens 7 "
             "--temperature 0.3 --top-p 0.9 --stop END --stop FIN --frequency-penalty 0.5 "

@@ -121,6 +121,7 @@ class Response:
             self.model,
             f"{self.audio_seconds:.1f} s audio",
             f"{toks} tokens" if toks is not None else None,
+            "cut at the output limit" if self.finish_reason == "length" else None,
             "cached, $0" if self.cached else cost,
             f"{self.latency_s:.2f} s",
             f"{self.attempts} attempts" if self.attempts > 1 else None,

@@ -22,6 +22,7 @@ from ..jobs import Job
 from ..loop import LOOP
 from ..progress import Answering
 from ..providers import MIME_TYPES
+from ..results import Response
 from ..runner import Plan, ledger
 from ..silence import report
 from .display import StreamView, widgets_available
@@ -231,10 +232,24 @@ async def _answer(asking: _Asking, plan: Plan) -> Any:
         trimmed, sent = sum(c.trimmed_s for c in plan.request.audio), sum(c.duration_s for c in plan.request.audio)
         tally += "\n" + report(trimmed, pricing_for(plan.request.model).audio_second, sent)
     view.finish(shown, summary, tally)
+    if done.response.finish_reason == "length":
+        print(f"voxmagic: {_cut(done.response, options.params.max_tokens)}", file=sys.stderr)
     if unparsed:  # after the answer, on its own line; -o holds no object that is not one
         kept = f"{options.out} is None; " if options.out else ""
         print(f"voxmagic: {unparsed}; {kept}the answer as sent is in _voxtral.text", file=sys.stderr)
     return value
+
+
+def _cut(response: Response, max_tokens: int | None) -> str:
+    """What to do about an answer the output limit cut short (``finish_reason`` "length")."""
+    tokens = response.usage.completion_tokens
+    limit = f"--max-tokens {max_tokens}" if max_tokens else "the model's output limit"
+    more = "a larger --max-tokens" if max_tokens else "--max-tokens"
+    said = f" after {tokens} tokens" if tokens else ""
+    return (
+        f"the answer stopped at {limit}{said}; ask again with {more}, "
+        "or go on from here with %%voxtral --continue"
+    )
 
 
 PREVIEW_MAX_BYTES = 96_000  # never more than this per player (before base64)
