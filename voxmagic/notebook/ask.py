@@ -246,10 +246,7 @@ def _cut(response: Response, max_tokens: int | None) -> str:
     limit = f"--max-tokens {max_tokens}" if max_tokens else "the model's output limit"
     more = "a larger --max-tokens" if max_tokens else "--max-tokens"
     said = f" after {tokens} tokens" if tokens else ""
-    return (
-        f"the answer stopped at {limit}{said}; ask again with {more}, "
-        "or go on from here with %%voxtral --continue"
-    )
+    return f"the answer stopped at {limit}{said}; ask again with {more}, or go on from here with %%voxtral --continue"
 
 
 PREVIEW_MAX_BYTES = 96_000  # never more than this per player (before base64)
