@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 import voxmagic
 from voxmagic import batch, preparing, runner, segment
 from voxmagic.errors import BudgetError, ConfigError
+from voxmagic.since import timestamp
 from voxmagic.testing.synth import speechlike, tone_file, write_audio
 
 
@@ -136,6 +138,10 @@ def test_every_request_and_failure_is_in_history(server, opts, clips, tmp_path):
     assert "test-key" not in h.to_csv()  # never the key
     assert voxmagic.history(since="1h").shape[0] == 4 and voxmagic.history(since="2999-01-01").empty
     assert voxmagic.history(since="-1h").shape[0] == 4  # a minus sign means back from now too (it read the future)
+    midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+    assert timestamp("Today") == midnight.timestamp()  # pandas alone reads "today" as now: it found nothing
+    assert timestamp("yesterday") == (midnight - timedelta(days=1)).timestamp()
+    assert voxmagic.history(since="yesterday").shape[0] == 4
     with pytest.raises(ConfigError, match="since='yesterday-ish'"):
         voxmagic.history(since="yesterday-ish")
 

@@ -8,10 +8,8 @@ This module is the public face only: the work is in :mod:`voxmagic.runner`,
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import audio as _audio
@@ -22,7 +20,6 @@ from .batch import DEFAULT_CHUNK_S, Batch, question_batch, transcription_batch
 from .batch_run import run as run_batch
 from .chat import TRANSCRIPT_TEMPERATURE
 from .conversation import Conversation, batch_tools
-from .errors import ConfigError
 from .frames import table
 from .limits import DEFAULT_CONCURRENCY
 from .loop import LOOP
@@ -31,6 +28,7 @@ from .providers import vocabulary
 from .results import Response
 from .runner import Caching, Plan, ledger
 from .settings import split_options
+from .since import timestamp
 from .subtitles import Transcript
 from .subtitles import transcripts as subtitle_transcripts
 from .timeline import segment_rows
@@ -373,28 +371,4 @@ def history(last: int | None = None, since: Any = None, *, since_label: str = "s
     """Every request voxmagic has made on this machine (newest ``last``, or ``since`` a time),
     from its SQLite file — cost, tokens, text, errors; never the key or the audio. ``since_label``
     names the value in a refusal as the caller wrote it (``--since`` on a magic's line)."""
-    return runner.store.history(last=limits.check("last", last), since=_timestamp(since, since_label))
-
-
-def _timestamp(value: Any, label: str = "since=") -> float | None:
-    """Unix seconds from a number, a datetime, a time as text ("2026-11-25 10:00", local time) or a
-    duration back from now ("90min", "2h", "1 day")."""
-    if value is None or isinstance(value, (int, float)):
-        return value
-    import pandas as pd
-
-    if isinstance(value, str):
-        try:
-            return time.time() - abs(pd.Timedelta(value).total_seconds())  # "-2h" is 2 hours back too
-        except ValueError:
-            pass
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        shown = f"{label}{value!r}" if label.endswith("=") else f"{label} {value}"
-        raise ConfigError(
-            f"{shown} is neither a time ('2026-11-25 10:00') nor a duration back from now ('2h')"
-        ) from exc
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize(datetime.now().astimezone().tzinfo)
-    return stamp.timestamp()
+    return runner.store.history(last=limits.check("last", last), since=timestamp(since, since_label))
