@@ -54,8 +54,7 @@ MIN_PIECE_S = 1.0  # a caption's piece is at least this long ...
 PAUSE_S = 0.3  # ... and ends in the middle of the first pause this long after that,
 MAX_PIECE_S = 8.0  # or, when nobody pauses, at the quietest moment before this
 CHECK_S = 0.25  # look for a pause each time this much more audio has arrived
-DEFAULT_MAX_S = limits.DEFAULT_RECORDING_SECONDS  # a recording stops by itself after this long ...
-MAX_S = 3600.0  # ... and may be allowed at most an hour
+DEFAULT_MAX_S = limits.DEFAULT_RECORDING_SECONDS  # a recording stops by itself after this long (see max_seconds)
 NO_MICROPHONE = "no microphone here: {why}; pass a file instead: %%voxtral path/to/clip.wav"
 
 Transcriber = Callable[[AudioSource], Awaitable[str]]

@@ -234,7 +234,8 @@ class VoxtralMagics(Magics):
     @argument(
         "--since",
         metavar="WHEN",
-        help="only requests since a time ('2026-11-25 09:00'), a day ('today', 'yesterday') or for a duration back from now ('2h', '30min')",
+        help="only requests since a time ('2026-11-25 09:00'), a day ('today', 'yesterday') "
+        "or for a duration back from now ('2h', '30min')",
     )
     @line_magic("voxtral_history")  # type: ignore[arg-type]
     def voxtral_history(self, line: str) -> Any:
