@@ -151,6 +151,14 @@ def test_only_silence_is_an_error_row_not_a_request(server, tmp_path):
     assert server.request_count == 0
 
 
+def test_a_file_of_only_silence_counts_in_what_was_trimmed(shell, server, tmp_path):
+    write_audio(tmp_path / "quiet.wav", np.zeros((1, 5 * RATE), np.float32), RATE)
+    out, err = run(shell, f"%voxtral_transcribe {tmp_path / 'quiet.wav'} --trim-silence -o df")
+    assert "trimmed 0:05 of silence · saved $0.000500" in out and server.request_count == 0  # was "trimmed 0:00"
+    assert "was heard as speech" not in out  # the row says so, and what to do
+    assert shell.user_ns["df"]["error"].iloc[0].endswith("found only silence; leave it out to send the audio")
+
+
 def test_clip_times_map_to_the_source():
     spans = ((0.0, 14.0), (18.0, 24.0), (26.5, 40.0))
     assert on_source(spans, 5.0) == 5.0 and on_source(spans, 16.0) == 20.0

@@ -147,7 +147,7 @@ def report(removed_s: float, usd_per_audio_second: float | None = None, sent_s: 
     detector does not hear as speech (music, a synthetic voice) goes with the pauses."""
     note = fallback_note()
     line = saved(removed_s, usd_per_audio_second) + (f" ({note})" if note else "")
-    if sent_s is not None and removed_s > sent_s:
+    if sent_s and removed_s > sent_s:  # nothing sent: each source's row says it held no speech
         line += (
             f"\nonly {sent_s:.1f} of {sent_s + removed_s:.1f} s was heard as speech and sent: if words are "
             "missing, send it again without trimming silence"

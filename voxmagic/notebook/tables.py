@@ -236,11 +236,18 @@ async def _rows(options: CallOptions, run: Run, view: BatchView, namespace: Name
     if run.after is not None:
         rows, note = run.after(rows)
     df = _bind(rows, options, run, namespace)
-    trimmed = sum(r.get("trimmed_s") or 0.0 for r in rows)
+    trimmed = sum(r.get("trimmed_s") or 0.0 for r in rows) + _silent_s(run)
     sent_s = sum(summary(chunks)["duration_s"] for chunks in run.finished.values() if chunks)
     saved = report(trimmed, run.batch.audio_price(), sent_s) if options.trim_silence else ""
     view.finish("\n".join(filter(None, [ledger.tally_since(mark), saved, note])))
     return df
+
+
+def _silent_s(run: Run) -> float:
+    """The length of the sources that held no speech at all: each is an error row, not a request,
+    so it has no ``trimmed_s``, yet all of it was trimmed (its header says how long it is)."""
+    silent = (i for i, rows in run.finished.items() if [r.get("error") for r in rows] == [audio.NO_SPEECH])
+    return sum(length_of(run.sources[i]) or 0.0 for i in silent)
 
 
 def _bind(rows: list[dict], options: CallOptions, run: Run, namespace: Namespace) -> pd.DataFrame:
