@@ -20,10 +20,11 @@ def timestamp(value: Any, label: str = "since=") -> float | None:
         return value
     import pandas as pd
 
-    if isinstance(value, str) and value.strip().lower() in DAYS_BACK:  # pandas reads "today" as now
-        midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
-        return (midnight - timedelta(days=DAYS_BACK[value.strip().lower()])).timestamp()
     if isinstance(value, str):
+        days = DAYS_BACK.get(value.strip().lower())
+        if days is not None:  # pandas reads "today" as now
+            midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+            return (midnight - timedelta(days=days)).timestamp()
         try:
             return time.time() - abs(pd.Timedelta(value).total_seconds())  # "-2h" is 2 hours back too
         except ValueError:
