@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .cost import audio_tokens, pricing_for, text_tokens
-from .results import format_usd
+from .results import CUT, format_usd
 from .streaming import Event, Planned, Retrying, TextDelta
 
 
@@ -137,7 +137,7 @@ class Progress:
             line = f"✓ {name} · {total['duration_s']:.1f} s audio · {format_usd(total['cost_usd'])}{cached}"
             if total["cut"]:  # ✓ alone read as complete (--max-tokens, or a chunk too short to cut again)
                 part = "the answer" if len(rows) == 1 else f"{total['cut']} of {len(rows)} chunks"
-                line += f" · {part} cut at the output limit (finish_reason length)"
+                line += f" · {part} {CUT} (finish_reason length)"
         self.recent.append(line)
         return line
 

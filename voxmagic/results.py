@@ -77,6 +77,9 @@ class ToolCall:
         return json.loads(self.arguments or "{}")
 
 
+CUT = "cut at the output limit"  # an answer whose finish_reason is "length", said alike in every summary
+
+
 @dataclass
 class Response:
     """One completed chat-completions call."""
@@ -121,7 +124,7 @@ class Response:
             self.model,
             f"{self.audio_seconds:.1f} s audio",
             f"{toks} tokens" if toks is not None else None,
-            "cut at the output limit" if self.finish_reason == "length" else None,
+            CUT if self.finish_reason == "length" else None,
             "cached, $0" if self.cached else cost,
             f"{self.latency_s:.2f} s",
             f"{self.attempts} attempts" if self.attempts > 1 else None,
